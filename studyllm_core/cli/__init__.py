@@ -1,0 +1,63 @@
+"""The `studyllm` command line: one module per command group, plugins through entry points.
+
+Commands raise `StudyllmError` (or a permanent provider error) for problems the user can fix;
+`main` prints those as one line and exits non-zero. Other exceptions are bugs and keep their
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+
+from studyllm_core.cli import db as db_commands
+from studyllm_core.config import get_settings
+from studyllm_core.errors import StudyllmError
+from studyllm_core.logging_config import configure_logging, get_logger
+from studyllm_core.providers.errors import ProviderError
+from studyllm_core.redaction import redact
+
+COMMAND_MODULES = [db_commands]
+PLUGIN_GROUP = "studyllm.commands"  # value: a callable register(subparsers)
+
+log = get_logger("cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="studyllm",
+        description="Study LLM outputs at scale: capture every call, embed with a cache, cluster, keep provenance.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    for ep in entry_points(group=PLUGIN_GROUP):
+        ep.load()(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `studyllm` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    level = {0: settings.log_level, 1: "INFO"}.get(args.verbose, "DEBUG")
+    configure_logging(level, settings.logs_dir)
+    log.info("command: %s", " ".join(sys.argv[1:] if argv is None else argv))
+    try:
+        return int(args.handler(args) or 0)
+    except StudyllmError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except ProviderError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 4
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())

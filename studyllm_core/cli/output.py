@@ -1,0 +1,28 @@
+"""Printing results: JSON for machines (`--json`), aligned text for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def emit(payload: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], str]) -> None:
+    """Print `payload` as one JSON object, or as the text `human` renders from it."""
+    if as_json:
+        json.dump(payload, sys.stdout, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(human(payload))
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain aligned text table."""
+    if not rows:
+        return "(none)"
+    cells = [[str(r.get(c, "")) if r.get(c) is not None else "-" for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""SQLAlchemy engines that survive long runs: pre-ping and recycle drop dead pooled connections."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from studyllm_core.config import ENV_DATABASE_URL
+from studyllm_core.db.server import DatabaseTarget, resolve_database
+from studyllm_core.errors import DatabaseError, DatabaseUnavailableError
+from studyllm_core.logging_config import get_logger
+from studyllm_core.redaction import mask_url_password
+
+log = get_logger("db")
+
+POOL_RECYCLE_SECONDS = 1800  # below common idle timeouts of cloud databases and SSL proxies
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+    """A new engine for `url` with resilient pooling and JSON-safe settings."""
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args={"connect_timeout": 10, "application_name": "studyllm"},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # noqa: ANN001 - SQLAlchemy callback signature
+        from pgvector.psycopg import register_vector
+
+        try:
+            register_vector(dbapi_conn)
+        except Exception:  # noqa: BLE001 - extension not created yet (fresh database before upgrade)
+            pass
+
+    return engine
+
+
+def get_engine(target: DatabaseTarget | None = None) -> Engine:
+    """The process-wide engine for the configured database (created and checked on first use)."""
+    target = target or resolve_database()
+    with _lock:
+        engine = _engines.get(target.url)
+        if engine is None:
+            engine = make_engine(target.url)
+            check_connection(engine)
+            _engines[target.url] = engine
+        return engine
+
+
+def check_connection(engine: Engine) -> None:
+    """Fail with a one-line message when the server cannot be reached."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        where = mask_url_password(engine.url.render_as_string(hide_password=False))
+        raise DatabaseUnavailableError(
+            f"cannot connect to {where} ({reason}); check {ENV_DATABASE_URL} or unset it to use the embedded server"
+        ) from None
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests, forked workers)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextmanager
+def translate_db_errors(action: str) -> Iterator[None]:
+    """Turn driver errors into one-line `DatabaseError`s naming `action`; nothing is swallowed."""
+    try:
+        yield
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseUnavailableError(f"{action} failed: database unavailable ({reason})") from exc
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseError(f"{action} failed: {reason}") from exc
+
+
+def open_database(*, migrate: bool = True) -> Engine:
+    """The engine for the configured database, with the schema brought up to date when `migrate`."""
+    from studyllm_core.db.migrate import ensure_schema
+
+    engine = get_engine()
+    if migrate:
+        ensure_schema(engine)
+    return engine

@@ -1,0 +1,226 @@
+"""GroupRepository: groups, their member calls, the links between groups, and recorded artifacts.
+
+Every write is idempotent through a unique constraint (ON CONFLICT), so re-running a step reuses
+what exists instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from studyllm_core.db.engine import translate_db_errors
+from studyllm_core.db.jsonutil import jsonb
+from studyllm_core.db.models import LINK_TYPES
+from studyllm_core.errors import NotFoundError
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    id: int
+    group_type: str
+    name: str
+    description: str | None
+    metadata_json: dict[str, Any] | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    id: int
+    parent_group_id: int
+    child_group_id: int
+    link_type: str
+    position: int | None
+    metadata_json: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    id: int
+    call_id: int | None
+    group_id: int | None
+    uri: str
+    content_type: str
+    byte_size: int
+    sha256: str
+    metadata_json: dict[str, Any] | None
+    created_at: datetime
+
+
+_GROUP_COLS = "id, group_type, name, description, metadata_json, created_at"
+_LINK_COLS = "id, parent_group_id, child_group_id, link_type, position, metadata_json"
+_ARTIFACT_COLS = "id, call_id, group_id, uri, content_type, byte_size, sha256, metadata_json, created_at"
+
+
+class GroupRepository:
+    """Provenance storage: groups, members, links, artifacts."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- groups ---------------------------------------------------------------------------------
+
+    def ensure_group(
+        self,
+        group_type: str,
+        name: str,
+        *,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Id of the group (type, name), created on first use; later metadata is merged in."""
+        sql = text(
+            "INSERT INTO groups (group_type, name, description, metadata_json) "
+            "VALUES (:t, :n, :d, :m) "
+            "ON CONFLICT (group_type, name) DO UPDATE SET "
+            "  metadata_json = coalesce(groups.metadata_json, '{}'::jsonb) || coalesce(EXCLUDED.metadata_json, '{}'::jsonb), "
+            "  description = coalesce(EXCLUDED.description, groups.description) "
+            "RETURNING id"
+        )
+        with translate_db_errors(f"saving group {group_type}:{name}"), self.engine.begin() as conn:
+            return int(conn.execute(sql, {"t": group_type, "n": name, "d": description, "m": jsonb(metadata)}).scalar_one())
+
+    def get_group(self, group_id: int) -> GroupRow | None:
+        with translate_db_errors("reading a group"), self.engine.connect() as conn:
+            row = conn.execute(text(f"SELECT {_GROUP_COLS} FROM groups WHERE id = :id"), {"id": group_id}).first()
+        return GroupRow(*row) if row else None
+
+    def find_group(self, id_or_name: str | int, group_type: str | None = None) -> GroupRow:
+        """A group by id or by name (the newest when several types share a name); NotFoundError otherwise."""
+        if isinstance(id_or_name, int) or str(id_or_name).isdigit():
+            found = self.get_group(int(id_or_name))
+            if found:
+                return found
+        sql = f"SELECT {_GROUP_COLS} FROM groups WHERE name = :n"
+        params: dict[str, Any] = {"n": str(id_or_name)}
+        if group_type:
+            sql += " AND group_type = :t"
+            params["t"] = group_type
+        with translate_db_errors("finding a group"), self.engine.connect() as conn:
+            row = conn.execute(text(sql + " ORDER BY id DESC LIMIT 1"), params).first()
+        if row is None:
+            raise NotFoundError(f"no group with id or name {id_or_name!r}; list groups with `studyllm groups`")
+        return GroupRow(*row)
+
+    def list_groups(self, group_type: str | None = None, *, limit: int = 100) -> list[GroupRow]:
+        sql = f"SELECT {_GROUP_COLS} FROM groups"
+        params: dict[str, Any] = {"limit": limit}
+        if group_type:
+            sql += " WHERE group_type = :t"
+            params["t"] = group_type
+        with translate_db_errors("listing groups"), self.engine.connect() as conn:
+            return [GroupRow(*r) for r in conn.execute(text(sql + " ORDER BY id DESC LIMIT :limit"), params)]
+
+    # -- members --------------------------------------------------------------------------------
+
+    def add_members(self, group_id: int, call_ids: Sequence[int], *, role: str | None = None) -> int:
+        """Add calls to a group in one statement (positions follow `call_ids`); returns how many were new."""
+        if not call_ids:
+            return 0
+        sql = text(
+            "INSERT INTO group_members (group_id, call_id, role, position) "
+            "SELECT :g, c.id, :role, c.pos - 1 FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS c(id, pos) "
+            "ON CONFLICT (group_id, call_id) DO NOTHING"
+        )
+        with translate_db_errors("adding group members"), self.engine.begin() as conn:
+            return conn.execute(sql, {"g": group_id, "ids": list(call_ids), "role": role}).rowcount
+
+    def member_ids(self, group_id: int) -> list[int]:
+        """Call ids of a group, in position order."""
+        sql = "SELECT call_id FROM group_members WHERE group_id = :g ORDER BY position NULLS LAST, id"
+        with translate_db_errors("reading group members"), self.engine.connect() as conn:
+            return [int(r) for r in conn.execute(text(sql), {"g": group_id}).scalars()]
+
+    # -- links ----------------------------------------------------------------------------------
+
+    def link(
+        self,
+        parent_id: int,
+        child_id: int,
+        link_type: str,
+        *,
+        position: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Id of the edge parent -> child of `link_type`, created on first use."""
+        if link_type not in LINK_TYPES:
+            raise ValueError(f"link_type must be one of {', '.join(LINK_TYPES)}, not {link_type!r}")
+        if parent_id == child_id:
+            raise ValueError("a group cannot link to itself")
+        sql = text(
+            "INSERT INTO group_links (parent_group_id, child_group_id, link_type, position, metadata_json) "
+            "VALUES (:p, :c, :t, :pos, :m) "
+            "ON CONFLICT (parent_group_id, child_group_id, link_type) DO UPDATE SET "
+            "  position = coalesce(EXCLUDED.position, group_links.position) "
+            "RETURNING id"
+        )
+        with translate_db_errors("linking groups"), self.engine.begin() as conn:
+            return int(
+                conn.execute(sql, {"p": parent_id, "c": child_id, "t": link_type, "pos": position, "m": jsonb(metadata)}).scalar_one()
+            )
+
+    def children(self, parent_id: int, link_type: str | None = None) -> list[LinkRow]:
+        return self._links("parent_group_id", parent_id, link_type)
+
+    def parents(self, child_id: int, link_type: str | None = None) -> list[LinkRow]:
+        return self._links("child_group_id", child_id, link_type)
+
+    def _links(self, column: str, group_id: int, link_type: str | None) -> list[LinkRow]:
+        sql = f"SELECT {_LINK_COLS} FROM group_links WHERE {column} = :g"
+        params: dict[str, Any] = {"g": group_id}
+        if link_type:
+            sql += " AND link_type = :t"
+            params["t"] = link_type
+        with translate_db_errors("reading group links"), self.engine.connect() as conn:
+            return [LinkRow(*r) for r in conn.execute(text(sql + " ORDER BY position NULLS LAST, id"), params)]
+
+    def get_run_step_sequence(self, run_id: int) -> list[GroupRow]:
+        """The step groups of a run in execution order (links of type 'step', by position)."""
+        sql = (
+            "SELECT g.id, g.group_type, g.name, g.description, g.metadata_json, g.created_at "
+            "FROM group_links l JOIN groups g ON g.id = l.child_group_id "
+            "WHERE l.parent_group_id = :r AND l.link_type = 'step' ORDER BY l.position NULLS LAST, l.id"
+        )
+        with translate_db_errors("reading run steps"), self.engine.connect() as conn:
+            return [GroupRow(*r) for r in conn.execute(text(sql), {"r": run_id})]
+
+    # -- artifacts ------------------------------------------------------------------------------
+
+    def record_artifact(
+        self,
+        *,
+        uri: str,
+        content_type: str,
+        byte_size: int,
+        sha256: str,
+        group_id: int | None = None,
+        call_id: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Record a file and its checksum; returns the artifact id."""
+        sql = text(
+            "INSERT INTO call_artifacts (call_id, group_id, uri, content_type, byte_size, sha256, metadata_json) "
+            "VALUES (:call, :g, :uri, :ct, :size, :sha, :m) RETURNING id"
+        )
+        params = {"call": call_id, "g": group_id, "uri": uri, "ct": content_type, "size": byte_size, "sha": sha256, "m": jsonb(metadata)}
+        with translate_db_errors("recording an artifact"), self.engine.begin() as conn:
+            return int(conn.execute(sql, params).scalar_one())
+
+    def artifacts(self, *, group_id: int | None = None, uri: str | None = None) -> list[ArtifactRow]:
+        """Artifacts of a group or at a URI, newest first."""
+        clauses, params = [], {}
+        if group_id is not None:
+            clauses.append("group_id = :g")
+            params["g"] = group_id
+        if uri is not None:
+            clauses.append("uri = :uri")
+            params["uri"] = uri
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        with translate_db_errors("reading artifacts"), self.engine.connect() as conn:
+            rows = conn.execute(text(f"SELECT {_ARTIFACT_COLS} FROM call_artifacts{where} ORDER BY id DESC"), params)
+            return [ArtifactRow(*r) for r in rows]

@@ -1,0 +1,71 @@
+"""Apply and inspect schema migrations (Alembic), without an alembic.ini on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from studyllm_core.errors import DatabaseError
+from studyllm_core.logging_config import get_logger
+
+log = get_logger("db")
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+TABLES = ("raw_calls", "embedding_vectors", "groups", "group_members", "group_links", "call_artifacts")
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest revision shipped with this version of studyllm."""
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None before the first upgrade."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Apply migrations up to `revision` (serialised across processes) and return the new revision."""
+    cfg = _alembic_config()
+    try:
+        with engine.begin() as conn:
+            # Two processes upgrading at once would race on CREATE TABLE: take a lock for the duration.
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('studyllm.migrate'))"))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except DBAPIError as exc:
+        raise DatabaseError(f"migration failed: {str(exc.orig).strip().splitlines()[0]}") from None
+    rev = current_revision(engine) or ""
+    log.info("database at revision %s", rev)
+    return rev
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Upgrade to head when the database is behind; cheap when it is current."""
+    if current_revision(engine) != head_revision():
+        upgrade(engine)
+
+
+def table_counts(engine: Engine) -> dict[str, int | None]:
+    """Row count of each schema table (None for a table that does not exist yet)."""
+    existing = set(inspect(engine).get_table_names())
+    present = [t for t in TABLES if t in existing]
+    counts: dict[str, int | None] = {t: None for t in TABLES}
+    if present:
+        sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in present)
+        with engine.connect() as conn:
+            counts.update({name: int(n) for name, n in conn.execute(text(sql))})
+    return counts

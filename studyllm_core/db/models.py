@@ -1,0 +1,187 @@
+"""Schema v2: immutable capture of every provider attempt, the embedding cache, and provenance.
+
+`raw_calls` is append-only (a trigger rejects UPDATE, DELETE and TRUNCATE). Groups, members, links
+and artifacts describe what the calls and files belong to; they may grow but are written
+idempotently through unique constraints.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+CALL_STATUSES = ("success", "failed", "timeout", "cancelled")
+MODALITIES = ("text", "chat", "embedding", "summarization", "image", "audio")
+# Group types used by studyllm itself (the column is open: users may add their own).
+GROUP_TYPES = (
+    "dataset", "embedding_batch", "run", "step", "metrics", "summarization_batch",
+    "batch", "conversation", "prompt_run",
+)
+LINK_TYPES = ("step", "contains", "depends_on", "generates")
+
+# The expression behind prompt search; queries must use the same text to hit the GIN index.
+PROMPT_TSVECTOR_SQL = "to_tsvector('simple', coalesce(request_json->>'prompt', ''))"
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB}
+
+
+class RawCall(Base):
+    """One provider attempt, successful or not. Never updated or deleted."""
+
+    __tablename__ = "raw_calls"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(256))
+    modality: Mapped[str] = mapped_column(String(32), server_default="text")
+    status: Mapped[str] = mapped_column(String(16))
+    request_json: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    response_json: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error_json: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    tokens_json: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    metadata_json: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(_in("status", CALL_STATUSES), name="ck_raw_calls_status"),
+        CheckConstraint(_in("modality", MODALITIES), name="ck_raw_calls_modality"),
+        CheckConstraint("latency_ms IS NULL OR latency_ms >= 0", name="ck_raw_calls_latency"),
+        CheckConstraint("status = 'success' OR error_json IS NOT NULL", name="ck_raw_calls_failure_has_error"),
+        Index("ix_raw_calls_created_at", "created_at"),
+        Index("ix_raw_calls_provider_model_created", "provider", "model", "created_at"),
+        Index("ix_raw_calls_status_created", "status", "created_at"),
+        Index("ix_raw_calls_modality_created", "modality", "created_at"),
+        Index("ix_raw_calls_request_hash", "request_hash"),
+        Index("ix_raw_calls_prompt_fts", text(PROMPT_TSVECTOR_SQL), postgresql_using="gin"),
+    )
+
+
+class EmbeddingVector(Base):
+    """The embedding cache: one vector per request hash, tied to the successful call that produced it."""
+
+    __tablename__ = "embedding_vectors"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(256))
+    dimension: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    vector: Mapped[Any] = mapped_column(Vector())
+    norm: Mapped[float] = mapped_column(Float)
+    raw_call_id: Mapped[int] = mapped_column(ForeignKey("raw_calls.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("dimension > 0", name="ck_embedding_vectors_dimension"),
+        CheckConstraint("vector_dims(vector) = dimension", name="ck_embedding_vectors_dims_match"),
+        Index("ix_embedding_vectors_model_dimension", "provider", "model", "dimension"),
+        Index("ix_embedding_vectors_raw_call", "raw_call_id"),
+    )
+
+
+class Group(Base):
+    """A named collection: a dataset, a batch of calls, a run, a step, a metrics bundle, ..."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    group_type: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(512))
+    description: Mapped[str | None] = mapped_column(Text)
+    metadata_json: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("group_type", "name", name="uq_groups_type_name"),
+        Index("ix_groups_name", "name"),
+    )
+
+
+class GroupMember(Base):
+    """A raw call's membership in a group (with an optional role and position)."""
+
+    __tablename__ = "group_members"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    call_id: Mapped[int] = mapped_column(ForeignKey("raw_calls.id"))
+    role: Mapped[str | None] = mapped_column(String(64))
+    position: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("group_id", "call_id", name="uq_group_members_group_call"),
+        Index("ix_group_members_call", "call_id"),
+    )
+
+
+class GroupLink(Base):
+    """A directed edge between groups: a run's steps, data dependencies, containment, generation."""
+
+    __tablename__ = "group_links"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    parent_group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    child_group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    link_type: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int | None] = mapped_column(Integer)
+    metadata_json: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("parent_group_id", "child_group_id", "link_type", name="uq_group_links_edge"),
+        CheckConstraint("parent_group_id <> child_group_id", name="ck_group_links_no_self"),
+        CheckConstraint(_in("link_type", LINK_TYPES), name="ck_group_links_type"),
+        Index("ix_group_links_child", "child_group_id"),
+    )
+
+
+class CallArtifact(Base):
+    """A file produced by a call or a group's step, with its checksum for verification on load."""
+
+    __tablename__ = "call_artifacts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("raw_calls.id"))
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    uri: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(128))
+    byte_size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    metadata_json: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("byte_size >= 0", name="ck_call_artifacts_size"),
+        CheckConstraint("char_length(sha256) = 64", name="ck_call_artifacts_sha256"),
+        Index("ix_call_artifacts_group", "group_id"),
+        Index("ix_call_artifacts_call", "call_id"),
+        Index("ix_call_artifacts_uri", "uri"),
+    )

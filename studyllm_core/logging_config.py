@@ -1,0 +1,64 @@
+"""Logging configured in one place: stderr plus a rotating file under `$STUDYLLM_HOME/logs`.
+
+Loggers used across the code: `studyllm.providers` (every API call), `studyllm.db` (database
+operations), `studyllm.cli` (user actions). A filter masks secrets in every record.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from pathlib import Path
+
+from studyllm_core.redaction import redact
+
+_configured = False
+
+
+class RedactingFilter(logging.Filter):
+    """Masks known secrets in the formatted message of every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def configure_logging(level: str = "WARNING", log_dir: Path | None = None) -> None:
+    """Set up the `studyllm` logger tree once per process; later calls only change the level."""
+    global _configured
+    logger = logging.getLogger("studyllm")
+    logger.setLevel(logging.DEBUG)
+    if _configured:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setLevel(level)
+        return
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stream = logging.StreamHandler()
+    stream.setLevel(level)
+    stream.setFormatter(fmt)
+    stream.addFilter(RedactingFilter())
+    logger.addHandler(stream)
+    if log_dir is not None:
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            file_handler = logging.handlers.RotatingFileHandler(
+                log_dir / "studyllm.log", maxBytes=10_000_000, backupCount=3, encoding="utf-8"
+            )
+        except OSError:
+            file_handler = None  # an unwritable home is reported by whoever needs it, not here
+        if file_handler is not None:
+            file_handler.setLevel(logging.INFO)
+            file_handler.setFormatter(fmt)
+            file_handler.addFilter(RedactingFilter())
+            logger.addHandler(file_handler)
+    logger.propagate = False
+    _configured = True
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger under the `studyllm` tree, e.g. get_logger("db")."""
+    return logging.getLogger(f"studyllm.{name}")

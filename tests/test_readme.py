@@ -1,0 +1,25 @@
+"""The README's Quickstart and CI run the same commands, so CI proves what the README promises."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quickstart_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line.strip() for line in block.strip().splitlines()]
+
+
+def test_quickstart_has_install_main_job_and_tests():
+    install, main_job, tests = quickstart_commands()
+    assert "pip install" in install and main_job.startswith(".venv/bin/studyllm ") and "pytest" in tests
+
+
+def test_ci_runs_the_readme_install_and_test_commands():
+    install, _, tests = quickstart_commands()
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert install in ci_lines
+    assert tests in ci_lines
