@@ -17,6 +17,13 @@ _registered: set[str] = set()
 
 MASK = "***"
 
+# Credentials that may appear even when we do not know their value (e.g. set by another tool).
+_GENERIC_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}"),
+    re.compile(r"(?i)(api[-_]?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9._~+/=\-]{8,}"),
+    re.compile(r"()\bsk-[A-Za-z0-9_\-]{8,}"),
+)
+
 
 def register_secret(value: str | None) -> None:
     """Treat `value` as a secret from now on in this process."""
@@ -33,8 +40,8 @@ def known_secrets() -> set[str]:
     return found
 
 
-def redact(text: str, secrets: Iterable[str] | None = None) -> str:
-    """Replace every known secret (and any given ones) in `text` with a mask."""
+def redact(text: str, secrets: Iterable[str | None] | None = None) -> str:
+    """Mask every known secret, the given ones, and anything shaped like a bearer or `sk-` key."""
     if not text:
         return text
     values = known_secrets() | {s for s in (secrets or ()) if s and len(s) >= _MIN_SECRET_LEN}
@@ -42,7 +49,14 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
     for value in sorted(values, key=len, reverse=True):
         if value in text:
             text = text.replace(value, MASK)
+    for pattern in _GENERIC_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + MASK, text)
     return text
+
+
+def mask(secret: str | None) -> str:
+    """How a secret shows in a repr: set or not, never its value."""
+    return "None" if not secret else repr(MASK)
 
 
 def mask_url_password(url: str) -> str:

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from support import STUDYLLM_EXE, TEST_API_KEY
 
 TEMPLATE_DB = "studyllm_test_template"
 
@@ -121,9 +122,6 @@ def db_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
     return {**os.environ, "STUDYLLM_DATABASE_URL": database_url}
 
 
-STUDYLLM_EXE = str(Path(sys.executable).with_name("studyllm"))
-
-
 @pytest.fixture
 def cli():
     """Run the real `studyllm` console script in a subprocess: cli(args, env, timeout=...)."""
@@ -134,3 +132,14 @@ def cli():
         )
 
     return run
+
+
+# -- the loopback OpenAI-compatible server ----------------------------------------------------
+
+@pytest.fixture
+def stub():
+    """A fresh loopback OpenAI-compatible server (16-dim embeddings) that accepts TEST_API_KEY only."""
+    from studyllm_core.testing import OpenAIStubServer
+
+    with OpenAIStubServer(dim=16, api_keys=[TEST_API_KEY]) as srv:
+        yield srv

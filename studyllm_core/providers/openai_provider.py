@@ -1,0 +1,177 @@
+"""The `openai` provider: chat and embeddings through the official SDK's AsyncOpenAI client.
+
+The SDK never retries (`max_retries=0`): the service layer retries with tenacity and records
+each attempt. Responses are read raw and validated by `openai_format`, so OpenAI, Azure and
+compatible servers share one set of checks. Subclasses change only how the client is built,
+which model name goes on the wire, and whether a key is required.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, ClassVar
+
+import openai
+
+from studyllm_core.providers import openai_format
+from studyllm_core.providers.base import ChatMessage, ChatResponse, EmbeddingResponse, Provider
+from studyllm_core.providers.errors import AuthenticationError, BadRequestError, ConfigurationError
+from studyllm_core.providers.openai_errors import translate_openai_error
+from studyllm_core.redaction import mask
+
+DEFAULT_TIMEOUT_S = 60.0
+
+
+class OpenAIProvider(Provider):
+    """OpenAI's API (or any base URL speaking it) via `openai.AsyncOpenAI`, one client per provider."""
+
+    name: ClassVar[str] = "openai"
+    supports_chat: ClassVar[bool] = True
+    supports_embeddings: ClassVar[bool] = True
+    default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
+    api_key_required: ClassVar[bool] = True
+    api_key_env: ClassVar[str] = "OPENAI_API_KEY"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        organization: str | None = None,
+        project: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        embedding_encoding: str = "float",
+        default_headers: dict[str, str] | None = None,
+    ) -> None:
+        if self.api_key_required and not api_key:
+            raise AuthenticationError(
+                f"{self.name} provider needs an API key: set {self.api_key_env} (or pass api_key=...)",
+                provider=self.name,
+            )
+        base_url = base_url or self.default_base_url
+        if not base_url:
+            raise ConfigurationError(
+                f"{self.name} provider needs a base URL: set {self.base_url_env()} (or pass base_url=...)",
+                provider=self.name,
+            )
+        if embedding_encoding not in ("float", "base64"):
+            raise ConfigurationError(f"embedding_encoding must be 'float' or 'base64', got {embedding_encoding!r}")
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.organization = organization
+        self.project = project
+        self.timeout = float(timeout)
+        self.embedding_encoding = embedding_encoding
+        self._default_headers = dict(default_headers or {})
+        self._client = self._make_client()  # built now so bad settings fail here, not at the first call
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    # -- hooks for subclasses -------------------------------------------------------------------
+
+    @classmethod
+    def base_url_env(cls) -> str:
+        return "OPENAI_BASE_URL"
+
+    def _make_client(self) -> openai.AsyncOpenAI:
+        # Everything is passed explicitly so the SDK never falls back to OPENAI_* variables.
+        return openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            organization=self.organization,
+            project=self.project,
+            timeout=self.timeout,
+            max_retries=0,
+            default_headers=self._default_headers or None,
+        )
+
+    def _wire_model(self, model: str) -> str:
+        """The model name sent in the request body (Azure sends the deployment name)."""
+        return model
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in messages: passed to `redact`."""
+        return [s for s in (self._api_key,) if s]
+
+    def _client_for_loop(self) -> openai.AsyncOpenAI:
+        """The client bound to the running event loop (a new one if the provider outlived its loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client_loop is None:
+            self._client_loop = loop
+        elif self._client_loop is not loop:
+            self._client, self._client_loop = self._make_client(), loop
+        return self._client
+
+    # -- the Provider interface ----------------------------------------------------------------
+
+    async def chat(
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        **params: Any,
+    ) -> ChatResponse:
+        _require_model(model, self.name)
+        body = openai_format.chat_body(
+            messages, model=self._wire_model(model), temperature=temperature, max_tokens=max_tokens, params=params
+        )
+        extra = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        start = time.perf_counter()
+        try:
+            raw = await self._client_for_loop().chat.completions.with_raw_response.create(
+                model=body["model"], messages=body["messages"], extra_body=extra or None
+            )
+            content = raw.http_response.content
+        except (openai.OpenAIError, ValueError) as exc:
+            error = translate_openai_error(exc, provider=self.name, secrets=self.secrets())
+        else:
+            latency_ms = (time.perf_counter() - start) * 1000.0
+            data = openai_format.parse_json_body(content, provider=self.name)
+            return openai_format.parse_chat(data, provider=self.name, model=model, latency_ms=latency_ms)
+        raise error  # outside `except`, so the SDK exception (which may quote a key) is not chained
+
+    async def embed(
+        self,
+        texts: list[str],
+        *,
+        model: str,
+        dimensions: int | None = None,
+    ) -> EmbeddingResponse:
+        _require_model(model, self.name)
+        if not texts:
+            return openai_format.empty_embeddings(dimensions=dimensions, provider=self.name, model=model)
+        body = openai_format.embeddings_body(
+            texts, model=self._wire_model(model), dimensions=dimensions, encoding_format=self.embedding_encoding
+        )
+        start = time.perf_counter()
+        try:
+            raw = await self._client_for_loop().embeddings.with_raw_response.create(
+                input=body["input"],
+                model=body["model"],
+                encoding_format=body["encoding_format"],
+                **({"dimensions": body["dimensions"]} if "dimensions" in body else {}),
+            )
+            content = raw.http_response.content
+        except (openai.OpenAIError, ValueError) as exc:
+            error = translate_openai_error(exc, provider=self.name, secrets=self.secrets())
+        else:
+            latency_ms = (time.perf_counter() - start) * 1000.0
+            data = openai_format.parse_json_body(content, provider=self.name)
+            return openai_format.parse_embeddings(
+                data, n_inputs=len(texts), dimensions=dimensions, provider=self.name, model=model, latency_ms=latency_ms
+            )
+        raise error
+
+    async def aclose(self) -> None:
+        if self._client_loop in (None, asyncio.get_running_loop()):
+            await self._client.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={mask(self._api_key)}, timeout={self.timeout})"
+
+
+def _require_model(model: str, provider: str) -> None:
+    if not model or not isinstance(model, str):
+        raise BadRequestError(f"{provider}: pass model='...' (the model name to call)", provider=provider)
