@@ -12,13 +12,14 @@ import sys
 from importlib.metadata import entry_points
 
 from studyllm_core.cli import db as db_commands
+from studyllm_core.cli import embed as embed_commands
 from studyllm_core.config import get_settings
 from studyllm_core.errors import StudyllmError
 from studyllm_core.logging_config import configure_logging, get_logger
 from studyllm_core.providers.errors import ProviderError
 from studyllm_core.redaction import redact
 
-COMMAND_MODULES = [db_commands]
+COMMAND_MODULES = [db_commands, embed_commands]
 PLUGIN_GROUP = "studyllm.commands"  # value: a callable register(subparsers)
 
 log = get_logger("cli")

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from studyllm_core.db.engine import translate_db_errors
+from studyllm_core.db.engine import transaction, translate_db_errors
 from studyllm_core.db.jsonutil import dumps
 from studyllm_core.db.models import CALL_STATUSES, PROMPT_TSVECTOR_SQL
 from studyllm_core.logging_config import get_logger
@@ -110,22 +110,27 @@ class RawCallRepository:
         """Record one attempt and return its id."""
         return self.insert_many([call])[0]
 
-    def insert_many(self, calls: Iterable[NewCall], *, chunk_size: int = COPY_CHUNK) -> list[int]:
-        """Record many attempts with COPY, one transaction per chunk; ids are returned in input order."""
+    def insert_many(
+        self, calls: Iterable[NewCall], *, chunk_size: int = COPY_CHUNK, conn: Connection | None = None
+    ) -> list[int]:
+        """Record many attempts with COPY, one transaction per chunk; ids are returned in input order.
+
+        With `conn`, everything goes into the caller's transaction instead.
+        """
         ids: list[int] = []
         chunk: list[NewCall] = []
         for call in calls:
             _validate(call)
             chunk.append(call)
             if len(chunk) >= chunk_size:
-                ids.extend(self._copy_chunk(chunk))
+                ids.extend(self._copy_chunk(chunk, conn))
                 chunk = []
         if chunk:
-            ids.extend(self._copy_chunk(chunk))
+            ids.extend(self._copy_chunk(chunk, conn))
         return ids
 
-    def _copy_chunk(self, chunk: list[NewCall]) -> list[int]:
-        with translate_db_errors(f"recording {len(chunk)} raw calls"), self.engine.begin() as conn:
+    def _copy_chunk(self, chunk: list[NewCall], outer: Connection | None) -> list[int]:
+        with translate_db_errors(f"recording {len(chunk)} raw calls"), transaction(self.engine, outer) as conn:
             ids = list(
                 conn.execute(
                     text("SELECT nextval(pg_get_serial_sequence('raw_calls', 'id')) FROM generate_series(1, :n)"),

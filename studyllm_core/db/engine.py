@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from studyllm_core.config import ENV_DATABASE_URL
@@ -77,6 +77,16 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+@contextmanager
+def transaction(engine: Engine, conn: Connection | None = None) -> Iterator[Connection]:
+    """The caller's connection (inside its transaction) when given, else a new transaction."""
+    if conn is not None:
+        yield conn
+    else:
+        with engine.begin() as new:
+            yield new
 
 
 @contextmanager

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from studyllm_core.db.engine import translate_db_errors
+from studyllm_core.db.engine import transaction, translate_db_errors
 from studyllm_core.db.jsonutil import jsonb
 from studyllm_core.db.models import LINK_TYPES
 from studyllm_core.errors import NotFoundError
@@ -118,7 +118,9 @@ class GroupRepository:
 
     # -- members --------------------------------------------------------------------------------
 
-    def add_members(self, group_id: int, call_ids: Sequence[int], *, role: str | None = None) -> int:
+    def add_members(
+        self, group_id: int, call_ids: Sequence[int], *, role: str | None = None, conn: Connection | None = None
+    ) -> int:
         """Add calls to a group in one statement (positions follow `call_ids`); returns how many were new."""
         if not call_ids:
             return 0
@@ -127,8 +129,8 @@ class GroupRepository:
             "SELECT :g, c.id, :role, c.pos - 1 FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS c(id, pos) "
             "ON CONFLICT (group_id, call_id) DO NOTHING"
         )
-        with translate_db_errors("adding group members"), self.engine.begin() as conn:
-            return conn.execute(sql, {"g": group_id, "ids": list(call_ids), "role": role}).rowcount
+        with translate_db_errors("adding group members"), transaction(self.engine, conn) as tx:
+            return tx.execute(sql, {"g": group_id, "ids": list(call_ids), "role": role}).rowcount
 
     def member_ids(self, group_id: int) -> list[int]:
         """Call ids of a group, in position order."""

@@ -106,6 +106,17 @@ class EmbeddingVector(Base):
     )
 
 
+class EmbeddingLease(Base):
+    """A claim on a text being embedded now, held by a live database session (UNLOGGED table)."""
+
+    __tablename__ = "embedding_leases"
+
+    request_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_pid: Mapped[int] = mapped_column(Integer)
+    owner_started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class Group(Base):
     """A named collection: a dataset, a batch of calls, a run, a step, a metrics bundle, ..."""
 

@@ -1,0 +1,51 @@
+"""Arguments and helpers shared by several commands (provider selection, input columns)."""
+
+from __future__ import annotations
+
+import argparse
+
+from studyllm_core.errors import InputError
+from studyllm_core.providers.base import Provider
+from studyllm_core.providers.settings import provider_from_env
+from studyllm_core.services.inputs import TextTable, read_texts
+
+
+def add_provider_args(parser: argparse.ArgumentParser, *, prefix: str = "", required: bool = True) -> None:
+    """--provider/--model/--base-url (or --embed-provider ... with prefix="embed-")."""
+    parser.add_argument(f"--{prefix}provider", required=required, metavar="P",
+                        help="provider name: openai, azure, hyperbolic, openai-compatible, local, or a plugin")
+    parser.add_argument(f"--{prefix}model", required=required, metavar="M", help="model (Azure: deployment) name")
+    parser.add_argument("--base-url", metavar="URL", help="server URL (Azure: the endpoint); overrides the environment")
+    parser.add_argument("--timeout", type=float, metavar="S", help="seconds per request (default: STUDYLLM_REQUEST_TIMEOUT or 60)")
+
+
+def add_input_args(parser: argparse.ArgumentParser, *, labels: bool = False) -> None:
+    parser.add_argument("input", metavar="INPUT", help="CSV, TSV, Parquet, JSONL or TXT (one text per line)")
+    parser.add_argument("--text-column", metavar="COL", help="column name or 0-based index (default: 'text' or the only column)")
+    if labels:
+        parser.add_argument("--label-column", metavar="COL", help="column of reference labels, for ACC/NMI/ARI")
+    parser.add_argument("--no-header", action="store_true", help="CSV/TSV without a header row (columns are 0, 1, ...)")
+
+
+def read_input(args: argparse.Namespace) -> TextTable:
+    table = read_texts(
+        args.input,
+        text_column=args.text_column,
+        label_column=getattr(args, "label_column", None),
+        header=not args.no_header,
+    )
+    if not table.texts:
+        raise InputError(f"{args.input} holds no texts")
+    return table
+
+
+def build_provider(name: str, base_url: str | None, timeout: float | None) -> Provider:
+    """A provider from the environment plus command-line overrides (fails before any request if keys are missing)."""
+    return provider_from_env(name, base_url=base_url, timeout=timeout)
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number

@@ -1,0 +1,80 @@
+"""`studyllm embed`: embed the texts of a file through the cache, recording every call."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from studyllm_core.cli.common import add_input_args, add_provider_args, build_provider, positive_int, read_input
+from studyllm_core.cli.output import emit
+from studyllm_core.cli.progress import Progress
+from studyllm_core.db.engine import open_database
+from studyllm_core.providers.registry import normalize_name
+from studyllm_core.services.embedding import EmbeddingService
+from studyllm_core.services.ratelimit import RateLimit
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "embed",
+        help="embed the texts of a file (cached, de-duplicated, recorded)",
+        description="Embed every text of INPUT. Texts already embedded with the same provider, model and "
+        "dimensions come from the cache; the rest go to the API in batches, each attempt recorded.",
+    )
+    add_input_args(p)
+    add_provider_args(p)
+    p.add_argument("--dimensions", type=positive_int, metavar="N", help="ask the model for N dimensions")
+    p.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="texts per request (default 256)")
+    p.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="requests in flight (default 8)")
+    p.add_argument("--rpm", type=float, metavar="N", help="at most N requests per minute")
+    p.add_argument("--tpm", type=float, metavar="N", help="at most about N tokens per minute")
+    p.add_argument("--group", metavar="NAME", help="name of the embedding_batch group the calls join")
+    p.add_argument("--out", metavar="PATH", help="write vectors as .npy (float32; rows of failed texts are NaN)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_embed)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    table = read_input(args)  # file problems stop here, before any API call
+    provider = build_provider(args.provider, args.base_url, args.timeout)
+    engine = open_database()
+    service = EmbeddingService(
+        engine,
+        provider,
+        provider_name=normalize_name(args.provider),
+        model=args.model,
+        dimensions=args.dimensions,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        rate_limit=RateLimit(args.rpm, args.tpm),
+    )
+    progress = Progress("embedding")
+    try:
+        outcome = service.embed(table.texts, group_name=args.group, progress=progress)
+    finally:
+        progress.close()
+    out_path = None
+    if args.out:
+        out_path = Path(args.out)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out_path, outcome.vectors)
+    payload = {**outcome.summary(), "out": str(out_path) if out_path else None}
+
+    def human(p: dict) -> str:
+        lines = [
+            f"texts {p['texts']:,}  unique {p['unique']:,}  cached {p['cached']:,}  embedded {p['embedded']:,}  "
+            f"failed {p['failed']:,}  api_requests {p['api_requests']:,}  group {p['group_id']}"
+        ]
+        if p["out"]:
+            lines.append(f"vectors written to {p['out']}")
+        return "\n".join(lines)
+
+    emit(payload, args.json, human)
+    for index, reason in list(outcome.failures.items())[:10]:
+        print(f"warning: row {index}: {reason}", file=sys.stderr)
+    if outcome.failed > 10:
+        print(f"warning: {outcome.failed - 10:,} more rows failed", file=sys.stderr)
+    return 0 if outcome.failed < outcome.texts else 1

@@ -1,0 +1,33 @@
+"""The embedding cache key: what makes two requests the same request.
+
+key = sha256(KEY_VERSION, provider, model, dimensions, encoding format, normalised text), joined
+with an ASCII unit separator so no field can run into the next. Bump KEY_VERSION when the
+normalisation changes, so old entries stop matching instead of matching wrongly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+KEY_VERSION = "v1"
+_SEP = "\x1f"
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """NUL characters removed, runs of whitespace collapsed to one space, ends stripped."""
+    return _WHITESPACE.sub(" ", text.replace("\x00", "")).strip()
+
+
+def embedding_request_hash(
+    text: str, *, provider: str, model: str, dimensions: int | None, encoding_format: str = "float"
+) -> str:
+    """The cache key of one already-normalised text (hex sha256)."""
+    fields = (KEY_VERSION, provider, model, "" if dimensions is None else str(dimensions), encoding_format, text)
+    return hashlib.sha256(_SEP.join(fields).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def content_hash(*parts: str) -> str:
+    """sha256 over string parts, for request identities other than embeddings (chat de-duplication)."""
+    return hashlib.sha256(_SEP.join(parts).encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,0 +1,480 @@
+"""EmbeddingService: embed texts once, ever, and record every attempt.
+
+The cache key is `cache_key.embedding_request_hash` (provider, model, dimensions, format and the
+normalised text). A run:
+
+1. normalises the texts and sets aside unusable ones (empty, invalid UTF-8, too long): each is
+   recorded as a failed raw call and reported, never sent;
+2. looks up the unique hashes in the cache, one query per chunk;
+3. sends the rest in batches with bounded concurrency, a rate limit and retries. Before sending a
+   batch it leases the batch's texts, so concurrent runs (other processes, other threads) never
+   send the same text twice; texts leased by a live peer are waited for, texts leased by a dead
+   one are taken over;
+4. stores each successful batch's vectors together with its raw call in one transaction.
+
+A batch rejected as bad input is split in halves until the offending text stands alone, so one
+bad text costs only itself. Errors that doom every batch (bad key, unknown model, a dimension
+that contradicts the cache) stop the run at once with a one-line message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine
+
+from studyllm_core.db.calls import NewCall
+from studyllm_core.db.groups import GroupRepository
+from studyllm_core.db.vectors import NewVectors, VectorRepository
+from studyllm_core.logging_config import get_logger
+from studyllm_core.providers.base import EmbeddingResponse, Provider
+from studyllm_core.providers.errors import (
+    BadRequestError,
+    ContentFilterError,
+    MalformedResponseError,
+    PermanentError,
+    ProviderError,
+)
+from studyllm_core.services.cache_key import content_hash, embedding_request_hash, normalize_text
+from studyllm_core.services.capture import CallRecorder, error_json, run_metadata, status_for
+from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
+from studyllm_core.services.retry import RetryPolicy, call_with_retries
+
+log = get_logger("services.embedding")
+
+DEFAULT_MAX_CHARS = 50_000  # far above any embedding model's context; larger inputs are mistakes
+WAIT_POLL_S = 0.25
+_RECORDED_INPUT_CHARS = 2_000  # how much of an unusable text its failed raw call keeps
+
+# (provider, model, dimensions) -> vector dimension, for models that answered in this process.
+_validated_models: dict[tuple[str, str, int | None], int] = {}
+
+ProgressFn = Callable[[int, int], None]
+
+
+class DimensionMismatchError(PermanentError):
+    """The provider's vectors contradict the dimension already cached for this model."""
+
+    kind = "dimension_mismatch"
+
+
+@dataclass
+class EmbedOutcome:
+    """Vectors in input order (rows of failed texts are NaN) plus the run's accounting."""
+
+    vectors: np.ndarray
+    failures: dict[int, str]
+    texts: int
+    unique: int
+    cached: int
+    embedded: int
+    api_requests: int
+    group_id: int | None
+    waited_for_peers: int = 0
+    raw_call_ids: list[int] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def ok(self) -> np.ndarray:
+        mask = np.ones(self.texts, dtype=bool)
+        mask[list(self.failures)] = False
+        return mask
+
+    def summary(self) -> dict[str, Any]:
+        """The counts the CLI prints with --json."""
+        return {
+            "texts": self.texts,
+            "unique": self.unique,
+            "cached": self.cached,
+            "embedded": self.embedded,
+            "failed": self.failed,
+            "api_requests": self.api_requests,
+            "group_id": self.group_id,
+        }
+
+
+@dataclass
+class _Item:
+    """One unique usable text."""
+
+    request_hash: str
+    text: str
+
+
+class EmbeddingService:
+    """Cached, de-duplicated, recorded embeddings for one provider and model."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        provider: Provider,
+        *,
+        provider_name: str,
+        model: str,
+        dimensions: int | None = None,
+        encoding_format: str = "float",
+        batch_size: int = 256,
+        concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+        rate_limit: RateLimit | None = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ) -> None:
+        if batch_size < 1 or concurrency < 1:
+            raise ValueError("batch_size and concurrency must be at least 1")
+        self.engine = engine
+        self.provider = provider
+        self.provider_name = provider_name
+        self.model = model
+        self.dimensions = dimensions
+        self.encoding_format = encoding_format
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.retry = retry or RetryPolicy()
+        self.limiter = limiter_for(provider_name, rate_limit)
+        self.max_chars = max_chars
+        self.vectors = VectorRepository(engine)
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def request_hash(self, normalized_text: str) -> str:
+        return embedding_request_hash(
+            normalized_text,
+            provider=self.provider_name,
+            model=self.model,
+            dimensions=self.dimensions,
+            encoding_format=self.encoding_format,
+        )
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        group_id: int | None = None,
+        group_name: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> EmbedOutcome:
+        """Synchronous `aembed` (runs its own event loop; use `aembed` inside async code)."""
+        return asyncio.run(self.aembed(texts, group_id=group_id, group_name=group_name, progress=progress))
+
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        *,
+        group_id: int | None = None,
+        group_name: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> EmbedOutcome:
+        """Embed `texts`; every call joins an `embedding_batch` group (named, given, or made for this run)."""
+        if group_id is None:
+            group_id = await asyncio.to_thread(self._ensure_group, group_name)
+        run = _Run(self, list(texts), group_id, progress)
+        return await run.execute()
+
+    def _ensure_group(self, name: str | None) -> int:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        name = name or f"embed:{self.provider_name}:{self.model}:{stamp}"
+        meta = {"provider": self.provider_name, "model": self.model, "dimensions": self.dimensions}
+        return GroupRepository(self.engine).ensure_group("embedding_batch", name, metadata=meta)
+
+
+class _Run:
+    """The state of one `aembed` call."""
+
+    def __init__(self, service: EmbeddingService, texts: list[str], group_id: int | None, progress: ProgressFn | None):
+        self.s = service
+        self.texts = texts
+        self.group_id = group_id
+        self.progress = progress
+        self.recorder = CallRecorder(service.engine, group_id)
+        self.failures: dict[int, str] = {}
+        self.results: dict[str, np.ndarray] = {}  # request_hash -> vector
+        self.hash_failures: dict[str, str] = {}
+        self.api_requests = 0
+        self.embedded = 0
+        self.waited = 0
+        self.used_call_ids: set[int] = set()
+        self.expected_dim: int | None = service.dimensions
+        self.lease_conn: Connection | None = None
+        self.lease_lock = asyncio.Lock()
+        self.model_key = (service.provider_name, service.model, service.dimensions)
+
+    # -- orchestration --------------------------------------------------------------------------
+
+    async def execute(self) -> EmbedOutcome:
+        index_hash, items = await asyncio.to_thread(self._prepare)
+        cached = await asyncio.to_thread(self.s.vectors.lookup, [it.request_hash for it in items])
+        for h, (vector, call_id) in cached.items():
+            self.results[h] = vector
+            self.used_call_ids.add(call_id)
+        todo = [it for it in items if it.request_hash not in cached]
+        self.total = len(items)
+        self._report()
+        if todo:
+            await self._embed_uncached(todo)
+        if self.group_id is not None and self.used_call_ids:
+            # Cached vectors belong to this run's provenance too: their producing calls join the group.
+            await asyncio.to_thread(GroupRepository(self.s.engine).add_members, self.group_id, sorted(self.used_call_ids))
+        return self._outcome(index_hash, len(items), len(cached))
+
+    def _prepare(self) -> tuple[list[str | None], list[_Item]]:
+        """Normalise, reject unusable texts (recorded as failed calls), and de-duplicate."""
+        index_hash: list[str | None] = []
+        unique: dict[str, _Item] = {}
+        rejected: list[NewCall] = []
+        for i, raw in enumerate(self.texts):
+            problem, text = self._check(raw)
+            if problem:
+                self.failures[i] = problem
+                index_hash.append(None)
+                rejected.append(self._rejected_call(raw, problem, i))
+                continue
+            h = self.s.request_hash(text)
+            index_hash.append(h)
+            unique.setdefault(h, _Item(h, text))
+        if rejected:
+            self.recorder.record(rejected)
+        return index_hash, list(unique.values())
+
+    def _check(self, raw: object) -> tuple[str | None, str]:
+        if not isinstance(raw, str):
+            return f"not a text ({type(raw).__name__})", ""
+        if any("\udc80" <= ch <= "\udcff" for ch in raw):
+            return "invalid UTF-8 in the input", ""
+        text = normalize_text(raw)
+        if not text:
+            return "empty or whitespace-only text", ""
+        if len(text) > self.s.max_chars:
+            return f"text of {len(text):,} characters exceeds the limit of {self.s.max_chars:,}", ""
+        return None, text
+
+    def _rejected_call(self, raw: object, problem: str, index: int) -> NewCall:
+        shown = raw if isinstance(raw, str) else repr(raw)
+        shown = shown.encode("utf-8", "replace").decode("utf-8")[:_RECORDED_INPUT_CHARS]
+        return NewCall(
+            provider=self.s.provider_name,
+            model=self.s.model,
+            modality="embedding",
+            status="failed",
+            request_json={"input": [shown], "input_chars": len(raw) if isinstance(raw, str) else None, **self._params()},
+            error_json={"type": "invalid_input", "message": problem, "retryable": False, "attempt": 0},
+            metadata_json=run_metadata(input_index=index, sent=False),
+        )
+
+    async def _embed_uncached(self, todo: list[_Item]) -> None:
+        if self.expected_dim is None:
+            self.expected_dim = await asyncio.to_thread(self.s.vectors.known_dimension, self.s.provider_name, self.s.model)
+        self.lease_conn = await asyncio.to_thread(self._open_lease_connection)
+        try:
+            pending = todo
+            while pending:
+                waiting = await self._process(pending)
+                if not waiting:
+                    break
+                self.waited = max(self.waited, len(waiting))
+                await asyncio.sleep(WAIT_POLL_S)
+                found = await asyncio.to_thread(self.s.vectors.lookup, [it.request_hash for it in waiting])
+                for h, (vector, call_id) in found.items():
+                    self.results[h] = vector
+                    self.used_call_ids.add(call_id)
+                self._report()
+                pending = [it for it in waiting if it.request_hash not in found]
+        finally:
+            conn, self.lease_conn = self.lease_conn, None
+            await asyncio.to_thread(conn.close)  # closing the session frees any lease still held
+
+    def _open_lease_connection(self) -> Connection:
+        return self.s.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    async def _process(self, items: list[_Item]) -> list[_Item]:
+        """Embed what we can lease among `items`; return the items a live peer holds."""
+        batches = [items[i : i + self.s.batch_size] for i in range(0, len(items), self.s.batch_size)]
+        waiting: list[_Item] = []
+        if self.model_key not in _validated_models and batches:
+            # Probe with the first batch alone: a wrong key or model fails once, not `concurrency` times.
+            waiting += await self._run_batch(batches.pop(0))
+        queue: asyncio.Queue[list[_Item]] = asyncio.Queue()
+        for batch in batches:
+            queue.put_nowait(batch)
+
+        async def worker() -> None:
+            while not queue.empty():
+                waiting.extend(await self._run_batch(queue.get_nowait()))
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(self.s.concurrency, len(batches)))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        return waiting
+
+    async def _run_batch(self, batch: list[_Item]) -> list[_Item]:
+        """Lease and embed one batch; returns the items leased by someone else."""
+        async with self.lease_lock:
+            mine = await asyncio.to_thread(self.s.vectors.claim, self.lease_conn, [it.request_hash for it in batch])
+        await self._send([it for it in batch if it.request_hash in mine])
+        return [it for it in batch if it.request_hash not in mine]
+
+    async def _send(self, batch: list[_Item]) -> None:
+        """Embed a leased batch, splitting it when the provider rejects its content."""
+        if not batch:
+            return
+        try:
+            await self._call_with_retries(batch)
+        except (BadRequestError, ContentFilterError, MalformedResponseError) as exc:
+            if len(batch) > 1:
+                half = len(batch) // 2
+                await self._send(batch[:half])
+                await self._send(batch[half:])
+                return
+            await self._give_up(batch, exc)
+            return
+        except ProviderError as exc:
+            if not exc.retryable:  # auth, unknown model, dimension mismatch: every batch would fail
+                await self._release(batch)
+                raise
+            await self._give_up(batch, exc)  # retryable, but the policy gave up
+        except BaseException:
+            await self._release(batch)
+            raise
+
+    async def _give_up(self, batch: list[_Item], exc: BaseException) -> None:
+        for it in batch:
+            self.hash_failures[it.request_hash] = f"{type(exc).__name__}: {exc}"
+        await self._release(batch)
+        self._report()
+
+    async def _release(self, batch: list[_Item]) -> None:
+        if self.lease_conn is not None:
+            async with self.lease_lock:
+                await asyncio.to_thread(self.s.vectors.release, self.lease_conn, [it.request_hash for it in batch])
+
+    async def _call_with_retries(self, batch: list[_Item]) -> None:
+        texts = [it.text for it in batch]
+        request = {"input": texts, **self._params()}
+        batch_hash = content_hash(*(it.request_hash for it in batch))
+
+        async def attempt(n: int) -> None:
+            if self.s.limiter is not None:
+                await self.s.limiter.acquire(sum(estimate_tokens(t) for t in texts))
+            self.api_requests += 1
+            started = time.perf_counter()
+            try:
+                response = await self.s.provider.embed(texts, model=self.s.model, dimensions=self.s.dimensions)
+                self._check_response(response, len(texts))
+            except BaseException as exc:
+                latency = (time.perf_counter() - started) * 1000
+                call = NewCall(
+                    provider=self.s.provider_name,
+                    model=self.s.model,
+                    modality="embedding",
+                    status=status_for(exc),
+                    request_json=request,
+                    error_json=error_json(exc, n),
+                    latency_ms=latency,
+                    metadata_json=run_metadata(attempt=n, batch_size=len(texts), group_id=self.group_id),
+                    request_hash=batch_hash,
+                )
+                await asyncio.shield(self.recorder.arecord([call]))
+                log.info("embedding attempt %d of %d texts failed: %s", n, len(texts), exc)
+                raise
+            latency = (time.perf_counter() - started) * 1000
+            call_id = await asyncio.to_thread(self._store, batch, request, response, latency, n, batch_hash)
+            for it, vector in zip(batch, response.vectors, strict=True):
+                self.results[it.request_hash] = vector
+            self.used_call_ids.add(call_id)
+            self.embedded += len(batch)
+            self._report()
+
+        await call_with_retries(attempt, self.s.retry)
+
+    def _check_response(self, response: EmbeddingResponse, n: int) -> None:
+        vectors = response.vectors
+        if vectors.ndim != 2 or vectors.shape[0] != n:
+            raise MalformedResponseError(f"expected {n} vectors, got array of shape {vectors.shape}")
+        if not np.isfinite(vectors).all():
+            raise MalformedResponseError("the provider returned vectors with NaN or infinite values")
+        dim = int(vectors.shape[1])
+        if self.expected_dim is None:
+            self.expected_dim = dim
+        if dim != self.expected_dim:
+            raise DimensionMismatchError(
+                f"{self.s.provider_name} model {self.s.model!r} returned {dim}-dimensional vectors, but "
+                f"{self.expected_dim} dimensions are expected (cached or requested); the model behind this name "
+                "changed: use a new model name or pass --dimensions"
+            )
+        _validated_models[self.model_key] = dim
+
+    def _store(
+        self, batch: list[_Item], request: dict, response: EmbeddingResponse, latency: float, attempt: int, batch_hash: str
+    ) -> int:
+        """Record the successful call and its vectors in one transaction, releasing the leases."""
+        call = NewCall(
+            provider=self.s.provider_name,
+            model=self.s.model,
+            modality="embedding",
+            status="success",
+            request_json=request,
+            response_json={"count": len(batch), "dimension": int(response.vectors.shape[1]), "model": response.model},
+            latency_ms=latency,
+            tokens_json=response.usage.as_dict(),
+            metadata_json=run_metadata(attempt=attempt, batch_size=len(batch), group_id=self.group_id),
+            request_hash=batch_hash,
+        )
+        vectors = np.ascontiguousarray(response.vectors, dtype=np.float32)
+        with self.s.engine.begin() as conn:
+            [call_id] = self.recorder.record([call], conn=conn)
+            VectorRepository.store(
+                conn,
+                NewVectors(
+                    request_hashes=[it.request_hash for it in batch],
+                    texts=[it.text for it in batch],
+                    vectors=vectors,
+                    provider=self.s.provider_name,
+                    model=self.s.model,
+                    raw_call_id=call_id,
+                ),
+            )
+        return call_id
+
+    def _params(self) -> dict[str, Any]:
+        return {"model": self.s.model, "dimensions": self.s.dimensions, "encoding_format": self.s.encoding_format}
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(len(self.results) + len(self.hash_failures), getattr(self, "total", 0))
+
+    def _outcome(self, index_hash: list[str | None], unique: int, cached: int) -> EmbedOutcome:
+        dim = self.expected_dim or next((v.shape[0] for v in self.results.values()), 0)
+        out = np.full((len(self.texts), dim), np.nan, dtype=np.float32)
+        for i, h in enumerate(index_hash):
+            if h is None:
+                continue
+            vector = self.results.get(h)
+            if vector is None:
+                self.failures[i] = self.hash_failures.get(h, "not embedded")
+            else:
+                out[i] = vector
+        return EmbedOutcome(
+            vectors=out,
+            failures=dict(sorted(self.failures.items())),
+            texts=len(self.texts),
+            unique=unique,
+            cached=cached,
+            embedded=self.embedded,
+            api_requests=self.api_requests,
+            group_id=self.group_id,
+            waited_for_peers=self.waited,
+            raw_call_ids=sorted(self.used_call_ids),
+        )

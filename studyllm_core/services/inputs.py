@@ -1,0 +1,138 @@
+"""Reading texts (and optional labels) from CSV, TSV, Parquet, JSONL or TXT files.
+
+Problems with the file as a whole (missing, empty, no such column, unparseable) raise
+`InputError` before any API call. Problems of single rows are left to the services, which skip,
+count and record them: bytes that are not UTF-8 arrive as lone surrogates (surrogateescape), so
+the row can be reported instead of the whole file failing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from studyllm_core.errors import InputError
+
+FORMATS = {
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt", ".text": "txt",
+}
+DEFAULT_TEXT_COLUMNS = ("text", "prompt", "response", "content", "sentence")
+
+
+@dataclass
+class TextTable:
+    """Texts of a file in row order, with labels when a label column was named."""
+
+    texts: list[str]
+    labels: list[str] | None
+    text_column: str
+    source: Path
+
+
+def read_texts(
+    path: str | Path,
+    *,
+    text_column: str | int | None = None,
+    label_column: str | int | None = None,
+    header: bool = True,
+) -> TextTable:
+    """Load the text column (and label column) of `path`; see the module docstring for errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input file {path} does not exist")
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"cannot tell the format of {path.name}: use one of {', '.join(sorted(FORMATS))}")
+    if path.stat().st_size == 0:
+        raise InputError(f"input file {path} is empty")
+    if fmt == "txt":
+        if label_column is not None:
+            raise InputError("a .txt input holds one text per line and has no label column")
+        raw = path.read_bytes().decode("utf-8", "surrogateescape")
+        texts = raw.split("\n")
+        if texts and texts[-1] == "":
+            texts.pop()
+        texts = [t[:-1] if t.endswith("\r") else t for t in texts]
+        return TextTable(texts=texts, labels=None, text_column="line", source=path)
+    frame = _read_frame(path, fmt, header)
+    if len(frame) == 0:
+        raise InputError(f"input file {path} has a header but no rows")
+    text_name = _pick_column(frame, text_column, path, role="text")
+    label_name = _pick_column(frame, label_column, path, role="label") if label_column is not None else None
+    texts = [t if isinstance(t, str) else ("" if t is None or t != t else str(t)) for t in frame[text_name].tolist()]
+    labels = [str(v) for v in frame[label_name].tolist()] if label_name is not None else None
+    return TextTable(texts=texts, labels=labels, text_column=str(text_name), source=path)
+
+
+def _read_frame(path: Path, fmt: str, header: bool) -> pd.DataFrame:
+    try:
+        if fmt == "parquet":
+            return pq.read_table(path).to_pandas()
+        if fmt == "jsonl":
+            return _read_jsonl(path)
+        return _read_delimited(path, fmt, header)
+    except InputError:
+        raise
+    except Exception as exc:  # parser errors of pandas/pyarrow name the line; keep their first line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read {path.name} as {fmt}: {reason}") from None
+
+
+def _read_delimited(path: Path, fmt: str, header: bool) -> pd.DataFrame:
+    """CSV/TSV through the csv module, which keeps undecodable bytes, NULs and 1 MB fields intact."""
+    csv.field_size_limit(1 << 30)
+    text = path.read_bytes().decode("utf-8", "surrogateescape")
+    if fmt == "tsv":  # TSV has no quoting: a quote character is part of the text
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(io.StringIO(text, newline=""))
+    rows = [row for row in reader if row]
+    if not rows:
+        raise InputError(f"input file {path} has no rows")
+    names = rows.pop(0) if header else list(range(max(len(r) for r in rows)))
+    width = len(names)
+    padded = [row[:width] + [""] * (width - len(row)) for row in rows]
+    return pd.DataFrame(padded, columns=names, dtype=object)
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    rows = []
+    with path.open("r", encoding="utf-8", errors="surrogateescape") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path.name} line {number} is not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path.name} line {number} is not a JSON object")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pick_column(frame: pd.DataFrame, wanted: str | int | None, path: Path, *, role: str) -> object:
+    columns = list(frame.columns)
+    shown = ", ".join(str(c) for c in columns)
+    if wanted is None:
+        for name in DEFAULT_TEXT_COLUMNS:
+            if name in columns:
+                return name
+        if len(columns) == 1:
+            return columns[0]
+        raise InputError(f"{path.name} has columns {shown}: name the {role} column with --{role}-column")
+    if wanted in columns:
+        return wanted
+    if isinstance(wanted, int) or str(wanted).isdigit():
+        index = int(wanted)
+        if 0 <= index < len(columns):
+            return columns[index]
+        raise InputError(f"{path.name} has {len(columns)} columns; {role} column index {index} is out of range")
+    raise InputError(f"{path.name} has no column {wanted!r}; its columns are {shown}")

@@ -1,0 +1,71 @@
+"""Retry policy for provider calls, on tenacity: exponential backoff with jitter, Retry-After honoured.
+
+Only retryable provider errors are retried; permanent ones (auth, bad request, unknown model)
+fail on the first attempt. Callers record each attempt themselves, so the policy only decides
+whether and when to try again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from studyllm_core.providers.errors import ProviderError, RateLimitError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: attempts, backoff bounds and a cap on total time per request."""
+
+    max_attempts: int = 6
+    initial_wait_s: float = 0.5
+    max_wait_s: float = 30.0
+    max_total_s: float = 300.0
+    max_retry_after_s: float = 120.0  # a server asking for longer is waited for this long at most
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderError) and exc.retryable
+
+
+class _WaitRetryAfter:
+    """Wait what the server asked for (Retry-After) when it did, else exponential backoff with jitter."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.backoff = wait_exponential_jitter(multiplier=policy.initial_wait_s, max=policy.max_wait_s, jitter=policy.initial_wait_s)
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            return min(max(exc.retry_after, 0.0), self.policy.max_retry_after_s)
+        return self.backoff(state)
+
+
+async def call_with_retries(attempt: Callable[[int], Awaitable[T]], policy: RetryPolicy) -> T:
+    """Run `attempt(n)` (n = 1, 2, ...) until it succeeds, fails permanently, or the policy gives up.
+
+    The last exception propagates unchanged, so callers see the real provider error.
+    """
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_retryable),
+        wait=_WaitRetryAfter(policy),
+        stop=stop_after_attempt(policy.max_attempts) | stop_after_delay(policy.max_total_s),
+        reraise=True,
+    )
+    async for state in retrying:
+        with state:
+            return await attempt(state.retry_state.attempt_number)
+    raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover

@@ -1,0 +1,176 @@
+"""EmbeddingService over real HTTP (loopback server) and the real database."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from studyllm_core.db.calls import CallFilter, RawCallRepository
+from studyllm_core.db.groups import GroupRepository
+from studyllm_core.providers.errors import AuthenticationError
+from studyllm_core.providers.registry import create_provider
+from studyllm_core.services import embedding as embedding_module
+from studyllm_core.services.embedding import DimensionMismatchError, EmbeddingService
+from studyllm_core.services.retry import RetryPolicy
+
+from support import TEST_API_KEY as KEY
+FAST_RETRY = RetryPolicy(max_attempts=4, initial_wait_s=0.01, max_wait_s=0.05)
+
+
+@pytest.fixture(autouse=True)
+def _forget_validated_models():
+    embedding_module._validated_models.clear()
+
+
+def make_service(engine, srv, *, key=KEY, batch_size=4, concurrency=3, timeout=5.0, **kw):
+    provider = create_provider("openai-compatible", base_url=srv.base_url, api_key=key, timeout=timeout)
+    return EmbeddingService(
+        engine, provider, provider_name="openai-compatible", model="stub-embedding",
+        batch_size=batch_size, concurrency=concurrency, retry=kw.pop("retry", FAST_RETRY), **kw,
+    )
+
+
+def texts(n, prefix="text"):
+    return [f"{prefix} number {i}" for i in range(n)]
+
+
+def test_first_run_embeds_stores_and_records(engine, stub):
+    inputs = texts(10)
+    out = make_service(engine, stub).embed(inputs, group_name="g1")
+    assert out.summary() == {
+        "texts": 10, "unique": 10, "cached": 0, "embedded": 10, "failed": 0, "api_requests": 3, "group_id": out.group_id,
+    }
+    expected = np.array([stub.embedding(t) for t in inputs], dtype=np.float32)
+    np.testing.assert_allclose(out.vectors, expected, rtol=1e-6)
+    calls = RawCallRepository(engine).list(CallFilter(modality="embedding"))
+    assert [c.status for c in calls] == ["success"] * 3
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM embedding_vectors")).scalar_one() == 10
+        orphans = conn.execute(
+            text("SELECT count(*) FROM embedding_vectors v JOIN raw_calls r ON r.id = v.raw_call_id WHERE r.status <> 'success'")
+        ).scalar_one()
+        assert orphans == 0
+        assert conn.execute(text("SELECT count(*) FROM embedding_leases")).scalar_one() == 0
+    group = GroupRepository(engine).find_group("g1", "embedding_batch")
+    assert group.id == out.group_id
+    assert sorted(GroupRepository(engine).member_ids(group.id)) == [c.id for c in calls]
+
+
+def test_second_run_is_served_from_cache_with_identical_vectors(engine, stub):
+    inputs = texts(9) + ["text number 1", "  text   number 2 "]  # duplicates, before and after normalising
+    first = make_service(engine, stub).embed(inputs)
+    assert first.unique == 9 and first.embedded == 9
+    requests_before = stub.stats.requests_total
+    second = make_service(engine, stub).embed(inputs)
+    assert stub.stats.requests_total == requests_before
+    assert second.summary()["api_requests"] == 0 and second.cached == 9 and second.embedded == 0
+    np.testing.assert_array_equal(first.vectors, second.vectors)
+    np.testing.assert_array_equal(second.vectors[9], second.vectors[1])
+    for t in texts(9):
+        assert stub.stats.text_count(t)["total"] == 1
+
+
+def test_transient_faults_are_retried_and_each_attempt_recorded(engine, stub):
+    stub.faults.fail_next(1, "server_error")
+    stub.faults.fail_next(1, "unavailable")
+    stub.faults.fail_next(1, "malformed_json")
+    out = make_service(engine, stub, batch_size=8).embed(texts(8))
+    assert out.failed == 0 and out.embedded == 8 and out.api_requests == 4
+    calls = RawCallRepository(engine).list()
+    assert [c.status for c in calls] == ["failed", "failed", "failed", "success"]
+    assert [c.error_json["attempt"] for c in calls[:3]] == [1, 2, 3]
+    assert [c.error_json["type"] for c in calls[:3]] == ["server_error", "server_error", "malformed_response"]
+    assert calls[3].metadata_json["attempt"] == 4
+    assert all(c.request_json["input"] == texts(8) for c in calls)
+
+
+def test_retry_after_is_honoured(engine, stub):
+    stub.faults.set(retry_after_s=1.0)
+    stub.faults.fail_next(1, "rate_limit")
+    started = time.perf_counter()
+    out = make_service(engine, stub, batch_size=8).embed(texts(4))
+    elapsed = time.perf_counter() - started
+    assert out.embedded == 4
+    assert elapsed >= 0.95  # waited what the server asked, not the 10 ms backoff
+    [failed, ok] = RawCallRepository(engine).list()
+    assert failed.error_json["type"] == "rate_limit" and failed.error_json["retry_after"] == pytest.approx(1.0)
+    assert ok.status == "success"
+
+
+def test_bad_key_is_attempted_once_and_stops_the_run(engine, stub):
+    with pytest.raises(AuthenticationError) as info:
+        make_service(engine, stub, key="sk-wrong-9876543210zyxwvuSECRET").embed(texts(20))
+    assert "sk-wrong-9876543210zyxwvuSECRET" not in str(info.value)
+    assert stub.stats.requests_total == 1
+    [call] = RawCallRepository(engine).list()
+    assert call.status == "failed" and call.error_json["type"] == "auth"
+    assert "sk-wrong" not in str(call.error_json) and "sk-wrong" not in str(call.request_json)
+
+
+def test_unusable_texts_are_skipped_counted_and_recorded(engine, stub):
+    inputs = ["fine", "", "   \t\n ", "nul\x00byte", "bad \udcff utf8", "x" * 1_000_000, "fine"]
+    out = make_service(engine, stub).embed(inputs)
+    assert out.failed == 4 and sorted(out.failures) == [1, 2, 4, 5]
+    assert "empty" in out.failures[1] and "UTF-8" in out.failures[4] and "exceeds the limit" in out.failures[5]
+    assert out.unique == 2 and out.embedded == 2
+    assert np.isnan(out.vectors[1]).all() and np.isfinite(out.vectors[0]).all()
+    np.testing.assert_allclose(out.vectors[3], stub.embedding("nulbyte"), rtol=1e-6)
+    assert stub.stats.text_count("nulbyte")["total"] == 1
+    rejected = RawCallRepository(engine).list(CallFilter(status="failed"))
+    assert len(rejected) == 4
+    assert all(c.error_json["type"] == "invalid_input" for c in rejected)
+    assert max(len(c.request_json["input"][0]) for c in rejected) <= 2_000
+
+
+def test_content_rejection_is_narrowed_to_the_offending_batch_half(engine, stub):
+    stub.faults.fail_next(1, "content_filter")
+    out = make_service(engine, stub, batch_size=8, concurrency=1).embed(texts(8))
+    # The rejected batch was split in halves, which then went through.
+    assert out.embedded == 8 and out.failed == 0
+    assert [c.request_json["input"].__len__() for c in RawCallRepository(engine).list()] == [8, 4, 4]
+
+
+def test_dimension_contradicting_the_cache_stops_the_run(engine, stub):
+    make_service(engine, stub).embed(texts(4))
+    from studyllm_core.testing import OpenAIStubServer
+
+    embedding_module._validated_models.clear()
+    with OpenAIStubServer(dim=24, api_keys=[KEY]) as other:
+        with pytest.raises(DimensionMismatchError, match="returned 24-dimensional vectors, but 16"):
+            make_service(engine, other).embed(texts(8, "new"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM embedding_vectors")).scalar_one() == 4
+        assert conn.execute(text("SELECT count(*) FROM embedding_leases")).scalar_one() == 0
+
+
+def test_concurrent_runs_send_each_text_once(engine, stub):
+    stub.faults.set(latency_s=0.02)
+    inputs = texts(120)
+    outcomes = []
+
+    def run():
+        outcomes.append(make_service(engine, stub, batch_size=8, concurrency=4).embed(inputs))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(outcomes) == 3 and all(o.failed == 0 for o in outcomes)
+    assert sum(o.embedded for o in outcomes) == 120
+    assert all(stub.stats.text_count(t)["total"] == 1 for t in inputs)
+    for o in outcomes[1:]:
+        np.testing.assert_array_equal(o.vectors, outcomes[0].vectors)
+
+
+def test_a_lease_left_by_a_dead_session_is_taken_over(engine, stub):
+    service = make_service(engine, stub)
+    h = service.request_hash("orphan text")
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO embedding_leases (request_hash, owner_pid, owner_started) VALUES (:h, 999999, now())"), {"h": h}
+        )
+    out = service.embed(["orphan text"])
+    assert out.embedded == 1 and out.failed == 0
