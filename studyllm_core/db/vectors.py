@@ -9,11 +9,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Engine, text
 
 from studyllm_core.db.engine import translate_db_errors
 
 LOOKUP_CHUNK = 10_000
+_VECTOR_COLUMNS = "(request_hash, provider, model, dimension, text, vector, norm, raw_call_id)"
+_VECTOR_TYPES = ["varchar", "varchar", "varchar", "int4", "text", "vector", "float8", "int8"]
+
+
+def _copy_rows(cursor, table: str, rows: list[tuple]) -> None:  # noqa: ANN001 - a psycopg cursor
+    with cursor.copy(f"COPY {table} {_VECTOR_COLUMNS} FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(_VECTOR_TYPES)
+        for row in rows:
+            copy.write_row(row)
 
 
 @dataclass
@@ -58,24 +68,35 @@ class VectorRepository:
 
     @staticmethod
     def store(conn: Connection, batch: NewVectors) -> int:
-        """Insert vectors inside the caller's transaction (staged by COPY; existing hashes kept); returns rows added."""
+        """Insert vectors inside the caller's transaction and drop their leases; returns rows added.
+
+        COPY straight into the table is the fast path (leases make us the only writer of these
+        hashes). If a hash turned up meanwhile anyway (a lease taken over from a session that
+        was slow, not dead), the COPY is undone and the rows go in through ON CONFLICT DO NOTHING.
+        """
         cursor = conn.connection.driver_connection.cursor()
-        cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _stage_vectors "
-            "(request_hash varchar(64), text text, vector vector, norm float8) ON COMMIT DELETE ROWS"
-        )
         norms = np.linalg.norm(batch.vectors.astype(np.float64), axis=1)
-        with cursor.copy("COPY _stage_vectors (request_hash, text, vector, norm) FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["varchar", "text", "vector", "float8"])
-            for h, t, v, n in zip(batch.request_hashes, batch.texts, batch.vectors, norms, strict=True):
-                copy.write_row((h, t, v, float(n)))
-        cursor.execute(
-            "INSERT INTO embedding_vectors (request_hash, provider, model, dimension, text, vector, norm, raw_call_id) "
-            "SELECT request_hash, %s, %s, %s, text, vector, norm, %s FROM _stage_vectors "
-            "ON CONFLICT (request_hash) DO NOTHING",
-            (batch.provider, batch.model, int(batch.vectors.shape[1]), batch.raw_call_id),
-        )
-        added = cursor.rowcount
+        dimension = int(batch.vectors.shape[1])
+        rows = [
+            (h, batch.provider, batch.model, dimension, t, v, float(n), batch.raw_call_id)
+            for h, t, v, n in zip(batch.request_hashes, batch.texts, batch.vectors, norms, strict=True)
+        ]
+        savepoint = conn.begin_nested()
+        try:
+            _copy_rows(cursor, "embedding_vectors", rows)
+            savepoint.commit()
+            added = len(rows)
+        except UniqueViolation:
+            savepoint.rollback()
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _stage_vectors (LIKE embedding_vectors INCLUDING DEFAULTS) "
+                "ON COMMIT DROP"
+            )
+            _copy_rows(cursor, "_stage_vectors", rows)
+            cursor.execute(
+                "INSERT INTO embedding_vectors SELECT * FROM _stage_vectors ON CONFLICT (request_hash) DO NOTHING"
+            )
+            added = cursor.rowcount
         cursor.execute("DELETE FROM embedding_leases WHERE request_hash = ANY(%s)", (batch.request_hashes,))
         return added
 
@@ -86,7 +107,8 @@ class VectorRepository:
         """Lease the hashes that are neither cached nor held by a live session; returns those now ours.
 
         `conn` must stay open while the work is done: its session is the lease's owner, and when it
-        closes (even by a crash) the leases become free for others.
+        ends (even by a crash) the leases become free for others. A pooled connection outlives its
+        user, so call `release_all` before giving it back.
         """
         if not hashes:
             return set()
@@ -126,3 +148,9 @@ class VectorRepository:
         if hashes:
             cursor = conn.connection.driver_connection.cursor()
             cursor.execute("DELETE FROM embedding_leases WHERE request_hash = ANY(%s)", (list(hashes),))
+
+    @staticmethod
+    def release_all(conn: Connection) -> None:
+        """Give up every lease this session holds (before its connection goes back to the pool)."""
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute("DELETE FROM embedding_leases WHERE owner_pid = pg_backend_pid()")

@@ -58,7 +58,7 @@ class AzureOpenAIProvider(OpenAIProvider):
         api_version: str = DEFAULT_API_VERSION,
         deployment: str | Mapping[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
-        embedding_encoding: str = "float",
+        embedding_encoding: str = "base64",
         default_headers: dict[str, str] | None = None,
     ) -> None:
         if not endpoint:

@@ -1,140 +1,16 @@
-"""The `hyperbolic` provider: Hyperbolic's OpenAI-style API over plain httpx.
-
-POST {base_url}/chat/completions and {base_url}/embeddings with a Bearer key; HTTP statuses
-map onto the same error hierarchy as the SDK-based providers, and no request is retried here.
-"""
+"""The `hyperbolic` provider: Hyperbolic's OpenAI-style API (https://api.hyperbolic.xyz/v1) over httpx."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import httpx
-
-from studyllm_core.providers import openai_format
-from studyllm_core.providers.base import ChatMessage, ChatResponse, EmbeddingResponse, Provider
-from studyllm_core.providers.errors import (
-    AuthenticationError,
-    BadRequestError,
-    ProviderConnectionError,
-    ProviderError,
-    ProviderTimeoutError,
-)
-from studyllm_core.providers.http_status import error_for_status
-from studyllm_core.redaction import mask, redact
-
-DEFAULT_BASE_URL = "https://api.hyperbolic.xyz/v1"
-DEFAULT_TIMEOUT_S = 60.0
+from studyllm_core.providers.openai_http import OpenAIHTTPProvider
 
 
-class HyperbolicProvider(Provider):
-    """Hyperbolic (https://api.hyperbolic.xyz/v1) with one pooled httpx.AsyncClient per provider."""
+class HyperbolicProvider(OpenAIHTTPProvider):
+    """Hyperbolic: a key is required; the base URL defaults to Hyperbolic's API."""
 
     name: ClassVar[str] = "hyperbolic"
-    supports_chat: ClassVar[bool] = True
-    supports_embeddings: ClassVar[bool] = True
     api_key_env: ClassVar[str] = "HYPERBOLIC_API_KEY"
-
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        max_connections: int = 100,
-    ) -> None:
-        if not api_key:
-            raise AuthenticationError(
-                f"hyperbolic provider needs an API key: set {self.api_key_env} (or pass api_key=...)", provider=self.name
-            )
-        self._api_key = api_key
-        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
-        self.timeout = float(timeout)
-        self.max_connections = int(max_connections)
-        self._client = self._make_client()
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-
-    def _make_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self.base_url + "/",
-            headers={"Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json"},
-            timeout=self.timeout,
-            limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections),
-        )
-
-    def _client_for_loop(self) -> httpx.AsyncClient:
-        """The client bound to the running event loop (a new one if the provider outlived its loop)."""
-        loop = asyncio.get_running_loop()
-        if self._client_loop is None:
-            self._client_loop = loop
-        elif self._client_loop is not loop:
-            self._client, self._client_loop = self._make_client(), loop
-        return self._client
-
-    def secrets(self) -> list[str]:
-        return [self._api_key]
-
-    async def _post(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
-        """POST a JSON body; the decoded 2xx JSON and the latency, or a mapped ProviderError."""
-        start = time.perf_counter()
-        error: ProviderError
-        try:
-            response = await self._client_for_loop().post(path, json=body)
-        except httpx.TimeoutException:
-            error = ProviderTimeoutError(f"{self.name} request timed out", provider=self.name)
-        except httpx.TransportError as exc:
-            error = ProviderConnectionError(
-                redact(f"{self.name} connection failed: {type(exc).__name__}", self.secrets()), provider=self.name
-            )
-        else:
-            latency_ms = (time.perf_counter() - start) * 1000.0
-            if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code,
-                    response.content,
-                    headers=response.headers,
-                    provider=self.name,
-                    secrets=self.secrets(),
-                )
-            return openai_format.parse_json_body(response.content, provider=self.name), latency_ms
-        raise error  # outside `except`: no chained httpx exception
-
-    async def chat(
-        self,
-        messages: list[ChatMessage],
-        *,
-        model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        **params: Any,
-    ) -> ChatResponse:
-        if not model:
-            raise BadRequestError("hyperbolic: pass model='...' (the model name to call)", provider=self.name)
-        body = openai_format.chat_body(messages, model=model, temperature=temperature, max_tokens=max_tokens, params=params)
-        data, latency_ms = await self._post("chat/completions", body)
-        return openai_format.parse_chat(data, provider=self.name, model=model, latency_ms=latency_ms)
-
-    async def embed(
-        self,
-        texts: list[str],
-        *,
-        model: str,
-        dimensions: int | None = None,
-    ) -> EmbeddingResponse:
-        if not model:
-            raise BadRequestError("hyperbolic: pass model='...' (the model name to call)", provider=self.name)
-        if not texts:
-            return openai_format.empty_embeddings(dimensions=dimensions, provider=self.name, model=model)
-        body = openai_format.embeddings_body(texts, model=model, dimensions=dimensions, encoding_format=None)
-        data, latency_ms = await self._post("embeddings", body)
-        return openai_format.parse_embeddings(
-            data, n_inputs=len(texts), dimensions=dimensions, provider=self.name, model=model, latency_ms=latency_ms
-        )
-
-    async def aclose(self) -> None:
-        if self._client_loop in (None, asyncio.get_running_loop()):
-            await self._client.aclose()
-
-    def __repr__(self) -> str:
-        return f"HyperbolicProvider(base_url={self.base_url!r}, api_key={mask(self._api_key)}, timeout={self.timeout})"
+    base_url_env: ClassVar[str] = "HYPERBOLIC_BASE_URL"
+    default_base_url: ClassVar[str | None] = "https://api.hyperbolic.xyz/v1"

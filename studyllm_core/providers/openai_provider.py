@@ -13,6 +13,8 @@ import time
 from typing import Any, ClassVar
 
 import openai
+from openai._base_client import make_request_options
+from openai._legacy_response import HttpxBinaryResponseContent
 
 from studyllm_core.providers import openai_format
 from studyllm_core.providers.base import ChatMessage, ChatResponse, EmbeddingResponse, Provider
@@ -41,7 +43,7 @@ class OpenAIProvider(Provider):
         organization: str | None = None,
         project: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
-        embedding_encoding: str = "float",
+        embedding_encoding: str = "base64",
         default_headers: dict[str, str] | None = None,
     ) -> None:
         if self.api_key_required and not api_key:
@@ -147,13 +149,15 @@ class OpenAIProvider(Provider):
         )
         start = time.perf_counter()
         try:
-            raw = await self._client_for_loop().embeddings.with_raw_response.create(
-                input=body["input"],
-                model=body["model"],
-                encoding_format=body["encoding_format"],
-                **({"dimensions": body["dimensions"]} if "dimensions" in body else {}),
+            # The plain POST skips the SDK's per-item request transform (12 ms for 256 inputs) and
+            # its response models; the body is already the wire format and we parse it ourselves.
+            response = await self._client_for_loop().post(
+                "/embeddings",
+                body=body,
+                cast_to=HttpxBinaryResponseContent,
+                options=make_request_options(security={"bearer_auth": True}),
             )
-            content = raw.http_response.content
+            content = response.content
         except (openai.OpenAIError, ValueError) as exc:
             error = translate_openai_error(exc, provider=self.name, secrets=self.secrets())
         else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -289,27 +290,51 @@ class _Run:
                 pending = [it for it in waiting if it.request_hash not in found]
         finally:
             conn, self.lease_conn = self.lease_conn, None
-            await asyncio.to_thread(conn.close)  # closing the session frees any lease still held
+            await asyncio.to_thread(self._close_lease_connection, conn)
+
+    def _close_lease_connection(self, conn: Connection) -> None:
+        """Free leases still held (batches cut short by an error) and return the connection."""
+        try:
+            self.s.vectors.release_all(conn)
+        except Exception:  # noqa: BLE001 - the session is gone, and its leases with it
+            conn.invalidate()
+        finally:
+            conn.close()
 
     def _open_lease_connection(self) -> Connection:
         return self.s.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     async def _process(self, items: list[_Item]) -> list[_Item]:
         """Embed what we can lease among `items`; return the items a live peer holds."""
-        batches = [items[i : i + self.s.batch_size] for i in range(0, len(items), self.s.batch_size)]
+        batches = deque(items[i : i + self.s.batch_size] for i in range(0, len(items), self.s.batch_size))
         waiting: list[_Item] = []
-        if self.model_key not in _validated_models and batches:
-            # Probe with the first batch alone: a wrong key or model fails once, not `concurrency` times.
-            waiting += await self._run_batch(batches.pop(0))
-        queue: asyncio.Queue[list[_Item]] = asyncio.Queue()
-        for batch in batches:
-            queue.put_nowait(batch)
+        leased: deque[list[_Item]] = deque()
+
+        async def next_batch(count: int) -> list[_Item] | None:
+            # Leases are taken for up to `count` batches in one query, then handed out one by one.
+            async with self.lease_lock:
+                while not leased and batches:
+                    chunk = [batches.popleft() for _ in range(min(count, len(batches)))]
+                    hashes = [it.request_hash for batch in chunk for it in batch]
+                    mine = await asyncio.to_thread(self.s.vectors.claim, self.lease_conn, hashes)
+                    for batch in chunk:
+                        waiting.extend(it for it in batch if it.request_hash not in mine)
+                        ours = [it for it in batch if it.request_hash in mine]
+                        if ours:
+                            leased.append(ours)
+                return leased.popleft() if leased else None
+
+        if self.model_key not in _validated_models:
+            # Probe with one batch alone: a wrong key or model fails once, not `concurrency` times.
+            first = await next_batch(1)
+            if first is not None:
+                await self._send(first)
 
         async def worker() -> None:
-            while not queue.empty():
-                waiting.extend(await self._run_batch(queue.get_nowait()))
+            while (batch := await next_batch(self.s.concurrency)) is not None:
+                await self._send(batch)
 
-        workers = [asyncio.create_task(worker()) for _ in range(min(self.s.concurrency, len(batches)))]
+        workers = [asyncio.create_task(worker()) for _ in range(min(self.s.concurrency, len(batches) + len(leased)))]
         try:
             await asyncio.gather(*workers)
         except BaseException:
@@ -318,13 +343,6 @@ class _Run:
             await asyncio.gather(*workers, return_exceptions=True)
             raise
         return waiting
-
-    async def _run_batch(self, batch: list[_Item]) -> list[_Item]:
-        """Lease and embed one batch; returns the items leased by someone else."""
-        async with self.lease_lock:
-            mine = await asyncio.to_thread(self.s.vectors.claim, self.lease_conn, [it.request_hash for it in batch])
-        await self._send([it for it in batch if it.request_hash in mine])
-        return [it for it in batch if it.request_hash not in mine]
 
     async def _send(self, batch: list[_Item]) -> None:
         """Embed a leased batch, splitting it when the provider rejects its content."""

@@ -14,10 +14,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
-
 from studyllm_core.errors import InputError
+
+Columns = dict[object, list]  # column name (or 0-based index without a header) -> values in row order
 
 FORMATS = {
     ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
@@ -61,20 +60,22 @@ def read_texts(
             texts.pop()
         texts = [t[:-1] if t.endswith("\r") else t for t in texts]
         return TextTable(texts=texts, labels=None, text_column="line", source=path)
-    frame = _read_frame(path, fmt, header)
-    if len(frame) == 0:
+    columns = _read_columns(path, fmt, header)
+    if not columns or not len(next(iter(columns.values()))):
         raise InputError(f"input file {path} has a header but no rows")
-    text_name = _pick_column(frame, text_column, path, role="text")
-    label_name = _pick_column(frame, label_column, path, role="label") if label_column is not None else None
-    texts = [t if isinstance(t, str) else ("" if t is None or t != t else str(t)) for t in frame[text_name].tolist()]
-    labels = [str(v) for v in frame[label_name].tolist()] if label_name is not None else None
+    text_name = _pick_column(columns, text_column, path, role="text")
+    label_name = _pick_column(columns, label_column, path, role="label") if label_column is not None else None
+    texts = [t if isinstance(t, str) else ("" if t is None or t != t else str(t)) for t in columns[text_name]]
+    labels = [str(v) for v in columns[label_name]] if label_name is not None else None
     return TextTable(texts=texts, labels=labels, text_column=str(text_name), source=path)
 
 
-def _read_frame(path: Path, fmt: str, header: bool) -> pd.DataFrame:
+def _read_columns(path: Path, fmt: str, header: bool) -> Columns:
     try:
         if fmt == "parquet":
-            return pq.read_table(path).to_pandas()
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pydict()
         if fmt == "jsonl":
             return _read_jsonl(path)
         return _read_delimited(path, fmt, header)
@@ -85,7 +86,7 @@ def _read_frame(path: Path, fmt: str, header: bool) -> pd.DataFrame:
         raise InputError(f"cannot read {path.name} as {fmt}: {reason}") from None
 
 
-def _read_delimited(path: Path, fmt: str, header: bool) -> pd.DataFrame:
+def _read_delimited(path: Path, fmt: str, header: bool) -> Columns:
     """CSV/TSV through the csv module, which keeps undecodable bytes, NULs and 1 MB fields intact."""
     csv.field_size_limit(1 << 30)
     text = path.read_bytes().decode("utf-8", "surrogateescape")
@@ -99,11 +100,11 @@ def _read_delimited(path: Path, fmt: str, header: bool) -> pd.DataFrame:
     names = rows.pop(0) if header else list(range(max(len(r) for r in rows)))
     width = len(names)
     padded = [row[:width] + [""] * (width - len(row)) for row in rows]
-    return pd.DataFrame(padded, columns=names, dtype=object)
+    return {name: [row[i] for row in padded] for i, name in enumerate(names)}
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    rows = []
+def _read_jsonl(path: Path) -> Columns:
+    rows: list[dict] = []
     with path.open("r", encoding="utf-8", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -115,11 +116,12 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             if not isinstance(row, dict):
                 raise InputError(f"{path.name} line {number} is not a JSON object")
             rows.append(row)
-    return pd.DataFrame(rows)
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    return {name: [row.get(name) for row in rows] for name in names}
 
 
-def _pick_column(frame: pd.DataFrame, wanted: str | int | None, path: Path, *, role: str) -> object:
-    columns = list(frame.columns)
+def _pick_column(data: Columns, wanted: str | int | None, path: Path, *, role: str) -> object:
+    columns = list(data)
     shown = ", ".join(str(c) for c in columns)
     if wanted is None:
         for name in DEFAULT_TEXT_COLUMNS:
