@@ -1,0 +1,144 @@
+"""ArtifactService: files written under `$STUDYLLM_HOME/artifacts`, each recorded with its sha256.
+
+Arrays are NPY and tables Parquet. Every write records a `call_artifacts` row (URI, content
+type, byte size, sha256, group); every read checks the file against the newest record for its
+URI, so a changed or missing file is a clear `IntegrityError`, not silently different data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import Engine
+
+from studyllm_core.db.groups import ArtifactRow, GroupRepository
+from studyllm_core.errors import IntegrityError
+
+CONTENT_TYPES = {".npy": "application/x-npy", ".parquet": "application/vnd.apache.parquet"}
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """A file on disk and its record."""
+
+    artifact_id: int
+    path: Path
+    content_type: str
+    byte_size: int
+    sha256: str
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def encode(value: Any, suffix: str) -> bytes:
+    """The bytes of `value` as NPY (arrays) or Parquet (DataFrames, Arrow tables)."""
+    if suffix == ".npy":
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"an .npy artifact takes a numpy array, not {type(value).__name__}")
+        buffer = io.BytesIO()
+        np.save(buffer, value, allow_pickle=False)
+        return buffer.getvalue()
+    if suffix == ".parquet":
+        if isinstance(value, pd.DataFrame):
+            value = pa.Table.from_pandas(value, preserve_index=False)
+        if not isinstance(value, pa.Table):
+            raise TypeError(f"a .parquet artifact takes a DataFrame or Arrow table, not {type(value).__name__}")
+        sink = pa.BufferOutputStream()
+        pq.write_table(value, sink)
+        return sink.getvalue().to_pybytes()
+    raise TypeError(f"artifacts are .npy or .parquet, not {suffix!r}")
+
+
+def decode(path: Path) -> Any:
+    """Read an artifact written by `encode` (no pickles: NPY of object dtype is refused)."""
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if path.suffix == ".parquet":
+        return pq.read_table(path).to_pandas()
+    raise TypeError(f"artifacts are .npy or .parquet, not {path.suffix!r}")
+
+
+class ArtifactService:
+    """Write, record, verify and read artifact files for groups."""
+
+    def __init__(self, engine: Engine, root: Path) -> None:
+        self.engine = engine
+        self.root = Path(root)
+        self.groups = GroupRepository(engine)
+
+    def path_for(self, *parts: str, suffix: str) -> Path:
+        """A path under the artifact root (parts become folders; the last gets `suffix`)."""
+        *folders, name = [p.replace("/", "_") for p in parts]
+        return self.root.joinpath(*folders, name + suffix)
+
+    def write(
+        self,
+        value: Any,
+        path: Path,
+        *,
+        group_id: int | None,
+        call_id: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> StoredArtifact:
+        """Write `value` atomically at `path` (NPY or Parquet by suffix) and record it."""
+        data = encode(value, path.suffix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)  # readers never see half a file
+        digest = hashlib.sha256(data).hexdigest()
+        content_type = CONTENT_TYPES[path.suffix]
+        artifact_id = self.groups.record_artifact(
+            uri=path.resolve().as_uri(),
+            content_type=content_type,
+            byte_size=len(data),
+            sha256=digest,
+            group_id=group_id,
+            call_id=call_id,
+            metadata=metadata,
+        )
+        return StoredArtifact(artifact_id, path, content_type, len(data), digest)
+
+    def record_for(self, path: Path) -> ArtifactRow | None:
+        """The newest record of the file at `path`."""
+        rows = self.groups.artifacts(uri=path.resolve().as_uri())
+        return rows[0] if rows else None
+
+    def verify(self, path: Path) -> ArtifactRow:
+        """Check the file against its record; IntegrityError names what is wrong and what to do."""
+        record = self.record_for(path)
+        if record is None:
+            raise IntegrityError(f"{path} is not a recorded artifact; re-materialize the step that writes it")
+        if not path.exists():
+            raise IntegrityError(f"artifact {path} was removed (recorded sha256 {record.sha256[:12]}...); re-materialize it")
+        actual = sha256_of(path)
+        if actual != record.sha256:
+            raise IntegrityError(
+                f"artifact {path} was changed after it was written (sha256 {actual[:12]}... instead of "
+                f"{record.sha256[:12]}...); re-materialize it"
+            )
+        return record
+
+    def read(self, path: Path) -> Any:
+        """Verify, then load the artifact."""
+        self.verify(path)
+        return decode(path)

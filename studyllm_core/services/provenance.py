@@ -1,0 +1,127 @@
+"""ProvenanceService: the conventions for recording where every result came from.
+
+Group types: `dataset`, `embedding_batch`, `step`, `summarization_batch`, `metrics`, `run`
+(plus `batch`, `prompt_run`, `conversation` from the capture services). Edges:
+
+- `depends_on`: parent = the input, child = what was made from it (data flows parent -> child);
+- `step`: parent = a run, child = one of its steps, `position` = the step's place in the run;
+- `contains` / `generates`: free for callers.
+
+Ancestors of a group are reached by walking `depends_on` edges to parents; descendants by
+walking them to children. The pipeline and the CLI use this same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from studyllm_core.db.engine import translate_db_errors
+from studyllm_core.db.groups import ArtifactRow, GroupRepository, GroupRow, LinkRow
+
+
+@dataclass
+class Provenance:
+    """One group's place in the record: where it came from, what came of it, what it holds."""
+
+    group: GroupRow
+    ancestors: list[tuple[GroupRow, int]]  # (group, distance), nearest first
+    descendants: list[tuple[GroupRow, int]]
+    steps: list[GroupRow]  # for a run: its steps in order
+    runs: list[GroupRow]  # runs this group is a step of
+    member_count: int
+    artifacts: list[ArtifactRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        def g(row: GroupRow) -> dict[str, Any]:
+            return {"id": row.id, "type": row.group_type, "name": row.name}
+
+        return {
+            "group": {**g(self.group), "metadata": self.group.metadata_json, "created_at": self.group.created_at.isoformat()},
+            "ancestors": [{**g(row), "distance": d} for row, d in self.ancestors],
+            "descendants": [{**g(row), "distance": d} for row, d in self.descendants],
+            "steps": [g(row) for row in self.steps],
+            "runs": [g(row) for row in self.runs],
+            "members": self.member_count,
+            "artifacts": [
+                {"id": a.id, "uri": a.uri, "content_type": a.content_type, "byte_size": a.byte_size, "sha256": a.sha256}
+                for a in self.artifacts
+            ],
+        }
+
+
+_WALK_SQL = """
+WITH RECURSIVE walk(id, distance, path) AS (
+    SELECT CAST(:start AS bigint), 0, ARRAY[CAST(:start AS bigint)]
+    UNION ALL
+    SELECT l.{next}, w.distance + 1, w.path || l.{next}
+    FROM walk w JOIN group_links l ON l.{this} = w.id AND l.link_type = 'depends_on'
+    WHERE NOT l.{next} = ANY(w.path)
+)
+SELECT g.id, g.group_type, g.name, g.description, g.metadata_json, g.created_at, min(w.distance) AS distance
+FROM walk w JOIN groups g ON g.id = w.id
+WHERE w.distance > 0
+GROUP BY g.id ORDER BY distance, g.id
+"""
+
+
+class ProvenanceService:
+    """Create groups and edges by convention, and read a group's provenance back in a few queries."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.groups = GroupRepository(engine)
+
+    def record_step(
+        self,
+        group_type: str,
+        name: str,
+        *,
+        inputs: Iterable[int] = (),
+        run_id: int | None = None,
+        position: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Create or reuse the group (type, name), link each input to it, and place it in a run."""
+        group_id = self.groups.ensure_group(group_type, name, metadata=metadata)
+        for parent in inputs:
+            if parent != group_id:
+                self.groups.link(parent, group_id, "depends_on")
+        if run_id is not None:
+            self.groups.link(run_id, group_id, "step", position=position)
+        return group_id
+
+    def inputs_of(self, group_id: int) -> list[GroupRow]:
+        """The groups this one was made from (its `depends_on` parents)."""
+        return [g for g in (self.groups.get_group(link.parent_group_id) for link in self.groups.parents(group_id, "depends_on")) if g]
+
+    def walk(self, group_id: int, *, direction: str) -> list[tuple[GroupRow, int]]:
+        """All ancestors ("up") or descendants ("down") through `depends_on` edges, with distance."""
+        this, nxt = ("child_group_id", "parent_group_id") if direction == "up" else ("parent_group_id", "child_group_id")
+        sql = text(_WALK_SQL.format(this=this, next=nxt))
+        with translate_db_errors("walking provenance"), self.engine.connect() as conn:
+            return [(GroupRow(*row[:6]), int(row[6])) for row in conn.execute(sql, {"start": group_id})]
+
+    def provenance(self, id_or_name: str | int) -> Provenance:
+        """Everything recorded about one group (NotFoundError if there is no such group)."""
+        group = self.groups.find_group(id_or_name)
+        runs = [
+            g for g in (self.groups.get_group(link.parent_group_id) for link in self.groups.parents(group.id, "step")) if g
+        ]
+        with translate_db_errors("counting members"), self.engine.connect() as conn:
+            members = conn.execute(text("SELECT count(*) FROM group_members WHERE group_id = :g"), {"g": group.id}).scalar_one()
+        return Provenance(
+            group=group,
+            ancestors=self.walk(group.id, direction="up"),
+            descendants=self.walk(group.id, direction="down"),
+            steps=self.groups.get_run_step_sequence(group.id),
+            runs=runs,
+            member_count=int(members),
+            artifacts=self.groups.artifacts(group_id=group.id),
+        )
+
+    def links_of(self, group_id: int) -> list[LinkRow]:
+        return self.groups.parents(group_id) + self.groups.children(group_id)

@@ -1,0 +1,70 @@
+"""ArtifactService (files + sha256 records) and ProvenanceService (groups and edges) on the real database."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from studyllm_core.errors import IntegrityError, NotFoundError
+from studyllm_core.services.artifacts import ArtifactService, sha256_of
+from studyllm_core.services.provenance import ProvenanceService
+
+
+def test_artifacts_round_trip_and_are_recorded(engine, tmp_path):
+    service = ArtifactService(engine, tmp_path)
+    gid = ProvenanceService(engine).record_step("step", "s")
+    array_path = service.path_for("ds", "labels", suffix=".npy")
+    table_path = service.path_for("ds", "table", suffix=".parquet")
+    a = service.write(np.arange(6, dtype=np.int32).reshape(2, 3), array_path, group_id=gid)
+    t = service.write(pd.DataFrame({"x": [1, 2], "t": ["a", "b"]}), table_path, group_id=gid)
+    assert a.sha256 == sha256_of(array_path) and a.byte_size == array_path.stat().st_size
+    np.testing.assert_array_equal(service.read(array_path), np.arange(6).reshape(2, 3))
+    pd.testing.assert_frame_equal(service.read(table_path), pd.DataFrame({"x": [1, 2], "t": ["a", "b"]}))
+    assert {r.content_type for r in service.groups.artifacts(group_id=gid)} == {"application/x-npy", "application/vnd.apache.parquet"}
+    assert t.artifact_id != a.artifact_id
+
+
+def test_changed_or_removed_artifacts_are_refused(engine, tmp_path):
+    service = ArtifactService(engine, tmp_path)
+    path = service.path_for("x", suffix=".npy")
+    service.write(np.zeros(4), path, group_id=None)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="was changed after it was written"):
+        service.read(path)
+    path.unlink()
+    with pytest.raises(IntegrityError, match="was removed"):
+        service.read(path)
+    with pytest.raises(IntegrityError, match="not a recorded artifact"):
+        service.read(tmp_path / "other.npy")
+
+
+def test_unsupported_values_are_refused(engine, tmp_path):
+    service = ArtifactService(engine, tmp_path)
+    with pytest.raises(TypeError, match="takes a numpy array"):
+        service.write([1, 2], service.path_for("x", suffix=".npy"), group_id=None)
+    with pytest.raises(TypeError, match="artifacts are .npy or .parquet"):
+        service.write(np.zeros(1), tmp_path / "x.pkl", group_id=None)
+
+
+def test_provenance_walks_edges_both_ways_and_orders_steps(engine):
+    prov = ProvenanceService(engine)
+    run = prov.record_step("run", "sweep")
+    data = prov.record_step("dataset", "d", run_id=run, position=0)
+    emb = prov.record_step("embedding_batch", "e", inputs=[data], run_id=run, position=1)
+    proj = prov.record_step("step", "p", inputs=[emb], run_id=run, position=2)
+    k2 = prov.record_step("step", "k2", inputs=[proj], run_id=run, position=3)
+    k3 = prov.record_step("step", "k3", inputs=[proj], run_id=run, position=3)
+    report = prov.record_step("metrics", "r", inputs=[k2, k3], run_id=run, position=4)
+    # Idempotent: recording the same step again adds nothing.
+    assert prov.record_step("step", "p", inputs=[emb], run_id=run, position=2) == proj
+
+    p = prov.provenance(report)
+    assert [(g.name, d) for g, d in p.ancestors] == [("k2", 1), ("k3", 1), ("p", 2), ("e", 3), ("d", 4)]
+    assert [(g.name, d) for g, d in prov.provenance("d").descendants] == [("e", 1), ("p", 2), ("k2", 3), ("k3", 3), ("r", 4)]
+    assert [g.name for g in prov.provenance(run).steps] == ["d", "e", "p", "k2", "k3", "r"]
+    assert [g.name for g in p.runs] == ["sweep"]
+    assert {g.name for g in prov.inputs_of(report)} == {"k2", "k3"}
+    assert p.to_dict()["group"]["name"] == "r"
+    with pytest.raises(NotFoundError):
+        prov.provenance("missing")
