@@ -75,6 +75,7 @@ class CallFilter:
     since: datetime | None = None
     until: datetime | None = None
     ids: Sequence[int] | None = field(default=None)
+    group_id: int | None = None  # members of this group only
 
     def where(self) -> tuple[str, dict[str, Any]]:
         clauses, params = [], {}
@@ -92,6 +93,9 @@ class CallFilter:
         if self.ids is not None:
             clauses.append("id = ANY(:ids)")
             params["ids"] = list(self.ids)
+        if self.group_id is not None:
+            clauses.append("id IN (SELECT call_id FROM group_members WHERE group_id = :group_id)")
+            params["group_id"] = self.group_id
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

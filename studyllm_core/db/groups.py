@@ -90,6 +90,13 @@ class GroupRepository:
             row = conn.execute(text(f"SELECT {_GROUP_COLS} FROM groups WHERE id = :id"), {"id": group_id}).first()
         return GroupRow(*row) if row else None
 
+    def lookup(self, group_type: str, name: str) -> GroupRow | None:
+        """The group (type, name) exactly, or None; unlike `find_group`, a numeric name is never read as an id."""
+        sql = f"SELECT {_GROUP_COLS} FROM groups WHERE group_type = :t AND name = :n"
+        with translate_db_errors("finding a group"), self.engine.connect() as conn:
+            row = conn.execute(text(sql), {"t": group_type, "n": name}).first()
+        return GroupRow(*row) if row else None
+
     def find_group(self, id_or_name: str | int, group_type: str | None = None) -> GroupRow:
         """A group by id or by name (the newest when several types share a name); NotFoundError otherwise."""
         if isinstance(id_or_name, int) or str(id_or_name).isdigit():

@@ -35,7 +35,7 @@ class DatabaseTarget:
     """Connection URLs for the app database and Dagster's instance database on the same server."""
 
     url: str  # SQLAlchemy URL (psycopg 3) of the studyllm database
-    dagster_url: str  # libpq-style URL of the dagster database, for dagster-postgres
+    dagster_url: str  # URL of the dagster database for dagster-postgres (which needs psycopg2)
     embedded: bool
 
 
@@ -60,8 +60,14 @@ def parse_database_url(raw: str) -> URL:
 
 
 def libpq_url(url: URL) -> str:
-    """A driver-less `postgresql://` URL for tools that speak libpq (dagster-postgres, pg_dump)."""
+    """A driver-less `postgresql://` URL for tools that speak libpq (psycopg.connect, pg_dump)."""
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def dagster_storage_url(url: URL) -> str:
+    """The URL dagster-postgres gets: it runs on psycopg2, and SQLAlchemy 2.1 reads a bare
+    `postgresql://` as psycopg 3, so the driver is named."""
+    return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
 
 
 def resolve_database(settings: Settings | None = None) -> DatabaseTarget:
@@ -72,7 +78,7 @@ def resolve_database(settings: Settings | None = None) -> DatabaseTarget:
         dagster_raw = os.environ.get(ENV_DAGSTER_DATABASE_URL)
         dagster = parse_database_url(dagster_raw) if dagster_raw else url.set(database=DAGSTER_DATABASE)
         return DatabaseTarget(
-            url=url.render_as_string(hide_password=False), dagster_url=libpq_url(dagster), embedded=False
+            url=url.render_as_string(hide_password=False), dagster_url=dagster_storage_url(dagster), embedded=False
         )
     return start_embedded(settings.pgdata)
 
@@ -94,7 +100,7 @@ def start_embedded(pgdata: Path) -> DatabaseTarget:
     log.debug("embedded Postgres ready at %s", pgdata)
     return DatabaseTarget(
         url=admin.set(database=APP_DATABASE).render_as_string(hide_password=False),
-        dagster_url=libpq_url(admin.set(database=DAGSTER_DATABASE)),
+        dagster_url=dagster_storage_url(admin.set(database=DAGSTER_DATABASE)),
         embedded=True,
     )
 

@@ -11,6 +11,7 @@ import hashlib
 import re
 
 KEY_VERSION = "v1"
+DEFAULT_MAX_CHARS = 50_000  # far above any embedding model's context; longer inputs are mistakes
 _SEP = "\x1f"
 _WHITESPACE = re.compile(r"\s+")
 
@@ -18,6 +19,23 @@ _WHITESPACE = re.compile(r"\s+")
 def normalize_text(text: str) -> str:
     """NUL characters removed, runs of whitespace collapsed to one space, ends stripped."""
     return _WHITESPACE.sub(" ", text.replace("\x00", "")).strip()
+
+
+def unusable_reason(raw: object, max_chars: int = DEFAULT_MAX_CHARS) -> str | None:
+    """Why a text cannot be embedded (not text, invalid UTF-8, empty, too long), or None if it can.
+
+    Undecodable input bytes arrive as lone surrogates (read with surrogateescape).
+    """
+    if not isinstance(raw, str):
+        return f"not a text ({type(raw).__name__})"
+    if any("\udc80" <= ch <= "\udcff" for ch in raw):
+        return "invalid UTF-8 in the input"
+    normalized = normalize_text(raw)
+    if not normalized:
+        return "empty or whitespace-only text"
+    if len(normalized) > max_chars:
+        return f"text of {len(normalized):,} characters exceeds the limit of {max_chars:,}"
+    return None
 
 
 def embedding_request_hash(

@@ -1,8 +1,14 @@
-"""Recording provider attempts: every attempt becomes a raw call and joins the run's group."""
+"""Recording provider attempts: every attempt becomes a raw call and joins the run's group.
+
+`CallRecorder` writes a list of calls in one transaction; `CallQueue` puts a group commit in
+front of it for services that record attempts one by one from many concurrent tasks, so a busy
+run still writes one statement per flush instead of one per call.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -41,6 +47,64 @@ class CallRecorder:
         return await asyncio.to_thread(self.record, calls)
 
 
+class CallQueue:
+    """Group commit for one event loop: calls submitted while a write is in flight go out together next.
+
+    A lone call is written at once (no added delay); under load, calls pile up during each write
+    and the next write takes them all, so N concurrent attempts cost about N / pile-size inserts.
+    Ids follow submission order. Call `drain()` before the loop ends so nothing is left unwritten.
+    """
+
+    def __init__(self, recorder: CallRecorder) -> None:
+        self.recorder = recorder
+        self._pending: list[tuple[NewCall, asyncio.Future[int]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def submit(self, call: NewCall) -> asyncio.Future[int]:
+        """Queue `call` now (no await: a cancellation cannot lose it) and return the future of its id."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((call, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return future
+
+    async def record(self, call: NewCall) -> int:
+        """Queue `call` and wait for its id; the write goes through even if the caller is cancelled."""
+        return await asyncio.shield(self.submit(call))
+
+    async def drain(self) -> None:
+        """Wait until every submitted call is written."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    async def _write(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                ids = await asyncio.to_thread(self.recorder.record, [call for call, _ in batch])
+            except Exception as exc:  # e.g. the database went away: every submitter of this write sees it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                        future.exception()  # marks it seen: the submitter may have been cancelled meanwhile
+                continue
+            except BaseException:
+                for _, future in batch:
+                    future.cancel()
+                raise
+            for (_, future), call_id in zip(batch, ids, strict=True):
+                if not future.done():
+                    future.set_result(call_id)
+
+
+def ensure_run_group(
+    engine: Engine, group_type: str, name: str | None, *, label: str, metadata: dict[str, Any] | None = None
+) -> int:
+    """Id of the group (`group_type`, `name`), or of a new one named `label:UTC-timestamp` when `name` is None."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return GroupRepository(engine).ensure_group(group_type, name or f"{label}:{stamp}", metadata=metadata)
+
+
 def status_for(exc: BaseException) -> str:
     """The raw_calls status of a failed attempt."""
     if isinstance(exc, asyncio.CancelledError):
@@ -61,6 +125,24 @@ def error_json(exc: BaseException, attempt: int) -> dict[str, Any]:
         info = {"type": "unexpected", "class": type(exc).__name__, "message": redact(str(exc)), "retryable": False}
     info["attempt"] = attempt
     return info
+
+
+def redact_json(value: Any) -> Any:
+    """`value` with known secrets masked in all its strings (one `redact` pass over its JSON text).
+
+    For JSON recorded from user content (prompts, replies, caller metadata), where a pasted key
+    would otherwise be stored.
+    """
+    if value is None:
+        return None
+    raw = json.dumps(value, ensure_ascii=False, default=str)
+    cleaned = redact(raw)
+    return value if cleaned == raw else json.loads(cleaned)
+
+
+def input_error_json(message: str) -> dict[str, Any]:
+    """`error_json` of an input rejected before it was sent (attempt 0: no API call was made)."""
+    return {"type": "invalid_input", "message": redact(message), "retryable": False, "attempt": 0}
 
 
 def run_metadata(**extra: Any) -> dict[str, Any]:

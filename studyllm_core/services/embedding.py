@@ -42,14 +42,19 @@ from studyllm_core.providers.errors import (
     PermanentError,
     ProviderError,
 )
-from studyllm_core.services.cache_key import content_hash, embedding_request_hash, normalize_text
+from studyllm_core.services.cache_key import (
+    DEFAULT_MAX_CHARS,
+    content_hash,
+    embedding_request_hash,
+    normalize_text,
+    unusable_reason,
+)
 from studyllm_core.services.capture import CallRecorder, error_json, run_metadata, status_for
 from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
 from studyllm_core.services.retry import RetryPolicy, call_with_retries
 
 log = get_logger("services.embedding")
 
-DEFAULT_MAX_CHARS = 50_000  # far above any embedding model's context; larger inputs are mistakes
 WAIT_POLL_S = 0.25
 _RECORDED_INPUT_CHARS = 2_000  # how much of an unusable text its failed raw call keeps
 
@@ -246,16 +251,8 @@ class _Run:
         return index_hash, list(unique.values())
 
     def _check(self, raw: object) -> tuple[str | None, str]:
-        if not isinstance(raw, str):
-            return f"not a text ({type(raw).__name__})", ""
-        if any("\udc80" <= ch <= "\udcff" for ch in raw):
-            return "invalid UTF-8 in the input", ""
-        text = normalize_text(raw)
-        if not text:
-            return "empty or whitespace-only text", ""
-        if len(text) > self.s.max_chars:
-            return f"text of {len(text):,} characters exceeds the limit of {self.s.max_chars:,}", ""
-        return None, text
+        problem = unusable_reason(raw, self.s.max_chars)
+        return (problem, "") if problem else (None, normalize_text(raw))  # type: ignore[arg-type]
 
     def _rejected_call(self, raw: object, problem: str, index: int) -> NewCall:
         shown = raw if isinstance(raw, str) else repr(raw)

@@ -20,7 +20,13 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from studyllm_core.providers.errors import ProviderError, RateLimitError
+from studyllm_core.providers.errors import (
+    BadRequestError,
+    ContentFilterError,
+    PermanentError,
+    ProviderError,
+    RateLimitError,
+)
 
 T = TypeVar("T")
 
@@ -38,6 +44,15 @@ class RetryPolicy:
 
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """True for errors that doom every request of a run (bad key, unknown model, bad configuration).
+
+    A run stops at the first of these instead of repeating it for each item; permanent errors
+    about one request's content (bad request, content filter) fail only that request.
+    """
+    return isinstance(exc, PermanentError) and not isinstance(exc, (BadRequestError, ContentFilterError))
 
 
 class _WaitRetryAfter:

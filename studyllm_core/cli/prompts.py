@@ -1,0 +1,102 @@
+"""`studyllm prompts run`: send every prompt of a file to a chat model, recording every attempt."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from studyllm_core.cli.common import add_input_args, add_provider_args, build_provider, positive_int, read_input
+from studyllm_core.cli.output import emit
+from studyllm_core.cli.progress import Progress
+from studyllm_core.db.engine import open_database
+from studyllm_core.providers.registry import normalize_name
+from studyllm_core.services.inference import BatchResult, InferenceService
+from studyllm_core.services.preprocess import DEFAULT_MAX_CHARS, Preprocessor
+from studyllm_core.services.ratelimit import RateLimit
+
+MAX_WARNINGS = 10
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    prompts = sub.add_parser("prompts", help="prompts: run a file of prompts through a chat model",
+                             description="Send prompts to chat models; every attempt is recorded in raw_calls.")
+    psub = prompts.add_subparsers(dest="prompts_command", metavar="SUBCOMMAND", required=True)
+    p = psub.add_parser(
+        "run",
+        help="send every prompt of a file (N samples each), recorded and grouped",
+        description="Send every prompt of INPUT to the model, N samples each, with retries, a rate limit and "
+        "bounded concurrency. Empty prompts are skipped, counted as failed and recorded; a bad key or an "
+        "unknown model stops the run at once.",
+    )
+    add_input_args(p)
+    add_provider_args(p)
+    p.add_argument("--samples", type=positive_int, default=1, metavar="N", help="independent samples per prompt (default 1)")
+    p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (default: the model's)")
+    p.add_argument("--max-tokens", type=positive_int, metavar="N", help="at most N tokens per reply")
+    p.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="requests in flight (default 8)")
+    p.add_argument("--rpm", type=float, metavar="N", help="at most N requests per minute")
+    p.add_argument("--tpm", type=float, metavar="N", help="at most about N tokens per minute")
+    p.add_argument("--group", metavar="NAME", help="name of the batch group the calls join (default: a new one)")
+    p.add_argument("--template", metavar="TEXT", help="wrap each prompt: TEXT with {prompt} where the prompt goes")
+    p.add_argument("--max-chars", type=positive_int, default=DEFAULT_MAX_CHARS, metavar="N",
+                   help=f"cut each prompt to N characters before the template (default {DEFAULT_MAX_CHARS:,})")
+    p.add_argument("--redact-pii", action="store_true", help="mask e-mail addresses and phone numbers before sending")
+    p.add_argument("--keep-whitespace", action="store_true", help="send prompts as they are (default: clean whitespace)")
+    p.add_argument("--out", metavar="PATH", help="write one JSON line per call: prompt, sample, text or error, raw_call_id")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    table = read_input(args)  # file problems stop here, before any API call
+    preprocess = Preprocessor(
+        clean_whitespace=not args.keep_whitespace, redact_pii=args.redact_pii, max_chars=args.max_chars, template=args.template
+    )
+    provider = build_provider(args.provider, args.base_url, args.timeout)
+    service = InferenceService(
+        open_database(),
+        provider,
+        provider_name=normalize_name(args.provider),
+        model=args.model,
+        rate_limit=RateLimit(args.rpm, args.tpm),
+        concurrency=args.concurrency,
+        preprocess=preprocess,
+    )
+    progress = Progress("prompts")
+    try:
+        batch = service.run_batch(
+            table.texts, samples=args.samples, temperature=args.temperature, max_tokens=args.max_tokens,
+            group_name=args.group, progress=progress,
+        )
+    finally:
+        progress.close()
+        service.close()
+    out_path = _write_out(batch, args.out) if args.out else None
+    payload = {**batch.summary(), "prompts": len(table.texts), "samples": args.samples, "out": out_path}
+
+    def human(p: dict) -> str:
+        line = (f"calls {p['calls']:,}  succeeded {p['succeeded']:,}  failed {p['failed']:,}  "
+                f"api_requests {p['api_requests']:,}  group {p['group_id']}")
+        return line + (f"\nreplies written to {p['out']}" if p["out"] else "")
+
+    emit(payload, args.json, human)
+    failures = [(i, r) for i, r in enumerate(batch.results) if not r.ok]
+    for i, r in failures[:MAX_WARNINGS]:
+        where = f"row {i // batch.samples}" + (f" sample {r.sample_index}" if batch.samples > 1 else "")
+        print(f"warning: {where}: {r.error}", file=sys.stderr)
+    if len(failures) > MAX_WARNINGS:
+        print(f"warning: {len(failures) - MAX_WARNINGS:,} more calls failed", file=sys.stderr)
+    return 0 if batch.failed < batch.calls else 1
+
+
+def _write_out(batch: BatchResult, path: str) -> str:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as handle:
+        for i, r in enumerate(batch.results):
+            row = {"row": i // batch.samples, "sample": r.sample_index, "prompt": r.prompt, "text": r.text,
+                   "error": r.error, "raw_call_id": r.raw_call_id}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return str(out)

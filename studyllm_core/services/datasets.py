@@ -1,0 +1,134 @@
+"""Datasets: named sources of texts (a file, the bundled demo corpus, or a prompt run's responses).
+
+A dataset is a `dataset` group whose metadata says where its texts come from, so every process
+(the CLI, a Dagster sensor, a run worker) resolves a name to the same texts. Loading applies
+the same checks as the embedding service, so unusable rows are dropped and counted here, before
+any API call, instead of failing later.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from studyllm_core.db.engine import translate_db_errors
+from studyllm_core.db.groups import GroupRepository
+from studyllm_core.errors import InputError, NotFoundError
+from studyllm_core.services.cache_key import unusable_reason
+from studyllm_core.services.inputs import read_texts
+
+DEMO = "demo"
+KINDS = ("file", "demo", "prompt_run")
+_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where a dataset's texts come from."""
+
+    name: str
+    kind: str = "file"
+    path: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    header: bool = True
+    prompt_group_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DatasetTexts:
+    """The usable texts of a dataset (rows that would fail to embed are dropped and counted)."""
+
+    texts: list[str]
+    labels: list[str] | None
+    source_rows: list[int]  # row of each kept text in the source
+    dropped: dict[int, str]  # source row -> why it was dropped
+
+
+def dataset_name(raw: str) -> str:
+    """A name usable as a Dagster partition key and a folder: letters, digits, `_`, `.`, `-`."""
+    name = _NAME.sub("-", raw).strip("-.")
+    if not name:
+        raise InputError(f"{raw!r} gives an empty dataset name; use letters, digits, '_', '.' or '-'")
+    return name[:120]
+
+
+def demo_corpus_path() -> Path:
+    """The bundled labelled demo corpus (TSV: label, text)."""
+    return Path(str(resources.files("studyllm_core") / "data" / "demo_corpus.tsv"))
+
+
+class DatasetRegistry:
+    """Register dataset sources by name and load their texts."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.groups = GroupRepository(engine)
+
+    def register(self, source: DatasetSource) -> int:
+        """Create or update the dataset group of `source` (the name is validated first)."""
+        if source.kind not in KINDS:
+            raise InputError(f"dataset kind must be one of {', '.join(KINDS)}, not {source.kind!r}")
+        if dataset_name(source.name) != source.name:
+            raise InputError(f"dataset name {source.name!r} is not valid; use {dataset_name(source.name)!r}")
+        if source.kind == "file" and not (source.path and Path(source.path).is_file()):
+            raise InputError(f"dataset {source.name!r}: file {source.path} does not exist")
+        return self.groups.ensure_group("dataset", source.name, metadata={"source": source.to_dict()})
+
+    def register_demo(self) -> int:
+        return self.register(DatasetSource(name=DEMO, kind="demo", label_column="label"))
+
+    def get(self, name: str) -> DatasetSource:
+        """The registered source of dataset `name`; NotFoundError names the fix."""
+        group = self.groups.lookup("dataset", name)
+        if group is None or not (group.metadata_json or {}).get("source"):
+            raise NotFoundError(
+                f"dataset {name!r} is not registered: drop its file in the watched folder, "
+                "or give its path in the run config (source_path)"
+            )
+        return DatasetSource(**group.metadata_json["source"])
+
+    def load(self, source: DatasetSource) -> DatasetTexts:
+        """Read the texts of `source` and drop the rows no embedding could be made of."""
+        if source.kind == "prompt_run":
+            texts, labels = self._prompt_run_texts(source.prompt_group_id)
+        else:
+            path = demo_corpus_path() if source.kind == "demo" else Path(source.path or "")
+            label_column = source.label_column if source.kind == "file" else "label"
+            table = read_texts(path, text_column=source.text_column, label_column=label_column, header=source.header)
+            texts, labels = table.texts, table.labels
+        kept, kept_labels, rows, dropped = [], [], [], {}
+        for row, raw in enumerate(texts):
+            reason = unusable_reason(raw)
+            if reason:
+                dropped[row] = reason
+                continue
+            kept.append(raw)
+            rows.append(row)
+            if labels is not None:
+                kept_labels.append(labels[row])
+        if not kept:
+            raise InputError(
+                f"dataset {source.name!r} has no usable texts ({len(texts)} rows, all empty or unreadable); "
+                "check the file and its text column"
+            )
+        return DatasetTexts(kept, kept_labels if labels is not None else None, rows, dropped)
+
+    def _prompt_run_texts(self, group_id: int | None) -> tuple[list[str], None]:
+        """The successful responses of a prompt run, in call order."""
+        if group_id is None:
+            raise InputError("a prompt_run dataset needs prompt_group_id")
+        sql = text(
+            "SELECT r.response_json->>'text' FROM group_members m JOIN raw_calls r ON r.id = m.call_id "
+            "WHERE m.group_id = :g AND r.status = 'success' ORDER BY r.id"
+        )
+        with translate_db_errors("reading a prompt run"), self.engine.connect() as conn:
+            return [t or "" for t in conn.execute(sql, {"g": group_id}).scalars()], None
