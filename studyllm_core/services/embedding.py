@@ -24,7 +24,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -49,7 +48,7 @@ from studyllm_core.services.cache_key import (
     normalize_text,
     unusable_reason,
 )
-from studyllm_core.services.capture import CallRecorder, error_json, run_metadata, status_for
+from studyllm_core.services.capture import CallRecorder, ensure_run_group, error_json, run_metadata, status_for
 from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
 from studyllm_core.services.retry import RetryPolicy, call_with_retries
 
@@ -186,10 +185,10 @@ class EmbeddingService:
         return await run.execute()
 
     def _ensure_group(self, name: str | None) -> int:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-        name = name or f"embed:{self.provider_name}:{self.model}:{stamp}"
         meta = {"provider": self.provider_name, "model": self.model, "dimensions": self.dimensions}
-        return GroupRepository(self.engine).ensure_group("embedding_batch", name, metadata=meta)
+        return ensure_run_group(
+            self.engine, "embedding_batch", name, label=f"embed:{self.provider_name}:{self.model}", metadata=meta
+        )
 
 
 class _Run:
