@@ -15,6 +15,7 @@ from studyllm_core.db.engine import open_database
 from studyllm_core.providers.registry import normalize_name
 from studyllm_core.services.embedding import EmbeddingService
 from studyllm_core.services.ratelimit import RateLimit
+from studyllm_core.services.retry import RetryPolicy
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="requests in flight (default 8)")
     p.add_argument("--rpm", type=float, metavar="N", help="at most N requests per minute")
     p.add_argument("--tpm", type=float, metavar="N", help="at most about N tokens per minute")
+    p.add_argument("--max-attempts", type=positive_int, default=RetryPolicy.max_attempts, metavar="N",
+                   help=f"tries per request before its texts count as failed (default {RetryPolicy.max_attempts})")
     p.add_argument("--group", metavar="NAME", help="name of the embedding_batch group the calls join")
     p.add_argument("--out", metavar="PATH", help="write vectors as .npy (float32; rows of failed texts are NaN)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -50,6 +53,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         concurrency=args.concurrency,
         rate_limit=RateLimit(args.rpm, args.tpm),
+        retry=RetryPolicy(max_attempts=args.max_attempts),
     )
     progress = Progress("embedding")
     try:
