@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 _SECRET_NAME = re.compile(r"(API_KEY|_KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
@@ -42,16 +42,25 @@ def known_secrets() -> set[str]:
 
 def redact(text: str, secrets: Iterable[str | None] | None = None) -> str:
     """Mask every known secret, the given ones, and anything shaped like a bearer or `sk-` key."""
-    if not text:
-        return text
+    return redactor(secrets)(text)
+
+
+def redactor(secrets: Iterable[str | None] | None = None) -> Callable[[str], str]:
+    """`redact` with the secrets looked up once, for masking many texts in a row."""
     values = known_secrets() | {s for s in (secrets or ()) if s and len(s) >= _MIN_SECRET_LEN}
-    # Longest first so a key that contains another is masked whole.
-    for value in sorted(values, key=len, reverse=True):
-        if value in text:
-            text = text.replace(value, MASK)
-    for pattern in _GENERIC_PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + MASK, text)
-    return text
+    ordered = sorted(values, key=len, reverse=True)  # longest first: a key containing another is masked whole
+
+    def apply(text: str) -> str:
+        if not text:
+            return text
+        for value in ordered:
+            if value in text:
+                text = text.replace(value, MASK)
+        for pattern in _GENERIC_PATTERNS:
+            text = pattern.sub(lambda m: m.group(1) + MASK, text)
+        return text
+
+    return apply
 
 
 def mask(secret: str | None) -> str:

@@ -34,6 +34,7 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.vectors import NewVectors, VectorRepository
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import EmbeddingResponse, Provider
+from studyllm_core.redaction import redact, redactor
 from studyllm_core.providers.errors import (
     BadRequestError,
     ContentFilterError,
@@ -109,10 +110,11 @@ class EmbedOutcome:
 
 @dataclass
 class _Item:
-    """One unique usable text."""
+    """One unique usable text: `text` goes to the provider, `stored` (secrets masked) to the database."""
 
     request_hash: str
     text: str
+    stored: str
 
 
 class EmbeddingService:
@@ -235,6 +237,7 @@ class _Run:
         index_hash: list[str | None] = []
         unique: dict[str, _Item] = {}
         rejected: list[NewCall] = []
+        mask = redactor()  # a key pasted into a text is sent as given but never stored
         for i, raw in enumerate(self.texts):
             problem, text = self._check(raw)
             if problem:
@@ -244,7 +247,8 @@ class _Run:
                 continue
             h = self.s.request_hash(text)
             index_hash.append(h)
-            unique.setdefault(h, _Item(h, text))
+            if h not in unique:
+                unique[h] = _Item(h, text, mask(text))
         if rejected:
             self.recorder.record(rejected)
         return index_hash, list(unique.values())
@@ -255,7 +259,7 @@ class _Run:
 
     def _rejected_call(self, raw: object, problem: str, index: int) -> NewCall:
         shown = raw if isinstance(raw, str) else repr(raw)
-        shown = shown.encode("utf-8", "replace").decode("utf-8")[:_RECORDED_INPUT_CHARS]
+        shown = redact(shown.encode("utf-8", "replace").decode("utf-8")[:_RECORDED_INPUT_CHARS])
         return NewCall(
             provider=self.s.provider_name,
             model=self.s.model,
@@ -376,7 +380,7 @@ class _Run:
 
     async def _call_with_retries(self, batch: list[_Item]) -> None:
         texts = [it.text for it in batch]
-        request = {"input": texts, **self._params()}
+        request = {"input": [it.stored for it in batch], **self._params()}
         batch_hash = content_hash(*(it.request_hash for it in batch))
 
         async def attempt(n: int) -> None:
@@ -453,7 +457,7 @@ class _Run:
                 conn,
                 NewVectors(
                     request_hashes=[it.request_hash for it in batch],
-                    texts=[it.text for it in batch],
+                    texts=[it.stored for it in batch],
                     vectors=vectors,
                     provider=self.s.provider_name,
                     model=self.s.model,
