@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timezone
 
 from studyllm_core.errors import InputError
 from studyllm_core.providers.base import Provider
@@ -49,3 +50,21 @@ def positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return number
+
+
+def utc_time(value: str) -> datetime:
+    """An argparse type: an ISO 8601 date or time (naive ones are UTC)."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]") from None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def add_call_filter_args(parser: argparse.ArgumentParser) -> None:
+    """--since/--until/--provider/--model/--group: which recorded calls a study command looks at."""
+    parser.add_argument("--since", type=utc_time, metavar="DATE", help="calls at or after DATE (ISO 8601; UTC unless given)")
+    parser.add_argument("--until", type=utc_time, metavar="DATE", help="calls before DATE")
+    parser.add_argument("--provider", metavar="P", help="only this provider")
+    parser.add_argument("--model", metavar="M", help="only this model")
+    parser.add_argument("--group", metavar="GROUP", help="only members of this group (id or name)")

@@ -26,3 +26,21 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
     return "\n".join(lines)
+
+
+def records(frame: Any) -> list[dict[str, Any]]:
+    """Rows of a pandas DataFrame as JSON-ready dicts: NaN and NaT become None, times ISO 8601 text."""
+    out = []
+    for row in frame.to_dict(orient="records"):
+        out.append({key: _plain(value) for key, value in row.items()})
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NaTType":
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value

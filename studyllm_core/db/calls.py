@@ -76,6 +76,7 @@ class CallFilter:
     until: datetime | None = None
     ids: Sequence[int] | None = field(default=None)
     group_id: int | None = None  # members of this group only
+    group_ids: Sequence[int] | None = None  # members of any of these groups (a group and its descendants)
 
     def where(self) -> tuple[str, dict[str, Any]]:
         clauses, params = [], {}
@@ -96,6 +97,9 @@ class CallFilter:
         if self.group_id is not None:
             clauses.append("id IN (SELECT call_id FROM group_members WHERE group_id = :group_id)")
             params["group_id"] = self.group_id
+        if self.group_ids is not None:
+            clauses.append("id IN (SELECT call_id FROM group_members WHERE group_id = ANY(:group_ids))")
+            params["group_ids"] = list(self.group_ids)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

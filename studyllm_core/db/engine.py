@@ -89,6 +89,12 @@ def transaction(engine: Engine, conn: Connection | None = None) -> Iterator[Conn
             yield new
 
 
+def driver_sql(conn: Connection, sql: str) -> str:
+    """`sql` with `:name` parameters (as CallFilter writes them) in psycopg's `%(name)s` style, for the raw
+    driver cursor (binary results, server-side cursors, plain tuples without per-row wrapping)."""
+    return str(text(sql).compile(dialect=conn.dialect))
+
+
 @contextmanager
 def translate_db_errors(action: str) -> Iterator[None]:
     """Turn driver errors into one-line `DatabaseError`s naming `action`; nothing is swallowed."""

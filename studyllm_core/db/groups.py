@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from studyllm_core.db.engine import transaction, translate_db_errors
-from studyllm_core.db.jsonutil import jsonb
+from studyllm_core.db.jsonutil import dumps, jsonb
 from studyllm_core.db.models import LINK_TYPES
 from studyllm_core.errors import NotFoundError
 
@@ -85,6 +85,30 @@ class GroupRepository:
         with translate_db_errors(f"saving group {group_type}:{name}"), self.engine.begin() as conn:
             return int(conn.execute(sql, {"t": group_type, "n": name, "d": description, "m": jsonb(metadata)}).scalar_one())
 
+    def ensure_groups(
+        self,
+        group_type: str,
+        names: Sequence[str],
+        *,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+        conn: Connection | None = None,
+    ) -> dict[str, int]:
+        """Ids of many groups of one type by name, created where missing, in one statement (`ensure_group` in bulk)."""
+        if not names:
+            return {}
+        if len(set(names)) != len(names):
+            raise ValueError("ensure_groups needs distinct names")
+        metas = [None if m is None else dumps(m) for m in (metadata or [None] * len(names))]
+        sql = text(
+            "INSERT INTO groups (group_type, name, metadata_json) "
+            "SELECT :t, u.n, CAST(u.m AS jsonb) FROM unnest(CAST(:names AS text[]), CAST(:metas AS text[])) AS u(n, m) "
+            "ON CONFLICT (group_type, name) DO UPDATE SET "
+            "  metadata_json = coalesce(groups.metadata_json, '{}'::jsonb) || coalesce(EXCLUDED.metadata_json, '{}'::jsonb) "
+            "RETURNING name, id"
+        )
+        with translate_db_errors(f"saving {len(names)} {group_type} groups"), transaction(self.engine, conn) as tx:
+            return {name: int(gid) for name, gid in tx.execute(sql, {"t": group_type, "names": list(names), "metas": metas})}
+
     def get_group(self, group_id: int) -> GroupRow | None:
         with translate_db_errors("reading a group"), self.engine.connect() as conn:
             row = conn.execute(text(f"SELECT {_GROUP_COLS} FROM groups WHERE id = :id"), {"id": group_id}).first()
@@ -139,6 +163,31 @@ class GroupRepository:
         with translate_db_errors("adding group members"), transaction(self.engine, conn) as tx:
             return tx.execute(sql, {"g": group_id, "ids": list(call_ids), "role": role}).rowcount
 
+    def add_memberships(
+        self, group_ids: Sequence[int], call_ids: Sequence[int], *, conn: Connection | None = None
+    ) -> int:
+        """Add call_ids[i] to group_ids[i] for every i, in one statement; returns how many were new."""
+        if len(group_ids) != len(call_ids):
+            raise ValueError("add_memberships needs as many group ids as call ids")
+        if not call_ids:
+            return 0
+        sql = text(
+            "INSERT INTO group_members (group_id, call_id) "
+            "SELECT u.g, u.c FROM unnest(CAST(:groups AS bigint[]), CAST(:calls AS bigint[])) AS u(g, c) "
+            "ON CONFLICT (group_id, call_id) DO NOTHING"
+        )
+        with translate_db_errors("adding group members"), transaction(self.engine, conn) as tx:
+            return tx.execute(sql, {"groups": list(group_ids), "calls": list(call_ids)}).rowcount
+
+    def member_counts(self, group_ids: Sequence[int]) -> dict[int, int]:
+        """Number of member calls of each group (0 for none), in one query."""
+        sql = (
+            "SELECT g, count(m.call_id) FROM unnest(CAST(:ids AS bigint[])) AS g "
+            "LEFT JOIN group_members m ON m.group_id = g GROUP BY g"
+        )
+        with translate_db_errors("counting group members"), self.engine.connect() as conn:
+            return {int(g): int(n) for g, n in conn.execute(text(sql), {"ids": list(group_ids)})}
+
     def member_ids(self, group_id: int) -> list[int]:
         """Call ids of a group, in position order."""
         sql = "SELECT call_id FROM group_members WHERE group_id = :g ORDER BY position NULLS LAST, id"
@@ -172,6 +221,24 @@ class GroupRepository:
             return int(
                 conn.execute(sql, {"p": parent_id, "c": child_id, "t": link_type, "pos": position, "m": jsonb(metadata)}).scalar_one()
             )
+
+    def link_many(
+        self, parent_id: int, child_ids: Sequence[int], link_type: str, *, conn: Connection | None = None
+    ) -> int:
+        """Edges parent -> each child of `link_type` in one statement (existing ones kept); returns how many were new."""
+        if link_type not in LINK_TYPES:
+            raise ValueError(f"link_type must be one of {', '.join(LINK_TYPES)}, not {link_type!r}")
+        if parent_id in child_ids:
+            raise ValueError("a group cannot link to itself")
+        if not child_ids:
+            return 0
+        sql = text(
+            "INSERT INTO group_links (parent_group_id, child_group_id, link_type) "
+            "SELECT :p, c, :t FROM unnest(CAST(:children AS bigint[])) AS c "
+            "ON CONFLICT (parent_group_id, child_group_id, link_type) DO NOTHING"
+        )
+        with translate_db_errors("linking groups"), transaction(self.engine, conn) as tx:
+            return tx.execute(sql, {"p": parent_id, "children": list(child_ids), "t": link_type}).rowcount
 
     def children(self, parent_id: int, link_type: str | None = None) -> list[LinkRow]:
         return self._links("parent_group_id", parent_id, link_type)

@@ -14,6 +14,7 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     DateTime,
     Float,
     ForeignKey,
@@ -39,6 +40,18 @@ LINK_TYPES = ("step", "contains", "depends_on", "generates")
 
 # The expression behind prompt search; queries must use the same text to hit the GIN index.
 PROMPT_TSVECTOR_SQL = "to_tsvector('simple', coalesce(request_json->>'prompt', ''))"
+
+# Token counts generated from tokens_json (migration 0003): NULL unless a number in [0, 1e15].
+TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def token_column_sql(key: str) -> str:
+    """The generation expression of a token column (the same text as in migration 0003)."""
+    value = f"(tokens_json->'{key}')"
+    return (
+        f"CASE WHEN jsonb_typeof{value} = 'number' AND {value}::numeric BETWEEN 0 AND 1e15 "
+        f"THEN round({value}::numeric)::bigint END"
+    )
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -67,6 +80,12 @@ class RawCall(Base):
     metadata_json: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Read-only, for analytics: the covering index below lets per-model statistics skip the table.
+    prompt_tokens: Mapped[int | None] = mapped_column(BigInteger, Computed(token_column_sql("prompt_tokens"), persisted=True))
+    completion_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, Computed(token_column_sql("completion_tokens"), persisted=True)
+    )
+    total_tokens: Mapped[int | None] = mapped_column(BigInteger, Computed(token_column_sql("total_tokens"), persisted=True))
 
     __table_args__ = (
         CheckConstraint(_in("status", CALL_STATUSES), name="ck_raw_calls_status"),
@@ -74,7 +93,10 @@ class RawCall(Base):
         CheckConstraint("latency_ms IS NULL OR latency_ms >= 0", name="ck_raw_calls_latency"),
         CheckConstraint("status = 'success' OR error_json IS NOT NULL", name="ck_raw_calls_failure_has_error"),
         Index("ix_raw_calls_created_at", "created_at"),
-        Index("ix_raw_calls_provider_model_created", "provider", "model", "created_at"),
+        Index(
+            "ix_raw_calls_provider_model_created", "provider", "model", "created_at",
+            postgresql_include=["status", "latency_ms", *TOKEN_COLUMNS, "id"],
+        ),
         Index("ix_raw_calls_status_created", "status", "created_at"),
         Index("ix_raw_calls_modality_created", "modality", "created_at"),
         Index("ix_raw_calls_request_hash", "request_hash"),

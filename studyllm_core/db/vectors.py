@@ -1,18 +1,28 @@
-"""The embedding cache in pgvector, and the leases that let processes share the work of filling it.
+"""The embedding cache in pgvector, the leases that let processes share the work of filling it,
+and nearest-neighbour search over it.
 
 Reads and writes are set-based: one binary query per chunk of hashes, COPY for new vectors.
+
+Search: `vector` has no fixed dimension, so each (provider, model, dimension) gets its own HNSW
+index on the expression `(vector::vector(d))`, partial on that triple (`ensure_hnsw_index`).
+The planner uses it only for a query that repeats the expression and implies the predicate, so
+`nearest` builds both from `space_predicate` / `space_expression`, with the values inlined as
+literals (a generic plan with parameters could not prove the partial predicate).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from psycopg import sql as pgsql
 from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Engine, text
 
 from studyllm_core.db.engine import translate_db_errors
+from studyllm_core.errors import NotFoundError
 
 LOOKUP_CHUNK = 10_000
 _VECTOR_COLUMNS = "(request_hash, provider, model, dimension, text, vector, norm, raw_call_id)"
@@ -38,8 +48,53 @@ class NewVectors:
     raw_call_id: int
 
 
+@dataclass(frozen=True)
+class VectorSpace:
+    """Vectors of one provider, model and dimension: what one similarity index covers."""
+
+    provider: str
+    model: str
+    dimension: int
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class StoredVector:
+    """One cached embedding with its identity."""
+
+    id: int
+    request_hash: str
+    text: str
+    raw_call_id: int
+    space: VectorSpace
+    vector: np.ndarray
+
+
+HNSW_EF_SEARCH = 100  # candidates kept per search (pgvector's default is 40): exact top-10 in practice
+MAX_K = 1000  # pgvector's largest hnsw.ef_search: an HNSW scan returns at most that many rows
+HNSW_BUILD_MEMORY = "1GB"  # maintenance_work_mem for a build: a graph that fits in memory builds many times faster
+
+
+def hnsw_index_name(space: VectorSpace) -> str:
+    """The index name of a space, stable and within Postgres' 63 characters whatever the model's name."""
+    key = f"{space.provider}\x1f{space.model}\x1f{space.dimension}"
+    return "ix_embedding_vectors_hnsw_" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
+
+
+def space_expression(space: VectorSpace) -> str:
+    """The indexed expression: the column cast to the space's fixed dimension."""
+    return f"(vector::vector({int(space.dimension)}))"
+
+
+def space_predicate(space: VectorSpace) -> str:
+    """The partial-index predicate, literals inlined (queries must repeat it to use the index)."""
+    provider = pgsql.Literal(space.provider).as_string()
+    model = pgsql.Literal(space.model).as_string()
+    return f"provider = {provider} AND model = {model} AND dimension = {int(space.dimension)}"
+
+
 class VectorRepository:
-    """Cache look-ups, inserts and lease bookkeeping on `embedding_vectors` / `embedding_leases`."""
+    """Cache look-ups, inserts, lease bookkeeping and similarity search on `embedding_vectors`."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -154,3 +209,102 @@ class VectorRepository:
         """Give up every lease this session holds (before its connection goes back to the pool)."""
         cursor = conn.connection.driver_connection.cursor()
         cursor.execute("DELETE FROM embedding_leases WHERE owner_pid = pg_backend_pid()")
+
+    # -- similarity search ----------------------------------------------------------------------
+
+    def spaces(self) -> list[VectorSpace]:
+        """Every (provider, model, dimension) with stored vectors, and how many."""
+        sql = (
+            "SELECT provider, model, dimension, count(*) FROM embedding_vectors "
+            "GROUP BY provider, model, dimension ORDER BY provider, model, dimension"
+        )
+        with translate_db_errors("listing embedding models"), self.engine.connect() as conn:
+            return [VectorSpace(p, m, int(d), int(n)) for p, m, d, n in conn.execute(text(sql))]
+
+    def hnsw_index_ready(self, space: VectorSpace) -> bool:
+        """Whether the space's index exists and is valid (one catalog look-up)."""
+        sql = "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :name"
+        with translate_db_errors("checking a similarity index"), self.engine.connect() as conn:
+            return bool(conn.execute(text(sql), {"name": hnsw_index_name(space)}).scalar_one_or_none())
+
+    def ensure_hnsw_index(self, space: VectorSpace) -> tuple[str, bool]:
+        """Create the space's HNSW cosine index unless it exists; returns (name, created now).
+
+        Built CONCURRENTLY, so embedding runs keep writing meanwhile; an invalid index left by an
+        interrupted build is dropped and rebuilt. Idempotent and safe to race: the loser waits.
+        """
+        name = hnsw_index_name(space)
+        ddl = (
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON embedding_vectors "
+            f"USING hnsw ({space_expression(space)} vector_cosine_ops) WHERE {space_predicate(space)}"
+        )
+        state_sql = (
+            "SELECT i.indisvalid, EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid) "
+            "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :name"
+        )
+        with translate_db_errors(f"building the similarity index for {space.provider}/{space.model}"):
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                state = conn.execute(text(state_sql), {"name": name}).first()
+                if state is not None and state[0]:
+                    return name, False
+                if state is not None and not state[1]:  # left invalid by a build that died
+                    conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+                conn.execute(text(f"SET maintenance_work_mem = '{HNSW_BUILD_MEMORY}'"))
+                conn.execute(text(ddl))
+                conn.execute(text("RESET maintenance_work_mem"))
+        return name, True
+
+    def nearest_sql(self, space: VectorSpace, k: int) -> str:
+        """The top-k statement for a space (parameter: the query vector); it repeats the index's expression and predicate."""
+        expr = space_expression(space)
+        return (
+            f"SELECT id, request_hash, text, raw_call_id, {expr} <=> %(q)s AS distance "
+            f"FROM embedding_vectors WHERE {space_predicate(space)} "
+            f"ORDER BY {expr} <=> %(q)s LIMIT {int(k)}"
+        )
+
+    def nearest(self, query: np.ndarray, space: VectorSpace, *, k: int = 10) -> list[tuple[int, str, str, int, float]]:
+        """The k stored vectors of `space` nearest to `query` by cosine distance: (id, hash, text, call id, distance)."""
+        vector = self._query_vector(query, space)
+        with translate_db_errors("searching similar texts"), self.engine.begin() as conn:
+            cursor = conn.connection.driver_connection.cursor()
+            cursor.execute(f"SET LOCAL hnsw.ef_search = {min(MAX_K, max(HNSW_EF_SEARCH, 2 * int(k)))}")
+            cursor.execute(self.nearest_sql(space, k), {"q": vector}, binary=True)
+            return [(int(i), h, t, int(c), float(d)) for i, h, t, c, d in cursor.fetchall()]
+
+    def explain_nearest(self, query: np.ndarray, space: VectorSpace, *, k: int = 10) -> str:
+        """The plan of exactly the statement `nearest` runs (to check that the index serves it)."""
+        vector = self._query_vector(query, space)
+        with translate_db_errors("explaining a similarity search"), self.engine.begin() as conn:
+            cursor = conn.connection.driver_connection.cursor()
+            cursor.execute("EXPLAIN " + self.nearest_sql(space, k), {"q": vector})
+            return "\n".join(row[0] for row in cursor.fetchall())
+
+    def find(self, id_or_hash: int | str) -> StoredVector:
+        """A stored vector by embedding id or request hash; NotFoundError names both ways to find one."""
+        clause = "id = %(v)s" if isinstance(id_or_hash, int) or str(id_or_hash).isdigit() else "request_hash = %(v)s"
+        value = int(id_or_hash) if clause.startswith("id") else str(id_or_hash)
+        sql = (
+            "SELECT id, request_hash, text, raw_call_id, provider, model, dimension, vector "
+            f"FROM embedding_vectors WHERE {clause}"
+        )
+        with translate_db_errors("reading a stored embedding"), self.engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()
+            cursor.execute(sql, {"v": value}, binary=True)
+            row = cursor.fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"no stored embedding with id or request hash {id_or_hash!r}; "
+                "give an embedding id or a 64-character request hash from the cache"
+            )
+        i, h, t, c, p, m, d, v = row
+        return StoredVector(int(i), h, t, int(c), VectorSpace(p, m, int(d)), v.to_numpy())
+
+    @staticmethod
+    def _query_vector(query: np.ndarray, space: VectorSpace):  # noqa: ANN205 - a pgvector value
+        from pgvector import Vector
+
+        array = np.asarray(query, dtype=np.float32).ravel()
+        if array.shape[0] != space.dimension:
+            raise ValueError(f"query has {array.shape[0]} dimensions, the space {space.dimension}")
+        return Vector(array)

@@ -13,7 +13,7 @@ walking them to children. The pipeline and the CLI use this same code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,12 +53,14 @@ class Provenance:
         }
 
 
+SCOPE_LINKS = ("depends_on", "step", "contains")  # edges that lead from a group to the groups it covers
+
 _WALK_SQL = """
 WITH RECURSIVE walk(id, distance, path) AS (
     SELECT CAST(:start AS bigint), 0, ARRAY[CAST(:start AS bigint)]
     UNION ALL
     SELECT l.{next}, w.distance + 1, w.path || l.{next}
-    FROM walk w JOIN group_links l ON l.{this} = w.id AND l.link_type = 'depends_on'
+    FROM walk w JOIN group_links l ON l.{this} = w.id AND l.link_type = ANY(CAST(:types AS text[]))
     WHERE NOT l.{next} = ANY(w.path)
 )
 SELECT g.id, g.group_type, g.name, g.description, g.metadata_json, g.created_at, min(w.distance) AS distance
@@ -98,12 +100,19 @@ class ProvenanceService:
         """The groups this one was made from (its `depends_on` parents)."""
         return [g for g in (self.groups.get_group(link.parent_group_id) for link in self.groups.parents(group_id, "depends_on")) if g]
 
-    def walk(self, group_id: int, *, direction: str) -> list[tuple[GroupRow, int]]:
-        """All ancestors ("up") or descendants ("down") through `depends_on` edges, with distance."""
+    def walk(
+        self, group_id: int, *, direction: str, link_types: Sequence[str] = ("depends_on",)
+    ) -> list[tuple[GroupRow, int]]:
+        """All ancestors ("up") or descendants ("down") through edges of `link_types`, with distance."""
         this, nxt = ("child_group_id", "parent_group_id") if direction == "up" else ("parent_group_id", "child_group_id")
         sql = text(_WALK_SQL.format(this=this, next=nxt))
         with translate_db_errors("walking provenance"), self.engine.connect() as conn:
-            return [(GroupRow(*row[:6]), int(row[6])) for row in conn.execute(sql, {"start": group_id})]
+            rows = conn.execute(sql, {"start": group_id, "types": list(link_types)})
+            return [(GroupRow(*row[:6]), int(row[6])) for row in rows]
+
+    def scope(self, group_id: int) -> list[int]:
+        """The group and every group below it (made from it, its steps, what it contains): whose calls it covers."""
+        return [group_id] + [g.id for g, _ in self.walk(group_id, direction="down", link_types=SCOPE_LINKS)]
 
     def provenance(self, id_or_name: str | int) -> Provenance:
         """Everything recorded about one group (NotFoundError if there is no such group)."""

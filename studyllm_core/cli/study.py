@@ -1,0 +1,87 @@
+"""`studyllm stats`: compare providers and models over the recorded calls (calls, success, latency, tokens, cost)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from studyllm_core.cli.common import add_call_filter_args
+from studyllm_core.cli.output import emit, records, table
+from studyllm_core.db.calls import CallFilter
+from studyllm_core.db.engine import open_database
+from studyllm_core.db.groups import GroupRepository
+from studyllm_core.errors import NotFoundError
+from studyllm_core.services.prices import ENV_PRICES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "stats",
+        help="provider/model comparison: calls, success rate, p50/p95 latency, tokens, cost",
+        description="Compare providers and models over the recorded calls. Costs use the packaged price table "
+        f"merged with ${ENV_PRICES}; a model without a price shows its cost as unknown, never as 0.",
+    )
+    add_call_filter_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_stats)
+
+
+def call_filter(args: argparse.Namespace, engine) -> CallFilter:  # noqa: ANN001 - an Engine
+    """The CallFilter of --since/--until/--provider/--model/--group (NotFoundError for an unknown group)."""
+    group = GroupRepository(engine).find_group(args.group).id if args.group else None
+    return CallFilter(provider=args.provider, model=args.model, since=args.since, until=args.until, group_id=group)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from studyllm_core.services.study import StudyService  # pandas: loaded only when needed
+
+    engine = open_database()
+    flt = call_filter(args, engine)
+    service = StudyService(engine)
+    summary = service.summary_stats(flt)
+    if summary["calls"] == 0:
+        narrowed = any(v is not None for v in (args.since, args.until, args.provider, args.model, args.group))
+        if narrowed:
+            raise NotFoundError("no recorded calls match these filters; widen --since/--until/--provider/--model/--group")
+        raise NotFoundError("no calls are recorded yet; record some with `studyllm prompts run` or `studyllm embed`")
+    payload = {"summary": summary, "providers": records(service.provider_comparison(flt)), "prices": service.prices.sources}
+    emit(payload, args.json, _human)
+    return 0
+
+
+def _human(p: dict[str, Any]) -> str:
+    s = p["summary"]
+    first, last = (str(s[k])[:19] for k in ("first_call_at", "last_call_at"))
+    lines = [
+        f"calls {s['calls']:,}  succeeded {s['succeeded']:,} ({s['success_rate']:.1%})  failed {s['failed']:,}  "
+        f"providers {s['providers']}  models {s['models']}  from {first} to {last}",
+        f"tokens in {s['input_tokens']:,}  out {s['output_tokens']:,}  cost {_money(s['cost_usd'])}"
+        + (f" (priced part {_money(s['priced_cost_usd'])})" if s["cost_usd"] is None else ""),
+        "",
+    ]
+    rows = [
+        {
+            **r,
+            "success": f"{r['success_rate']:.1%}",
+            "p50_ms": _num(r["p50_latency_ms"]),
+            "p95_ms": _num(r["p95_latency_ms"]),
+            "tokens_in": f"{r['input_tokens']:,}",
+            "tokens_out": f"{r['output_tokens']:,}",
+            "cost": _money(r["cost_usd"]),
+        }
+        for r in p["providers"]
+    ]
+    lines.append(table(rows, ["provider", "model", "calls", "success", "p50_ms", "p95_ms", "tokens_in", "tokens_out", "cost"]))
+    if s["unpriced_models"]:
+        lines.append(
+            f"\ncost unknown for {', '.join(s['unpriced_models'])}: no price; add one in a file named by ${ENV_PRICES}"
+        )
+    return "\n".join(lines)
+
+
+def _money(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.4f}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"

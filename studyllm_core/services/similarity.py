@@ -1,0 +1,127 @@
+"""SimilarityService: the stored texts nearest to a text, a vector or a stored item, by cosine distance.
+
+Each (provider, model, dimension) is searched through its own HNSW index, built on first use by
+`ensure_index` (see `db/vectors.py` for why the index is partial and on an expression). A query
+text is embedded through `EmbeddingService`, so it is cached and recorded like any other call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, text
+
+from studyllm_core.db.vectors import MAX_K, VectorRepository, VectorSpace, hnsw_index_name
+from studyllm_core.db.engine import translate_db_errors
+from studyllm_core.errors import InputError, NotFoundError
+from studyllm_core.services.cache_key import normalize_text
+from studyllm_core.services.embedding import EmbeddingService
+
+NEIGHBOUR_COLUMNS = ["embedding_id", "request_hash", "text", "raw_call_id", "distance", "similarity"]
+QUERY_GROUP = "similarity-queries"  # embedding_batch group that query texts join, per provider and model
+
+NoticeFn = Callable[[str], None]
+
+
+class SimilarityService:
+    """Nearest-neighbour search over the embedding cache."""
+
+    def __init__(self, engine: Engine, *, notice: NoticeFn | None = None) -> None:
+        self.engine = engine
+        self.vectors = VectorRepository(engine)
+        self.notice = notice  # told before a (slow, one-time) index build
+        self._ready: set[str] = set()  # indexes known to be built
+
+    def ensure_index(self, provider: str, model: str, dimension: int) -> str:
+        """Create the HNSW index of this space if missing (idempotent, cheap once built); returns its name."""
+        space = VectorSpace(provider, model, int(dimension))
+        name = hnsw_index_name(space)
+        if name in self._ready or self.vectors.hnsw_index_ready(space):
+            self._ready.add(name)
+            return name
+        space = self.space(provider, model, dimension)  # NotFoundError when nothing is stored for it
+        if self.notice is not None:
+            self.notice(f"building the similarity index for {provider}/{model} ({space.count:,} vectors), once")
+        self.vectors.ensure_hnsw_index(space)
+        self._ready.add(name)
+        return name
+
+    def space(self, provider: str | None, model: str | None, dimension: int | None = None) -> VectorSpace:
+        """The one stored space matching what is given; InputError when several do."""
+        matches = self.spaces(provider, model, dimension)
+        if len(matches) > 1:
+            listing = ", ".join(f"{s.provider}/{s.model} ({s.dimension}-d)" for s in matches)
+            raise InputError(f"several embedding models match; choose one with --provider, --model or --dimensions: {listing}")
+        return matches[0]
+
+    def spaces(self, provider: str | None, model: str | None, dimension: int | None = None) -> list[VectorSpace]:
+        """Stored spaces matching what is given (None: any); NotFoundError lists what is stored when none match."""
+        stored = self.vectors.spaces()
+        if not stored:
+            raise NotFoundError("there are no stored embeddings yet; embed texts first with `studyllm embed`")
+        matches = [
+            s for s in stored
+            if (provider is None or s.provider == provider) and (model is None or s.model == model)
+            and (dimension is None or s.dimension == dimension)
+        ]
+        if not matches:
+            listing = ", ".join(f"{s.provider}/{s.model} ({s.dimension}-d, {s.count:,} vectors)" for s in stored)
+            wanted = f"{provider or '*'}/{model or '*'}" + (f" ({dimension}-d)" if dimension else "")
+            raise NotFoundError(f"no stored embeddings for {wanted}; stored are: {listing}")
+        return matches
+
+    def search_vector(self, vector: np.ndarray, provider: str, model: str, *, k: int = 10) -> pd.DataFrame:
+        """The k stored texts of this provider/model nearest to `vector`, nearest first."""
+        _check_k(k)
+        space = VectorSpace(provider, model, int(np.asarray(vector).size))
+        self.ensure_index(provider, model, space.dimension)
+        return _frame(self.vectors.nearest(vector, space, k=k))
+
+    def search_text(self, query: str, embedder: EmbeddingService, *, k: int = 10) -> pd.DataFrame:
+        """Embed `query` with `embedder` (cached, recorded) and return the k nearest stored texts.
+
+        The query's own cache entry is left out unless the text was also embedded outside
+        similarity queries (then it is a stored text like any other, at distance 0).
+        """
+        _check_k(k)
+        self.spaces(embedder.provider_name, embedder.model, embedder.dimensions)  # fail before any API call
+        group = f"{QUERY_GROUP}:{embedder.provider_name}:{embedder.model}"
+        outcome = embedder.embed([query], group_name=group)
+        if outcome.failures:
+            raise InputError(f"the query text could not be embedded: {outcome.failures[0]}")
+        found = self.search_vector(outcome.vectors[0], embedder.provider_name, embedder.model, k=min(k + 1, MAX_K))
+        own = embedder.request_hash(normalize_text(query))
+        if not self._stored_outside_queries(own):
+            found = found[found["request_hash"] != own]
+        return found.head(k).reset_index(drop=True)
+
+    def neighbours_of(self, id_or_hash: int | str, *, k: int = 10) -> pd.DataFrame:
+        """The k stored texts nearest to a stored one (by embedding id or request hash), itself excluded."""
+        _check_k(k)
+        item = self.vectors.find(id_or_hash)
+        self.ensure_index(item.space.provider, item.space.model, item.space.dimension)
+        found = self.vectors.nearest(item.vector, item.space, k=min(k + 1, MAX_K))
+        return _frame([row for row in found if row[0] != item.id][:k])
+
+
+    def _stored_outside_queries(self, request_hash: str) -> bool:
+        """Whether the call that produced this cache entry belongs to a group other than the query groups."""
+        sql = text(
+            "SELECT EXISTS (SELECT 1 FROM embedding_vectors v JOIN group_members m ON m.call_id = v.raw_call_id "
+            "JOIN groups g ON g.id = m.group_id WHERE v.request_hash = :h AND g.name NOT LIKE :queries)"
+        )
+        with translate_db_errors("checking a query's provenance"), self.engine.connect() as conn:
+            return bool(conn.execute(sql, {"h": request_hash, "queries": f"{QUERY_GROUP}:%"}).scalar_one())
+
+
+def _check_k(k: int) -> None:
+    if not 1 <= k <= MAX_K:
+        raise InputError(f"k must be between 1 and {MAX_K}, not {k}")
+
+
+def _frame(rows: list[tuple[int, str, str, int, float]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=NEIGHBOUR_COLUMNS[:-1])
+    frame["similarity"] = 1.0 - frame["distance"]
+    return frame

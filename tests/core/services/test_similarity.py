@@ -1,0 +1,128 @@
+"""SimilarityService: true nearest neighbours (checked by brute force), through the per-model HNSW index."""
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from studyllm_core.db.calls import NewCall, RawCallRepository
+from studyllm_core.db.vectors import NewVectors, VectorRepository, VectorSpace, hnsw_index_name
+from studyllm_core.errors import InputError, NotFoundError
+from studyllm_core.providers.registry import create_provider
+from studyllm_core.services import embedding as embedding_module
+from studyllm_core.services.embedding import EmbeddingService
+from studyllm_core.services.similarity import SimilarityService
+from support import TEST_API_KEY
+
+
+def store(engine, vectors: np.ndarray, provider: str = "p", model: str = "m", prefix: str = "h") -> list[str]:
+    """Store `vectors` as produced by one embedding call; returns their request hashes (row order)."""
+    call_id = RawCallRepository(engine).insert(
+        NewCall(provider=provider, model=model, modality="embedding", status="success", request_json={})
+    )
+    hashes = [f"{prefix}{i:08d}" for i in range(len(vectors))]
+    with engine.begin() as conn:
+        VectorRepository.store(conn, NewVectors(hashes, [f"text {prefix}{i}" for i in range(len(vectors))],
+                                                np.ascontiguousarray(vectors, dtype=np.float32), provider, model, call_id))
+    return hashes
+
+
+def brute_force(data: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    unit = data / np.linalg.norm(data, axis=1, keepdims=True)
+    distance = 1.0 - unit @ (query / np.linalg.norm(query))
+    order = np.argsort(distance, kind="stable")[:k]
+    return order, distance[order]
+
+
+def test_search_returns_the_true_nearest_neighbours_of_its_own_model_only(engine):
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(2_000, 16)).astype(np.float32)
+    hashes = store(engine, data)
+    store(engine, rng.normal(size=(300, 16)), model="other", prefix="o")  # same dimension, another model
+    store(engine, rng.normal(size=(300, 8)), prefix="d")  # same model, another dimension
+    service = SimilarityService(engine)
+    for q in range(5):
+        query = rng.normal(size=16).astype(np.float32)
+        found = service.search_vector(query, "p", "m", k=10)
+        order, distance = brute_force(data, query, 10)
+        assert list(found["request_hash"]) == [hashes[i] for i in order]
+        np.testing.assert_allclose(found["distance"], distance, atol=1e-5)
+        np.testing.assert_allclose(found["similarity"], 1 - distance, atol=1e-5)
+    assert VectorRepository(engine).hnsw_index_ready(VectorSpace("p", "m", 16))
+    assert not VectorRepository(engine).hnsw_index_ready(VectorSpace("p", "m", 8))
+
+
+def test_neighbours_of_a_stored_item_by_id_or_hash_exclude_the_item(engine):
+    rng = np.random.default_rng(4)
+    data = rng.normal(size=(500, 12)).astype(np.float32)
+    hashes = store(engine, data)
+    service = SimilarityService(engine)
+    order, _ = brute_force(data, data[42], 6)
+    want = [hashes[i] for i in order if i != 42][:5]
+    by_hash = service.neighbours_of(hashes[42], k=5)
+    assert list(by_hash["request_hash"]) == want
+    item_id = VectorRepository(engine).find(hashes[42]).id
+    assert list(service.neighbours_of(item_id, k=5)["request_hash"]) == want
+    with pytest.raises(NotFoundError, match="no stored embedding with id or request hash"):
+        service.neighbours_of("f" * 64)
+
+
+def test_ensure_index_is_idempotent_and_named_by_a_hash(engine):
+    store(engine, np.random.default_rng(5).normal(size=(50, 4)), provider="local", model="all-MiniLM-L6-v2 'quoted'")
+    service = SimilarityService(engine)
+    name = service.ensure_index("local", "all-MiniLM-L6-v2 'quoted'", 4)
+    assert name == hnsw_index_name(VectorSpace("local", "all-MiniLM-L6-v2 'quoted'", 4)) and len(name) < 63
+    assert SimilarityService(engine).ensure_index("local", "all-MiniLM-L6-v2 'quoted'", 4) == name
+    with engine.connect() as conn:
+        defs = list(conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": name}).scalars())
+    assert len(defs) == 1 and "hnsw" in defs[0] and "vector_cosine_ops" in defs[0] and "(vector)::vector(4)" in defs[0]
+
+
+def test_missing_data_and_bad_arguments_are_clear(engine):
+    service = SimilarityService(engine)
+    with pytest.raises(NotFoundError, match="no stored embeddings yet; embed texts first"):
+        service.search_vector(np.ones(4), "p", "m")
+    store(engine, np.ones((3, 4)))
+    with pytest.raises(NotFoundError, match=r"no stored embeddings for p/m \(5-d\); stored are: p/m \(4-d, 3 vectors\)"):
+        service.search_vector(np.ones(5), "p", "m")
+    with pytest.raises(InputError, match="k must be between 1 and 1000"):
+        service.search_vector(np.ones(4), "p", "m", k=0)
+
+
+def test_search_text_embeds_the_query_through_the_cache(engine, stub):
+    embedding_module._validated_models.clear()
+    provider = create_provider("openai-compatible", base_url=stub.base_url, api_key=TEST_API_KEY, timeout=5.0)
+    embedder = EmbeddingService(engine, provider, provider_name="openai-compatible", model="stub-embedding")
+    corpus = [f"document number {i}" for i in range(200)]
+    embedder.embed(corpus, group_name="corpus")
+    service = SimilarityService(engine)
+    found = service.search_text("document number 17", embedder, k=3)
+    assert found["text"].iloc[0] == "document number 17" and found["distance"].iloc[0] == pytest.approx(0, abs=1e-5)
+    requests = stub.stats.requests_total
+    service.search_text("document number 17", embedder, k=3)  # cached: no API call
+    assert stub.stats.requests_total == requests
+    data = np.array([stub.embedding(t) for t in corpus])
+    order, _ = brute_force(data, np.array(stub.embedding("a new question")), 10)
+    for _ in range(2):  # the query is cached by the first search, yet never its own result
+        assert list(service.search_text("a new question", embedder, k=10)["text"]) == [corpus[i] for i in order]
+    assert RawCallRepository(engine).count() == 2  # the corpus batch and the one new query text
+
+
+@pytest.mark.slow  # about 17 s, most of it building the index
+def test_explain_uses_the_hnsw_index_at_100k_vectors(engine):
+    """The planner picks the partial expression index for the exact statement `nearest` runs."""
+    rng = np.random.default_rng(6)
+    dim = 8  # small vectors keep the build quick; the plan does not depend on the dimension
+    data = rng.normal(size=(100_000, dim)).astype(np.float32)
+    store(engine, data, provider="local", model="all-MiniLM-L6-v2")
+    store(engine, rng.normal(size=(2_000, dim)), provider="openai", model="text-embedding-3-small", prefix="x")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE embedding_vectors"))
+    service = SimilarityService(engine)
+    name = service.ensure_index("local", "all-MiniLM-L6-v2", dim)
+    space = VectorSpace("local", "all-MiniLM-L6-v2", dim)
+    query = rng.normal(size=dim).astype(np.float32)
+    plan = service.vectors.explain_nearest(query, space, k=10)
+    assert f"Index Scan using {name}" in plan, plan
+    found = service.search_vector(query, "local", "all-MiniLM-L6-v2", k=10)
+    order, _ = brute_force(data, query, 10)
+    assert len(set(found["request_hash"]) & {f"h{i:08d}" for i in order}) >= 9  # HNSW is approximate; recall@10
