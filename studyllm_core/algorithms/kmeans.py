@@ -1,0 +1,162 @@
+"""k-LLMmeans (Diaz-Rodriguez 2025, arXiv 2502.09667): k-means in embedding space where, every few Lloyd
+iterations, each cluster's centroid is replaced by the embedding of an LLM summary of a few of its
+members. Without an LLM it is plain (or spherical) Lloyd k-means with k-means++ seeding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .lloyd import Lloyd
+from .results import ClusteringResult
+from .seeding import kmeans_plusplus
+from .validation import (
+    as_matrix,
+    check_metric,
+    check_n_clusters,
+    check_positive_int,
+    normalize_rows,
+)
+
+Summarize = Callable[[list[str]], str]
+Embed = Callable[[list[str]], np.ndarray]
+Project = Callable[[np.ndarray], np.ndarray]
+
+
+def _summary_centroids(
+    state: Lloyd,
+    texts: Sequence[str],
+    summarize: Summarize,
+    embed: Embed,
+    project: Project | None,
+    samples_per_cluster: int,
+    rng: np.random.Generator,
+) -> tuple[list[str], np.ndarray]:
+    """One LLM round: summarise a k-means++ sample of each cluster, embed all K summaries in one call,
+    project them into the clustering space and return them as the new centroids."""
+    labels = state.labels
+    order = np.argsort(labels, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=state.k))])
+    summaries: list[str] = []
+    for cluster in range(state.k):
+        members = order[bounds[cluster] : bounds[cluster + 1]]
+        if members.size > samples_per_cluster:
+            members = members[kmeans_plusplus(state.x[members], samples_per_cluster, rng)]
+        summary = summarize([texts[i] for i in members])
+        if not isinstance(summary, str):
+            raise ValueError(f"summarize must return a str, got {type(summary).__name__}; fix the summarize callable.")
+        summaries.append(summary)
+    vectors = np.asarray(embed(summaries), dtype=np.float64)
+    if vectors.ndim != 2 or vectors.shape[0] != state.k:
+        raise ValueError(
+            f"embed returned shape {vectors.shape} for {state.k} summaries; it must return one row per text."
+        )
+    if project is not None:
+        vectors = np.asarray(project(vectors), dtype=np.float64)
+    dim = state.x.shape[1]
+    if vectors.shape != (state.k, dim):
+        raise ValueError(
+            f"summary vectors have shape {vectors.shape}, expected ({state.k}, {dim}); pass project= to map "
+            "embed's output into the clustering space (e.g. PCAProjection.transform)."
+        )
+    if not np.isfinite(vectors).all():
+        raise ValueError("embed/project returned NaN or infinite values for a summary; check the embedder.")
+    if state.spherical:
+        vectors = normalize_rows(vectors, "summary embeddings")
+    return summaries, vectors
+
+
+def k_llmmeans(
+    Z: np.ndarray,
+    texts: Sequence[str] | None,
+    K: int,
+    *,
+    summarize: Summarize | None = None,
+    embed: Embed | None = None,
+    project: Project | None = None,
+    llm_rounds: int = 3,
+    iters_per_round: int = 5,
+    samples_per_cluster: int = 10,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    metric: str = "cosine",
+    seed: int = 0,
+) -> ClusteringResult:
+    """Cluster the rows of Z into K groups with k-LLMmeans (plain k-means++ / Lloyd when no LLM is given).
+
+    Schedule (following the authors' code, jairoadiazr/k-LLMmeans kLLMmeans() with its default
+    final_iter=True, which the PyPI package k-llmmeans also keeps):
+    k-means++ seeding, then for each of `llm_rounds` rounds: up to `iters_per_round` Lloyd iterations
+    (fewer if they converge), labels made consistent with the centroids, then every cluster's centroid
+    is replaced by its summary centroid: `samples_per_cluster` members picked by k-means++ inside the
+    cluster, `summarize` called once on their texts, all K summaries embedded in ONE `embed` call and
+    mapped by `project` (identity when None) into Z's space. After the last round Lloyd continues from
+    the summary centroids until convergence or `max_iter` total iterations, so the returned labels and
+    centroids are k-means ones and `summaries` / `summary_centroids` are the last round's. Unlike the
+    reference we never stop the LLM rounds early (it stops when the summary embeddings equal the
+    previous centroids, which LLM text practically never does), and clusters are never empty when
+    summarised (an empty cluster is first re-seeded with the farthest item), so `summarize` is called
+    exactly K x llm_rounds times and `embed` exactly llm_rounds times.
+
+    metric="cosine" is spherical k-means (rows and centroids unit-normalised; objective sum of 1 - cos);
+    "euclidean" minimises the sum of squared distances. Stops on unchanged labels or when the summed
+    squared centroid shift is <= tol x mean feature variance (scikit-learn's convention). Deterministic
+    for a given seed.
+    """
+    x = as_matrix(Z, "Z")
+    n = x.shape[0]
+    K = check_n_clusters(K, n)
+    check_metric(metric)
+    max_iter = check_positive_int(max_iter, "max_iter")
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}.")
+    use_llm = summarize is not None or embed is not None
+    if use_llm:
+        if summarize is None or embed is None:
+            raise ValueError("summary rounds need both summarize and embed; pass both or neither.")
+        if texts is None or len(texts) != n:
+            got = "None" if texts is None else str(len(texts))
+            raise ValueError(f"texts has {got} entries but Z has {n} rows; pass one text per row of Z.")
+        llm_rounds = check_positive_int(llm_rounds, "llm_rounds", minimum=0)
+        iters_per_round = check_positive_int(iters_per_round, "iters_per_round")
+        samples_per_cluster = check_positive_int(samples_per_cluster, "samples_per_cluster")
+        if max_iter <= llm_rounds * iters_per_round:
+            raise ValueError(
+                f"max_iter={max_iter} leaves no Lloyd iterations after {llm_rounds} rounds of {iters_per_round}; "
+                f"raise max_iter above {llm_rounds * iters_per_round}."
+            )
+    spherical = metric == "cosine"
+    if spherical:
+        x = normalize_rows(x, "Z")
+    rng = np.random.default_rng(seed)
+    state = Lloyd(x, K, spherical, tol)
+    state.set_centroids(x[kmeans_plusplus(x, K, rng, xt=state.xt, x_sq=state.x_sq)])
+
+    n_iter = 0
+    summaries: list[str] | None = None
+    summary_centroids: np.ndarray | None = None
+    rounds = llm_rounds if use_llm else 0
+    for _ in range(rounds):
+        steps, _ = state.run(iters_per_round)
+        n_iter += steps
+        state.settle()
+        summaries, summary_centroids = _summary_centroids(
+            state, texts, summarize, embed, project, samples_per_cluster, rng
+        )
+        state.set_centroids(summary_centroids)
+    steps, converged = state.run(max_iter - n_iter)
+    n_iter += steps
+    state.settle()
+    return ClusteringResult(
+        labels=state.labels.astype(np.int32),
+        centroids=state.centroids.astype(np.float64),
+        objective=state.objective(),
+        n_iter=n_iter,
+        converged=converged,
+        metric=metric,
+        seed=seed,
+        summaries=summaries,
+        summary_centroids=summary_centroids,
+        n_summarize_calls=K * rounds,
+    )

@@ -1,0 +1,176 @@
+"""The Lloyd iteration engine behind k-means / k-LLMmeans.
+
+Each iteration assigns every item to its nearest centroid and moves every centroid to the mean of its
+members, exactly as Lloyd's algorithm, but two things keep it cheap on large N:
+- Hamerly's bounds (an upper bound on the distance to the own centroid, a lower bound on the distance to
+  any other) prove most items cannot change cluster, so only the rest get distances computed (GEMM);
+- per-cluster sums are updated incrementally from the items that changed label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .distances import chunk_rows, nearest_two, row_sq_norms, sq_dist_to_assigned, transposed
+
+
+class Lloyd:
+    """State of one Lloyd run over the rows of `x` (C-contiguous float32/float64, finite).
+
+    `spherical=True` keeps centroids unit-norm (spherical k-means, for the cosine metric; rows of `x`
+    must already be unit-norm). `tol` follows scikit-learn: it is scaled by the mean feature variance
+    and compared with the summed squared centroid shift.
+    """
+
+    def __init__(self, x: np.ndarray, k: int, spherical: bool, tol: float) -> None:
+        self.x = x
+        self.xt = transposed(x)  # the fast GEMM layout (see distances.py)
+        self.x_sq = row_sq_norms(x)
+        self.k = k
+        self.spherical = spherical
+        mean = self.xt.sum(axis=1, dtype=np.float64) / x.shape[0]
+        mean_variance = max(float(self.x_sq.sum(dtype=np.float64)) / x.shape[0] - float(mean @ mean), 0.0) / x.shape[1]
+        self.tol = tol * mean_variance
+        self.labels: np.ndarray | None = None
+        self.sums = np.zeros((k, x.shape[1]), dtype=np.float64)
+        self.counts = np.zeros(k, dtype=np.int64)
+        self.centroids = np.empty((k, x.shape[1]), dtype=x.dtype)
+        self.consistent = False  # labels are the nearest-centroid labels of the current centroids
+        self.upper: np.ndarray | None = None  # >= distance to own centroid (None: bounds unknown)
+        self.lower: np.ndarray | None = None  # <= distance to every other centroid
+        # Round-off allowance of the GEMM distance identity, in squared-distance units per item.
+        self._slack = 16 * np.finfo(x.dtype).eps * (self.x_sq.astype(np.float64) + 1.0)
+
+    def set_centroids(self, centroids: np.ndarray) -> None:
+        """Replace the centroids (seeding, summary rounds); distance bounds are recomputed from scratch."""
+        self.centroids = np.array(centroids, dtype=self.x.dtype, order="C")
+        self.consistent = False
+        self.upper = self.lower = None
+
+    def _bounds_from(self, d1: np.ndarray, d2: np.ndarray, slack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        upper = np.sqrt(d1.astype(np.float64) + slack)
+        lower = np.sqrt(np.maximum(d2.astype(np.float64) - slack, 0.0))
+        return upper, lower
+
+    def assign(self) -> int:
+        """Give every item the label of its nearest centroid; returns how many labels changed.
+
+        An empty cluster is re-seeded with the item farthest (by distance bound) from its own centroid,
+        taken from a cluster that keeps at least one member; that item becomes its centroid.
+        """
+        changed = self._apply(*self._nearest())
+        counts = self.counts
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            farthest_first = iter(np.argsort(-self.upper, kind="stable"))
+            moved = []
+            for cluster in empty:
+                item = next(i for i in farthest_first if counts[self.labels[i]] > 1)
+                self._apply(np.array([item]), np.array([cluster]))
+                self.centroids[cluster] = self.x[item]
+                self.upper[item] = 0.0
+                moved.append(item)
+            changed += len(moved)
+            self.lower[:] = 0.0  # a centroid moved outside the bound bookkeeping: recheck everyone once
+        return changed
+
+    def _nearest(self) -> tuple[np.ndarray | None, np.ndarray]:
+        """(items whose label changes or None for all items, their new labels), keeping the bounds valid.
+
+        Hamerly's test: an item whose upper bound is below both its lower bound and half the distance
+        from its centroid to the nearest other centroid keeps its label; the rest get all K distances
+        recomputed (Hamerly's extra tightening step costs more than it saves when vectorised)."""
+        if self.upper is not None and self.labels is not None:
+            c = self.centroids.astype(np.float64)
+            gram = c @ c.T
+            c_sq = np.diag(gram)
+            between = np.sqrt(np.maximum(c_sq[:, None] + c_sq[None, :] - 2 * gram, 0.0))
+            np.fill_diagonal(between, np.inf)
+            bound = np.maximum((0.5 * between.min(axis=1))[self.labels], self.lower)
+            todo = np.flatnonzero(self.upper > bound)
+            if todo.size <= self.labels.size // 2:  # else a full pass is cheaper than gathering
+                # x[todo].T: a row gather is far cheaper than gathering columns of xt (scattered reads).
+                labels, d1, d2 = nearest_two(self.x[todo].T, self.centroids, self.x_sq[todo])
+                self.upper[todo], self.lower[todo] = self._bounds_from(d1, d2, self._slack[todo])
+                moved = labels != self.labels[todo]
+                return todo[moved], labels[moved]
+        labels, d1, d2 = nearest_two(self.xt, self.centroids, self.x_sq)
+        self.upper, self.lower = self._bounds_from(d1, d2, self._slack)
+        if self.labels is None:
+            return None, labels
+        moved = np.flatnonzero(labels != self.labels)
+        return moved, labels[moved]
+
+    def _apply(self, index: np.ndarray | None, new: np.ndarray) -> int:
+        """Set labels[index] = new (index None: all items, first assignment), updating the cluster sums
+        and counts by the changed items only; returns how many changed.
+
+        The update is a (+1 new cluster, -1 old cluster) one-hot matrix times the changed rows, a GEMM
+        over row blocks of bounded size, with block sums in the data dtype accumulated in float64.
+        """
+        first = index is None
+        if first:
+            index = np.arange(new.size)
+            self.labels = np.empty(new.size, dtype=np.intp)
+        old = self.labels[index]
+        step = chunk_rows(self.k)
+        for start in range(0, index.size, step):
+            rows = index[start : start + step]
+            columns = np.arange(rows.size)
+            onehot = np.zeros((self.k, rows.size), dtype=self.x.dtype)
+            onehot[new[start : start + step], columns] = 1
+            if not first:
+                onehot[old[start : start + step], columns] -= 1
+            self.sums += onehot @ self.x[rows]
+        self.counts += np.bincount(new, minlength=self.k)
+        if not first:
+            self.counts -= np.bincount(old, minlength=self.k)
+        self.labels[index] = new
+        return int(index.size)
+
+    def _means(self) -> np.ndarray:
+        means = self.sums / self.counts[:, None]
+        if self.spherical:
+            norms = np.linalg.norm(means, axis=1)
+            # A cluster whose unit vectors cancel out has no mean direction: keep its centroid.
+            degenerate = norms <= 1e-12
+            means[degenerate] = self.centroids[degenerate]
+            norms[degenerate] = np.linalg.norm(means[degenerate], axis=1)
+            means /= norms[:, None]
+        return means.astype(self.x.dtype)
+
+    def _move_centroids(self, new: np.ndarray) -> float:
+        """Move to `new` centroids, loosening the bounds by how far each centroid moved; returns the
+        summed squared shift."""
+        moved = np.sqrt(np.sum((new.astype(np.float64) - self.centroids) ** 2, axis=1))
+        self.centroids = new
+        if self.upper is not None:
+            top = int(np.argmax(moved))
+            runner_up = np.max(np.delete(moved, top))
+            self.upper += moved[self.labels]
+            self.lower -= moved[top]
+            self.lower[self.labels == top] += moved[top] - runner_up
+        return float(np.sum(moved**2))
+
+    def run(self, max_steps: int) -> tuple[int, bool]:
+        """Up to `max_steps` Lloyd iterations; stops on unchanged labels or centroid shift <= tol."""
+        for step in range(1, max_steps + 1):
+            changed = self.assign()
+            shift = self._move_centroids(self._means())
+            # Unchanged labels leave the sums untouched, so the means are bitwise the previous ones
+            # (shift 0) unless the previous centroids were set from outside; only then are labels consistent.
+            self.consistent = changed == 0 and shift == 0.0
+            if changed == 0 or shift <= self.tol:
+                return step, True
+        return max_steps, False
+
+    def settle(self) -> None:
+        """Make labels the nearest-centroid labels of the current centroids (no centroid update)."""
+        if not self.consistent:
+            self.assign()
+            self.consistent = True
+
+    def objective(self) -> float:
+        """Sum of squared distances to the assigned centroids (for unit vectors: sum of 1 - cos)."""
+        sq = float(sq_dist_to_assigned(self.x, self.centroids, self.labels).sum())
+        return 0.5 * sq if self.spherical else sq  # unit vectors: 1 - cos = ||a - b||^2 / 2

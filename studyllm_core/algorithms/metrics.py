@@ -1,0 +1,128 @@
+"""Quality measures of a clustering: representatives, stability across restarts, silhouette, coverage,
+dispersion, and agreement with ground-truth labels. Nothing builds an N x N matrix: silhouette on many
+items is computed on a seeded sample and says so."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+import sklearn
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.metrics.cluster import contingency_matrix
+
+from .distances import sq_dist_to_assigned
+from .validation import check_metric
+
+DEFAULT_SILHOUETTE_SAMPLE = 5000
+_SILHOUETTE_WORKING_MEMORY_MB = 64  # bounds scikit-learn's distance chunks (sample x rows)
+
+
+def item_costs(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, metric: str = "cosine") -> np.ndarray:
+    """Distance of every item to its own centroid (float64): Euclidean, or 1 - cos for metric="cosine".
+    Small is typical of the cluster; it ranks representatives and averages to the dispersion."""
+    check_metric(metric)
+    x = np.asarray(x)
+    labels = np.asarray(labels)
+    centroids = np.asarray(centroids, dtype=x.dtype)
+    if metric == "cosine":
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        unit_c = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
+        return 0.5 * sq_dist_to_assigned(unit, unit_c, labels)
+    return np.sqrt(sq_dist_to_assigned(x, centroids, labels))
+
+
+def representatives(
+    x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, m: int = 5, metric: str = "cosine"
+) -> list[list[int]]:
+    """Indices of the (up to) m members closest to their centroid, per cluster, closest first."""
+    labels = np.asarray(labels)
+    costs = item_costs(x, labels, centroids, metric)
+    order = np.lexsort((np.arange(labels.size), costs, labels))  # by cluster, then cost, then index
+    starts = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(centroids)))])
+    return [order[starts[c] : min(starts[c] + m, starts[c + 1])].tolist() for c in range(len(centroids))]
+
+
+def dispersion(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, metric: str = "cosine") -> float:
+    """Mean item cost: the mean distance of items to their own centroid (see item_costs)."""
+    return float(item_costs(x, labels, centroids, metric).mean())
+
+
+def coverage(labels: np.ndarray, min_size: int = 5) -> float:
+    """Fraction of items that sit in clusters with at least `min_size` members (the rest are in clusters
+    too small to describe a theme)."""
+    sizes = np.bincount(np.asarray(labels))
+    return float(sizes[sizes >= min_size].sum() / sizes.sum())
+
+
+@dataclass(frozen=True)
+class Silhouette:
+    value: float  # mean silhouette coefficient in [-1, 1]; NaN when undefined (one cluster in the sample)
+    method: str  # "exact" or "sample:n=<size>"
+
+
+def silhouette(
+    x: np.ndarray,
+    labels: np.ndarray,
+    metric: str = "cosine",
+    sample_size: int = DEFAULT_SILHOUETTE_SAMPLE,
+    seed: int = 0,
+) -> Silhouette:
+    """Mean silhouette; exact when N <= sample_size, otherwise on a seeded random sample of sample_size
+    items (its cost is quadratic in the items used). Distance chunks are capped at 64 MB."""
+    check_metric(metric)
+    labels = np.asarray(labels)
+    n = labels.size
+    sampled = n > sample_size
+    method = f"sample:n={sample_size}" if sampled else "exact"
+    with sklearn.config_context(working_memory=_SILHOUETTE_WORKING_MEMORY_MB):
+        x = np.asarray(x)
+        if sampled:
+            index = np.sort(np.random.default_rng(seed).choice(n, size=sample_size, replace=False))
+            x, labels = x[index], labels[index]
+        x = x.astype(np.float64)  # scikit-learn's float32 distance path upcasts chunk by chunk, slowly
+        n_labels = np.unique(labels).size
+        if not 2 <= n_labels < labels.size:
+            return Silhouette(float("nan"), method)
+        return Silhouette(float(silhouette_score(x, labels, metric=metric)), method)
+
+
+@dataclass(frozen=True)
+class Stability:
+    mean_ari: float  # mean adjusted Rand index over all pairs of restarts (NaN with one restart)
+    std_ari: float
+    n_pairs: int
+
+
+def stability(labelings: Sequence[np.ndarray]) -> Stability:
+    """Agreement between restarts of the same K: adjusted Rand index over all pairs of labelings."""
+    scores = [adjusted_rand_score(a, b) for a, b in combinations(labelings, 2)]
+    if not scores:
+        return Stability(float("nan"), float("nan"), 0)
+    return Stability(float(np.mean(scores)), float(np.std(scores)), len(scores))
+
+
+def clustering_accuracy(true_labels: np.ndarray, labels: np.ndarray) -> float:
+    """Best-match accuracy: the share of items whose cluster maps to their true class under the best
+    one-to-one matching of clusters to classes (Hungarian algorithm on the contingency matrix)."""
+    table = contingency_matrix(true_labels, labels)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / table.sum())
+
+
+def label_metrics(true_labels: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """ACC (Hungarian), NMI and ARI of a clustering against ground-truth labels."""
+    true_labels, labels = np.asarray(true_labels), np.asarray(labels)
+    if true_labels.shape != labels.shape:
+        raise ValueError(
+            f"ground-truth labels have shape {true_labels.shape} but the clustering has {labels.shape}; "
+            "pass one label per item."
+        )
+    return {
+        "acc": clustering_accuracy(true_labels, labels),
+        "nmi": float(normalized_mutual_info_score(true_labels, labels)),
+        "ari": float(adjusted_rand_score(true_labels, labels)),
+    }

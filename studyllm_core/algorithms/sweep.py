@@ -1,0 +1,380 @@
+"""Sweep over the number of clusters K: several seeded restarts per K, quality and stability measures
+for each, and a stated rule for choosing K."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .kmeans import Embed, Project, Summarize, k_llmmeans
+from .metrics import (
+    DEFAULT_SILHOUETTE_SAMPLE,
+    Silhouette,
+    Stability,
+    coverage,
+    item_costs,
+    label_metrics,
+    representatives,
+    silhouette,
+    stability,
+)
+from .projection import pca_svd_project
+from .results import ClusteringResult
+from .subspaces import k_subspaces
+from .validation import as_matrix, check_metric, check_positive_int
+
+METHODS = ("kllmmeans", "ksubspaces")
+SUMMARIZE_RESTARTS = ("all", "best")
+BEST_K_RULE = (
+    "best_k maximises score = mean of (silhouette + 1) / 2 and the mean pairwise ARI between restarts "
+    "(both in [0, 1]; a term that is undefined, e.g. stability with one restart, is left out); ties go "
+    "to the smaller K. Silhouette rewards separated clusters, stability rewards a K that restarts "
+    "reproduce; together they penalise both merging true groups and splitting one."
+)
+
+
+@dataclass
+class SweepConfig:
+    """What to sweep and how. pca_dim=None clusters the embeddings as given."""
+
+    k_min: int = 2
+    k_max: int = 10
+    n_restarts: int = 5
+    pca_dim: int | None = None
+    metric: str = "cosine"
+    llm_rounds: int = 3
+    iters_per_round: int = 5
+    samples_per_cluster: int = 10
+    seed: int = 0
+    method: str = "kllmmeans"  # "kllmmeans" | "ksubspaces"
+    rank_r: int = 1  # subspace rank for method="ksubspaces"
+    silhouette_sample_size: int = DEFAULT_SILHOUETTE_SAMPLE
+    max_iter: int = 300
+    n_representatives: int = 5
+    coverage_min_size: int = 5
+    # "all": every restart is a full k-LLMmeans run (LLM calls = K x llm_rounds x n_restarts per K).
+    # "best": restarts run without the LLM; the best one is re-run from its seed with summaries
+    # (LLM calls = K x llm_rounds per K); stability is measured on the LLM-free restarts.
+    summarize_restarts: str = "all"
+
+    def validate(self) -> None:
+        """Reject settings that cannot work whatever the data; data-dependent checks happen in run_sweep."""
+        check_positive_int(self.k_min, "k_min", minimum=2)
+        check_positive_int(self.k_max, "k_max", minimum=2)
+        if self.k_min > self.k_max:
+            raise ValueError(f"k_min={self.k_min} is larger than k_max={self.k_max}; swap them.")
+        check_positive_int(self.n_restarts, "n_restarts")
+        if self.pca_dim is not None:
+            check_positive_int(self.pca_dim, "pca_dim")
+        check_metric(self.metric)
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is not supported; use one of {', '.join(METHODS)}.")
+        if self.summarize_restarts not in SUMMARIZE_RESTARTS:
+            raise ValueError(f"summarize_restarts must be one of {', '.join(SUMMARIZE_RESTARTS)}.")
+        check_positive_int(self.llm_rounds, "llm_rounds", minimum=0)
+        check_positive_int(self.iters_per_round, "iters_per_round")
+        check_positive_int(self.samples_per_cluster, "samples_per_cluster")
+        check_positive_int(self.rank_r, "rank_r", minimum=0)
+        check_positive_int(self.silhouette_sample_size, "silhouette_sample_size", minimum=2)
+        check_positive_int(self.max_iter, "max_iter")
+        check_positive_int(self.n_representatives, "n_representatives")
+        check_positive_int(self.coverage_min_size, "coverage_min_size")
+
+
+def restart_seed(seed: int, k: int, restart: int) -> int:
+    """Seed of one restart, derived deterministically from the sweep seed, K and the restart index."""
+    return int(np.random.SeedSequence([seed, k, restart]).generate_state(1)[0])
+
+
+def _json(value: Any) -> Any:
+    """Plain-Python, strict-JSON version of a value (NaN/inf become None)."""
+    if isinstance(value, dict):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _check_llm_method(config: SweepConfig, summarize: Summarize | None, embed: Embed | None) -> bool:
+    """Whether summaries are requested; they only exist for k-LLMmeans."""
+    use_llm = summarize is not None or embed is not None
+    if use_llm and config.method != "kllmmeans":
+        raise ValueError("summaries are part of k-LLMmeans; use method='kllmmeans' or drop summarize/embed.")
+    return use_llm
+
+
+@dataclass
+class Restarts:
+    """The restarts of one K and the one reported."""
+
+    k: int
+    runs: list[ClusteringResult]
+    seeds: list[int]
+    best: int  # index of the restart with the lowest objective
+    chosen: ClusteringResult  # runs[best], or its re-run with summaries (summarize_restarts="best")
+    n_summarize_calls: int  # over all runs of this K
+
+
+def cluster_restarts(
+    Z: np.ndarray,
+    texts: Sequence[str] | None,
+    k: int,
+    config: SweepConfig,
+    *,
+    summarize: Summarize | None = None,
+    embed: Embed | None = None,
+    project: Project | None = None,
+) -> Restarts:
+    """config.n_restarts runs of config.method at one K on the (already projected) Z, seeded by
+    restart_seed(config.seed, k, restart); the lowest objective is chosen. With summarize and embed,
+    every restart is a k-LLMmeans run (summarize_restarts="all"), or the restarts run without the LLM
+    and only the chosen seed is re-run with it ("best")."""
+    config.validate()
+    use_llm = _check_llm_method(config, summarize, embed)
+
+    def run(seed: int, with_llm: bool) -> ClusteringResult:
+        if config.method == "ksubspaces":
+            return k_subspaces(Z, k, config.rank_r, seed, max_iter=config.max_iter, metric=config.metric)
+        return k_llmmeans(
+            Z,
+            texts,
+            k,
+            summarize=summarize if with_llm else None,
+            embed=embed if with_llm else None,
+            project=project,
+            llm_rounds=config.llm_rounds,
+            iters_per_round=config.iters_per_round,
+            samples_per_cluster=config.samples_per_cluster,
+            max_iter=config.max_iter,
+            metric=config.metric,
+            seed=seed,
+        )
+
+    seeds = [restart_seed(config.seed, k, r) for r in range(config.n_restarts)]
+    llm_each = use_llm and config.summarize_restarts == "all"
+    runs = [run(seed, llm_each) for seed in seeds]
+    best = int(np.argmin([r.objective for r in runs]))
+    chosen = run(seeds[best], True) if use_llm and not llm_each else runs[best]
+    calls = sum(r.n_summarize_calls for r in runs) + (0 if chosen is runs[best] else chosen.n_summarize_calls)
+    return Restarts(k=k, runs=runs, seeds=seeds, best=best, chosen=chosen, n_summarize_calls=calls)
+
+
+@dataclass(frozen=True)
+class KScores:
+    """Quality of one K: the inputs of the best-K rule plus descriptive measures."""
+
+    k: int
+    silhouette: Silhouette
+    stability: Stability
+    coverage: float
+    dispersion: float
+    label_metrics: dict[str, float] | None
+    score: float  # see BEST_K_RULE
+
+    def to_row(self) -> dict[str, Any]:
+        """Flat JSON-able row (NaN -> None); acc/nmi/ari only when ground truth was given."""
+        return _json(
+            {
+                "k": self.k,
+                "score": self.score,
+                "silhouette": self.silhouette.value,
+                "silhouette_method": self.silhouette.method,
+                "stability_ari": self.stability.mean_ari,
+                "stability_ari_std": self.stability.std_ari,
+                "coverage": self.coverage,
+                "dispersion": self.dispersion,
+                **(self.label_metrics or {}),
+            }
+        )
+
+
+def score_k(
+    Z: np.ndarray,
+    labels: np.ndarray,
+    restart_labels: Sequence[np.ndarray],
+    costs: np.ndarray,
+    config: SweepConfig,
+    truth: np.ndarray | None = None,
+) -> KScores:
+    """Score one K from its chosen labels, every restart's labels and the per-item costs (item_costs):
+    silhouette (sampled above config.silhouette_sample_size items), stability across restarts,
+    coverage, dispersion (mean cost), label metrics against `truth`, and the score of BEST_K_RULE."""
+    labels = np.asarray(labels)
+    sil = silhouette(Z, labels, config.metric, config.silhouette_sample_size, seed=config.seed)
+    stab = stability(list(restart_labels))
+    terms = [t for t in ((sil.value + 1) / 2, stab.mean_ari) if math.isfinite(t)]
+    return KScores(
+        k=int(labels.max()) + 1,
+        silhouette=sil,
+        stability=stab,
+        coverage=coverage(labels, config.coverage_min_size),
+        dispersion=float(np.mean(costs)),
+        label_metrics=label_metrics(truth, labels) if truth is not None else None,
+        score=float(np.mean(terms)) if terms else -math.inf,
+    )
+
+
+def choose_best_k(scores: Mapping[int, float]) -> int:
+    """The K with the highest score (BEST_K_RULE); ties go to the smaller K, undefined scores never win."""
+    if not scores:
+        raise ValueError("no K has been scored; cluster at least one K first.")
+    finite = {int(k): float(v) for k, v in scores.items() if v is not None and math.isfinite(v)}
+    if not finite:
+        return min(int(k) for k in scores)
+    return max(finite, key=lambda k: (finite[k], -k))
+
+
+@dataclass
+class KResult:
+    """Everything measured for one K."""
+
+    restarts: Restarts
+    scores: KScores
+    representatives: list[list[int]]
+
+    @property
+    def k(self) -> int:
+        return self.restarts.k
+
+    @property
+    def clustering(self) -> ClusteringResult:
+        """The chosen restart."""
+        return self.restarts.chosen
+
+    def to_dict(self) -> dict[str, Any]:
+        c, r, s = self.restarts.chosen, self.restarts, self.scores
+        return _json(
+            {
+                "k": self.k,
+                "objective": c.objective,
+                "n_iter": c.n_iter,
+                "converged": c.converged,
+                "restart_seeds": r.seeds,
+                "restart_objectives": [run.objective for run in r.runs],
+                "best_restart": r.best,
+                "stability": asdict(s.stability),
+                "silhouette": s.silhouette.value,
+                "silhouette_method": s.silhouette.method,
+                "coverage": s.coverage,
+                "dispersion": s.dispersion,
+                "label_metrics": s.label_metrics,
+                "score": s.score,
+                "sizes": c.sizes,
+                "representatives": self.representatives,
+                "summaries": c.summaries,
+                "n_summarize_calls": r.n_summarize_calls,
+            }
+        )
+
+
+@dataclass
+class SweepResult:
+    config: SweepConfig
+    per_k: list[KResult]
+    best_k: int
+    rule: str = BEST_K_RULE
+    pca: dict[str, Any] | None = None  # requested_dim, dim, clamped, explained_variance_ratio
+    n_summarize_calls: int = 0
+
+    def result_for(self, k: int) -> KResult:
+        for item in self.per_k:
+            if item.k == k:
+                return item
+        raise KeyError(f"K={k} was not part of the sweep")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json(
+            {
+                "config": asdict(self.config),
+                "best_k": self.best_k,
+                "rule": self.rule,
+                "pca": self.pca,
+                "n_summarize_calls": self.n_summarize_calls,
+                "per_k": [item.to_dict() for item in self.per_k],
+            }
+        )
+
+
+def run_sweep(
+    X: np.ndarray,
+    texts: Sequence[str] | None,
+    config: SweepConfig,
+    *,
+    summarize: Summarize | None = None,
+    embed: Embed | None = None,
+    labels: Sequence[int] | np.ndarray | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """Cluster X for every K in [k_min, k_max] and choose K by the rule in BEST_K_RULE.
+
+    X is projected once by PCA when config.pca_dim is set (summary embeddings are projected the same
+    way). Each K gets n_restarts runs with seeds from restart_seed(config.seed, K, restart); the run
+    with the lowest objective is reported, with stability (pairwise ARI across restarts), silhouette
+    (sampled above silhouette_sample_size items), coverage, dispersion, representatives, sizes,
+    summaries and, when ground-truth `labels` are given, ACC/NMI/ARI. With summarize and embed,
+    LLM calls are sum over K of K x llm_rounds x n_restarts ("all") or K x llm_rounds ("best").
+    Same inputs and seed give identical results.
+    """
+    config.validate()
+    x = as_matrix(X, "X")
+    n = x.shape[0]
+    if config.k_max > n:
+        raise ValueError(f"k_max={config.k_max} exceeds the number of items N={n}; use k_max <= {n}.")
+    _check_llm_method(config, summarize, embed)
+    if texts is not None and len(texts) != n:
+        raise ValueError(f"texts has {len(texts)} entries but X has {n} rows; pass one text per row.")
+    if config.method == "ksubspaces" and config.k_max * (config.rank_r + 1) > n:
+        raise ValueError(
+            f"k_max x (rank_r + 1) = {config.k_max * (config.rank_r + 1)} exceeds N={n}; lower k_max or rank_r."
+        )
+    truth = None
+    if labels is not None:
+        truth = np.asarray(labels)
+        if truth.shape != (n,):
+            raise ValueError(f"labels has shape {truth.shape}, expected ({n},); pass one ground-truth label per row.")
+    say = progress or (lambda message: None)
+
+    z, project, pca_info = x, None, None
+    if config.pca_dim is not None:
+        projection = pca_svd_project(x, config.pca_dim)
+        z, project = projection.Z, projection.transform
+        pca_info = {
+            "requested_dim": projection.requested_dim,
+            "dim": projection.dim,
+            "clamped": projection.clamped,
+            "explained_variance_ratio": float(projection.explained_variance_ratio.sum()),
+        }
+        say(f"PCA {x.shape[1]} -> {projection.dim} dims ({100 * pca_info['explained_variance_ratio']:.1f}% variance)")
+
+    per_k: list[KResult] = []
+    ks = range(config.k_min, config.k_max + 1)
+    for position, k in enumerate(ks, start=1):
+        restarts = cluster_restarts(z, texts, k, config, summarize=summarize, embed=embed, project=project)
+        chosen = restarts.chosen
+        costs = item_costs(z, chosen.labels, chosen.centroids, config.metric)
+        scores = score_k(z, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth)
+        reps = representatives(z, chosen.labels, chosen.centroids, config.n_representatives, config.metric)
+        per_k.append(KResult(restarts=restarts, scores=scores, representatives=reps))
+        say(
+            f"K={k} ({position}/{len(ks)}): objective {chosen.objective:.4g}, "
+            f"silhouette {scores.silhouette.value:.3f} ({scores.silhouette.method}), "
+            f"stability {scores.stability.mean_ari:.3f}, score {scores.score:.3f}"
+        )
+    best_k = choose_best_k({item.k: item.scores.score for item in per_k})
+    return SweepResult(
+        config=config,
+        per_k=per_k,
+        best_k=best_k,
+        pca=pca_info,
+        n_summarize_calls=sum(item.restarts.n_summarize_calls for item in per_k),
+    )
