@@ -1,0 +1,1 @@
+"""Software-defined assets; each is a thin wrapper over studyllm_core."""

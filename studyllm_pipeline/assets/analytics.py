@@ -1,0 +1,75 @@
+"""Analytics over raw_calls: provider comparison, calls over time, failures, tokens and cost.
+
+Each is one query of the core StudyService; the numbers go to the UI as metadata (the Plots tab
+draws the numeric ones across materializations) and the tables as Parquet artifacts.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from studyllm_core.charts import line_chart_svg
+from studyllm_core.services.study import StudyService
+from studyllm_pipeline.assets.common import markdown_table, user_errors_as_failures
+from studyllm_pipeline.provenance import GROUP_TYPE
+from studyllm_pipeline.resources import StudyllmDatabase
+
+ANALYTICS_GROUP = "analytics"
+_ARGS = {"group_name": ANALYTICS_GROUP, "io_manager_key": "parquet_io", "metadata": {GROUP_TYPE: "metrics"}, "kinds": {"postgres", "pandas"}}
+
+
+@dg.asset(**_ARGS)
+@user_errors_as_failures
+def provider_comparison(database: StudyllmDatabase):
+    """Per provider and model: calls, success rate, p50/p95 latency, tokens and estimated cost."""
+    frame = StudyService(database.engine()).provider_comparison()
+    latency = {
+        f"p50_latency_ms/{r.provider}/{r.model}": float(r.p50_latency_ms)
+        for r in frame.itertuples()
+        if pd.notna(getattr(r, "p50_latency_ms", None))
+    }
+    return dg.Output(frame, metadata={"rows": len(frame), "table": markdown_table(frame), **latency})
+
+
+@dg.asset(**_ARGS)
+@user_errors_as_failures
+def calls_over_time(database: StudyllmDatabase):
+    """Calls, failures, latency and tokens per hour, with a chart of the last week."""
+    frame = StudyService(database.engine()).calls_over_time(bucket="hour")
+    metadata = {"buckets": len(frame), "table": markdown_table(frame.tail(48))}
+    recent = frame.tail(24 * 7)
+    if len(recent) > 1:
+        hours = list(range(len(recent)))
+        chart = line_chart_svg(
+            hours,
+            {"calls": recent["calls"].tolist(), "failed": recent["failed"].tolist()},
+            title="Calls per hour (last week)",
+            x_label="hour",
+            as_base64=True,
+        )
+        metadata["chart"] = dg.MetadataValue.md(f"![calls per hour](data:image/svg+xml;base64,{chart})")
+    return dg.Output(frame, metadata=metadata)
+
+
+@dg.asset(**_ARGS)
+@user_errors_as_failures
+def failure_rates(database: StudyllmDatabase):
+    """Failures by provider, model, status and error type, with an example message of each."""
+    frame = StudyService(database.engine()).failure_breakdown()
+    return dg.Output(frame, metadata={"rows": len(frame), "failed_calls": int(frame["calls"].sum()) if len(frame) else 0, "table": markdown_table(frame)})
+
+
+@dg.asset(**_ARGS)
+@user_errors_as_failures
+def usage_summary(database: StudyllmDatabase):
+    """Totals: calls, success rate, tokens and estimated cost (null when a model has no price)."""
+    stats = StudyService(database.engine()).summary_stats()
+    frame = pd.DataFrame([stats]).astype(object)
+    numeric = {k: float(v) for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return dg.Output(frame.astype(str), metadata={**numeric, "summary": dg.MetadataValue.json(_jsonable(stats))})
+
+
+def _jsonable(stats: dict) -> dict:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in stats.items()}
+
+
+ANALYTICS_ASSETS = [provider_comparison, calls_over_time, failure_rates, usage_summary]

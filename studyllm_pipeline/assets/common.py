@@ -1,0 +1,78 @@
+"""What every sweep asset shares: its metadata conventions and the provenance check."""
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from studyllm_core.errors import StudyllmError
+from studyllm_core.providers.errors import PermanentError
+from studyllm_core.redaction import redact
+
+from studyllm_pipeline.provenance import GROUP_TYPE, STEP_POSITION, provenance_check_spec
+
+SWEEP_GROUP = "sweep"
+USER_ERRORS = (StudyllmError, PermanentError)  # a user can fix these: bad input, missing keys, unknown models
+API_POOL = "provider_api"  # caps parallel API-calling steps across runs (limit set in dagster.yaml)
+
+
+def sweep_asset_args(name: str, *, group_type: str, position: int, io: str) -> dict[str, Any]:
+    """Keyword arguments of @dg.asset for one step of the sweep graph."""
+    return {
+        "name": name,
+        "group_name": SWEEP_GROUP,
+        "io_manager_key": f"{io}_io",
+        "metadata": {GROUP_TYPE: group_type, STEP_POSITION: position},
+        "check_specs": [provenance_check_spec(name)],
+        "kinds": {"python", "numpy" if io == "npy" else "parquet", "postgres"},
+    }
+
+
+def markdown_table(frame: pd.DataFrame, *, max_rows: int = 30) -> dg.MetadataValue:
+    """A DataFrame as a markdown table for the UI (first `max_rows` rows)."""
+    shown = frame.head(max_rows)
+    header = "| " + " | ".join(str(c) for c in shown.columns) + " |"
+    rule = "|" + "---|" * len(shown.columns)
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    more = [f"\n_{len(frame) - max_rows} more rows_"] if len(frame) > max_rows else []
+    return dg.MetadataValue.md("\n".join([header, rule, *body, *more]))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")[:160]
+
+
+def user_errors_as_failures(fn: Callable) -> Callable:
+    """Report errors a user can fix (bad input, missing keys) as a one-line Failure in the event log.
+
+    Other exceptions are bugs and keep their traceback.
+    """
+
+    def as_failure(exc: Exception) -> dg.Failure:
+        return dg.Failure(description=redact(str(exc)), allow_retries=False)
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(*args, **kwargs)
+            except USER_ERRORS as exc:
+                raise as_failure(exc) from None
+
+        return generator
+
+    @functools.wraps(fn)
+    def plain(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            raise as_failure(exc) from None
+
+    return plain
+

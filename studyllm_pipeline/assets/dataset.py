@@ -1,0 +1,61 @@
+"""dataset_snapshot: the usable texts (and labels) of one dataset, frozen as Parquet."""
+
+from typing import Optional
+
+import dagster as dg
+import pandas as pd
+
+from studyllm_core.services.datasets import DEMO, DatasetRegistry, DatasetSource
+from studyllm_pipeline.assets.common import markdown_table, sweep_asset_args, user_errors_as_failures
+from studyllm_pipeline.partitions import datasets
+from studyllm_pipeline.provenance import check_links, record_materialization
+from studyllm_pipeline.resources import StudyllmDatabase
+
+
+class DatasetConfig(dg.Config):
+    """Register or change where this dataset's texts come from (leave empty to use what is registered)."""
+
+    source_path: Optional[str] = None
+    text_column: Optional[str] = None
+    label_column: Optional[str] = None
+    no_header: bool = False
+
+
+@dg.asset(partitions_def=datasets, **sweep_asset_args("dataset_snapshot", group_type="dataset", position=0, io="parquet"))
+@user_errors_as_failures
+def dataset_snapshot(context: dg.AssetExecutionContext, config: DatasetConfig, database: StudyllmDatabase):
+    """Texts of the dataset, with unusable rows (empty, invalid UTF-8, too long) dropped and counted."""
+    engine = database.engine()
+    registry = DatasetRegistry(engine)
+    name = context.partition_key
+    if config.source_path:
+        registry.register(
+            DatasetSource(
+                name=name,
+                path=config.source_path,
+                text_column=config.text_column,
+                label_column=config.label_column,
+                header=not config.no_header,
+            )
+        )
+    elif name == DEMO:
+        registry.register_demo()
+    source = registry.get(name)
+    data = registry.load(source)
+    source_group = registry.groups.lookup("dataset", name)
+    group_id = record_materialization(context, engine, config=source.to_dict(), extra_inputs=[source_group.id])
+    frame = pd.DataFrame({"row": data.source_rows, "text": data.texts})
+    if data.labels is not None:
+        frame["label"] = data.labels
+    yield dg.Output(
+        frame,
+        metadata={
+            "rows": len(frame),
+            "dropped_rows": len(data.dropped),
+            "labelled": data.labels is not None,
+            "source": dg.MetadataValue.json(source.to_dict()),
+            "preview": markdown_table(frame, max_rows=10),
+            "group_id": group_id,
+        },
+    )
+    yield check_links(context, engine, group_id, extra_inputs=[source_group.name])

@@ -1,0 +1,130 @@
+"""`studyllm dev` and `studyllm demo`: CLI commands that need Dagster, registered through the
+`studyllm.commands` entry point so `studyllm_core` itself never imports Dagster."""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from studyllm_core.cli.output import emit
+
+STOP_GRACE_S = 20.0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dev",
+        help="start the Dagster UI and daemon on the studyllm database",
+        description="Start (or attach to) the embedded Postgres, then run the Dagster webserver and daemon "
+        "with a durable DAGSTER_HOME under $STUDYLLM_HOME. Ctrl-C or SIGTERM stops everything it started.",
+    )
+    p.add_argument("--port", type=int, default=3000, help="webserver port on 127.0.0.1 (default 3000)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.set_defaults(handler=cmd_dev)
+
+    p = sub.add_parser(
+        "demo",
+        help="materialise the whole pipeline on the bundled demo corpus, offline",
+        description="Materialise every asset of the sweep graph for the bundled labelled demo corpus with "
+        "local MiniLM embeddings and the extractive summariser (no network, no API keys), then print the "
+        "sweep report and where the artifacts are.",
+    )
+    p.add_argument("--k-min", type=int, default=None, help="smallest K (default: demo preset)")
+    p.add_argument("--k-max", type=int, default=None, help="largest K (default: demo preset)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_demo)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from studyllm_pipeline.instance import prepare_dagster_home
+
+    home, target, env = prepare_dagster_home()
+    child_env = {**os.environ, **env}
+    command = [
+        sys.executable, "-m", "dagster", "dev",
+        "-w", str(home / "workspace.yaml"),
+        "-h", args.host, "-p", str(args.port),
+    ]
+    print(f"Dagster UI: http://{args.host}:{args.port}  (DAGSTER_HOME={home}; Ctrl-C stops)", flush=True)
+    proc = subprocess.Popen(
+        command,
+        env=child_env,
+        start_new_session=True,  # its own process group: stopping it stops webserver, daemon and code server
+        preexec_fn=_restore_default_signals,
+    )
+    stopping = {"signal": None}
+
+    def on_signal(signum, _frame):  # noqa: ANN001
+        stopping["signal"] = signum
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while proc.poll() is None and stopping["signal"] is None:
+            time.sleep(0.2)
+    finally:
+        _stop_group(proc)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0 if stopping["signal"] is not None else (proc.returncode or 0)
+
+
+def _restore_default_signals() -> None:
+    # A launcher started from a non-interactive shell inherits SIGINT ignored; dagster dev needs it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGINT the whole process group (dagster dev shuts its children down), then SIGTERM, then SIGKILL."""
+    if proc.poll() is not None:
+        _kill_group(proc.pid, signal.SIGKILL)  # leftovers of a group whose leader already exited
+        return
+    for sig, wait in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        _kill_group(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    _kill_group(proc.pid, signal.SIGKILL)
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from studyllm_pipeline.demo import run_demo
+
+    report = run_demo(k_min=args.k_min, k_max=args.k_max)
+    emit(report, args.json, _demo_text)
+    return 0
+
+
+def _demo_text(report: dict) -> str:
+    lines = [
+        f"demo sweep over K={report['k_min']}..{report['k_max']} on {report['texts']} texts "
+        f"({report['labels']} labelled topics), {report['seconds']:.1f} s",
+        f"best K: {report['best_k']}  (highest score: mean of (silhouette + 1) / 2 and restart stability; --json has the full rule)",
+    ]
+    best = report.get("best") or {}
+    if best.get("label_metrics"):
+        m = best["label_metrics"]
+        lines.append(f"at best K: ACC {m['acc']:.3f}  NMI {m['nmi']:.3f}  ARI {m['ari']:.3f}")
+    lines.append("")
+    lines.append(f"{'K':>3} {'score':>7} {'silh.':>7} {'stab.':>7} {'ACC':>6} {'NMI':>6}")
+    for row in report["per_k"]:
+        lm = row.get("label_metrics") or {}
+        lines.append(
+            f"{row['k']:>3} {row['score']:>7.3f} {row['silhouette']:>7.3f} {row['stability']:>7.3f} "
+            f"{lm.get('acc', float('nan')):>6.3f} {lm.get('nmi', float('nan')):>6.3f}"
+        )
+    lines.append("")
+    lines.append(f"artifacts: {report['artifacts_dir']}")
+    lines.append(f"provenance: studyllm provenance {report['run_group_id']}   UI: studyllm dev")
+    return "\n".join(lines)

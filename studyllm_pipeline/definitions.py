@@ -1,0 +1,45 @@
+"""The one place that assembles studyllm's Dagster definitions (workspace.yaml loads `defs`)."""
+
+import os
+
+import dagster as dg
+
+from studyllm_pipeline.assets.analytics import ANALYTICS_ASSETS
+from studyllm_pipeline.assets.clustering import cluster_metrics, cluster_summaries, clusters
+from studyllm_pipeline.assets.dataset import dataset_snapshot
+from studyllm_pipeline.assets.embeddings import embeddings
+from studyllm_pipeline.assets.projection import pca
+from studyllm_pipeline.assets.prompts import prompt_run
+from studyllm_pipeline.assets.report import sweep_report
+from studyllm_pipeline.io_manager import ArtifactIOManagerFactory
+from studyllm_pipeline.jobs import prepare_job, report_job, sweep_k_job
+from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
+from studyllm_pipeline.schedules import nightly_sweep
+from studyllm_pipeline.sensors import new_dataset_files
+
+
+def build_resources() -> dict:
+    """Resources from the environment: STUDYLLM_EMBED_PROVIDER/MODEL and STUDYLLM_SUMMARIZER pick the models."""
+    database = StudyllmDatabase()
+    return {
+        "database": database,
+        "embedder": EmbedderResource(
+            provider=os.environ.get("STUDYLLM_EMBED_PROVIDER", "local"),
+            model=os.environ.get("STUDYLLM_EMBED_MODEL", "all-MiniLM-L6-v2"),
+            base_url=os.environ.get("STUDYLLM_EMBED_BASE_URL") or None,
+        ),
+        "summarizer": SummarizerResource(spec=os.environ.get("STUDYLLM_SUMMARIZER", "extractive")),
+        "npy_io": ArtifactIOManagerFactory(database=database, extension=".npy"),
+        "parquet_io": ArtifactIOManagerFactory(database=database, extension=".parquet"),
+    }
+
+
+SWEEP_ASSETS = [dataset_snapshot, embeddings, pca, clusters, cluster_summaries, cluster_metrics, sweep_report]
+
+defs = dg.Definitions(
+    assets=[*SWEEP_ASSETS, prompt_run, *ANALYTICS_ASSETS],
+    jobs=[prepare_job, sweep_k_job, report_job],
+    schedules=[nightly_sweep],
+    sensors=[new_dataset_files, dg.AutomationConditionSensorDefinition("report_automation", target=[sweep_report])],
+    resources=build_resources(),
+)

@@ -1,0 +1,70 @@
+"""IO manager: NPY for arrays, Parquet for tables, under `$STUDYLLM_HOME/artifacts`, every file recorded.
+
+Writes go through the core ArtifactService, so each file gets a `call_artifacts` row (content
+type, size, sha256) attached to its materialization's group; reads verify the file against that
+row first, so a changed or missing artifact stops the run with a clear message.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from upath import UPath
+
+from studyllm_core.config import get_settings
+from studyllm_core.db.groups import GroupRepository
+from studyllm_core.services.artifacts import ArtifactService
+from studyllm_pipeline.provenance import GROUP_TYPE, group_name
+from studyllm_pipeline.resources import StudyllmDatabase
+
+
+class RecordedArtifactIOManager(dg.UPathIOManager):
+    """One file per asset partition; `extension` is ".npy" or ".parquet"."""
+
+    def __init__(self, base_path: UPath, artifacts: ArtifactService, extension: str) -> None:
+        super().__init__(base_path=base_path)
+        self.artifacts = artifacts
+        self.extension = extension
+        self._last: dict[str, Any] = {}
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        group_type = str((context.definition_metadata or {}).get(GROUP_TYPE, "step"))
+        group_id = GroupRepository(self.artifacts.engine).ensure_group(group_type, group_name(context.asset_key, partition))
+        stored = self.artifacts.write(
+            obj,
+            Path(str(path)),
+            group_id=group_id,
+            metadata={"asset_key": context.asset_key.to_user_string(), "partition": partition, "run_id": context.run_id},
+        )
+        self._last = {"sha256": stored.sha256, "byte_size": stored.byte_size, "artifact_id": stored.artifact_id}
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        local = Path(str(path))
+        if not local.exists() and self.artifacts.record_for(local) is None:
+            # Never written: a partition not materialized yet (skipped for allow_missing_partitions inputs).
+            raise FileNotFoundError(local)
+        return self.artifacts.read(local)
+
+    def get_metadata(self, context: dg.OutputContext, obj: Any) -> dict[str, dg.MetadataValue]:
+        last, self._last = self._last, {}
+        meta: dict[str, Any] = {
+            "sha256": dg.MetadataValue.text(last.get("sha256", "")),
+            "byte_size": dg.MetadataValue.int(int(last.get("byte_size", 0))),
+            "artifact_id": dg.MetadataValue.int(int(last.get("artifact_id", 0))),
+        }
+        shape = getattr(obj, "shape", None)
+        if shape is not None:
+            meta["shape"] = dg.MetadataValue.text(" x ".join(str(s) for s in shape))
+        return meta
+
+
+class ArtifactIOManagerFactory(dg.ConfigurableIOManagerFactory):
+    """Builds the IO manager for one file format; the database comes from the `database` resource."""
+
+    database: dg.ResourceDependency[StudyllmDatabase]
+    extension: str = ".npy"
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> RecordedArtifactIOManager:
+        root = get_settings().artifacts_dir
+        return RecordedArtifactIOManager(UPath(root), self.database.artifacts(), self.extension)

@@ -1,0 +1,53 @@
+"""The sensor, the schedule and the definitions as Dagster loads them."""
+
+import datetime
+import json
+
+import dagster as dg
+
+from studyllm_pipeline.definitions import defs
+from studyllm_pipeline.partitions import datasets
+from studyllm_pipeline.schedules import nightly_sweep
+from studyllm_pipeline.sensors import new_dataset_files
+from studyllm_pipeline.resources import StudyllmDatabase
+
+
+def test_definitions_load_with_every_asset_job_schedule_and_sensor():
+    graph = defs.resolve_asset_graph()
+    names = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert {"dataset_snapshot", "embeddings", "pca_projection", "clusters", "cluster_summaries", "cluster_metrics",
+            "sweep_report", "prompt_run", "provider_comparison", "calls_over_time", "failure_rates"} <= names
+    assert {"prepare_dataset", "sweep_k", "sweep_report_job"} <= {j.name for j in defs.resolve_all_job_defs()}
+    assert defs.resolve_schedule_def("nightly_sweep") and defs.resolve_sensor_def("new_dataset_files")
+    # Assets that spend money never run on their own.
+    for key in ("embeddings", "clusters", "cluster_summaries", "prompt_run"):
+        assert graph.get(dg.AssetKey(key)).automation_condition is None
+
+
+def test_sensor_registers_new_files_once(instance, pipeline_env, tmp_path, monkeypatch):
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    monkeypatch.setenv("STUDYLLM_WATCH_DIR", str(folder))
+    (folder / "My Survey.csv").write_text("text\nhello\nworld\n")
+    (folder / "notes.md").write_text("not a dataset")
+    resources = {"database": StudyllmDatabase()}
+
+    context = dg.build_sensor_context(instance=instance, resources=resources)
+    result = new_dataset_files(context)
+    assert [r.partition_key for r in result.run_requests] == ["My-Survey"]
+    assert result.dynamic_partitions_requests[0].partition_keys == ["My-Survey"]
+
+    again = dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor)
+    assert isinstance(new_dataset_files(again), dg.SkipReason)
+    assert "My Survey.csv" in json.loads(result.cursor)
+
+
+def test_schedule_requests_one_run_per_dataset_and_k(instance, monkeypatch):
+    monkeypatch.setenv("STUDYLLM_SWEEP_K_MIN", "3")
+    monkeypatch.setenv("STUDYLLM_SWEEP_K_MAX", "5")
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.datetime(2026, 11, 26, 3))
+    assert isinstance(nightly_sweep(context), dg.SkipReason)
+    instance.add_dynamic_partitions(datasets.name, ["a", "b"])
+    requests = nightly_sweep(context)
+    assert sorted(r.partition_key for r in requests) == sorted(f"{d}|{k}" for d in "ab" for k in (3, 4, 5))
+    assert len({r.run_key for r in requests}) == 6

@@ -1,0 +1,110 @@
+"""The whole sweep graph on a small dataset and two K partitions, on a Postgres-backed test instance."""
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from studyllm_core.db.groups import GroupRepository
+from studyllm_core.services.artifacts import sha256_of
+from studyllm_core.services.provenance import ProvenanceService
+from studyllm_pipeline.definitions import SWEEP_ASSETS
+from studyllm_pipeline.demo import PER_K, PREPARE
+from studyllm_pipeline.partitions import datasets, sweep_partition_keys
+
+TOPICS = {"space": "planets orbit the sun in the night sky", "food": "bake bread with flour and yeast", "code": "python functions return values"}
+
+
+@pytest.fixture
+def small_dataset(tmp_path) -> Path:
+    rows = [(topic, f"{phrase}, note {i}") for topic, phrase in TOPICS.items() for i in range(12)]
+    path = tmp_path / "small.csv"
+    pd.DataFrame(rows, columns=["label", "text"]).to_csv(path, index=False)
+    return path
+
+
+def run(instance, resources, selection, partition_key, run_config=None):
+    return dg.materialize(
+        SWEEP_ASSETS, selection=selection, partition_key=partition_key, instance=instance, resources=resources,
+        run_config=run_config,
+    )
+
+
+def materialize_all(instance, resources, path, ks=(2, 3)):
+    instance.add_dynamic_partitions(datasets.name, ["small"])
+    config = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path), "label_column": "label"}}}}
+    results = [run(instance, resources, PREPARE, "small", config)]
+    clustering = {"ops": {name: {"config": {"n_restarts": 3, "llm_rounds": 1}} for name in ("clusters", "cluster_metrics")}}
+    for key in sweep_partition_keys("small", min(ks), max(ks)):
+        results.append(run(instance, resources, PER_K, key, clustering))
+    results.append(run(instance, resources, ["sweep_report"], "small"))
+    return results
+
+
+def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset, engine):
+    results = materialize_all(instance, resources, small_dataset)
+    assert all(r.success for r in results)
+    checks = [c for r in results for c in r.get_asset_check_evaluations()]
+    assert len(checks) == 3 + 3 * 2 + 1  # snapshot, embeddings, pca; 3 per-K assets x 2; report
+    assert all(c.passed for c in checks)
+
+    report = results[-1].output_for_node("sweep_report")
+    assert sorted(report["k"]) == [2, 3] and report["best"].sum() == 1
+    assert {"silhouette", "stability_ari", "nmi", "acc", "score"} <= set(report.columns)
+
+    # Every artifact on disk matches its call_artifacts row; every output was recorded.
+    with engine.connect() as conn:
+        artifacts = conn.execute(text("SELECT uri, sha256, byte_size FROM call_artifacts")).all()
+    paths = {Path(uri.removeprefix("file://")): (sha, size) for uri, sha, size in artifacts}
+    # snapshot, embeddings, projection, basis; clusters, summaries, metrics x 2; report
+    assert len(paths) == 4 + 3 * 2 + 1
+    for path, (sha, size) in paths.items():
+        assert path.exists() and sha256_of(path) == sha and path.stat().st_size == size
+
+    # GroupLinks reproduce the asset lineage.
+    groups = GroupRepository(engine)
+    prov = ProvenanceService(engine)
+
+    def inputs(name):
+        group = groups.find_group(name)
+        return sorted(g.name for g in prov.inputs_of(group.id))
+
+    assert inputs("dataset_snapshot[small]") == ["small"]
+    assert inputs("embeddings[small]") == ["dataset_snapshot[small]"]
+    assert inputs("pca_projection[small]") == ["embeddings[small]"]
+    assert inputs("clusters[small|2]") == ["dataset_snapshot[small]", "pca_basis[small]", "pca_projection[small]"]
+    assert inputs("cluster_summaries[small|3]") == ["clusters[small|3]", "dataset_snapshot[small]"]
+    assert inputs("cluster_metrics[small|3]") == ["clusters[small|3]", "dataset_snapshot[small]", "pca_projection[small]"]
+    assert inputs("sweep_report[small]") == [
+        "cluster_metrics[small|2]", "cluster_metrics[small|3]", "cluster_summaries[small|2]", "cluster_summaries[small|3]",
+    ]
+    run_group = groups.lookup("run", "sweep[small]")
+    steps = [g.name for g in groups.get_run_step_sequence(run_group.id)]
+    assert steps[:3] == ["dataset_snapshot[small]", "embeddings[small]", "pca_projection[small]"] and steps[-1] == "sweep_report[small]"
+    embedding_group = groups.find_group("embeddings[small]")
+    assert embedding_group.group_type == "embedding_batch" and groups.member_ids(embedding_group.id)
+    assert groups.find_group("cluster_summaries[small|2]").group_type == "summarization_batch"
+
+
+def test_rerun_reuses_cached_embeddings_and_groups(instance, resources, small_dataset, engine, stub):
+    materialize_all(instance, resources, small_dataset, ks=(2, 2))
+    requests = stub.stats.requests_total
+    with engine.connect() as conn:
+        groups_before = conn.execute(text("SELECT count(*) FROM groups")).scalar_one()
+    assert run(instance, resources, PREPARE, "small").success
+    assert stub.stats.requests_total == requests  # every vector came from the cache
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM groups")).scalar_one() == groups_before
+
+
+def test_integrity_of_artifacts_is_checked_on_load(instance, resources, small_dataset, engine):
+    materialize_all(instance, resources, small_dataset, ks=(2, 2))
+    with engine.connect() as conn:
+        uri = conn.execute(text("SELECT uri FROM call_artifacts WHERE uri LIKE '%pca_projection%'")).scalar_one()
+    path = Path(uri.removeprefix("file://"))
+    np.save(path, np.zeros((3, 3)))  # someone edits the file behind our back
+    with pytest.raises(Exception, match="was changed after it was written"):
+        run(instance, resources, PER_K, sweep_partition_keys("small", 2, 2)[0])
