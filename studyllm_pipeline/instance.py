@@ -21,6 +21,7 @@ def prepare_dagster_home(settings: Settings | None = None) -> tuple[Path, Databa
     target = resolve_database(settings)
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
+    (settings.home / "datasets").mkdir(exist_ok=True)  # the folder the dataset sensor watches
     template = (resources.files("studyllm_pipeline") / "dagster.yaml").read_text()
     _write_if_changed(home / "dagster.yaml", template)
     _write_if_changed(home / "workspace.yaml", WORKSPACE_YAML)
