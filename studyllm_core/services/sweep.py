@@ -1,0 +1,422 @@
+"""SweepService: texts in, a recorded K sweep out (embeddings, k-LLMmeans per K, scores, files, provenance).
+
+One run embeds the texts through the cache (rows that cannot be embedded are reported, get label
+-1, and are left out of the clustering), runs `algorithms.run_sweep` over [k_min, k_max] with an
+optional summariser (k-LLMmeans: summaries of sampled members replace the centroids; summary texts
+are embedded through the same cache), and writes into the output folder, each file recorded in
+`call_artifacts` with its sha256 under the sweep's `run` group:
+
+- `report.json`: per K the scores, stability, label metrics (with labels), sizes, summaries and
+  representatives (input rows); `best_k` and the rule; the config; the PCA; the counts;
+- `labels_k{K}.npy`: int32 cluster of every input row, in input order (-1: not embedded);
+- `clusters.parquet`: long format, one row per (input row, K): `row`, `k`, `label`, `text`
+  (plus `reference` when labels were given).
+
+Provenance: a `run` group (metadata: config, embedding model, summariser, source) with `step`
+links to the `embedding_batch` group of the texts (position 0) and, with a summariser, the
+`summarization_batch` group of the summary calls (1) and the `embedding_batch` group of the
+summary embeddings (2), chained by `depends_on`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from studyllm_core.algorithms import BEST_K_RULE, SweepConfig, SweepResult, run_sweep
+from studyllm_core.errors import InputError, StudyllmError
+from studyllm_core.logging_config import get_logger
+from studyllm_core.services.artifacts import ArtifactService
+from studyllm_core.services.cache_key import unusable_reason
+from studyllm_core.services.capture import ensure_run_group
+from studyllm_core.services.embedding import EmbeddingService, ProgressFn
+from studyllm_core.services.provenance import ProvenanceService
+from studyllm_core.services.summarization import SummarizationService, summarizer_from_spec
+
+log = get_logger("services.sweep")
+
+REPORT_FILE = "report.json"
+CLUSTERS_FILE = "clusters.parquet"
+NOT_EMBEDDED = -1
+Notice = Callable[[str], None]
+
+
+def labels_file(k: int) -> str:
+    """Name of the labels file of one K."""
+    return f"labels_k{k}.npy"
+
+
+@dataclass
+class SweepOutcome:
+    """The sweep's report (as written to report.json), its result, and where everything went."""
+
+    report: dict[str, Any]
+    result: SweepResult
+    rows: np.ndarray  # input rows that were clustered, in order
+    labels: dict[int, np.ndarray]  # K -> int32 label of every input row (-1: not embedded)
+    files: dict[str, Any]
+    run_group_id: int
+    failures: dict[int, str] = field(default_factory=dict)  # input row -> why it has no vector
+
+    @property
+    def best_k(self) -> int:
+        return self.result.best_k
+
+    def summary(self) -> dict[str, Any]:
+        """What `studyllm sweep --json` prints: best K, per-K scores, counts, files and the run group."""
+        return {
+            "best_k": self.result.best_k,
+            "rule": BEST_K_RULE,
+            "per_k": [item.scores.to_row() for item in self.result.per_k],
+            "counts": self.report["counts"],
+            "pca": self.report["pca"],
+            "notes": self.report["notes"],
+            "files": self.files,
+            "run_group_id": self.run_group_id,
+        }
+
+
+def usable_count(texts: Sequence[object], max_chars: int) -> int:
+    """How many texts the embedding service would send (the rest fail without an API call)."""
+    return sum(1 for t in texts if unusable_reason(t, max_chars) is None)
+
+
+class SweepService:
+    """K sweeps of texts with one embedding model and an optional summariser, recorded end to end.
+
+    `summarizer` is a spec ("extractive" or "PROVIDER:MODEL", keys from the environment); a bad
+    spec or a missing key fails here, before any API call. Call `close()` (or use `with`) when done.
+    """
+
+    def __init__(
+        self,
+        embedder: EmbeddingService,
+        summarizer: str | None = None,
+        *,
+        summarizer_base_url: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.engine = embedder.engine
+        self.provenance = ProvenanceService(self.engine)
+        self.summarizer_spec = summarizer
+        self.summarizer: SummarizationService | None = None
+        if summarizer is not None:
+            self.summarizer = summarizer_from_spec(summarizer, self.engine, base_url=summarizer_base_url, timeout=timeout)
+
+    def __enter__(self) -> SweepService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the summariser's background loop (if there is a summariser)."""
+        if self.summarizer is not None:
+            self.summarizer.close()
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def check(self, texts: Sequence[str], config: SweepConfig, labels: Sequence[object] | None = None) -> int:
+        """InputError for settings that cannot work on these texts; returns how many texts are usable.
+
+        Runs before any API call: the config, K against the number of usable texts, labels' length,
+        and that summary rounds fit below max_iter.
+        """
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        if labels is not None and len(labels) != len(texts):
+            raise InputError(f"{len(labels)} labels for {len(texts)} texts: give one label per text")
+        usable = usable_count(texts, self.embedder.max_chars)
+        if usable == 0:
+            raise InputError(f"none of the {len(texts)} texts is usable (all empty or unreadable): check the text column")
+        if config.k_max > usable:
+            unusable = len(texts) - usable
+            extra = f" ({unusable} of {len(texts)} rows are empty or unreadable)" if unusable else ""
+            raise InputError(f"k_max={config.k_max} exceeds the {usable} usable texts{extra}: use k_max <= {usable}")
+        if self._uses_llm(config) and config.llm_rounds * config.iters_per_round >= config.max_iter:
+            raise InputError(
+                f"llm_rounds={config.llm_rounds} x iters_per_round={config.iters_per_round} leaves no iteration "
+                f"of max_iter={config.max_iter}: lower llm_rounds"
+            )
+        return usable
+
+    def _uses_llm(self, config: SweepConfig) -> bool:
+        return self.summarizer is not None and config.llm_rounds > 0
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def run(
+        self,
+        texts: Sequence[str],
+        config: SweepConfig,
+        out_dir: str | Path,
+        *,
+        labels: Sequence[object] | None = None,
+        name: str | None = None,
+        source: dict[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+        notice: Notice | None = None,
+    ) -> SweepOutcome:
+        """Embed, sweep K, write the files into `out_dir` and record the provenance (module docstring).
+
+        `labels` are reference labels (any values; compared as text) for ACC/NMI/ARI over the rows
+        that were clustered; `name` names the run
+        group (default `sweep:<UTC time>`); `source` is kept in its metadata; `progress` gets
+        (done, total) while embedding, `notice` one line per finished step.
+        """
+        texts = list(texts)
+        self.check(texts, config, labels)
+        run_id, emb_group = self._start_run(name, config, source)
+        try:
+            outcome = self._execute(texts, config, Path(out_dir), labels, source, run_id, emb_group, progress, notice)
+        except BaseException as exc:
+            try:
+                self._set_run_metadata(run_id, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:1000]})
+            except Exception:  # noqa: BLE001 - the database may be what failed; the original error matters
+                log.warning("could not mark sweep run %s as failed", run_id)
+            raise
+        self._set_run_metadata(
+            run_id, {"status": "done", "best_k": outcome.best_k, "counts": outcome.report["counts"], "files": outcome.files}
+        )
+        return outcome
+
+    def _execute(
+        self,
+        texts: list[str],
+        config: SweepConfig,
+        out_dir: Path,
+        labels: Sequence[object] | None,
+        source: dict[str, Any] | None,
+        run_id: int,
+        emb_group: int,
+        progress: ProgressFn | None,
+        notice: Notice | None,
+    ) -> SweepOutcome:
+        say = notice or (lambda message: None)
+        notes: list[str] = []
+        uses_llm = self._uses_llm(config)
+        if self.summarizer is not None and not uses_llm:
+            notes.append("llm_rounds=0: the summariser is not used, the sweep is plain k-means")
+        outcome = self.embedder.embed(texts, group_id=emb_group, progress=progress)
+        rows = np.flatnonzero(outcome.ok)
+        if rows.size == 0:
+            first = next(iter(outcome.failures.items()), (0, "not embedded"))
+            raise StudyllmError(
+                f"none of the {len(texts)} texts could be embedded (row {first[0]}: {first[1]}); "
+                "fix the input or run again (vectors already stored are reused)"
+            )
+        if rows.size < config.k_max:
+            raise StudyllmError(
+                f"only {rows.size} of {len(texts)} texts could be embedded, fewer than k_max={config.k_max}: "
+                "lower k_max or run again to retry the failed texts"
+            )
+        x = outcome.vectors[rows]
+        config_run, pca_note = _fit_pca_dim(config, x.shape[1])
+        notes += [pca_note] if pca_note else []
+        clustered_texts = [texts[i] for i in rows]
+        truth = _label_codes([labels[i] for i in rows]) if labels is not None else None
+
+        summarize = embed = None
+        summary_embedding = _SummaryEmbedder(self.embedder, None)
+        summarize_group = None
+        if uses_llm:
+            assert self.summarizer is not None
+            summarize_group, summary_emb_group = self._llm_steps(run_id, emb_group)
+            summarize = self.summarizer.as_summarize_fn(group_id=summarize_group)
+            summary_embedding = _SummaryEmbedder(self.embedder, summary_emb_group)
+            embed = summary_embedding
+
+        try:
+            result = run_sweep(
+                x, clustered_texts, config_run, summarize=summarize, embed=embed, labels=truth, progress=say
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        if result.pca is not None and config.pca_dim is not None:
+            if result.pca["dim"] < config_run.pca_dim:  # pca_svd_project keeps at most one dimension per text
+                notes.append(f"pca_dim={config_run.pca_dim} is more than the {rows.size} embedded texts: "
+                             f"projecting to {result.pca['dim']}")
+            result.pca = {**result.pca, "requested_dim": config.pca_dim, "clamped": result.pca["dim"] != config.pca_dim}
+
+        full_labels = {item.k: _in_input_order(item.clustering.labels, rows, len(texts)) for item in result.per_k}
+        counts = {
+            **{key: value for key, value in outcome.summary().items() if key != "group_id"},
+            "clustered": int(rows.size),
+            "api_requests": outcome.api_requests + summary_embedding.api_requests,
+            "summary_embedding_api_requests": summary_embedding.api_requests,
+            "summarize_calls": result.n_summarize_calls,
+        }
+        report = {
+            "run_group_id": run_id,
+            "best_k": result.best_k,
+            "rule": result.rule,
+            "config": asdict(config),
+            "pca": result.pca,
+            "embedding": self._embedding_info(emb_group),
+            "summarizer": self._summarizer_info(summarize_group),
+            "source": source,
+            "counts": counts,
+            "notes": notes,
+            "per_k": [_per_k_entry(item.to_dict(), rows) for item in result.per_k],
+            "failed_rows": [{"row": row, "reason": reason} for row, reason in outcome.failures.items()],
+        }
+        files = self._write(out_dir, report, texts, labels, full_labels, run_id)
+        report["files"] = files
+        return SweepOutcome(report, result, rows, full_labels, files, run_id, dict(outcome.failures))
+
+    # -- provenance -----------------------------------------------------------------------------
+
+    def _start_run(self, name: str | None, config: SweepConfig, source: dict[str, Any] | None) -> tuple[int, int]:
+        """The run group and the step group of the texts' embeddings."""
+        metadata = {
+            "kind": "sweep",
+            "status": "running",
+            "config": asdict(config),
+            "embedding": {"provider": self.embedder.provider_name, "model": self.embedder.model,
+                          "dimensions": self.embedder.dimensions},
+            "summarizer": self.summarizer_spec,
+            "source": source,
+        }
+        run_id = ensure_run_group(self.engine, "run", name, label="sweep", metadata=metadata)
+        emb_group = self.provenance.record_step(
+            "embedding_batch", f"{self._run_name(run_id)}:embeddings", run_id=run_id, position=0,
+            metadata=metadata["embedding"],
+        )
+        return run_id, emb_group
+
+    def _llm_steps(self, run_id: int, emb_group: int) -> tuple[int, int]:
+        """The summarization_batch step (made from the embeddings) and the summaries' embedding_batch step."""
+        assert self.summarizer is not None
+        inference = self.summarizer.inference
+        base = self._run_name(run_id)
+        summarize_group = self.provenance.record_step(
+            "summarization_batch", f"{base}:summaries", inputs=[emb_group], run_id=run_id, position=1,
+            metadata={"provider": inference.provider_name, "model": inference.model, "purpose": "k-LLMmeans rounds"},
+        )
+        summary_emb_group = self.provenance.record_step(
+            "embedding_batch", f"{base}:summary-embeddings", inputs=[summarize_group], run_id=run_id, position=2,
+            metadata={"provider": self.embedder.provider_name, "model": self.embedder.model,
+                      "dimensions": self.embedder.dimensions, "purpose": "summary centroids"},
+        )
+        return summarize_group, summary_emb_group
+
+    def _set_run_metadata(self, run_id: int, metadata: dict[str, Any]) -> None:
+        """Merge `metadata` into the run group's (status, results)."""
+        self.provenance.groups.ensure_group("run", self._run_name(run_id), metadata=metadata)
+
+    def _run_name(self, run_id: int) -> str:
+        group = self.provenance.groups.get_group(run_id)
+        assert group is not None
+        return group.name
+
+    def _embedding_info(self, group_id: int) -> dict[str, Any]:
+        e = self.embedder
+        return {"provider": e.provider_name, "model": e.model, "dimensions": e.dimensions, "group_id": group_id}
+
+    def _summarizer_info(self, group_id: int | None) -> dict[str, Any] | None:
+        if self.summarizer is None:
+            return None
+        inference = self.summarizer.inference
+        return {"spec": self.summarizer_spec, "provider": inference.provider_name, "model": inference.model,
+                "group_id": group_id}
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def _write(
+        self,
+        out_dir: Path,
+        report: dict[str, Any],
+        texts: list[str],
+        labels: Sequence[object] | None,
+        full_labels: dict[int, np.ndarray],
+        run_id: int,
+    ) -> dict[str, Any]:
+        """Labels per K, the clusters table and the report, each written atomically and recorded."""
+        artifacts = ArtifactService(self.engine, out_dir)
+        label_paths = {}
+        for k, values in full_labels.items():
+            path = out_dir / labels_file(k)
+            artifacts.write(values, path, group_id=run_id, metadata={"k": k})
+            label_paths[str(k)] = str(path)
+        clusters_path = out_dir / CLUSTERS_FILE
+        artifacts.write(_clusters_table(texts, labels, full_labels), clusters_path, group_id=run_id)
+        report_path = out_dir / REPORT_FILE
+        files = {"report": str(report_path), "clusters": str(clusters_path), "labels": label_paths}
+        artifacts.write({**report, "files": files}, report_path, group_id=run_id)
+        return files
+
+
+@dataclass
+class _SummaryEmbedder:
+    """`embed(summaries) -> vectors` for k-LLMmeans, through the embedding cache, into one group."""
+
+    embedder: EmbeddingService
+    group_id: int | None
+    api_requests: int = 0
+
+    def __call__(self, summaries: list[str]) -> np.ndarray:
+        outcome = self.embedder.embed(summaries, group_id=self.group_id)
+        self.api_requests += outcome.api_requests
+        if outcome.failed:
+            index, reason = next(iter(outcome.failures.items()))
+            raise StudyllmError(
+                f"{outcome.failed} of {len(summaries)} cluster summaries could not be embedded (summary {index}: "
+                f"{reason}); run again (stored vectors are reused) or use another summariser"
+            )
+        return outcome.vectors
+
+
+def _fit_pca_dim(config: SweepConfig, dim: int) -> tuple[SweepConfig, str | None]:
+    """The config with pca_dim cut to the embedding dimension, and a note when it was cut."""
+    if config.pca_dim is None or config.pca_dim <= dim:
+        return config, None
+    note = f"pca_dim={config.pca_dim} is more than the {dim} embedding dimensions: projecting to {dim}"
+    return replace(config, pca_dim=dim), note
+
+
+def _label_codes(values: Sequence[object]) -> np.ndarray:
+    """Reference labels as integer codes (sorted by their text, so the same labels give the same codes)."""
+    _, codes = np.unique(np.asarray([str(v) for v in values]), return_inverse=True)
+    return codes
+
+
+def _in_input_order(labels: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    full = np.full(n, NOT_EMBEDDED, dtype=np.int32)
+    full[rows] = labels
+    return full
+
+
+def _per_k_entry(entry: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
+    """One K of the report with representatives as input rows (the sweep numbers the clustered rows only)."""
+    reps = entry.get("representatives") or []
+    return {**entry, "representatives": [[int(rows[i]) for i in cluster] for cluster in reps]}
+
+
+def _clusters_table(texts: list[str], labels: Sequence[object] | None, full_labels: dict[int, np.ndarray]) -> pd.DataFrame:
+    """Long format: one row per (input row, K)."""
+    n, ks = len(texts), sorted(full_labels)
+    shown = [_printable(t) for t in texts]
+    table = {
+        "row": np.tile(np.arange(n, dtype=np.int64), len(ks)),
+        "k": np.repeat(np.asarray(ks, dtype=np.int32), n),
+        "label": np.concatenate([full_labels[k] for k in ks]),
+        "text": shown * len(ks),
+    }
+    if labels is not None:
+        table["reference"] = [str(v) for v in labels] * len(ks)
+    return pd.DataFrame(table)
+
+
+def _printable(text: object) -> str:
+    """A text as valid UTF-8: undecodable input bytes (lone surrogates) become U+FFFD."""
+    if not isinstance(text, str):
+        return "" if text is None else str(text)
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
