@@ -15,7 +15,7 @@ import pandas as pd
 
 from studyllm_core.algorithms import BEST_K_RULE
 from studyllm_core.config import get_settings
-from studyllm_core.db.engine import open_database
+from studyllm_core.db.engine import POOL_RECYCLE_SECONDS, open_database
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.services.datasets import DEMO
 from studyllm_pipeline.definitions import SWEEP_ASSETS, build_resources
@@ -37,6 +37,9 @@ def run_demo(k_min: int | None = None, k_max: int | None = None) -> dict[str, An
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     keys = sweep_partition_keys(DEMO, low, high)  # validates the range before any work
     instance = dg.DagsterInstance.get()
+    # One long-lived process running many runs: keep one pooled connection per storage instead of
+    # dagster-postgres's default of a new connection for every query (a third of each run's time).
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=POOL_RECYCLE_SECONDS, max_overflow=5)
     instance.add_dynamic_partitions(datasets.name, [DEMO])
     resources = {
         **build_resources(),

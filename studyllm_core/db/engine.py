@@ -108,11 +108,17 @@ def translate_db_errors(action: str) -> Iterator[None]:
         raise DatabaseError(f"{action} failed: {reason}") from exc
 
 
+_current_schema: set[str] = set()  # URLs whose schema this process already brought up to date
+
+
 def open_database(*, migrate: bool = True) -> Engine:
-    """The engine for the configured database, with the schema brought up to date when `migrate`."""
+    """The engine for the configured database, with the schema brought up to date when `migrate`
+    (checked once per process and URL)."""
     from studyllm_core.db.migrate import ensure_schema
 
     engine = get_engine()
-    if migrate:
+    key = engine.url.render_as_string(hide_password=False)
+    if migrate and key not in _current_schema:
         ensure_schema(engine)
+        _current_schema.add(key)
     return engine

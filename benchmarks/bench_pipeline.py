@@ -1,0 +1,57 @@
+"""The Dagster pipeline's overhead: `studyllm demo` against the same sweep through `studyllm sweep`.
+
+Run: python benchmarks/bench_pipeline.py
+Both run the bundled demo corpus (450 texts, 10 topics) with local MiniLM embeddings, PCA to 50,
+k-LLMmeans with the extractive summariser (2 rounds), K = 6..14, 5 restarts, seed 0, each in a
+fresh STUDYLLM_HOME (so each starts its own embedded Postgres, loads the model and embeds every
+text), one after the other in one run. Printed: wall time of each process, the ratio (goal:
+demo <= 1.5x sweep), and the best K and NMI each found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from studyllm_core.services.datasets import demo_corpus_path
+
+STUDYLLM = str(Path(sys.executable).with_name("studyllm"))
+
+
+def timed(args: list[str], home: Path) -> tuple[float, dict]:
+    env = {k: v for k, v in os.environ.items() if k != "STUDYLLM_DATABASE_URL"}
+    env.update(STUDYLLM_HOME=str(home), HF_HUB_OFFLINE="1")
+    start = time.perf_counter()
+    result = subprocess.run([STUDYLLM, *args, "--json"], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:1])} failed: {result.stderr[-2000:]}")
+    return seconds, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="sl-bench-pipeline-"))
+    demo_s, demo = timed(["demo", "--k-min", "6", "--k-max", "14"], work / "demo-home")
+    sweep_s, sweep = timed(
+        ["sweep", str(demo_corpus_path()), "--label-column", "label", "--embed-provider", "local",
+         "--embed-model", "all-MiniLM-L6-v2", "--k-min", "6", "--k-max", "14", "--restarts", "5", "--pca-dim", "50",
+         "--summarizer", "extractive", "--llm-rounds", "2", "--seed", "0", "--out", str(work / "sweep-out")],
+        work / "sweep-home",
+    )
+    demo_best = demo["best"]["label_metrics"] or {}
+    sweep_best = next((row for row in sweep["per_k"] if row["k"] == sweep["best_k"]), {})
+    sweep_nmi = sweep_best.get("nmi")
+    print("demo corpus: 450 texts, 10 topics; K=6..14, 5 restarts, PCA 50, k-LLMmeans (extractive, 2 rounds)")
+    print(f"{'run':<44}{'seconds':>9}{'best K':>8}{'NMI':>8}")
+    print(f"{'studyllm demo (Dagster: 11 runs, all assets)':<44}{demo_s:>9.1f}{demo['best_k']:>8}{demo_best.get('nmi', float('nan')):>8.3f}")
+    print(f"{'studyllm sweep (no Dagster)':<44}{sweep_s:>9.1f}{sweep.get('best_k'):>8}{(sweep_nmi if sweep_nmi is not None else float('nan')):>8.3f}")
+    print(f"demo / sweep: {demo_s / sweep_s:.2f}x  (goal <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
