@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -97,15 +98,23 @@ def driver_sql(conn: Connection, sql: str) -> str:
 
 @contextmanager
 def translate_db_errors(action: str) -> Iterator[None]:
-    """Turn driver errors into one-line `DatabaseError`s naming `action`; nothing is swallowed."""
+    """Turn driver errors into one-line `DatabaseError`s naming `action`; nothing is swallowed.
+
+    Covers SQLAlchemy's wrappers and psycopg's own errors (raised where we use the driver's
+    cursor directly: COPY, binary fetches, leases).
+    """
     try:
         yield
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseUnavailableError(f"{action} failed: database unavailable ({reason})") from exc
-    except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseError(f"{action} failed: {reason}") from exc
+    except (OperationalError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise DatabaseUnavailableError(f"{action} failed: database unavailable ({_first_line(exc)})") from exc
+    except (DBAPIError, psycopg.Error) as exc:
+        raise DatabaseError(f"{action} failed: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip()
+    return text.splitlines()[0] if text else type(inner).__name__
 
 
 _current_schema: set[str] = set()  # URLs whose schema this process already brought up to date

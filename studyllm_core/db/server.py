@@ -115,6 +115,8 @@ def stop_embedded(pgdata: Path) -> bool:
     server.stop()
     handles = pgdata / ".handle_pids.json"
     handles.write_text("[]")
+    # Forget the handle, so a later start_embedded in this process starts the server again.
+    pgserver.PostgresServer._instances.pop(pgdata.expanduser().resolve(), None)
     return True
 
 

@@ -16,6 +16,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import functools
+
 import numpy as np
 from psycopg import sql as pgsql
 from psycopg.errors import UniqueViolation
@@ -25,6 +27,20 @@ from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.errors import NotFoundError
 
 LOOKUP_CHUNK = 10_000
+
+
+def _db_errors(action: str):  # noqa: ANN202 - a decorator
+    """Run a repository method inside translate_db_errors(action)."""
+
+    def wrap(fn):  # noqa: ANN001, ANN202
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            with translate_db_errors(action):
+                return fn(*args, **kwargs)
+
+        return inner
+
+    return wrap
 _VECTOR_COLUMNS = "(request_hash, provider, model, dimension, text, vector, norm, raw_call_id)"
 _VECTOR_TYPES = ["varchar", "varchar", "varchar", "int4", "text", "vector", "float8", "int8"]
 
@@ -122,6 +138,7 @@ class VectorRepository:
             return conn.execute(sql, {"p": provider, "m": model}).scalar_one_or_none()
 
     @staticmethod
+    @_db_errors("storing embeddings")
     def store(conn: Connection, batch: NewVectors) -> int:
         """Insert vectors inside the caller's transaction and drop their leases; returns rows added.
 
@@ -158,6 +175,7 @@ class VectorRepository:
     # -- leases ---------------------------------------------------------------------------------
 
     @staticmethod
+    @_db_errors("leasing texts to embed")
     def claim(conn: Connection, hashes: Sequence[str]) -> set[str]:
         """Lease the hashes that are neither cached nor held by a live session; returns those now ours.
 
@@ -198,6 +216,7 @@ class VectorRepository:
         return set(claimed) - set(done)
 
     @staticmethod
+    @_db_errors("releasing leases")
     def release(conn: Connection, hashes: Sequence[str]) -> None:
         """Give up leases (after a failure) so another process may try these texts."""
         if hashes:
@@ -205,6 +224,7 @@ class VectorRepository:
             cursor.execute("DELETE FROM embedding_leases WHERE request_hash = ANY(%s)", (list(hashes),))
 
     @staticmethod
+    @_db_errors("releasing leases")
     def release_all(conn: Connection) -> None:
         """Give up every lease this session holds (before its connection goes back to the pool)."""
         cursor = conn.connection.driver_connection.cursor()

@@ -30,6 +30,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine
 
 from studyllm_core.db.calls import NewCall
+from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.vectors import NewVectors, VectorRepository
 from studyllm_core.logging_config import get_logger
@@ -302,7 +303,8 @@ class _Run:
             conn.close()
 
     def _open_lease_connection(self) -> Connection:
-        return self.s.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        with translate_db_errors("opening the lease connection"):
+            return self.s.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     async def _process(self, items: list[_Item]) -> list[_Item]:
         """Embed what we can lease among `items`; return the items a live peer holds."""
@@ -451,7 +453,7 @@ class _Run:
             request_hash=batch_hash,
         )
         vectors = np.ascontiguousarray(response.vectors, dtype=np.float32)
-        with self.s.engine.begin() as conn:
+        with translate_db_errors("storing embeddings"), self.s.engine.begin() as conn:
             [call_id] = self.recorder.record([call], conn=conn)
             VectorRepository.store(
                 conn,

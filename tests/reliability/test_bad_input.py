@@ -1,0 +1,203 @@
+"""The bad-input matrix of tests/reliability/README.md: one test per row."""
+
+import json
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from studyllm_core.algorithms import pca_svd_project
+from studyllm_core.db.engine import make_engine
+from studyllm_core.db.migrate import upgrade
+from studyllm_core.db.server import start_embedded, stop_embedded
+from support import STUDYLLM_EXE, TEST_API_KEY
+
+
+@pytest.fixture
+def env(db_env, stub):
+    return {**db_env, "OPENAI_COMPATIBLE_API_KEY": TEST_API_KEY, "OPENAI_COMPATIBLE_BASE_URL": stub.base_url}
+
+
+def embed(cli, env, path, *extra):
+    return cli(["embed", str(path), "--provider", "openai-compatible", "--model", "stub-embedding", "--json", *extra], env)
+
+
+def assert_fatal(result, message, stub):
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert stub.stats.requests_total == 0
+
+
+def assert_row_failed(result, row, reason):
+    assert result.returncode == 0, result.stderr
+    assert f"row {row}: {reason}" in result.stderr
+
+
+def count(engine, sql):
+    with engine.connect() as conn:
+        return int(conn.execute(text(sql)).scalar_one())
+
+
+def test_empty_file(cli, env, stub, tmp_path):
+    (tmp_path / "e.csv").write_text("")
+    assert_fatal(embed(cli, env, tmp_path / "e.csv"), "is empty", stub)
+
+
+def test_header_only(cli, env, stub, tmp_path):
+    (tmp_path / "h.csv").write_text("id,text\n")
+    assert_fatal(embed(cli, env, tmp_path / "h.csv"), "has a header but no rows", stub)
+
+
+def test_empty_and_whitespace_texts(cli, env, stub, tmp_path, engine):
+    (tmp_path / "w.txt").write_text("ok\n\n \t \nfine\n")
+    result = embed(cli, env, tmp_path / "w.txt")
+    assert_row_failed(result, 1, "empty or whitespace-only text")
+    assert_row_failed(result, 2, "empty or whitespace-only text")
+    assert json.loads(result.stdout)["failed"] == 2 and json.loads(result.stdout)["embedded"] == 2
+    assert count(engine, "SELECT count(*) FROM raw_calls WHERE error_json->>'type' = 'invalid_input'") == 2
+
+
+def test_nul_bytes(cli, env, stub, tmp_path, engine):
+    (tmp_path / "n.txt").write_bytes(b"nul\x00inside\nnulinside\n")
+    result = embed(cli, env, tmp_path / "n.txt", "--out", str(tmp_path / "v.npy"))
+    summary = json.loads(result.stdout)
+    assert summary["failed"] == 0 and summary["unique"] == 1 and summary["embedded"] == 1
+    vectors = np.load(tmp_path / "v.npy")
+    np.testing.assert_array_equal(vectors[0], vectors[1])
+    assert stub.stats.text_count("nulinside")["total"] == 1
+
+
+def test_invalid_utf8(cli, env, stub, tmp_path):
+    (tmp_path / "u.csv").write_bytes(b"text\ngood\nbad \xff\xfe bytes\nalso good\n")
+    result = embed(cli, env, tmp_path / "u.csv")
+    assert_row_failed(result, 1, "invalid UTF-8 in the input")
+    assert json.loads(result.stdout)["embedded"] == 2
+
+
+def test_one_megabyte_line(cli, env, stub, tmp_path):
+    (tmp_path / "big.csv").write_text("text\nshort one\n" + "x" * 1_000_000 + "\n")
+    result = embed(cli, env, tmp_path / "big.csv")
+    assert_row_failed(result, 1, "text of 1,000,000 characters exceeds the limit of 50,000")
+    assert stub.stats.snapshot()["embedding_texts_sent"] == 1
+
+
+def test_duplicated_texts(cli, env, stub, tmp_path):
+    (tmp_path / "d.txt").write_text("same\nsame\nother\nsame\n")
+    result = embed(cli, env, tmp_path / "d.txt", "--out", str(tmp_path / "v.npy"))
+    assert json.loads(result.stdout)["unique"] == 2
+    vectors = np.load(tmp_path / "v.npy")
+    np.testing.assert_array_equal(vectors[0], vectors[3])
+    assert stub.stats.text_count("same")["total"] == 1
+
+
+@pytest.mark.parametrize("column, message", [("body", "has no column 'body'"), ("7", "column index 7 is out of range")])
+def test_wrong_column(cli, env, stub, tmp_path, column, message):
+    (tmp_path / "c.csv").write_text("id,text\n1,hello\n")
+    assert_fatal(embed(cli, env, tmp_path / "c.csv", "--text-column", column), message, stub)
+
+
+def sweep(cli, env, tmp_path, *extra):
+    (tmp_path / "s.txt").write_text("\n".join(f"text {i}" for i in range(5)) + "\n")
+    return cli(["sweep", str(tmp_path / "s.txt"), "--embed-provider", "openai-compatible", "--embed-model", "stub-embedding",
+                "--out", str(tmp_path / "out"), *extra], env)
+
+
+def test_k_larger_than_n(cli, env, stub, tmp_path):
+    assert_fatal(sweep(cli, env, tmp_path, "--k-min", "2", "--k-max", "9"), "9", stub)
+
+
+def test_k_below_two(cli, env, stub, tmp_path):
+    assert_fatal(sweep(cli, env, tmp_path, "--k-min", "1", "--k-max", "3"), "k_min", stub)
+
+
+def test_pca_dim_larger_than_d(cli, env, stub, tmp_path):
+    with pytest.raises(ValueError, match="dim=32 exceeds the embedding dimension d=16"):
+        pca_svd_project(np.random.default_rng(0).random((20, 16)), 32)
+    (tmp_path / "p.txt").write_text("\n".join(f"text number {i}" for i in range(30)) + "\n")
+    result = cli(["sweep", str(tmp_path / "p.txt"), "--embed-provider", "openai-compatible", "--embed-model", "stub-embedding",
+                  "--k-min", "2", "--k-max", "3", "--pca-dim", "64", "--out", str(tmp_path / "out"), "--json"], env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["pca"]["dim"] == 16 and any("16" in note for note in report["notes"])
+
+
+def check_malformed_answer_is_retried(cli, env, stub, tmp_path, engine, kind):
+    """Two bad answers of `kind`, then good ones: everything ends embedded, both attempts recorded, no NaN stored."""
+    stub.faults.fail_next(2, kind, endpoint="embeddings")
+    (tmp_path / "t.txt").write_text("one\ntwo\nthree\n")
+    result = embed(cli, env, tmp_path / "t.txt")
+    assert json.loads(result.stdout)["embedded"] == 3
+    assert count(engine, "SELECT count(*) FROM raw_calls WHERE status = 'failed' AND error_json->>'type' = 'malformed_response'") == 2
+    with engine.connect() as conn:
+        vectors = conn.execute(text("SELECT vector::text FROM embedding_vectors")).scalars().all()
+    assert len(vectors) == 3 and not any("NaN" in v for v in vectors)
+
+
+def test_nan_vectors(cli, env, stub, tmp_path, engine):
+    check_malformed_answer_is_retried(cli, env, stub, tmp_path, engine, "nan")
+
+
+def test_fewer_vectors(cli, env, stub, tmp_path, engine):
+    check_malformed_answer_is_retried(cli, env, stub, tmp_path, engine, "fewer_vectors")
+
+
+def test_malformed_json(cli, env, stub, tmp_path, engine):
+    check_malformed_answer_is_retried(cli, env, stub, tmp_path, engine, "malformed_json")
+
+
+def test_wrong_dimension_for_cached_model(cli, env, stub, tmp_path, engine):
+    from studyllm_core.testing import OpenAIStubServer
+
+    (tmp_path / "a.txt").write_text("cached one\ncached two\n")
+    assert embed(cli, env, tmp_path / "a.txt").returncode == 0
+    with OpenAIStubServer(dim=24, api_keys=[TEST_API_KEY]) as other:
+        (tmp_path / "b.txt").write_text("new one\nnew two\n")
+        result = cli(["embed", str(tmp_path / "b.txt"), "--provider", "openai-compatible", "--base-url", other.base_url,
+                      "--model", "stub-embedding"], env)
+    assert result.returncode != 0 and "returned 24-dimensional vectors, but 16" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert count(engine, "SELECT count(*) FROM embedding_vectors") == 2
+
+
+def test_database_disappears_mid_run(stub, tmp_path):
+    pgdata = tmp_path / "db" / "pg"
+    target = start_embedded(pgdata)
+    engine = make_engine(target.url)
+    upgrade(engine)
+    stub.faults.set(latency_s=0.05)
+    texts = [f"vanishing database text {i}" for i in range(20_000)]
+    (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
+    env = {"PATH": "/usr/bin:/bin", "STUDYLLM_HOME": str(tmp_path / "home"), "STUDYLLM_DATABASE_URL": target.url,
+           "OPENAI_COMPATIBLE_API_KEY": TEST_API_KEY}
+    args = [STUDYLLM_EXE, "embed", str(tmp_path / "t.txt"), "--provider", "openai-compatible", "--base-url", stub.base_url,
+            "--model", "stub-embedding", "--batch-size", "128", "--concurrency", "4", "--json"]
+    try:
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while count(engine, "SELECT count(*) FROM embedding_vectors") < 1_000:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        engine.dispose()
+        stop_embedded(pgdata)  # the server goes away under the running command
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0
+        assert err.strip().startswith("error: ") and "database unavailable" in err, err[-2000:]
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+        start_embedded(pgdata)  # back again: what was stored is still there
+        stored = count(engine, "SELECT count(*) FROM embedding_vectors")
+        assert stored >= 1_000
+        with engine.connect() as conn:
+            before = set(conn.execute(text("SELECT text FROM embedding_vectors")).scalars())
+        rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+        assert json.loads(rerun.stdout)["cached"] >= stored
+        counts = stub.stats.snapshot()["embedding_text_counts"]
+        assert all(counts[t]["ok"] == 1 for t in before)
+        assert count(engine, "SELECT count(*) FROM embedding_vectors") == 20_000
+    finally:
+        engine.dispose()
+        stop_embedded(pgdata)
