@@ -49,3 +49,16 @@ def pg_dump(url: str) -> str:
     if result.returncode != 0:
         raise RuntimeError(result.stderr)
     return result.stdout
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quickstart_commands() -> list[str]:
+    """The README's Quickstart block: install, main job, tests (one command per line)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line.strip() for line in block.strip().splitlines()]

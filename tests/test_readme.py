@@ -1,16 +1,6 @@
 """The README's Quickstart and CI run the same commands, so CI proves what the README promises."""
 
-import re
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def quickstart_commands() -> list[str]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Quickstart", 1)[1]
-    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
-    return [line.strip() for line in block.strip().splitlines()]
+from support import ROOT, quickstart_commands
 
 
 def test_quickstart_has_install_main_job_and_tests():

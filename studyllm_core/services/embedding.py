@@ -53,6 +53,7 @@ from studyllm_core.services.cache_key import (
 from studyllm_core.services.capture import CallRecorder, ensure_run_group, error_json, run_metadata, status_for
 from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
 from studyllm_core.services.retry import RetryPolicy, call_with_retries
+from studyllm_core.services.tasks import gather_or_cancel
 
 log = get_logger("services.embedding")
 
@@ -336,14 +337,9 @@ class _Run:
             while (batch := await next_batch(self.s.concurrency)) is not None:
                 await self._send(batch)
 
-        workers = [asyncio.create_task(worker()) for _ in range(min(self.s.concurrency, len(batches) + len(leased)))]
-        try:
-            await asyncio.gather(*workers)
-        except BaseException:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            raise
+        await gather_or_cancel(
+            [asyncio.create_task(worker()) for _ in range(min(self.s.concurrency, len(batches) + len(leased)))]
+        )
         return waiting
 
     async def _send(self, batch: list[_Item]) -> None:

@@ -57,6 +57,7 @@ from studyllm_core.services.loop_thread import LoopThread
 from studyllm_core.services.preprocess import Preprocessor
 from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
 from studyllm_core.services.retry import RetryPolicy, call_with_retries, is_fatal
+from studyllm_core.services.tasks import gather_or_cancel
 
 log = get_logger("services.inference")
 
@@ -492,14 +493,8 @@ class _Run:
                 raise result.exception
 
         await one(requests[0])  # alone: a bad key or model costs one request, not `concurrency`
-        tasks = [asyncio.create_task(one(r)) for r in requests[1:]]  # API calls are bounded by the service's slots
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        # API calls are bounded by the service's slots, so every request can be a task at once.
+        await gather_or_cancel([asyncio.create_task(one(r)) for r in requests[1:]])
         return results
 
     # -- one request, shared while in flight ----------------------------------------------------
