@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Start (or attach to) the embedded Postgres, then run the Dagster webserver and daemon "
         "with a durable DAGSTER_HOME under $STUDYLLM_HOME. Ctrl-C or SIGTERM stops everything it started.",
     )
-    p.add_argument("--port", type=int, default=3000, help="webserver port on 127.0.0.1 (default 3000)")
+    p.add_argument("--port", type=int, default=3000, help="webserver port (default 3000)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.set_defaults(handler=cmd_dev)
 

@@ -40,6 +40,8 @@ defs = dg.Definitions(
     assets=[*SWEEP_ASSETS, prompt_run, *ANALYTICS_ASSETS],
     jobs=[prepare_job, sweep_k_job, report_job],
     schedules=[nightly_sweep],
-    sensors=[new_dataset_files, dg.AutomationConditionSensorDefinition("report_automation", target=[sweep_report])],
+    sensors=[new_dataset_files, dg.AutomationConditionSensorDefinition(
+            "report_automation", target=[sweep_report], default_status=dg.DefaultSensorStatus.RUNNING
+        )],
     resources=build_resources(),
 )

@@ -80,6 +80,7 @@ def clusters(
             "row": dataset_snapshot["row"].to_numpy(),
             "label": chosen.labels,
             "cost": item_costs(pca_projection, chosen.labels, chosen.centroids, config.metric),
+            "metric": config.metric,  # cluster_metrics scores with the metric the clusters were made with
         }
     )
     for index, run in enumerate(restarts.runs):
@@ -141,7 +142,6 @@ def cluster_summaries(
 @user_errors_as_failures
 def cluster_metrics(
     context: dg.AssetExecutionContext,
-    config: ClusteringConfig,
     clusters: pd.DataFrame,
     pca_projection: np.ndarray,
     dataset_snapshot: pd.DataFrame,
@@ -153,9 +153,9 @@ def cluster_metrics(
     group_id = record_materialization(context, engine)
     restart_labels = [clusters[c].to_numpy() for c in clusters.columns if c.startswith("restart_")]
     truth = dataset_snapshot["label"].to_numpy() if "label" in dataset_snapshot else None
+    settings = ClusteringConfig(metric=str(clusters["metric"].iloc[0])).sweep_config(k)
     scores = score_k(
-        pca_projection, clusters["label"].to_numpy(), restart_labels, clusters["cost"].to_numpy(),
-        config.sweep_config(k), truth=truth,
+        pca_projection, clusters["label"].to_numpy(), restart_labels, clusters["cost"].to_numpy(), settings, truth=truth
     )
     row = {"dataset": dataset, **scores.to_row()}
     numeric = {key: float(v) for key, v in row.items() if isinstance(v, (int, float)) and v is not None and key != "k"}

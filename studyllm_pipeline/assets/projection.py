@@ -46,7 +46,7 @@ def pca(context: dg.AssetExecutionContext, config: ProjectionConfig, embeddings:
     try:
         projection = pca_svd_project(embeddings, dim)
     except ValueError as exc:
-        raise dg.Failure(description=f"{exc} (set pca_dim in the run config of pca_projection)") from None
+        raise dg.Failure(description=f"{exc} (set ops: pca: config: pca_dim in the run config)") from None
     settings = {"pca_dim": dim}
     group_id = record_materialization(context, engine, config=settings, key=dg.AssetKey("pca_projection"))
     record_materialization(context, engine, config=settings, key=dg.AssetKey("pca_basis"))

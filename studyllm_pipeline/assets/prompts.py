@@ -36,7 +36,7 @@ class PromptRunConfig(dg.Config):
     io_manager_key="parquet_io",
     pool=API_POOL,
     metadata={GROUP_TYPE: "prompt_run"},
-    kinds={"openai", "postgres", "parquet"},
+    kinds={"python", "postgres", "parquet"},
 )
 @user_errors_as_failures
 def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, database: StudyllmDatabase):
@@ -62,8 +62,13 @@ def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, datab
     finally:
         service.close()
     name = dataset_name(config.dataset_name or f"replies-{context.run.run_id[:8]}")
-    DatasetRegistry(engine).register(DatasetSource(name=name, kind="prompt_run", prompt_group_id=result.group_id))
+    registry = DatasetRegistry(engine)
+    dataset_group = registry.register(DatasetSource(name=name, kind="prompt_run", prompt_group_id=result.group_id))
     context.instance.add_dynamic_partitions(datasets.name, [name])
+    # Provenance: this asset's group contains the run's calls; the replies' dataset is made from them.
+    materialization = registry.groups.ensure_group("prompt_run", "prompt_run", metadata={"last_run_id": context.run.run_id})
+    registry.groups.link(materialization, result.group_id, "contains")
+    registry.groups.link(result.group_id, dataset_group, "depends_on")
     frame = pd.DataFrame(
         {
             "prompt_index": [i // config.samples for i in range(result.calls)],

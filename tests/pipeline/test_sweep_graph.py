@@ -37,7 +37,7 @@ def materialize_all(instance, resources, path, ks=(2, 3)):
     instance.add_dynamic_partitions(datasets.name, ["small"])
     config = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path), "label_column": "label"}}}}
     results = [run(instance, resources, PREPARE, "small", config)]
-    clustering = {"ops": {name: {"config": {"n_restarts": 3, "llm_rounds": 1}} for name in ("clusters", "cluster_metrics")}}
+    clustering = {"ops": {"clusters": {"config": {"n_restarts": 3, "llm_rounds": 1}}}}
     for key in sweep_partition_keys("small", min(ks), max(ks)):
         results.append(run(instance, resources, PER_K, key, clustering))
     results.append(run(instance, resources, ["sweep_report"], "small"))

@@ -1,0 +1,30 @@
+"""The newcomer path: a clean clone, the README's install command in a fresh venv, then the
+README's main-job command, exactly as written, with nothing else installed or started."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from support import ROOT, quickstart_commands
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git to clone the repository")
+def test_clean_clone_install_and_main_job(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", "--depth", "1", f"file://{ROOT}", str(clone)], check=True, timeout=120)
+    install, main_job, _ = quickstart_commands()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STUDYLLM_", "VIRTUAL_ENV", "DAGSTER_"))}
+    env["STUDYLLM_HOME"] = str(tmp_path / "studyllm-home")  # stands in for a fresh ~/.studyllm
+
+    installed = subprocess.run(["bash", "-c", install], cwd=clone, env=env, capture_output=True, text=True, timeout=1500)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+
+    result = subprocess.run(["bash", "-c", main_job], cwd=clone, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best K:" in result.stdout and "ACC" in result.stdout and "NMI" in result.stdout
+    assert f"artifacts: {tmp_path / 'studyllm-home' / 'artifacts'}" in result.stdout
+    assert any((tmp_path / "studyllm-home" / "artifacts").rglob("*.parquet"))
