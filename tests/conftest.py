@@ -35,6 +35,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config._studyllm_home = home  # type: ignore[attr-defined]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The `local` extra (torch, sentence-transformers) is optional: without it, its tests are skipped.
+    import importlib.util
+
+    if importlib.util.find_spec("sentence_transformers") is None:
+        skip = pytest.mark.skip(reason="the `local` extra is not installed: pip install 'studyllm[local]'")
+        for item in items:
+            if "torch" in item.keywords:
+                item.add_marker(skip)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     home = getattr(config, "_studyllm_home", None)
     if home is not None:
