@@ -20,7 +20,10 @@ import functools
 
 import numpy as np
 from psycopg import sql as pgsql
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 from psycopg.errors import UniqueViolation
+from psycopg.pq import Format
 from sqlalchemy import Connection, Engine, text
 
 from studyllm_core.db.engine import translate_db_errors
@@ -43,6 +46,15 @@ def _db_errors(action: str):  # noqa: ANN202 - a decorator
     return wrap
 _VECTOR_COLUMNS = "(request_hash, provider, model, dimension, text, vector, norm, raw_call_id)"
 _VECTOR_TYPES = ["varchar", "varchar", "varchar", "int4", "text", "vector", "float8", "int8"]
+
+
+class _RawVector(Loader):
+    """Load pgvector's binary format as bytes, to decode many rows at once."""
+
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
 
 
 def _copy_rows(cursor, table: str, rows: list[tuple]) -> None:  # noqa: ANN001 - a psycopg cursor
@@ -116,19 +128,36 @@ class VectorRepository:
         self.engine = engine
 
     def lookup(self, hashes: Sequence[str], *, chunk_size: int = LOOKUP_CHUNK) -> dict[str, tuple[np.ndarray, int]]:
-        """(vector, raw_call_id) for each hash that is cached (binary transfer, one query per chunk)."""
+        """(vector, raw_call_id) for each hash that is cached (binary transfer, one query per chunk).
+
+        Vectors arrive as raw pgvector binary (int16 dim, int16 unused, big-endian float32s) and are
+        decoded for the whole chunk by one numpy call instead of one object per row.
+        """
         found: dict[str, tuple[np.ndarray, int]] = {}
         with translate_db_errors("reading cached embeddings"), self.engine.connect() as conn:
             cursor = conn.connection.driver_connection.cursor()
+            cursor.adapters.register_loader("vector", _RawVector)
             for start in range(0, len(hashes), chunk_size):
                 chunk = list(hashes[start : start + chunk_size])
                 cursor.execute(
-                    "SELECT request_hash, vector, raw_call_id FROM embedding_vectors WHERE request_hash = ANY(%s)",
+                    "SELECT request_hash, vector, raw_call_id, dimension FROM embedding_vectors "
+                    "WHERE request_hash = ANY(%s) ORDER BY dimension",
                     (chunk,),
                     binary=True,
                 )
-                for request_hash, vector, raw_call_id in cursor.fetchall():
-                    found[request_hash] = (vector.to_numpy(), raw_call_id)
+                rows = cursor.fetchall()
+                # One decode per dimension present (normally one).
+                begin = 0
+                while begin < len(rows):
+                    dim = rows[begin][3]
+                    end = begin
+                    while end < len(rows) and rows[end][3] == dim:
+                        end += 1
+                    block = b"".join(row[1] for row in rows[begin:end])
+                    matrix = np.frombuffer(block, dtype=">f4").reshape(end - begin, dim + 1)[:, 1:].astype(np.float32)
+                    for row, vector in zip(rows[begin:end], matrix, strict=True):
+                        found[row[0]] = (vector, row[2])
+                    begin = end
         return found
 
     def known_dimension(self, provider: str, model: str) -> int | None:

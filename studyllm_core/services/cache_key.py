@@ -14,6 +14,7 @@ KEY_VERSION = "v1"
 DEFAULT_MAX_CHARS = 50_000  # far above any embedding model's context; longer inputs are mistakes
 _SEP = "\x1f"
 _WHITESPACE = re.compile(r"\s+")
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 def normalize_text(text: str) -> str:
@@ -21,21 +22,26 @@ def normalize_text(text: str) -> str:
     return _WHITESPACE.sub(" ", text.replace("\x00", "")).strip()
 
 
-def unusable_reason(raw: object, max_chars: int = DEFAULT_MAX_CHARS) -> str | None:
-    """Why a text cannot be embedded (not text, invalid UTF-8, empty, too long), or None if it can.
+def prepare_text(raw: object, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str | None, str]:
+    """(why the text cannot be embedded, or None; its normalised form) in one pass.
 
     Undecodable input bytes arrive as lone surrogates (read with surrogateescape).
     """
     if not isinstance(raw, str):
-        return f"not a text ({type(raw).__name__})"
-    if any("\udc80" <= ch <= "\udcff" for ch in raw):
-        return "invalid UTF-8 in the input"
+        return f"not a text ({type(raw).__name__})", ""
+    if _SURROGATE.search(raw):
+        return "invalid UTF-8 in the input", ""
     normalized = normalize_text(raw)
     if not normalized:
-        return "empty or whitespace-only text"
+        return "empty or whitespace-only text", ""
     if len(normalized) > max_chars:
-        return f"text of {len(normalized):,} characters exceeds the limit of {max_chars:,}"
-    return None
+        return f"text of {len(normalized):,} characters exceeds the limit of {max_chars:,}", ""
+    return None, normalized
+
+
+def unusable_reason(raw: object, max_chars: int = DEFAULT_MAX_CHARS) -> str | None:
+    """Why a text cannot be embedded (not text, invalid UTF-8, empty, too long), or None if it can."""
+    return prepare_text(raw, max_chars)[0]
 
 
 def embedding_request_hash(

@@ -43,13 +43,7 @@ from studyllm_core.providers.errors import (
     PermanentError,
     ProviderError,
 )
-from studyllm_core.services.cache_key import (
-    DEFAULT_MAX_CHARS,
-    content_hash,
-    embedding_request_hash,
-    normalize_text,
-    unusable_reason,
-)
+from studyllm_core.services.cache_key import DEFAULT_MAX_CHARS, content_hash, embedding_request_hash, prepare_text
 from studyllm_core.services.capture import CallRecorder, ensure_run_group, error_json, run_metadata, status_for
 from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
 from studyllm_core.services.retry import RetryPolicy, call_with_retries
@@ -256,8 +250,7 @@ class _Run:
         return index_hash, list(unique.values())
 
     def _check(self, raw: object) -> tuple[str | None, str]:
-        problem = unusable_reason(raw, self.s.max_chars)
-        return (problem, "") if problem else (None, normalize_text(raw))  # type: ignore[arg-type]
+        return prepare_text(raw, self.s.max_chars)
 
     def _rejected_call(self, raw: object, problem: str, index: int) -> NewCall:
         shown = raw if isinstance(raw, str) else repr(raw)
