@@ -17,14 +17,22 @@ with warnings.catch_warnings():
     _BY_DATASET = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset")
 
 
+REPORT_CONDITION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("new K results")
+
+
 @dg.asset(
     partitions_def=datasets,
     ins={
         "cluster_metrics": dg.AssetIn(partition_mapping=_BY_DATASET, metadata={"allow_missing_partitions": True}),
         "cluster_summaries": dg.AssetIn(partition_mapping=_BY_DATASET, metadata={"allow_missing_partitions": True}),
     },
-    # Reading stored results costs nothing, so the report follows its inputs on its own.
-    automation_condition=dg.AutomationCondition.eager(),
+    # Reading stored results costs nothing, so the report follows its inputs on its own. Not plain
+    # `eager()`: most K partitions are never clustered, and eager waits until no dependency is missing.
+    automation_condition=REPORT_CONDITION,
     **sweep_asset_args("sweep_report", group_type="metrics", position=6, io="parquet"),
 )
 @user_errors_as_failures

@@ -1,5 +1,6 @@
 """`studyllm dev` for real: the webserver answers GraphQL, the asset graph renders in headless
-Chromium (Debian's package), and SIGTERM leaves nothing running."""
+Chromium (Debian's package), a dataset prepared and a K backfill launched through the UI's own
+GraphQL API run to success on the daemon, and SIGTERM leaves nothing running."""
 
 import os
 import shutil
@@ -14,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from support import STUDYLLM_EXE
+from support import STUDYLLM_EXE, TEST_API_KEY
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -52,11 +53,69 @@ def processes_mentioning(marker: str) -> list[psutil.Process]:
     return found
 
 
+REPO = {"repositoryName": "__repository__", "repositoryLocationName": "studyllm"}
+
+
+def graphql(base: str, query: str, variables: dict | None = None) -> dict:
+    """One GraphQL request to the webserver, the way the UI makes them."""
+    body = httpx.post(f"{base}/graphql", json={"query": query, "variables": variables or {}}, timeout=60).json()
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+def wait_for_run(base: str, run_id: str, timeout: float = 300) -> str:
+    query = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = graphql(base, query, {"id": run_id})["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status
+        time.sleep(1)
+    raise AssertionError(f"run {run_id} did not finish in {timeout} s")
+
+
+def prepare_and_backfill_from_the_ui(base: str, source: Path) -> None:
+    """What a user clicks: add a dataset partition, launch prepare_dataset with its file, backfill K."""
+    graphql(base, """mutation($repo: RepositorySelector!) { addDynamicPartition(repositorySelector: $repo,
+        partitionsDefName: "datasets", partitionKey: "e2e") { __typename } }""", {"repo": REPO})
+    launched = graphql(base, """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+        __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""", {"params": {
+        "selector": {**REPO, "jobName": "prepare_dataset"},
+        "runConfigData": {"ops": {"dataset_snapshot": {"config": {"source_path": str(source)}}}},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "e2e"}]},
+    }})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    assert wait_for_run(base, launched["run"]["runId"]) == "SUCCESS"
+
+    backfill = graphql(base, """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+        __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""", {"params": {
+        "selector": {"partitionSetName": "sweep_k_partition_set", "repositorySelector": REPO},
+        "partitionNames": ["e2e|2", "e2e|3"],
+    }})["launchPartitionBackfill"]
+    assert backfill["__typename"] == "LaunchBackfillSuccess", backfill
+    query = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+        ... on PartitionBackfill { status runs(limit: 10) { status tags { key value } } } } }"""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        state = graphql(base, query, {"id": backfill["backfillId"]})["partitionBackfillOrError"]
+        if state["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
+            break
+        time.sleep(2)
+    assert state["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), state
+    partitions = sorted(t["value"] for r in state["runs"] for t in r["tags"] if t["key"] == "dagster/partition")
+    assert partitions == ["e2e|2", "e2e|3"] and all(r["status"] == "SUCCESS" for r in state["runs"])
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_dev_serves_the_asset_graph_and_stops_cleanly(tmp_path):
+def test_dev_serves_the_asset_graph_runs_a_ui_backfill_and_stops_cleanly(tmp_path, stub):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "STUDYLLM_DATABASE_URL"}
     env["STUDYLLM_HOME"] = str(home)
+    # Runs launched from the UI embed through the loopback server instead of the local model.
+    env.update(STUDYLLM_EMBED_PROVIDER="openai-compatible", STUDYLLM_EMBED_MODEL="stub-embedding",
+               STUDYLLM_EMBED_BASE_URL=stub.base_url, OPENAI_COMPATIBLE_API_KEY=TEST_API_KEY)
+    source = tmp_path / "e2e.csv"
+    source.write_text("text\n" + "".join(f"note {i} about {['stars', 'bread', 'trains'][i % 3]}\n" for i in range(30)))
     port = free_port()
     log = (tmp_path / "dev.log").open("w")
     proc = subprocess.Popen([STUDYLLM_EXE, "dev", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -88,6 +147,8 @@ def test_dev_serves_the_asset_graph_and_stops_cleanly(tmp_path):
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, Path(keep) / "asset-graph.png")
+
+        prepare_and_backfill_from_the_ui(base, source)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -51,3 +51,26 @@ def test_schedule_requests_one_run_per_dataset_and_k(instance, monkeypatch):
     requests = nightly_sweep(context)
     assert sorted(r.partition_key for r in requests) == sorted(f"{d}|{k}" for d in "ab" for k in (3, 4, 5))
     assert len({r.run_key for r in requests}) == 6
+
+
+def test_report_follows_new_k_results_on_its_own(instance, resources, tmp_path):
+    import pandas as pd
+
+    from studyllm_pipeline.definitions import SWEEP_ASSETS
+    from studyllm_pipeline.demo import PER_K, PREPARE
+    from studyllm_pipeline.partitions import sweep_partition_keys
+
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"text": [f"text {i} about {['cats', 'stars', 'bread'][i % 3]}" for i in range(30)]}).to_csv(path, index=False)
+    instance.add_dynamic_partitions(datasets.name, ["auto", "empty"])
+    config = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path)}}}}
+    assert dg.materialize(SWEEP_ASSETS, selection=PREPARE, partition_key="auto", instance=instance, resources=resources, run_config=config).success
+
+    defs = dg.Definitions(assets=SWEEP_ASSETS, resources=resources)
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert first.total_requested == 0  # nothing clustered yet: no report to make, for either dataset
+    for key in sweep_partition_keys("auto", 2, 3):
+        assert dg.materialize(SWEEP_ASSETS, selection=PER_K, partition_key=key, instance=instance, resources=resources).success
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert second.get_requested_partitions(dg.AssetKey("sweep_report")) == {"auto"}
+    assert second.total_requested == 1  # the report only: nothing that spends money starts on its own
