@@ -17,7 +17,7 @@ def sweep_range() -> tuple[int, int]:
 
 @dg.schedule(job=sweep_k_job, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
 def nightly_sweep(context: dg.ScheduleEvaluationContext):
-    """Every night at 03:00: one run per (dataset, K); the report follows on its own (eager)."""
+    """Every night at 03:00: one run per (dataset, K); the report follows on its own (its automation condition)."""
     names = context.instance.get_dynamic_partitions(datasets.name)
     if not names:
         return dg.SkipReason("no datasets yet: run `studyllm demo` or drop a file in the watched folder")
