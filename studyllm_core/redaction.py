@@ -23,6 +23,7 @@ _GENERIC_PATTERNS = (
     re.compile(r"(?i)(api[-_]?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9._~+/=\-]{8,}"),
     re.compile(r"()\bsk-[A-Za-z0-9_\-]{8,}"),
 )
+_ANY_KEY_SHAPE = re.compile("|".join(f"(?:{p.pattern.removeprefix('(?i)')})" for p in _GENERIC_PATTERNS), re.IGNORECASE)
 
 
 def register_secret(value: str | None) -> None:
@@ -51,7 +52,8 @@ def redactor(secrets: Iterable[str | None] | None = None) -> Callable[[str], str
     ordered = sorted(values, key=len, reverse=True)  # longest first: a key containing another is masked whole
 
     def apply(text: str) -> str:
-        if not text:
+        # Fast path for the common case (one scan): no known secret and nothing key-shaped.
+        if not text or (not _ANY_KEY_SHAPE.search(text) and not any(v in text for v in ordered)):
             return text
         for value in ordered:
             if value in text:

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-import sklearn
-from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
-from sklearn.metrics.cluster import contingency_matrix
+
+# scikit-learn and scipy.optimize are imported where they are used: together they cost over a
+# second, which every `studyllm` command would pay at start-up through the CLI's imports.
 
 from .distances import sq_dist_to_assigned
 from .validation import check_metric
@@ -78,6 +77,9 @@ def silhouette(
     n = labels.size
     sampled = n > sample_size
     method = f"sample:n={sample_size}" if sampled else "exact"
+    import sklearn
+    from sklearn.metrics import silhouette_score
+
     with sklearn.config_context(working_memory=_SILHOUETTE_WORKING_MEMORY_MB):
         x = np.asarray(x)
         if sampled:
@@ -99,6 +101,8 @@ class Stability:
 
 def stability(labelings: Sequence[np.ndarray]) -> Stability:
     """Agreement between restarts of the same K: adjusted Rand index over all pairs of labelings."""
+    from sklearn.metrics import adjusted_rand_score
+
     scores = [adjusted_rand_score(a, b) for a, b in combinations(labelings, 2)]
     if not scores:
         return Stability(float("nan"), float("nan"), 0)
@@ -108,6 +112,9 @@ def stability(labelings: Sequence[np.ndarray]) -> Stability:
 def clustering_accuracy(true_labels: np.ndarray, labels: np.ndarray) -> float:
     """Best-match accuracy: the share of items whose cluster maps to their true class under the best
     one-to-one matching of clusters to classes (Hungarian algorithm on the contingency matrix)."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics.cluster import contingency_matrix
+
     table = contingency_matrix(true_labels, labels)
     rows, cols = linear_sum_assignment(table, maximize=True)
     return float(table[rows, cols].sum() / table.sum())
@@ -121,6 +128,8 @@ def label_metrics(true_labels: np.ndarray, labels: np.ndarray) -> dict[str, floa
             f"ground-truth labels have shape {true_labels.shape} but the clustering has {labels.shape}; "
             "pass one label per item."
         )
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
     return {
         "acc": clustering_accuracy(true_labels, labels),
         "nmi": float(normalized_mutual_info_score(true_labels, labels)),

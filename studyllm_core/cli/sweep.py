@@ -6,15 +6,15 @@ import argparse
 import sys
 from typing import Any
 
-from studyllm_core.algorithms import SweepConfig
 from studyllm_core.cli.common import add_input_args, add_provider_args, build_provider, read_input
 from studyllm_core.cli.output import emit, table
 from studyllm_core.cli.progress import Progress
 from studyllm_core.db.engine import open_database
 from studyllm_core.errors import InputError
 from studyllm_core.providers.registry import normalize_name
-from studyllm_core.services.embedding import EmbeddingService
-from studyllm_core.services.sweep import CLUSTERS_FILE, REPORT_FILE, SweepService
+
+# The services (pandas, scipy) load when the command runs, not when `studyllm` starts.
+REPORT_FILE, CLUSTERS_FILE = "report.json", "clusters.parquet"  # the names services.sweep writes
 
 DEFAULT_RESTARTS = 5
 DEFAULT_PCA_DIM = 50
@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def sweep_config(args: argparse.Namespace) -> SweepConfig:
     """The SweepConfig of the command line (cosine metric, summaries only on the best restart)."""
+    from studyllm_core.algorithms import SweepConfig
+
     if args.summarizer is None and args.llm_rounds:
         raise InputError("--llm-rounds needs --summarizer (e.g. --summarizer extractive); drop it for plain k-means")
     rounds = args.llm_rounds if args.llm_rounds is not None else DEFAULT_LLM_ROUNDS
@@ -73,6 +75,9 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from studyllm_core.services.embedding import EmbeddingService
+    from studyllm_core.services.sweep import SweepService
+
     table_in = read_input(args)  # file and column problems stop here, before any API call
     config = sweep_config(args)
     provider = build_provider(args.embed_provider, args.base_url, args.timeout)

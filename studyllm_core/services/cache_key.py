@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 
 KEY_VERSION = "v1"
 DEFAULT_MAX_CHARS = 50_000  # far above any embedding model's context; longer inputs are mistakes
@@ -29,7 +30,7 @@ def prepare_text(raw: object, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str |
     """
     if not isinstance(raw, str):
         return f"not a text ({type(raw).__name__})", ""
-    if _SURROGATE.search(raw):
+    if not raw.isascii() and _SURROGATE.search(raw):
         return "invalid UTF-8 in the input", ""
     normalized = normalize_text(raw)
     if not normalized:
@@ -44,12 +45,26 @@ def unusable_reason(raw: object, max_chars: int = DEFAULT_MAX_CHARS) -> str | No
     return prepare_text(raw, max_chars)[0]
 
 
+def embedding_hasher(
+    *, provider: str, model: str, dimensions: int | None, encoding_format: str = "float"
+) -> Callable[[str], str]:
+    """`embedding_request_hash` with the fields other than the text joined once, for many texts."""
+    fields = (KEY_VERSION, provider, model, "" if dimensions is None else str(dimensions), encoding_format, "")
+    prefix = hashlib.sha256(_SEP.join(fields).encode("utf-8"))
+
+    def request_hash(text: str) -> str:
+        digest = prefix.copy()
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
+
+    return request_hash
+
+
 def embedding_request_hash(
     text: str, *, provider: str, model: str, dimensions: int | None, encoding_format: str = "float"
 ) -> str:
     """The cache key of one already-normalised text (hex sha256)."""
-    fields = (KEY_VERSION, provider, model, "" if dimensions is None else str(dimensions), encoding_format, text)
-    return hashlib.sha256(_SEP.join(fields).encode("utf-8", "surrogatepass")).hexdigest()
+    return embedding_hasher(provider=provider, model=model, dimensions=dimensions, encoding_format=encoding_format)(text)
 
 
 def content_hash(*parts: str) -> str:

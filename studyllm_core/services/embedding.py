@@ -43,7 +43,7 @@ from studyllm_core.providers.errors import (
     PermanentError,
     ProviderError,
 )
-from studyllm_core.services.cache_key import DEFAULT_MAX_CHARS, content_hash, embedding_request_hash, prepare_text
+from studyllm_core.services.cache_key import DEFAULT_MAX_CHARS, content_hash, embedding_hasher, prepare_text
 from studyllm_core.services.capture import CallRecorder, ensure_run_group, error_json, run_metadata, status_for
 from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
 from studyllm_core.services.retry import RetryPolicy, call_with_retries
@@ -145,17 +145,15 @@ class EmbeddingService:
         self.limiter = limiter_for(provider_name, rate_limit)
         self.max_chars = max_chars
         self.vectors = VectorRepository(engine)
+        self._hasher = embedding_hasher(
+            provider=provider_name, model=model, dimensions=dimensions, encoding_format=encoding_format
+        )
 
     # -- public API -----------------------------------------------------------------------------
 
     def request_hash(self, normalized_text: str) -> str:
-        return embedding_request_hash(
-            normalized_text,
-            provider=self.provider_name,
-            model=self.model,
-            dimensions=self.dimensions,
-            encoding_format=self.encoding_format,
-        )
+        """The cache key of one normalised text for this provider, model and dimensions."""
+        return self._hasher(normalized_text)
 
     def embed(
         self,

@@ -109,3 +109,10 @@ def test_bad_input_fails_in_one_line_before_any_request(cli, env, corpus, tmp_pa
     assert result.stderr.startswith("error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert stub.stats.requests_total == 0 and not (tmp_path / "out").exists()
+
+
+def test_cli_file_names_match_the_service():
+    from studyllm_core.cli import sweep as cli_sweep
+    from studyllm_core.services import sweep as service_sweep
+
+    assert (cli_sweep.REPORT_FILE, cli_sweep.CLUSTERS_FILE) == (service_sweep.REPORT_FILE, service_sweep.CLUSTERS_FILE)
