@@ -48,6 +48,21 @@ _VECTOR_COLUMNS = "(request_hash, provider, model, dimension, text, vector, norm
 _VECTOR_TYPES = ["varchar", "varchar", "varchar", "int4", "text", "vector", "float8", "int8"]
 
 
+_HASHES = "string_to_array(%s, ',')"  # the SQL side of `_hash_list`
+
+
+def _hash_list(hashes: Sequence[str]) -> str:
+    """Hashes as one comma-joined text for `_HASHES`.
+
+    Splitting one text on the server is about twice as fast, for a 10,000-hash look-up, as psycopg
+    adapting a list of 10,000 strings to an array.
+    """
+    joined = ",".join(hashes)
+    if joined.count(",") != max(len(hashes) - 1, 0):
+        raise ValueError("a request hash contains a comma; hashes are hex digests")
+    return joined
+
+
 class _RawVector(Loader):
     """Load pgvector's binary format as bytes, to decode many rows at once."""
 
@@ -141,8 +156,8 @@ class VectorRepository:
                 chunk = list(hashes[start : start + chunk_size])
                 cursor.execute(
                     "SELECT request_hash, vector, raw_call_id, dimension FROM embedding_vectors "
-                    "WHERE request_hash = ANY(%s) ORDER BY dimension",
-                    (chunk,),
+                    f"WHERE request_hash = ANY({_HASHES}) ORDER BY dimension",
+                    (_hash_list(chunk),),
                     binary=True,
                 )
                 rows = cursor.fetchall()
@@ -198,7 +213,7 @@ class VectorRepository:
                 "INSERT INTO embedding_vectors SELECT * FROM _stage_vectors ON CONFLICT (request_hash) DO NOTHING"
             )
             added = cursor.rowcount
-        cursor.execute("DELETE FROM embedding_leases WHERE request_hash = ANY(%s)", (batch.request_hashes,))
+        cursor.execute(f"DELETE FROM embedding_leases WHERE request_hash = ANY({_HASHES})", (_hash_list(batch.request_hashes),))
         return added
 
     # -- leases ---------------------------------------------------------------------------------
@@ -214,11 +229,11 @@ class VectorRepository:
         """
         if not hashes:
             return set()
-        sql = """
+        sql = f"""
             WITH me AS (SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())
             INSERT INTO embedding_leases (request_hash, owner_pid, owner_started)
             SELECT h, me.pid, me.backend_start
-            FROM unnest(CAST(%s AS varchar[])) AS h, me
+            FROM unnest({_HASHES}) AS h, me
             WHERE NOT EXISTS (SELECT 1 FROM embedding_vectors v WHERE v.request_hash = h)
             ORDER BY h
             ON CONFLICT (request_hash) DO UPDATE
@@ -232,16 +247,16 @@ class VectorRepository:
             RETURNING request_hash
         """
         cursor = conn.connection.driver_connection.cursor()
-        cursor.execute(sql, (sorted(hashes),))
+        cursor.execute(sql, (_hash_list(sorted(hashes)),))
         claimed = [row[0] for row in cursor.fetchall()]
         if not claimed:
             return set()
         # The insert may have waited on a peer that committed its vectors and dropped its leases
         # meanwhile; its NOT EXISTS check ran on the older snapshot. A new statement sees the commit.
-        cursor.execute("SELECT request_hash FROM embedding_vectors WHERE request_hash = ANY(%s)", (claimed,))
+        cursor.execute(f"SELECT request_hash FROM embedding_vectors WHERE request_hash = ANY({_HASHES})", (_hash_list(claimed),))
         done = [row[0] for row in cursor.fetchall()]
         if done:
-            cursor.execute("DELETE FROM embedding_leases WHERE request_hash = ANY(%s)", (done,))
+            cursor.execute(f"DELETE FROM embedding_leases WHERE request_hash = ANY({_HASHES})", (_hash_list(done),))
         return set(claimed) - set(done)
 
     @staticmethod
@@ -250,7 +265,7 @@ class VectorRepository:
         """Give up leases (after a failure) so another process may try these texts."""
         if hashes:
             cursor = conn.connection.driver_connection.cursor()
-            cursor.execute("DELETE FROM embedding_leases WHERE request_hash = ANY(%s)", (list(hashes),))
+            cursor.execute(f"DELETE FROM embedding_leases WHERE request_hash = ANY({_HASHES})", (_hash_list(hashes),))
 
     @staticmethod
     @_db_errors("releasing leases")

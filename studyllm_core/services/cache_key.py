@@ -14,13 +14,16 @@ from collections.abc import Callable
 KEY_VERSION = "v1"
 DEFAULT_MAX_CHARS = 50_000  # far above any embedding model's context; longer inputs are mistakes
 _SEP = "\x1f"
-_WHITESPACE = re.compile(r"\s+")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 def normalize_text(text: str) -> str:
-    """NUL characters removed, runs of whitespace collapsed to one space, ends stripped."""
-    return _WHITESPACE.sub(" ", text.replace("\x00", "")).strip()
+    """NUL characters removed, runs of whitespace collapsed to one space, ends stripped.
+
+    `str.split()` splits on exactly the characters `\\s` matches (checked over every code point)
+    and is several times faster than the regular expression.
+    """
+    return " ".join(text.replace("\x00", "").split())
 
 
 def prepare_text(raw: object, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str | None, str]:

@@ -35,7 +35,7 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.vectors import NewVectors, VectorRepository
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import EmbeddingResponse, Provider
-from studyllm_core.redaction import redact, redactor
+from studyllm_core.redaction import redact, redact_many
 from studyllm_core.providers.errors import (
     BadRequestError,
     ContentFilterError,
@@ -229,9 +229,8 @@ class _Run:
     def _prepare(self) -> tuple[list[str | None], list[_Item]]:
         """Normalise, reject unusable texts (recorded as failed calls), and de-duplicate."""
         index_hash: list[str | None] = []
-        unique: dict[str, _Item] = {}
+        unique: dict[str, str] = {}  # request_hash -> normalised text
         rejected: list[NewCall] = []
-        mask = redactor()  # a key pasted into a text is sent as given but never stored
         for i, raw in enumerate(self.texts):
             problem, text = self._check(raw)
             if problem:
@@ -241,11 +240,12 @@ class _Run:
                 continue
             h = self.s.request_hash(text)
             index_hash.append(h)
-            if h not in unique:
-                unique[h] = _Item(h, text, mask(text))
+            unique.setdefault(h, text)
         if rejected:
             self.recorder.record(rejected)
-        return index_hash, list(unique.values())
+        texts = list(unique.values())
+        stored = redact_many(texts)  # a key pasted into a text is sent as given but never stored
+        return index_hash, [_Item(h, t, m) for h, t, m in zip(unique, texts, stored, strict=True)]
 
     def _check(self, raw: object) -> tuple[str | None, str]:
         return prepare_text(raw, self.s.max_chars)
@@ -465,6 +465,8 @@ class _Run:
     def _outcome(self, index_hash: list[str | None], unique: int, cached: int) -> EmbedOutcome:
         dim = self.expected_dim or next((v.shape[0] for v in self.results.values()), 0)
         out = np.full((len(self.texts), dim), np.nan, dtype=np.float32)
+        rows: list[int] = []
+        vectors: list[np.ndarray] = []
         for i, h in enumerate(index_hash):
             if h is None:
                 continue
@@ -472,7 +474,10 @@ class _Run:
             if vector is None:
                 self.failures[i] = self.hash_failures.get(h, "not embedded")
             else:
-                out[i] = vector
+                rows.append(i)
+                vectors.append(vector)
+        if rows:
+            out[rows] = np.stack(vectors)  # one copy instead of a row assignment per text
         return EmbedOutcome(
             vectors=out,
             failures=dict(sorted(self.failures.items())),

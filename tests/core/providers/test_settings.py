@@ -10,7 +10,7 @@ from studyllm_core.providers import errors
 from studyllm_core.providers.azure import parse_deployments
 from studyllm_core.providers.base import ChatMessage
 from studyllm_core.providers.http_status import parse_retry_after
-from studyllm_core.redaction import redact
+from studyllm_core.redaction import redact, redact_many
 from studyllm_core.providers.settings import PROVIDER_ENV, provider_from_env, settings_from_env
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[3] / ".env.example"
@@ -125,6 +125,14 @@ def test_redact_masks_secrets_and_key_shaped_tokens():
         assert secret not in out
     assert out.startswith("bad key ***") and redact("", ["x"]) == ""
     assert redact("a cat", ["a"]) == "a cat"  # too short to be a key: left alone
+
+
+def test_redact_many_masks_only_the_texts_that_hold_a_secret(monkeypatch):
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", "tok-4242-secret")
+    texts = ["plain text", "uses tok-4242-secret here", "", "BEARER abcdefgh12345", "plain text"]
+    assert redact_many(texts) == ["plain text", "uses *** here", "", "BEARER ***", "plain text"]
+    clean = ["nothing here", "nor here"]
+    assert redact_many(clean) == clean and redact_many([]) == []
 
 
 def test_parse_retry_after_forms():

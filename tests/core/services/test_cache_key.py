@@ -1,0 +1,41 @@
+"""The cache key: normalisation and the fields that make two requests the same request."""
+
+import re
+import sys
+
+from studyllm_core.services.cache_key import embedding_request_hash, normalize_text, prepare_text
+
+_REGEX_DEFINITION = re.compile(r"\s+")  # the normalisation as first defined; the key must not drift from it
+
+
+def _by_regex(text: str) -> str:
+    return _REGEX_DEFINITION.sub(" ", text.replace("\x00", "")).strip()
+
+
+def test_normalisation_collapses_exactly_the_whitespace_the_regex_did():
+    whitespace = [chr(c) for c in range(sys.maxunicode + 1) if _REGEX_DEFINITION.fullmatch(chr(c))]
+    assert "\u3000" in whitespace and "\x1f" in whitespace  # ideographic space; unit separator
+    for ch in whitespace:
+        sample = f"{ch}a{ch}{ch}b\x00c{ch}"
+        assert normalize_text(sample) == _by_regex(sample) == "a bc", repr(ch)
+    assert normalize_text("a\u200bb") == "a\u200bb"  # zero-width space is not whitespace in either
+
+
+def test_prepare_text_reports_unusable_inputs():
+    assert prepare_text("  hello \n world ") == (None, "hello world")
+    assert prepare_text(" \t\x00 ")[0] == "empty or whitespace-only text"
+    assert prepare_text(b"bytes")[0] == "not a text (bytes)"
+    assert prepare_text("bad \udcff byte")[0] == "invalid UTF-8 in the input"
+    assert "exceeds the limit" in prepare_text("x" * 11, max_chars=10)[0]
+
+
+def test_every_field_of_the_key_matters_and_cannot_run_into_the_next():
+    base = dict(provider="openai", model="m", dimensions=None)
+    h = embedding_request_hash("text", **base)
+    assert h == embedding_request_hash("text", **base)
+    assert h != embedding_request_hash("text", **{**base, "model": "m2"})
+    assert h != embedding_request_hash("text", **{**base, "dimensions": 256})
+    assert h != embedding_request_hash("text", **base, encoding_format="base64")
+    assert embedding_request_hash("text", provider="ab", model="c", dimensions=None) != embedding_request_hash(
+        "text", provider="a", model="bc", dimensions=None
+    )
