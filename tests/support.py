@@ -62,3 +62,16 @@ def quickstart_commands() -> list[str]:
     section = readme.split("## Quickstart", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     return [line.strip() for line in block.strip().splitlines()]
+
+
+def dagster_storage_config(postgres_url: str) -> dict:
+    """The storage sections of the packaged dagster.yaml, pointed at `postgres_url` (tests use the
+    instance's own storage classes, not a stand-in)."""
+    from importlib import resources
+
+    import yaml
+
+    config = yaml.safe_load((resources.files("studyllm_pipeline") / "dagster.yaml").read_text())
+    sections = ("run_storage", "event_log_storage", "schedule_storage")
+    return {name: {**config[name], "config": {"postgres_url": postgres_url}} for name in sections}
+
