@@ -77,10 +77,13 @@ def record_materialization(
     partition = _partition(context)
     prov = ProvenanceService(engine)
     groups = GroupRepository(engine)
-    inputs = [
-        groups.ensure_group(str(meta_of(context, up_key).get(GROUP_TYPE, "step")), name)
-        for name, (up_key, _) in upstream_groups(context, loaded).items()
-    ] + list(extra_inputs)
+    names_by_type: dict[str, list[str]] = {}
+    for name, (up_key, _) in upstream_groups(context, loaded).items():
+        names_by_type.setdefault(str(meta_of(context, up_key).get(GROUP_TYPE, "step")), []).append(name)
+    ids: dict[str, int] = {}
+    for up_type, names in names_by_type.items():  # one statement per group type, not one per input
+        ids.update(groups.ensure_groups(up_type, names))
+    inputs = [ids[name] for names in names_by_type.values() for name in names] + list(extra_inputs)
     dataset = dataset_of(partition)
     run_group = groups.ensure_group("run", f"sweep[{dataset}]", metadata={"dataset": dataset}) if dataset else None
     metadata = {

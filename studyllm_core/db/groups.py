@@ -72,6 +72,7 @@ class GroupRepository:
         *,
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
+        conn: Connection | None = None,
     ) -> int:
         """Id of the group (type, name), created on first use; later metadata is merged in."""
         sql = text(
@@ -82,8 +83,8 @@ class GroupRepository:
             "  description = coalesce(EXCLUDED.description, groups.description) "
             "RETURNING id"
         )
-        with translate_db_errors(f"saving group {group_type}:{name}"), self.engine.begin() as conn:
-            return int(conn.execute(sql, {"t": group_type, "n": name, "d": description, "m": jsonb(metadata)}).scalar_one())
+        with translate_db_errors(f"saving group {group_type}:{name}"), transaction(self.engine, conn) as tx:
+            return int(tx.execute(sql, {"t": group_type, "n": name, "d": description, "m": jsonb(metadata)}).scalar_one())
 
     def ensure_groups(
         self,
@@ -204,6 +205,7 @@ class GroupRepository:
         *,
         position: int | None = None,
         metadata: dict[str, Any] | None = None,
+        conn: Connection | None = None,
     ) -> int:
         """Id of the edge parent -> child of `link_type`, created on first use."""
         if link_type not in LINK_TYPES:
@@ -217,9 +219,9 @@ class GroupRepository:
             "  position = coalesce(EXCLUDED.position, group_links.position) "
             "RETURNING id"
         )
-        with translate_db_errors("linking groups"), self.engine.begin() as conn:
+        with translate_db_errors("linking groups"), transaction(self.engine, conn) as tx:
             return int(
-                conn.execute(sql, {"p": parent_id, "c": child_id, "t": link_type, "pos": position, "m": jsonb(metadata)}).scalar_one()
+                tx.execute(sql, {"p": parent_id, "c": child_id, "t": link_type, "pos": position, "m": jsonb(metadata)}).scalar_one()
             )
 
     def link_many(
@@ -239,6 +241,34 @@ class GroupRepository:
         )
         with translate_db_errors("linking groups"), transaction(self.engine, conn) as tx:
             return tx.execute(sql, {"p": parent_id, "children": list(child_ids), "t": link_type}).rowcount
+
+    def link_parents(
+        self, parent_ids: Sequence[int], child_id: int, link_type: str, *, conn: Connection | None = None
+    ) -> int:
+        """Edges each parent -> child of `link_type` in one statement (existing ones kept); returns how many were new."""
+        if link_type not in LINK_TYPES:
+            raise ValueError(f"link_type must be one of {', '.join(LINK_TYPES)}, not {link_type!r}")
+        if child_id in parent_ids:
+            raise ValueError("a group cannot link to itself")
+        if not parent_ids:
+            return 0
+        sql = text(
+            "INSERT INTO group_links (parent_group_id, child_group_id, link_type) "
+            "SELECT p, :c, :t FROM unnest(CAST(:parents AS bigint[])) AS p "
+            "ON CONFLICT (parent_group_id, child_group_id, link_type) DO NOTHING"
+        )
+        with translate_db_errors("linking groups"), transaction(self.engine, conn) as tx:
+            return tx.execute(sql, {"c": child_id, "parents": list(parent_ids), "t": link_type}).rowcount
+
+    def parent_groups(self, child_id: int, link_type: str) -> list[GroupRow]:
+        """The groups linked to `child_id` as parents by `link_type`, in link order (one query)."""
+        cols = ", ".join(f"g.{c.strip()}" for c in _GROUP_COLS.split(","))
+        sql = (
+            f"SELECT {cols} FROM group_links l JOIN groups g ON g.id = l.parent_group_id "
+            "WHERE l.child_group_id = :c AND l.link_type = :t ORDER BY l.position NULLS LAST, l.id"
+        )
+        with translate_db_errors("reading group links"), self.engine.connect() as conn:
+            return [GroupRow(*row) for row in conn.execute(text(sql), {"c": child_id, "t": link_type})]
 
     def children(self, parent_id: int, link_type: str | None = None) -> list[LinkRow]:
         return self._links("parent_group_id", parent_id, link_type)

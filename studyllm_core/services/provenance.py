@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from studyllm_core.db.engine import translate_db_errors
+from studyllm_core.db.engine import transaction, translate_db_errors
 from studyllm_core.db.groups import ArtifactRow, GroupRepository, GroupRow, LinkRow
 
 
@@ -87,18 +87,18 @@ class ProvenanceService:
         position: int | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> int:
-        """Create or reuse the group (type, name), link each input to it, and place it in a run."""
-        group_id = self.groups.ensure_group(group_type, name, metadata=metadata)
-        for parent in inputs:
-            if parent != group_id:
-                self.groups.link(parent, group_id, "depends_on")
-        if run_id is not None:
-            self.groups.link(run_id, group_id, "step", position=position)
+        """Create or reuse the group (type, name), link each input to it, and place it in a run (one transaction)."""
+        with transaction(self.groups.engine) as conn:
+            group_id = self.groups.ensure_group(group_type, name, metadata=metadata, conn=conn)
+            parents = list(dict.fromkeys(i for i in inputs if i != group_id))  # distinct, in the given order
+            self.groups.link_parents(parents, group_id, "depends_on", conn=conn)
+            if run_id is not None:
+                self.groups.link(run_id, group_id, "step", position=position, conn=conn)
         return group_id
 
     def inputs_of(self, group_id: int) -> list[GroupRow]:
         """The groups this one was made from (its `depends_on` parents)."""
-        return [g for g in (self.groups.get_group(link.parent_group_id) for link in self.groups.parents(group_id, "depends_on")) if g]
+        return self.groups.parent_groups(group_id, "depends_on")
 
     def walk(
         self, group_id: int, *, direction: str, link_types: Sequence[str] = ("depends_on",)

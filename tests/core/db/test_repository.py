@@ -149,6 +149,14 @@ def test_group_operations_are_idempotent(engine):
     with pytest.raises(ValueError, match="link_type must be one of"):
         groups.link(run, steps[0], "friend")
 
+    report = groups.ensure_group("metrics", "report")
+    assert groups.link_parents(steps, report, "depends_on") == 3
+    assert groups.link_parents(steps, report, "depends_on") == 0
+    assert [g.id for g in groups.parent_groups(report, "depends_on")] == steps
+    assert groups.parent_groups(report, "step") == []
+    with pytest.raises(ValueError, match="cannot link to itself"):
+        groups.link_parents([report], report, "depends_on")
+
 
 def test_find_group_by_id_or_name_and_unknown(engine):
     groups = GroupRepository(engine)
