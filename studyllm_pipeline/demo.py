@@ -20,6 +20,7 @@ from studyllm_core.config import get_settings
 from studyllm_core.db.engine import POOL_RECYCLE_SECONDS, open_database
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.server import DatabaseTarget
+from studyllm_core.errors import InputError
 from studyllm_core.services.datasets import DEMO
 from studyllm_pipeline.definitions import SWEEP_ASSETS, build_resources
 from studyllm_pipeline.instance import apply_environment, prepare_dagster_home
@@ -46,7 +47,10 @@ def run_demo(
     """
     start = time.perf_counter() if started is None else started
     low, high = k_min or DEMO_K_RANGE[0], k_max or DEMO_K_RANGE[1]
-    keys = sweep_partition_keys(DEMO, low, high)  # validates the range before any work
+    try:
+        keys = sweep_partition_keys(DEMO, low, high)  # validates the range before any work
+    except ValueError as exc:
+        raise InputError(f"{exc}: choose --k-min and --k-max within it") from None
     home, _, env = prepared or prepare_dagster_home()
     apply_environment(env)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

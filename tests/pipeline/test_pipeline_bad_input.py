@@ -64,3 +64,11 @@ def test_provider_without_key_then_fixed_reuses_the_cache(instance, resources, t
     assert result.success and stub.stats.requests_total == requests  # all from the cache
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM embedding_vectors")).scalar_one() == before
+
+
+def test_demo_with_k_outside_the_partitions_fails_in_one_line(cli, db_env, tmp_path):
+    result = cli(["demo", "--k-min", "1", "--k-max", "5"], {**db_env, "STUDYLLM_HOME": str(tmp_path / "home")})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "error: K must lie in [2, 30] with k_min <= k_max; got [1, 5]: choose --k-min and --k-max within it"
+    ]
