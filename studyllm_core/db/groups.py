@@ -228,37 +228,28 @@ class GroupRepository:
         self, parent_id: int, child_ids: Sequence[int], link_type: str, *, conn: Connection | None = None
     ) -> int:
         """Edges parent -> each child of `link_type` in one statement (existing ones kept); returns how many were new."""
-        if link_type not in LINK_TYPES:
-            raise ValueError(f"link_type must be one of {', '.join(LINK_TYPES)}, not {link_type!r}")
-        if parent_id in child_ids:
-            raise ValueError("a group cannot link to itself")
-        if not child_ids:
-            return 0
-        sql = text(
-            "INSERT INTO group_links (parent_group_id, child_group_id, link_type) "
-            "SELECT :p, c, :t FROM unnest(CAST(:children AS bigint[])) AS c "
-            "ON CONFLICT (parent_group_id, child_group_id, link_type) DO NOTHING"
-        )
-        with translate_db_errors("linking groups"), transaction(self.engine, conn) as tx:
-            return tx.execute(sql, {"p": parent_id, "children": list(child_ids), "t": link_type}).rowcount
+        return self._link_pairs([parent_id] * len(child_ids), list(child_ids), link_type, conn)
 
     def link_parents(
         self, parent_ids: Sequence[int], child_id: int, link_type: str, *, conn: Connection | None = None
     ) -> int:
         """Edges each parent -> child of `link_type` in one statement (existing ones kept); returns how many were new."""
+        return self._link_pairs(list(parent_ids), [child_id] * len(parent_ids), link_type, conn)
+
+    def _link_pairs(self, parents: list[int], children: list[int], link_type: str, conn: Connection | None) -> int:
         if link_type not in LINK_TYPES:
             raise ValueError(f"link_type must be one of {', '.join(LINK_TYPES)}, not {link_type!r}")
-        if child_id in parent_ids:
+        if any(p == c for p, c in zip(parents, children, strict=True)):
             raise ValueError("a group cannot link to itself")
-        if not parent_ids:
+        if not parents:
             return 0
         sql = text(
             "INSERT INTO group_links (parent_group_id, child_group_id, link_type) "
-            "SELECT p, :c, :t FROM unnest(CAST(:parents AS bigint[])) AS p "
+            "SELECT e.p, e.c, :t FROM unnest(CAST(:parents AS bigint[]), CAST(:children AS bigint[])) AS e(p, c) "
             "ON CONFLICT (parent_group_id, child_group_id, link_type) DO NOTHING"
         )
         with translate_db_errors("linking groups"), transaction(self.engine, conn) as tx:
-            return tx.execute(sql, {"c": child_id, "parents": list(parent_ids), "t": link_type}).rowcount
+            return tx.execute(sql, {"parents": parents, "children": children, "t": link_type}).rowcount
 
     def parent_groups(self, child_id: int, link_type: str) -> list[GroupRow]:
         """The groups linked to `child_id` as parents by `link_type`, in link order (one query)."""
