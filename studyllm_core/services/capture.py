@@ -140,6 +140,16 @@ def redact_json(value: Any) -> Any:
     return value if cleaned == raw else json.loads(cleaned)
 
 
+RECORDED_INPUT_CHARS = 2_000  # how much of an unusable input its failed raw call keeps
+
+
+def shown_input(raw: object) -> str:
+    """An input rejected before sending, as its failed raw call keeps it: the text (or its repr),
+    made valid UTF-8, cut to RECORDED_INPUT_CHARS, secrets masked."""
+    text = raw if isinstance(raw, str) else repr(raw)
+    return redact(text.encode("utf-8", "replace").decode("utf-8")[:RECORDED_INPUT_CHARS])
+
+
 def input_error_json(message: str) -> dict[str, Any]:
     """`error_json` of an input rejected before it was sent (attempt 0: no API call was made)."""
     return {"type": "invalid_input", "message": redact(message), "retryable": False, "attempt": 0}

@@ -35,7 +35,7 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.vectors import NewVectors, VectorRepository
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import EmbeddingResponse, Provider
-from studyllm_core.redaction import redact, redact_many
+from studyllm_core.redaction import redact_many
 from studyllm_core.providers.errors import (
     BadRequestError,
     ContentFilterError,
@@ -44,7 +44,15 @@ from studyllm_core.providers.errors import (
     ProviderError,
 )
 from studyllm_core.services.cache_key import DEFAULT_MAX_CHARS, content_hash, embedding_hasher, prepare_text
-from studyllm_core.services.capture import CallRecorder, ensure_run_group, error_json, run_metadata, status_for
+from studyllm_core.services.capture import (
+    CallRecorder,
+    ensure_run_group,
+    error_json,
+    input_error_json,
+    run_metadata,
+    shown_input,
+    status_for,
+)
 from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
 from studyllm_core.services.retry import RetryPolicy, call_with_retries
 from studyllm_core.services.tasks import gather_or_cancel
@@ -52,10 +60,9 @@ from studyllm_core.services.tasks import gather_or_cancel
 log = get_logger("services.embedding")
 
 WAIT_POLL_S = 0.25
-_RECORDED_INPUT_CHARS = 2_000  # how much of an unusable text its failed raw call keeps
 
-# (provider, model, dimensions) -> vector dimension, for models that answered in this process.
-_validated_models: dict[tuple[str, str, int | None], int] = {}
+# (provider, model, dimensions) of models that answered in this process: no lone probe batch needed.
+_validated_models: set[tuple[str, str, int | None]] = set()
 
 ProgressFn = Callable[[int, int], None]
 
@@ -201,6 +208,7 @@ class _Run:
         self.hash_failures: dict[str, str] = {}
         self.api_requests = 0
         self.embedded = 0
+        self.total = 0  # unique usable texts, known after _prepare
         self.waited = 0
         self.used_call_ids: set[int] = set()
         self.expected_dim: int | None = service.dimensions
@@ -213,9 +221,7 @@ class _Run:
     async def execute(self) -> EmbedOutcome:
         index_hash, items = await asyncio.to_thread(self._prepare)
         cached = await asyncio.to_thread(self.s.vectors.lookup, [it.request_hash for it in items])
-        for h, (vector, call_id) in cached.items():
-            self.results[h] = vector
-            self.used_call_ids.add(call_id)
+        self._absorb(cached)
         todo = [it for it in items if it.request_hash not in cached]
         self.total = len(items)
         self._report()
@@ -226,13 +232,19 @@ class _Run:
             await asyncio.to_thread(GroupRepository(self.s.engine).add_members, self.group_id, sorted(self.used_call_ids))
         return self._outcome(index_hash, len(items), len(cached))
 
+    def _absorb(self, found: dict[str, tuple[np.ndarray, int]]) -> None:
+        """Take vectors found in the cache (ours or a peer's) as results; their calls join the group."""
+        for h, (vector, call_id) in found.items():
+            self.results[h] = vector
+            self.used_call_ids.add(call_id)
+
     def _prepare(self) -> tuple[list[str | None], list[_Item]]:
         """Normalise, reject unusable texts (recorded as failed calls), and de-duplicate."""
         index_hash: list[str | None] = []
         unique: dict[str, str] = {}  # request_hash -> normalised text
         rejected: list[NewCall] = []
         for i, raw in enumerate(self.texts):
-            problem, text = self._check(raw)
+            problem, text = prepare_text(raw, self.s.max_chars)
             if problem:
                 self.failures[i] = problem
                 index_hash.append(None)
@@ -247,19 +259,16 @@ class _Run:
         stored = redact_many(texts)  # a key pasted into a text is sent as given but never stored
         return index_hash, [_Item(h, t, m) for h, t, m in zip(unique, texts, stored, strict=True)]
 
-    def _check(self, raw: object) -> tuple[str | None, str]:
-        return prepare_text(raw, self.s.max_chars)
-
     def _rejected_call(self, raw: object, problem: str, index: int) -> NewCall:
-        shown = raw if isinstance(raw, str) else repr(raw)
-        shown = redact(shown.encode("utf-8", "replace").decode("utf-8")[:_RECORDED_INPUT_CHARS])
         return NewCall(
             provider=self.s.provider_name,
             model=self.s.model,
             modality="embedding",
             status="failed",
-            request_json={"input": [shown], "input_chars": len(raw) if isinstance(raw, str) else None, **self._params()},
-            error_json={"type": "invalid_input", "message": problem, "retryable": False, "attempt": 0},
+            request_json={
+                "input": [shown_input(raw)], "input_chars": len(raw) if isinstance(raw, str) else None, **self._params()
+            },
+            error_json=input_error_json(problem),
             metadata_json=run_metadata(input_index=index, sent=False),
         )
 
@@ -276,9 +285,7 @@ class _Run:
                 self.waited = max(self.waited, len(waiting))
                 await asyncio.sleep(WAIT_POLL_S)
                 found = await asyncio.to_thread(self.s.vectors.lookup, [it.request_hash for it in waiting])
-                for h, (vector, call_id) in found.items():
-                    self.results[h] = vector
-                    self.used_call_ids.add(call_id)
+                self._absorb(found)
                 self._report()
                 pending = [it for it in waiting if it.request_hash not in found]
         finally:
@@ -421,7 +428,7 @@ class _Run:
                 f"{self.expected_dim} dimensions are expected (cached or requested); the model behind this name "
                 "changed: use a new model name or pass --dimensions"
             )
-        _validated_models[self.model_key] = dim
+        _validated_models.add(self.model_key)
 
     def _store(
         self, batch: list[_Item], request: dict, response: EmbeddingResponse, latency: float, attempt: int, batch_hash: str
@@ -460,7 +467,7 @@ class _Run:
 
     def _report(self) -> None:
         if self.progress is not None:
-            self.progress(len(self.results) + len(self.hash_failures), getattr(self, "total", 0))
+            self.progress(len(self.results) + len(self.hash_failures), self.total)
 
     def _outcome(self, index_hash: list[str | None], unique: int, cached: int) -> EmbedOutcome:
         dim = self.expected_dim or next((v.shape[0] for v in self.results.values()), 0)

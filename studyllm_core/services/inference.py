@@ -49,6 +49,7 @@ from studyllm_core.services.capture import (
     ensure_run_group,
     error_json,
     input_error_json,
+    shown_input,
     redact_json,
     run_metadata,
     status_for,
@@ -62,7 +63,6 @@ from studyllm_core.services.tasks import gather_or_cancel
 log = get_logger("services.inference")
 
 REQUEST_KEY_VERSION = "chat-v1"  # bump when what makes two chat requests identical changes
-_RECORDED_INPUT_CHARS = 2_000  # how much of an unusable prompt its failed raw call keeps
 
 Message = ChatMessage | Mapping[str, Any]
 PromptInput = str | Sequence[Message]
@@ -399,7 +399,7 @@ class InferenceService:
         """Messages with the prompt preprocessed, and the request's hash; or the reason it cannot be sent."""
         messages, problem = _to_messages(prompt)
         if problem is not None:
-            shown = _shown(prompt if isinstance(prompt, str) else repr(prompt))
+            shown = shown_input(prompt)
             return _Request([], shown, shown, sample_index, input_index, problem=problem)
         last_user = max(i for i, m in enumerate(messages) if m.role == "user")
         original = messages[last_user].content
@@ -663,7 +663,3 @@ def _to_messages(prompt: PromptInput) -> tuple[list[ChatMessage], str | None]:
     last_user = next(m for m in reversed(messages) if m.role == "user")
     problem = unusable_reason(last_user.content, max_chars=sys.maxsize)  # length is Preprocessor.max_chars' job
     return ([], problem) if problem is not None else (messages, None)
-
-
-def _shown(text: str) -> str:
-    return text.encode("utf-8", "replace").decode("utf-8")[:_RECORDED_INPUT_CHARS]

@@ -139,7 +139,8 @@ class StudyService:
     def failure_breakdown(self, filters: CallFilter | None = None) -> pd.DataFrame:
         """Failed, timed-out and cancelled calls by provider, model, status and error type, most frequent first."""
         where, params = self._where(filters)
-        where += (" AND " if where else " WHERE ") + "status IN ('failed', 'timeout', 'cancelled')"
+        failed = ", ".join(f"'{status}'" for status in FAILED_STATUSES)
+        where += (" AND " if where else " WHERE ") + f"status IN ({failed})"
         sql = f"""
             SELECT provider, model, status, coalesce(error_json->>'type', 'unknown') AS error_type,
                    count(*) AS calls, min(created_at) AS first_at, max(created_at) AS last_at,
