@@ -63,13 +63,21 @@ def _hash_list(hashes: Sequence[str]) -> str:
     return joined
 
 
-class _RawVector(Loader):
-    """Load pgvector's binary format as bytes, to decode many rows at once."""
+class RawVectorLoader(Loader):
+    """Load pgvector's binary format as bytes, to decode many rows at once with `decode_vectors`
+    (register on a binary cursor: `cursor.adapters.register_loader("vector", RawVectorLoader)`)."""
 
     format = Format.BINARY
 
     def load(self, data: Buffer) -> bytes:
         return bytes(data)
+
+
+def decode_vectors(blobs: Sequence[bytes], dimension: int) -> np.ndarray:
+    """pgvector binary values of one dimension (int16 dim, int16 unused, big-endian float32s) as an
+    (n, dimension) float32 matrix, decoded by one numpy call instead of one object per row."""
+    matrix = np.frombuffer(b"".join(blobs), dtype=">f4").reshape(len(blobs), dimension + 1)
+    return matrix[:, 1:].astype(np.float32)
 
 
 def _copy_rows(cursor, table: str, rows: list[tuple]) -> None:  # noqa: ANN001 - a psycopg cursor
@@ -145,13 +153,12 @@ class VectorRepository:
     def lookup(self, hashes: Sequence[str], *, chunk_size: int = LOOKUP_CHUNK) -> dict[str, tuple[np.ndarray, int]]:
         """(vector, raw_call_id) for each hash that is cached (binary transfer, one query per chunk).
 
-        Vectors arrive as raw pgvector binary (int16 dim, int16 unused, big-endian float32s) and are
-        decoded for the whole chunk by one numpy call instead of one object per row.
+        Vectors arrive as raw pgvector binary and are decoded per chunk by `decode_vectors`.
         """
         found: dict[str, tuple[np.ndarray, int]] = {}
         with translate_db_errors("reading cached embeddings"), self.engine.connect() as conn:
             cursor = conn.connection.driver_connection.cursor()
-            cursor.adapters.register_loader("vector", _RawVector)
+            cursor.adapters.register_loader("vector", RawVectorLoader)
             for start in range(0, len(hashes), chunk_size):
                 chunk = list(hashes[start : start + chunk_size])
                 cursor.execute(
@@ -168,8 +175,7 @@ class VectorRepository:
                     end = begin
                     while end < len(rows) and rows[end][3] == dim:
                         end += 1
-                    block = b"".join(row[1] for row in rows[begin:end])
-                    matrix = np.frombuffer(block, dtype=">f4").reshape(end - begin, dim + 1)[:, 1:].astype(np.float32)
+                    matrix = decode_vectors([row[1] for row in rows[begin:end]], dim)
                     for row, vector in zip(rows[begin:end], matrix, strict=True):
                         found[row[0]] = (vector, row[2])
                     begin = end

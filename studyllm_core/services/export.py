@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine
 from studyllm_core.db.calls import CallFilter
 from studyllm_core.db.engine import driver_sql, translate_db_errors
 from studyllm_core.db.groups import GroupRepository, GroupRow
+from studyllm_core.db.vectors import RawVectorLoader, decode_vectors
 from studyllm_core.errors import InputError, NotFoundError
 from studyllm_core.services.artifacts import sha256_of
 from studyllm_core.services.provenance import ProvenanceService
@@ -178,8 +179,12 @@ class ExportService:
             )
             row = 0
             with _TableWriter(self._stage(index, staged), INDEX_SCHEMA, fmt) as writer:
-                for chunk in self._stream(conn, sql, {**params, "sp": provider, "sm": model, "sd": dimension}, "export_vectors", raw=True):
-                    matrix[row : row + len(chunk)] = np.stack([v.to_numpy() for *_, v in chunk])
+                chunks = self._stream(
+                    conn, sql, {**params, "sp": provider, "sm": model, "sd": dimension}, "export_vectors", raw=True,
+                    vectors_as_bytes=True,
+                )
+                for chunk in chunks:
+                    matrix[row : row + len(chunk)] = decode_vectors([v for *_, v in chunk], int(dimension))
                     ids = [(row + i, e, h, t, c) for i, (e, h, t, c, _) in enumerate(chunk)]
                     writer.write(_table(ids, INDEX_SCHEMA))
                     row += len(chunk)
@@ -196,10 +201,16 @@ class ExportService:
         conn = self.engine.connect().execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         return _Transaction(conn)
 
-    def _stream(self, conn: Connection, sql: str, params: dict[str, Any], name: str, *, raw: bool = False):  # noqa: ANN202
-        """Rows of `sql` in chunks through a server-side cursor (binary transfer)."""
+    def _stream(  # noqa: ANN202
+        self, conn: Connection, sql: str, params: dict[str, Any], name: str, *, raw: bool = False,
+        vectors_as_bytes: bool = False,
+    ):
+        """Rows of `sql` in chunks through a server-side cursor (binary transfer); `raw`: the SQL is
+        already in the driver's style; `vectors_as_bytes`: vectors stay pgvector bytes for `decode_vectors`."""
         statement = sql if raw else driver_sql(conn, sql)
         cursor = conn.connection.driver_connection.cursor(name=name, binary=True)
+        if vectors_as_bytes:
+            cursor.adapters.register_loader("vector", RawVectorLoader)
         try:
             cursor.execute(statement, params)
             while chunk := cursor.fetchmany(self.chunk_size):
