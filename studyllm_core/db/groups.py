@@ -308,8 +308,10 @@ class GroupRepository:
         with translate_db_errors("recording an artifact"), self.engine.begin() as conn:
             return int(conn.execute(sql, params).scalar_one())
 
-    def artifacts(self, *, group_id: int | None = None, uri: str | None = None) -> list[ArtifactRow]:
-        """Artifacts of a group or at a URI, newest first."""
+    def artifacts(
+        self, *, group_id: int | None = None, uri: str | None = None, limit: int | None = None
+    ) -> list[ArtifactRow]:
+        """Artifacts of a group or at a URI, newest first (at most `limit`)."""
         clauses, params = [], {}
         if group_id is not None:
             clauses.append("group_id = :g")
@@ -318,6 +320,11 @@ class GroupRepository:
             clauses.append("uri = :uri")
             params["uri"] = uri
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        if limit is not None:
+            where += " ORDER BY id DESC LIMIT :limit"
+            params["limit"] = int(limit)
+        else:
+            where += " ORDER BY id DESC"
         with translate_db_errors("reading artifacts"), self.engine.connect() as conn:
-            rows = conn.execute(text(f"SELECT {_ARTIFACT_COLS} FROM call_artifacts{where} ORDER BY id DESC"), params)
+            rows = conn.execute(text(f"SELECT {_ARTIFACT_COLS} FROM call_artifacts{where}"), params)
             return [ArtifactRow(*r) for r in rows]

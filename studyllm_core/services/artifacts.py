@@ -70,15 +70,17 @@ def encode(value: Any, suffix: str) -> bytes:
     raise TypeError(f"artifacts are .npy, .parquet or .json, not {suffix!r}")
 
 
-def decode(path: Path) -> Any:
-    """Read an artifact written by `encode` (no pickles: NPY of object dtype is refused)."""
+def decode(path: Path, data: bytes | None = None) -> Any:
+    """Read an artifact written by `encode` from `data` (its bytes, when already read) or the file
+    (no pickles: NPY of object dtype is refused)."""
+    if path.suffix not in (".npy", ".parquet", ".json"):
+        raise TypeError(f"artifacts are .npy, .parquet or .json, not {path.suffix!r}")
+    data = path.read_bytes() if data is None else data
     if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
+        return np.load(io.BytesIO(data), allow_pickle=False)
     if path.suffix == ".parquet":
-        return pq.read_table(path).to_pandas()
-    if path.suffix == ".json":
-        return json.loads(path.read_text(encoding="utf-8"))
-    raise TypeError(f"artifacts are .npy, .parquet or .json, not {path.suffix!r}")
+        return pq.read_table(pa.BufferReader(data)).to_pandas()
+    return json.loads(data.decode("utf-8"))
 
 
 class ArtifactService:
@@ -125,25 +127,29 @@ class ArtifactService:
 
     def record_for(self, path: Path) -> ArtifactRow | None:
         """The newest record of the file at `path`."""
-        rows = self.groups.artifacts(uri=path.resolve().as_uri())
+        rows = self.groups.artifacts(uri=path.resolve().as_uri(), limit=1)
         return rows[0] if rows else None
 
     def verify(self, path: Path) -> ArtifactRow:
         """Check the file against its record; IntegrityError names what is wrong and what to do."""
+        return self._verified(path)[0]
+
+    def read(self, path: Path) -> Any:
+        """Verify, then load the artifact (the file is read once for both)."""
+        _, data = self._verified(path)
+        return decode(path, data)
+
+    def _verified(self, path: Path) -> tuple[ArtifactRow, bytes]:
         record = self.record_for(path)
         if record is None:
             raise IntegrityError(f"{path} is not a recorded artifact; re-materialize the step that writes it")
         if not path.exists():
             raise IntegrityError(f"artifact {path} was removed (recorded sha256 {record.sha256[:12]}...); re-materialize it")
-        actual = sha256_of(path)
+        data = path.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
         if actual != record.sha256:
             raise IntegrityError(
                 f"artifact {path} was changed after it was written (sha256 {actual[:12]}... instead of "
                 f"{record.sha256[:12]}...); re-materialize it"
             )
-        return record
-
-    def read(self, path: Path) -> Any:
-        """Verify, then load the artifact."""
-        self.verify(path)
-        return decode(path)
+        return record, data
