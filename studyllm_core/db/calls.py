@@ -139,13 +139,13 @@ class RawCallRepository:
 
     def _copy_chunk(self, chunk: list[NewCall], outer: Connection | None) -> list[int]:
         with translate_db_errors(f"recording {len(chunk)} raw calls"), transaction(self.engine, outer) as conn:
-            ids = list(
-                conn.execute(
-                    text("SELECT nextval(pg_get_serial_sequence('raw_calls', 'id')) FROM generate_series(1, :n)"),
-                    {"n": len(chunk)},
-                ).scalars()
-            )
-            now = conn.execute(text("SELECT now()")).scalar_one()
+            # Ids and the transaction's timestamp in one round trip.
+            rows = conn.execute(
+                text("SELECT nextval(pg_get_serial_sequence('raw_calls', 'id')), now() FROM generate_series(1, :n)"),
+                {"n": len(chunk)},
+            ).all()
+            ids = [int(row[0]) for row in rows]
+            now = rows[0][1]
             cursor = conn.connection.driver_connection.cursor()
             with cursor.copy(f"COPY raw_calls ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
                 # JSON goes in as text that the server parses into jsonb: cheaper than per-value adapters.

@@ -125,9 +125,6 @@ class LegacySource:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def count(self) -> int:
-        return int(self._scalar(f"SELECT count(*) FROM {V1_TABLE}"))
-
     def fingerprint(self) -> str:
         """16 hex digits that name this database whatever its path or URL: a hash of its first row.
 
@@ -166,9 +163,6 @@ class LegacySource:
             return self.conn.execute(text(sql))
         except DBAPIError as exc:
             raise InputError(f"reading {V1_TABLE} from {self.display_url} failed ({_reason(exc)})") from None
-
-    def _scalar(self, sql: str) -> Any:
-        return self._execute(sql).scalar_one()
 
     def _rows(self, sql: str) -> list[V1Row]:
         return [_row(r) for r in self._execute(sql).all()]

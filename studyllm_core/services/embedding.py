@@ -61,8 +61,9 @@ log = get_logger("services.embedding")
 
 WAIT_POLL_S = 0.25
 
-# (provider, model, dimensions) of models that answered in this process: no lone probe batch needed.
-_validated_models: set[tuple[str, str, int | None]] = set()
+# (provider, model, dimensions) -> vector dimension of models that answered in this process: no lone
+# probe batch, and no look-up of the cached dimension, is needed for them.
+_validated_models: dict[tuple[str, str, int | None], int] = {}
 
 ProgressFn = Callable[[int, int], None]
 
@@ -211,10 +212,10 @@ class _Run:
         self.total = 0  # unique usable texts, known after _prepare
         self.waited = 0
         self.used_call_ids: set[int] = set()
-        self.expected_dim: int | None = service.dimensions
         self.lease_conn: Connection | None = None
         self.lease_lock = asyncio.Lock()
         self.model_key = (service.provider_name, service.model, service.dimensions)
+        self.expected_dim: int | None = service.dimensions or _validated_models.get(self.model_key)
 
     # -- orchestration --------------------------------------------------------------------------
 
@@ -428,7 +429,7 @@ class _Run:
                 f"{self.expected_dim} dimensions are expected (cached or requested); the model behind this name "
                 "changed: use a new model name or pass --dimensions"
             )
-        _validated_models.add(self.model_key)
+        _validated_models[self.model_key] = dim
 
     def _store(
         self, batch: list[_Item], request: dict, response: EmbeddingResponse, latency: float, attempt: int, batch_hash: str

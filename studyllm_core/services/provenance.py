@@ -117,9 +117,7 @@ class ProvenanceService:
     def provenance(self, id_or_name: str | int) -> Provenance:
         """Everything recorded about one group (NotFoundError if there is no such group)."""
         group = self.groups.find_group(id_or_name)
-        runs = [
-            g for g in (self.groups.get_group(link.parent_group_id) for link in self.groups.parents(group.id, "step")) if g
-        ]
+        runs = self.groups.parent_groups(group.id, "step")
         with translate_db_errors("counting members"), self.engine.connect() as conn:
             members = conn.execute(text("SELECT count(*) FROM group_members WHERE group_id = :g"), {"g": group.id}).scalar_one()
         return Provenance(

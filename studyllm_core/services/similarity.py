@@ -86,7 +86,11 @@ class SimilarityService:
         similarity queries (then it is a stored text like any other, at distance 0).
         """
         _check_k(k)
-        self.spaces(embedder.provider_name, embedder.model, embedder.dimensions)  # fail before any API call
+        # Fail before any API call when nothing is stored for the model; an indexed LIMIT 1 look-up,
+        # the full listing (a scan) only to word the error.
+        known = self.vectors.known_dimension(embedder.provider_name, embedder.model)
+        if known is None or embedder.dimensions not in (None, known):
+            self.spaces(embedder.provider_name, embedder.model, embedder.dimensions)
         group = f"{QUERY_GROUP}:{embedder.provider_name}:{embedder.model}"
         outcome = embedder.embed([query], group_name=group)
         if outcome.failures:

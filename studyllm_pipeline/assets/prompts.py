@@ -71,8 +71,8 @@ def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, datab
     registry.groups.link(result.group_id, dataset_group, "depends_on")
     frame = pd.DataFrame(
         {
-            "prompt_index": [i // config.samples for i in range(result.calls)],
-            "sample": [i % config.samples for i in range(result.calls)],
+            "prompt_index": [i // result.samples for i in range(result.calls)],  # BatchResult's input order
+            "sample": [r.sample_index for r in result.results],
             "reply": result.texts,
             "error": [r.error for r in result.results],
             "raw_call_id": [r.raw_call_id for r in result.results],
@@ -80,12 +80,5 @@ def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, datab
     )
     return dg.Output(
         frame,
-        metadata={
-            "calls": result.calls,
-            "succeeded": result.succeeded,
-            "failed": result.failed,
-            "api_requests": result.api_requests,
-            "group_id": result.group_id,
-            "dataset": name,
-        },
+        metadata={**result.summary(), "dataset": name},
     )
