@@ -7,11 +7,12 @@ which vendor answered.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+
+from studyllm_core.providers.errors import UnsupportedOperation
 
 
 @dataclass(frozen=True)
@@ -61,19 +62,18 @@ class EmbeddingResponse:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
-class Provider(ABC):
+class Provider:
     """Base class of all providers.
 
-    Subclasses set `name` and implement whichever of `chat`/`embed` they support; the other
-    raises `UnsupportedOperation`. Constructors take plain keyword settings (api_key, base_url,
-    model, timeout, ...) so the registry can build any provider from configuration.
+    Subclasses set `name` and override whichever of `chat`/`embed` they support; the default
+    of the other raises `UnsupportedOperation`. Constructors take plain keyword settings
+    (api_key, base_url, model, timeout, ...) so the registry can build any provider from configuration.
     """
 
     name: ClassVar[str] = "base"
     supports_chat: ClassVar[bool] = False
     supports_embeddings: ClassVar[bool] = False
 
-    @abstractmethod
     async def chat(
         self,
         messages: list[ChatMessage],
@@ -82,16 +82,25 @@ class Provider(ABC):
         temperature: float | None = None,
         max_tokens: int | None = None,
         **params: Any,
-    ) -> ChatResponse: ...
+    ) -> ChatResponse:
+        """One chat completion; by default UnsupportedOperation (the provider only embeds)."""
+        raise UnsupportedOperation(
+            f"the {self.name} provider does not support chat; use a chat provider such as openai or extractive",
+            provider=self.name,
+        )
 
-    @abstractmethod
     async def embed(
         self,
         texts: list[str],
         *,
         model: str,
         dimensions: int | None = None,
-    ) -> EmbeddingResponse: ...
+    ) -> EmbeddingResponse:
+        """Vectors for `texts`; by default UnsupportedOperation (the provider only chats)."""
+        raise UnsupportedOperation(
+            f"the {self.name} provider does not support embeddings; use an embedding provider such as openai or local",
+            provider=self.name,
+        )
 
     async def aclose(self) -> None:
         """Release HTTP clients; safe to call twice."""

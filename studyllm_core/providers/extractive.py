@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from studyllm_core.providers.base import ChatMessage, ChatResponse, EmbeddingResponse, Provider, TokenUsage
-from studyllm_core.providers.errors import BadRequestError, ConfigurationError, UnsupportedOperation
+from studyllm_core.providers.base import ChatMessage, ChatResponse, Provider, TokenUsage
+from studyllm_core.providers.errors import BadRequestError, ConfigurationError
 
 DEFAULT_MODEL = "tfidf-centroid"
 BULLET = "- "
@@ -171,15 +171,6 @@ class ExtractiveSummarizer(Provider):
             finish_reason=finish_reason,
             raw={"method": DEFAULT_MODEL, "n_texts": len(texts), "n_sentences": n},
         )
-
-    async def embed(
-        self,
-        texts: list[str],
-        *,
-        model: str,
-        dimensions: int | None = None,
-    ) -> EmbeddingResponse:
-        raise UnsupportedOperation("the extractive provider only summarises (chat); use another provider to embed", provider=self.name)
 
     def __repr__(self) -> str:
         return f"ExtractiveSummarizer(n_sentences={self.n_sentences})"

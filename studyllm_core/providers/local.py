@@ -16,13 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from studyllm_core.providers.base import ChatMessage, ChatResponse, EmbeddingResponse, Provider, TokenUsage
-from studyllm_core.providers.errors import (
-    BadRequestError,
-    ConfigurationError,
-    ModelNotFoundError,
-    UnsupportedOperation,
-)
+from studyllm_core.providers.base import EmbeddingResponse, Provider, TokenUsage
+from studyllm_core.providers.errors import BadRequestError, ConfigurationError, ModelNotFoundError
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_ALIASES = frozenset({MODEL_NAME, f"sentence-transformers/{MODEL_NAME}"})
@@ -99,17 +94,6 @@ class LocalEmbeddingProvider(Provider):
         model_path()
         if importlib.util.find_spec("sentence_transformers") is None:
             raise ConfigurationError(f"local provider needs sentence-transformers and torch: {INSTALL_HINT}")
-
-    async def chat(
-        self,
-        messages: list[ChatMessage],
-        *,
-        model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        **params: Any,
-    ) -> ChatResponse:
-        raise UnsupportedOperation("the local provider only embeds; use another provider for chat", provider=self.name)
 
     async def embed(
         self,

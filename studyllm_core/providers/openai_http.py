@@ -8,7 +8,6 @@ second per process, and third-party servers need none of it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, ClassVar
 
@@ -16,21 +15,15 @@ import httpx
 
 from studyllm_core.providers import openai_format
 from studyllm_core.providers.base import ChatMessage, ChatResponse, EmbeddingResponse, Provider
-from studyllm_core.providers.errors import (
-    AuthenticationError,
-    BadRequestError,
-    ConfigurationError,
-    ProviderConnectionError,
-    ProviderError,
-    ProviderTimeoutError,
-)
+from studyllm_core.providers.errors import ProviderConnectionError, ProviderError, ProviderTimeoutError
 from studyllm_core.providers.http_status import error_for_status
-from studyllm_core.redaction import mask, redact
+from studyllm_core.providers.openai_common import OpenAIClientMixin, check_openai_settings, require_model
+from studyllm_core.redaction import redact
 
 DEFAULT_TIMEOUT_S = 60.0
 
 
-class OpenAIHTTPProvider(Provider):
+class OpenAIHTTPProvider(OpenAIClientMixin[httpx.AsyncClient], Provider):
     """An OpenAI-style API at `base_url`, one pooled httpx.AsyncClient per provider.
 
     Subclasses set the name, whether a key is required, the default base URL, and the
@@ -55,28 +48,19 @@ class OpenAIHTTPProvider(Provider):
         max_connections: int = 100,
         embedding_encoding: str | None = None,
     ) -> None:
-        if self.api_key_required and not api_key:
-            raise AuthenticationError(
-                f"{self.name} provider needs an API key: set {self.api_key_env} (or pass api_key=...)", provider=self.name
-            )
-        base_url = base_url or self.default_base_url
-        if not base_url:
-            raise ConfigurationError(
-                f"{self.name} provider needs a base URL: set {self.base_url_env} (or pass base_url=...)",
-                provider=self.name,
-            )
         encoding = embedding_encoding or self.default_embedding_encoding
-        if encoding not in (None, "float", "base64"):
-            raise ConfigurationError(f"embedding_encoding must be 'float' or 'base64', got {encoding!r}")
+        self.base_url = check_openai_settings(
+            self, api_key=api_key, base_url=base_url, base_url_env=self.base_url_env,
+            embedding_encoding=encoding, encoding_may_be_none=True,
+        )
         self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
         self.max_connections = int(max_connections)
         self.embedding_encoding = encoding
-        self._client = self._make_client()
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._init_client()
 
     def _make_client(self) -> httpx.AsyncClient:
+        """A pooled httpx client for `base_url`, sending the key as a Bearer token when there is one."""
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -86,18 +70,6 @@ class OpenAIHTTPProvider(Provider):
             timeout=self.timeout,
             limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections),
         )
-
-    def _client_for_loop(self) -> httpx.AsyncClient:
-        """The client bound to the running event loop (a new one if the provider outlived its loop)."""
-        loop = asyncio.get_running_loop()
-        if self._client_loop is None:
-            self._client_loop = loop
-        elif self._client_loop is not loop:
-            self._client, self._client_loop = self._make_client(), loop
-        return self._client
-
-    def secrets(self) -> list[str]:
-        return [self._api_key] if self._api_key else []
 
     async def _post(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
         """POST a JSON body; the decoded 2xx JSON and the latency, or a mapped ProviderError."""
@@ -133,8 +105,7 @@ class OpenAIHTTPProvider(Provider):
         max_tokens: int | None = None,
         **params: Any,
     ) -> ChatResponse:
-        if not model:
-            raise BadRequestError(f"{self.name}: pass model='...' (the model name to call)", provider=self.name)
+        require_model(model, self.name)
         body = openai_format.chat_body(messages, model=model, temperature=temperature, max_tokens=max_tokens, params=params)
         data, latency_ms = await self._post("chat/completions", body)
         return openai_format.parse_chat(data, provider=self.name, model=model, latency_ms=latency_ms)
@@ -146,8 +117,7 @@ class OpenAIHTTPProvider(Provider):
         model: str,
         dimensions: int | None = None,
     ) -> EmbeddingResponse:
-        if not model:
-            raise BadRequestError(f"{self.name}: pass model='...' (the model name to call)", provider=self.name)
+        require_model(model, self.name)
         if not texts:
             return openai_format.empty_embeddings(dimensions=dimensions, provider=self.name, model=model)
         body = openai_format.embeddings_body(
@@ -159,8 +129,5 @@ class OpenAIHTTPProvider(Provider):
         )
 
     async def aclose(self) -> None:
-        if self._client_loop in (None, asyncio.get_running_loop()):
+        if self._client_closable():
             await self._client.aclose()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={mask(self._api_key)}, timeout={self.timeout})"

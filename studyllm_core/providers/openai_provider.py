@@ -8,7 +8,6 @@ which model name goes on the wire, and whether a key is required.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, ClassVar
 
@@ -18,14 +17,13 @@ from openai._legacy_response import HttpxBinaryResponseContent
 
 from studyllm_core.providers import openai_format
 from studyllm_core.providers.base import ChatMessage, ChatResponse, EmbeddingResponse, Provider
-from studyllm_core.providers.errors import AuthenticationError, BadRequestError, ConfigurationError
+from studyllm_core.providers.openai_common import OpenAIClientMixin, check_openai_settings, require_model
 from studyllm_core.providers.openai_errors import translate_openai_error
-from studyllm_core.redaction import mask
 
 DEFAULT_TIMEOUT_S = 60.0
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(OpenAIClientMixin[openai.AsyncOpenAI], Provider):
     """OpenAI's API (or any base URL speaking it) via `openai.AsyncOpenAI`, one client per provider."""
 
     name: ClassVar[str] = "openai"
@@ -46,28 +44,17 @@ class OpenAIProvider(Provider):
         embedding_encoding: str = "base64",
         default_headers: dict[str, str] | None = None,
     ) -> None:
-        if self.api_key_required and not api_key:
-            raise AuthenticationError(
-                f"{self.name} provider needs an API key: set {self.api_key_env} (or pass api_key=...)",
-                provider=self.name,
-            )
-        base_url = base_url or self.default_base_url
-        if not base_url:
-            raise ConfigurationError(
-                f"{self.name} provider needs a base URL: set {self.base_url_env()} (or pass base_url=...)",
-                provider=self.name,
-            )
-        if embedding_encoding not in ("float", "base64"):
-            raise ConfigurationError(f"embedding_encoding must be 'float' or 'base64', got {embedding_encoding!r}")
+        self.base_url = check_openai_settings(
+            self, api_key=api_key, base_url=base_url, base_url_env=self.base_url_env(),
+            embedding_encoding=embedding_encoding, encoding_may_be_none=False,
+        )
         self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
         self.organization = organization
         self.project = project
         self.timeout = float(timeout)
         self.embedding_encoding = embedding_encoding
         self._default_headers = dict(default_headers or {})
-        self._client = self._make_client()  # built now so bad settings fail here, not at the first call
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._init_client()
 
     # -- hooks for subclasses -------------------------------------------------------------------
 
@@ -91,19 +78,6 @@ class OpenAIProvider(Provider):
         """The model name sent in the request body (Azure sends the deployment name)."""
         return model
 
-    def secrets(self) -> list[str]:
-        """Values that must never appear in messages: passed to `redact`."""
-        return [s for s in (self._api_key,) if s]
-
-    def _client_for_loop(self) -> openai.AsyncOpenAI:
-        """The client bound to the running event loop (a new one if the provider outlived its loop)."""
-        loop = asyncio.get_running_loop()
-        if self._client_loop is None:
-            self._client_loop = loop
-        elif self._client_loop is not loop:
-            self._client, self._client_loop = self._make_client(), loop
-        return self._client
-
     # -- the Provider interface ----------------------------------------------------------------
 
     async def chat(
@@ -115,7 +89,7 @@ class OpenAIProvider(Provider):
         max_tokens: int | None = None,
         **params: Any,
     ) -> ChatResponse:
-        _require_model(model, self.name)
+        require_model(model, self.name)
         body = openai_format.chat_body(
             messages, model=self._wire_model(model), temperature=temperature, max_tokens=max_tokens, params=params
         )
@@ -141,7 +115,7 @@ class OpenAIProvider(Provider):
         model: str,
         dimensions: int | None = None,
     ) -> EmbeddingResponse:
-        _require_model(model, self.name)
+        require_model(model, self.name)
         if not texts:
             return openai_format.empty_embeddings(dimensions=dimensions, provider=self.name, model=model)
         body = openai_format.embeddings_body(
@@ -169,13 +143,5 @@ class OpenAIProvider(Provider):
         raise error
 
     async def aclose(self) -> None:
-        if self._client_loop in (None, asyncio.get_running_loop()):
+        if self._client_closable():
             await self._client.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={mask(self._api_key)}, timeout={self.timeout})"
-
-
-def _require_model(model: str, provider: str) -> None:
-    if not model or not isinstance(model, str):
-        raise BadRequestError(f"{provider}: pass model='...' (the model name to call)", provider=provider)
