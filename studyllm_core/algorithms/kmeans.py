@@ -38,15 +38,20 @@ def _summary_centroids(
     labels = state.labels
     order = np.argsort(labels, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=state.k))])
-    summaries: list[str] = []
+    samples: list[list[str]] = []
     for cluster in range(state.k):
         members = order[bounds[cluster] : bounds[cluster + 1]]
         if members.size > samples_per_cluster:
             members = members[kmeans_plusplus(state.x[members], samples_per_cluster, rng)]
-        summary = summarize([texts[i] for i in members])
+        samples.append([texts[i] for i in members])
+    # A summarizer that offers `many` gets the round's K samples at once (e.g. to send them concurrently).
+    many = getattr(summarize, "many", None)
+    summaries = list(many(samples)) if many is not None else [summarize(sample) for sample in samples]
+    if len(summaries) != state.k:
+        raise ValueError(f"summarize.many returned {len(summaries)} summaries for {state.k} clusters; it must return one per cluster.")
+    for summary in summaries:
         if not isinstance(summary, str):
             raise ValueError(f"summarize must return a str, got {type(summary).__name__}; fix the summarize callable.")
-        summaries.append(summary)
     vectors = np.asarray(embed(summaries), dtype=np.float64)
     if vectors.ndim != 2 or vectors.shape[0] != state.k:
         raise ValueError(
@@ -97,7 +102,9 @@ def k_llmmeans(
     reference we never stop the LLM rounds early (it stops when the summary embeddings equal the
     previous centroids, which LLM text practically never does), and clusters are never empty when
     summarised (an empty cluster is first re-seeded with the farthest item), so `summarize` is called
-    exactly K x llm_rounds times and `embed` exactly llm_rounds times.
+    exactly K x llm_rounds times and `embed` exactly llm_rounds times. A `summarize` with a `many`
+    method (`many(list of K text lists) -> K summaries`) gets each round's K calls at once instead,
+    so a service can send them concurrently.
 
     metric="cosine" is spherical k-means (rows and centroids unit-normalised; objective sum of 1 - cos);
     "euclidean" minimises the sum of squared distances. Stops on unchanged labels or when the summed

@@ -157,7 +157,8 @@ class SummarizationService:
 
 @dataclass
 class SummarizeFn:
-    """`fn(texts) -> summary`, callable from synchronous code; raises the provider's error when a call fails.
+    """`fn(texts) -> summary` (and `fn.many(groups)` for several at once), callable from synchronous
+    code; raises the provider's error when a call fails.
 
     Its calls join one `summarization_batch` group (created on the first call unless given);
     `raw_call_ids` lists them in call order, for provenance.
@@ -171,21 +172,26 @@ class SummarizeFn:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __call__(self, texts: list[str]) -> str:
-        prompt = self.service.build_prompt(texts, self.instructions)
-        if not prompt:
-            raise InputError(f"summarize got {len(texts)} texts and none has content: pass at least one non-blank text")
+        return self.many([texts])[0]
+
+    def many(self, groups: list[list[str]]) -> list[str]:
+        """One summary per group of texts, the calls sent concurrently (k-LLMmeans summarises all
+        clusters of a round through this); raises the first failed call's error."""
+        prompts = [self.service.build_prompt(texts, self.instructions) for texts in groups]
+        for texts, prompt in zip(groups, prompts, strict=True):
+            if not prompt:
+                raise InputError(f"summarize got {len(texts)} texts and none has content: pass at least one non-blank text")
         with self._lock:
             if self.group_id is None:
                 self.group_id = self.service.ensure_group(self.group_name, purpose="summarize_fn")
-        inference = self.service.inference
-        result = inference.run(
-            prompt, temperature=self.service.temperature, max_tokens=self.service.max_tokens, group_id=self.group_id,
+        batch = self.service.inference.run_batch(
+            prompts, temperature=self.service.temperature, max_tokens=self.service.max_tokens, group_id=self.group_id,
             metadata={"task": "summarize"},
         )
-        if result.raw_call_id is not None:
-            self.raw_call_ids.append(result.raw_call_id)
-        result.raise_for_error()
-        return result.text or ""
+        self.raw_call_ids.extend(r.raw_call_id for r in batch.results if r.raw_call_id is not None)
+        for result in batch.results:
+            result.raise_for_error()
+        return [r.text or "" for r in batch.results]
 
 
 def check_instructions(instructions: str) -> None:

@@ -91,6 +91,40 @@ def test_summary_rounds_call_llm_k_times_rounds(blobs, metric):
     np.testing.assert_allclose(result.summary_centroids, expected)
 
 
+class BatchingLLM(FakeLLM):
+    """A summarizer offering `many`: each round's K samples arrive in one call."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        super().__init__(x)
+        self.many_calls: list[int] = []
+
+    def __call__(self, texts: list[str]) -> str:
+        raise AssertionError("with `many` available, single calls are not used")
+
+    def many(self, groups: list[list[str]]) -> list[str]:
+        self.many_calls.append(len(groups))
+        return [self.summarize(texts) for texts in groups]
+
+
+def test_a_summarizer_with_many_gets_each_round_at_once_and_the_same_result(blobs):
+    x, _ = blobs(600, 3, 4, seed=9)
+    one_by_one, batching = FakeLLM(x), BatchingLLM(x)
+    settings = dict(llm_rounds=3, iters_per_round=2, samples_per_cluster=5, metric="cosine", seed=0)
+    plain = k_llmmeans(x, one_by_one.texts, 3, summarize=one_by_one.summarize, embed=one_by_one.embed, **settings)
+    batched = k_llmmeans(x, batching.texts, 3, summarize=batching, embed=batching.embed, **settings)
+    assert batching.many_calls == [3, 3, 3] and batched.n_summarize_calls == 9
+    assert batching.summarize_inputs == one_by_one.summarize_inputs
+    np.testing.assert_array_equal(batched.labels, plain.labels)
+
+    class Short(BatchingLLM):
+        def many(self, groups: list[list[str]]) -> list[str]:
+            return super().many(groups)[:-1]
+
+    short = Short(x)
+    with pytest.raises(ValueError, match="returned 2 summaries for 3 clusters"):
+        k_llmmeans(x, short.texts, 3, summarize=short, embed=short.embed, **settings)
+
+
 def test_summary_centroids_drive_the_next_assignment(blobs):
     # One round and no further Lloyd improvement possible: each summary text sits in its own cluster.
     x, _ = blobs(600, 3, 4, seed=7)
