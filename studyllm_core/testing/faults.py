@@ -2,8 +2,9 @@
 
 `Faults` holds the run-time configuration (latency, random fault mix with a seeded RNG, a queue
 of "the next N requests fail with X", valid keys, known models); `Stats` counts requests,
-injected faults and how often each text reached /embeddings. Both serialise to plain JSON, the
-format of the server's /_admin endpoints.
+injected faults and how often each text reached /embeddings, and tracks how many API requests are
+in flight now and at most at once. Both serialise to plain JSON, the format of the server's
+/_admin endpoints.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -158,10 +160,12 @@ class Stats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._in_flight = 0  # a live gauge: reset() leaves it alone, requests still running will end
         self.reset()
 
     def reset(self) -> None:
         with self._lock:
+            self._peak_in_flight = self._in_flight
             self._total = 0
             self._by_endpoint: Counter[str] = Counter()
             self._faults: Counter[str] = Counter()
@@ -172,6 +176,26 @@ class Stats:
         with self._lock:
             self._total += 1
             self._by_endpoint[endpoint] += 1
+
+    def start_request(self) -> Callable[[], None]:
+        """Count an API request as in flight (and update the peak); call the result to end it (once).
+
+        The server ends it just before it writes the answer, so a client that waits for one answer
+        before it sends the next request never has two in flight.
+        """
+        ended = False
+
+        def end() -> None:
+            nonlocal ended
+            with self._lock:
+                if not ended:
+                    ended = True
+                    self._in_flight -= 1
+
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        return end
 
     def record_fault(self, kind: str) -> None:
         with self._lock:
@@ -192,6 +216,18 @@ class Stats:
         with self._lock:
             return self._total
 
+    @property
+    def requests_in_flight(self) -> int:
+        """API requests received and not answered yet (latency, hangs and all)."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def requests_in_flight_peak(self) -> int:
+        """The most API requests that were in flight (received, not yet answered) at once since the last reset."""
+        with self._lock:
+            return self._peak_in_flight
+
     def text_count(self, text: str) -> dict[str, int]:
         """How many times `text` was sent to /embeddings: {"ok": ..., "total": ...}."""
         with self._lock:
@@ -203,6 +239,8 @@ class Stats:
             out: dict[str, Any] = {
                 "requests_total": self._total,
                 "requests_by_endpoint": dict(self._by_endpoint),
+                "requests_in_flight": self._in_flight,
+                "requests_in_flight_peak": self._peak_in_flight,
                 "faults_injected": dict(self._faults),
                 "embedding_texts_unique": len(self._text_total),
                 "embedding_texts_sent": sum(self._text_total.values()),

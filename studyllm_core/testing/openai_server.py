@@ -13,9 +13,10 @@ As a process (prints its base URL, e.g. http://127.0.0.1:PORT/v1, on the first l
 
 Endpoints: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, and Azure-style
 POST /openai/deployments/{deployment}/chat/completions|embeddings?api-version=... .
-Admin (not counted, never faulted): GET /_admin/stats[?texts=0], GET|POST /_admin/faults (JSON
-body: any FaultConfig fields, plus "fail_next"), POST /_admin/reset (body optional:
-{"stats": true, "faults": true}).
+Admin (not counted, never faulted): GET /_admin/stats[?texts=0] (with requests_in_flight and
+requests_in_flight_peak: the most non-admin requests received and not yet answered at once),
+GET|POST /_admin/faults (JSON body: any FaultConfig fields, plus "fail_next"), POST /_admin/reset
+(body optional: {"stats": true, "faults": true}).
 
 Embeddings are deterministic: a Gaussian vector seeded by sha256(model, text), L2-normalised,
 so the same text always gets the same vector (`dimensions` takes a prefix, renormalised). Chat
@@ -38,6 +39,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -76,6 +78,16 @@ def _error_body(message: str, *, type_: str, code: str | None = None) -> dict[st
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
+_HANDLER_JOIN_S = 10.0  # how long close() waits for each woken handler thread
+
+
+def _shutdown_quietly(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -94,6 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "studyllm-stub/1"
     server: _HTTPServer
     body: bytes = b""
+    end_in_flight: Callable[[], None] | None = None  # set while an API request is being handled
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return None
@@ -112,6 +125,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        if self.end_in_flight is not None:
+            self.end_in_flight()  # before the answer goes out: the client cannot see it still counted
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -171,6 +186,7 @@ class OpenAIStubServer:
         self.stats = Stats()
         self._closing = threading.Event()
         self._conns: set[socket.socket] = set()
+        self._handlers: set[threading.Thread] = set()
         self._conns_lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -191,19 +207,30 @@ class OpenAIStubServer:
         return self
 
     def close(self) -> None:
-        """Stop serving, wake hung handlers and drop open connections."""
+        """Stop serving, wake hung handlers, drop open connections and wait for the handlers to end.
+
+        When it returns, the serving thread has ended and no request is in flight any more.
+        """
         self._closing.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        if self._thread is not None:
+            self._thread.join()
         with self._conns_lock:
             conns, self._conns = list(self._conns), set()
+            handlers = list(self._handlers)
         for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _shutdown_quietly(conn)
+        for thread in handlers:
+            if thread is not threading.current_thread():
+                thread.join(_HANDLER_JOIN_S)  # woken above; the bound only guards against a wedged handler
+
+    @property
+    def serving(self) -> bool:
+        """Whether the serving thread is running (False after close())."""
+        return self._thread is not None and self._thread.is_alive()
 
     def __enter__(self) -> OpenAIStubServer:
         return self.start()
@@ -212,8 +239,19 @@ class OpenAIStubServer:
         self.close()
 
     def _track(self, conn: socket.socket, *, add: bool) -> None:
+        """Remember a handler's connection and thread while it runs, so close() can end them."""
+        thread = threading.current_thread()
         with self._conns_lock:
-            (self._conns.add if add else self._conns.discard)(conn)
+            if add:
+                self._conns.add(conn)
+                self._handlers.add(thread)
+                late = self._closing.is_set()  # accepted while closing: close() may have missed it
+            else:
+                self._conns.discard(conn)
+                self._handlers.discard(thread)
+                late = False
+        if late:
+            _shutdown_quietly(conn)
 
     @property
     def root_url(self) -> str:
@@ -248,6 +286,14 @@ class OpenAIStubServer:
         if path.startswith("/_admin/"):
             self._admin(h, method, path, query)
             return
+        h.end_in_flight = self.stats.start_request()
+        try:
+            self._route(h, method, path, query)
+        finally:
+            h.end_in_flight()  # a no-op if _send already ended it
+            h.end_in_flight = None
+
+    def _route(self, h: _Handler, method: str, path: str, query: dict[str, list[str]]) -> None:
         azure = _AZURE_PATH.match(path)
         if method == "GET" and path == "/v1/models":
             self.stats.record_request("models")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import urllib.error
 import urllib.request
 
@@ -99,44 +98,81 @@ def test_each_text_counted_and_first_success_recorded(stub, make_provider, run):
 
 
 def test_handles_32_concurrent_requests_in_parallel(api_key):
-    latency = 0.3
+    # Long enough that 32 requests sent at once are all still being answered when the last one arrives.
+    latency = 1.0
     with OpenAIStubServer(latency_s=latency, dim=8, api_keys=[api_key]) as srv:
 
         async def go():
-            p = create_provider("openai", base_url=srv.base_url, api_key=api_key, timeout=10)
-            h = create_provider("hyperbolic", base_url=srv.base_url, api_key=api_key, timeout=10)
+            p = create_provider("openai", base_url=srv.base_url, api_key=api_key, timeout=30)
+            h = create_provider("hyperbolic", base_url=srv.base_url, api_key=api_key, timeout=30)
             try:
-                start = time.perf_counter()
-                results = await asyncio.gather(
+                return await asyncio.gather(
                     *[p.embed([f"text {i}"], model="m") for i in range(16)],
                     *[h.chat([ChatMessage("user", f"q {i}")], model="m") for i in range(16)],
                 )
-                return results, time.perf_counter() - start
             finally:
                 await p.aclose()
                 await h.aclose()
 
-        results, elapsed = asyncio.run(go())
-        assert len(results) == 32 and elapsed < latency * 4  # serial would take 32 x latency
+        results = asyncio.run(go())
+        assert len(results) == 32
+        # A server that answered one request at a time would never have had more than one in flight.
+        assert srv.stats.requests_in_flight_peak == 32
+        assert srv.stats.requests_in_flight == 0
         for i, r in enumerate(results[:16]):
             np.testing.assert_array_equal(r.vectors[0], np.float32(stub_embedding("m", f"text {i}", 8)))
         assert [r.text for r in results[16:]] == [f"stub reply: q {i}" for i in range(16)]
         assert srv.stats.requests_total == 32
+        snap = srv.stats.snapshot()
+        assert snap["requests_in_flight_peak"] == 32 and snap["requests_in_flight"] == 0
 
 
-def test_close_releases_hung_requests_quickly():
-    srv = OpenAIStubServer(hang_s=60).start()
+def test_in_flight_peak_counts_overlap_not_requests(api_key):
+    """Sequential requests leave the peak at 1: it measures overlap, not volume."""
+    with OpenAIStubServer(latency_s=0.01, dim=8, api_keys=[api_key]) as srv:
+        for i in range(5):
+            status, _, _ = _post(srv.base_url + "/embeddings", {"model": "m", "input": f"seq {i}"},
+                                 {"Authorization": f"Bearer {api_key}"})
+            assert status == 200
+        assert srv.stats.requests_total == 5
+        assert srv.stats.requests_in_flight_peak == 1 and srv.stats.requests_in_flight == 0
+        srv.stats.reset()
+        assert srv.stats.requests_in_flight_peak == 0
+
+
+def test_close_releases_hung_requests():
+    # The hang outlasts the client's timeout, so a close() that did not wake the handler would show
+    # up as a client timeout instead of an answer or a dropped connection.
+    srv = OpenAIStubServer(hang_s=300).start()
     srv.faults.fail_next(1, "hang")
+    outcome: dict = {}
+
+    async def request():
+        async with httpx.AsyncClient(timeout=120) as client:
+            try:
+                response = await client.post(srv.base_url + "/chat/completions",
+                                             json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
+                outcome["status"] = response.status_code
+            except httpx.HTTPError as exc:
+                outcome["error"] = exc
 
     async def go():
-        async with httpx.AsyncClient(timeout=0.2) as client:
-            with pytest.raises(httpx.TimeoutException):
-                await client.post(srv.base_url + "/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
+        task = asyncio.create_task(request())
+        while not srv.stats.snapshot()["faults_injected"].get("hang"):  # wait until the handler hangs
+            assert not task.done(), outcome
+            await asyncio.sleep(0.01)
+        assert srv.stats.requests_in_flight == 1
+        await asyncio.to_thread(srv.close)
+        await task
 
     asyncio.run(go())
-    start = time.perf_counter()
-    srv.close()
-    assert time.perf_counter() - start < 2
+    assert not srv.serving  # the serving thread has ended
+    assert srv.stats.requests_in_flight == 0  # the hung handler was woken and finished
+    assert srv.stats.snapshot()["faults_injected"] == {"hang": 1}
+    # The client's request ended because of close(): with the hung answer or a dropped connection, not a timeout.
+    assert outcome.get("status") == 504 or (
+        isinstance(outcome.get("error"), httpx.TransportError) and not isinstance(outcome["error"], httpx.TimeoutException)
+    ), outcome
 
 
 def test_subprocess_mode_prints_url_and_is_driven_over_http(api_key, run):
