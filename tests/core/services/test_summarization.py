@@ -83,6 +83,18 @@ def test_the_summarize_fn_works_from_synchronous_code(engine, stub, services):
         summarize(["", " "])
 
 
+def test_the_summarize_fn_sends_a_round_of_clusters_concurrently(engine, stub, services):
+    service = stub_service(engine, stub, services)
+    summarize = service.as_summarize_fn(group_name="kmeans-many")
+    stub.faults.set(latency_s=0.3)
+    replies = summarize.many([[f"cluster {i} text", f"cluster {i} other"] for i in range(6)])
+    assert len(replies) == 6 and all(r.startswith("stub reply: ") for r in replies)
+    assert all(f"cluster {i} text" in reply for i, reply in enumerate(replies))  # in cluster order
+    assert stub.stats.requests_in_flight_peak > 1  # sent concurrently, not one after another
+    assert sorted(GroupRepository(engine).member_ids(summarize.group_id)) == sorted(summarize.raw_call_ids)
+    assert len(set(summarize.raw_call_ids)) == 6
+
+
 def test_a_bad_key_stops_the_batch_with_one_request(engine, stub, services):
     service = stub_service(engine, stub, services, key="sk-wrong-9876543210zyxwvuSECRET")
     with pytest.raises(AuthenticationError):
