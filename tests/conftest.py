@@ -180,6 +180,7 @@ def instance(dagster_database_url, tmp_path):
         temp_dir=str(tmp_path / "dagster_home"),
         overrides=dagster_storage_config(dagster_database_url),
     ) as inst:
+        inst.wipe()  # the database is the session's: start from no runs, events or partitions of earlier tests
         yield inst
 
 
