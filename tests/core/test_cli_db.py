@@ -2,6 +2,8 @@
 
 import json
 
+from sqlalchemy.engine import make_url
+
 from studyllm_core.cli import build_parser
 from studyllm_core.db.migrate import head_revision
 
@@ -19,10 +21,11 @@ def test_db_upgrade_and_status_json(cli, db_env):
 
 def test_db_upgrade_prints_url_with_password_masked(cli, db_env, admin_url):
     # The embedded server trusts local connections, so a password in the URL is accepted and ignored.
-    url = db_env["STUDYLLM_DATABASE_URL"].replace("postgres:@", "postgres:hunter2@")
+    url = make_url(db_env["STUDYLLM_DATABASE_URL"]).set(password="hunter2").render_as_string(hide_password=False)
+    assert "hunter2" in url and make_url(url).password == "hunter2"
     up = cli(["db", "upgrade", "--json"], {**db_env, "STUDYLLM_DATABASE_URL": url})
     assert up.returncode == 0, up.stderr
-    assert "hunter2" not in up.stdout and "***" in json.loads(up.stdout)["url"]
+    assert "hunter2" not in up.stdout and "hunter2" not in up.stderr and "***" in json.loads(up.stdout)["url"]
 
 
 def test_bad_database_url_is_one_line_and_non_zero(cli, db_env):

@@ -46,9 +46,11 @@ def test_embed_then_cached_rerun_makes_zero_requests(cli, env, corpus, tmp_path,
 
 
 def test_two_concurrent_processes_send_each_text_at_most_once(env, corpus, tmp_path, stub):
-    stub.faults.set(latency_s=0.03)
+    # Slow answers and small batches (38 batches of 8, 4 at a time per process): one process alone
+    # needs about ten rounds of 0.3 s, so the second one starts while the first is still embedding.
+    stub.faults.set(latency_s=0.3)
     procs = [
-        subprocess.Popen([STUDYLLM_EXE, *embed_args(corpus, tmp_path / f"{i}.npy")], env=env,
+        subprocess.Popen([STUDYLLM_EXE, *embed_args(corpus, tmp_path / f"{i}.npy", "--batch-size", "8")], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)
     ]
@@ -58,6 +60,10 @@ def test_two_concurrent_processes_send_each_text_at_most_once(env, corpus, tmp_p
     assert len(counts) == 300 and max(c["total"] for c in counts.values()) == 1
     summaries = [json.loads(out) for out, _ in outputs]
     assert sum(s["embedded"] for s in summaries) == 300
+    # The overlap was real: both processes sent batches, and at some moment more requests were in
+    # flight than one process's --concurrency allows.
+    assert all(s["embedded"] > 0 for s in summaries), summaries
+    assert stub.stats.requests_in_flight_peak > 4
     np.testing.assert_array_equal(np.load(tmp_path / "0.npy"), np.load(tmp_path / "1.npy"))
 
 

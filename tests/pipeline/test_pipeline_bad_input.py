@@ -53,6 +53,8 @@ def test_provider_without_key_then_fixed_reuses_the_cache(instance, resources, t
     with engine.connect() as conn:
         before = conn.execute(text("SELECT count(*) FROM embedding_vectors")).scalar_one()
     requests = stub.stats.requests_total
+    assert before == 20  # the first run stored every vector ...
+    assert requests > 0 and stub.stats.snapshot()["embedding_texts_unique"] == 20  # ... through the API
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     keyless = {**resources, "embedder": EmbedderResource(provider="openai", model="stub-embedding", base_url=stub.base_url)}

@@ -92,6 +92,7 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
 def test_rerun_reuses_cached_embeddings_and_groups(instance, resources, small_dataset, engine, stub):
     materialize_all(instance, resources, small_dataset, ks=(2, 2))
     requests = stub.stats.requests_total
+    assert requests > 0 and stub.stats.snapshot()["embedding_texts_unique"] == 36  # the first run did call the API
     with engine.connect() as conn:
         groups_before = conn.execute(text("SELECT count(*) FROM groups")).scalar_one()
     assert run(instance, resources, PREPARE, "small").success

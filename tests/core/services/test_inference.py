@@ -127,12 +127,16 @@ def test_a_fatal_error_mid_batch_stops_it_at_once(engine, stub, make_service):
 
 
 def test_attempts_in_flight_when_a_run_is_cancelled_are_recorded_as_cancelled(engine, stub, make_service):
-    stub.faults.set(latency_s=0.3)
-    service = make_service(concurrency=3)
+    # Every answer takes long enough that nothing after the probe can finish before the cancel.
+    stub.faults.set(latency_s=3.0)
+    service = make_service(concurrency=3, timeout=30.0)
 
     async def cancel_midway():
         task = asyncio.create_task(service.arun_batch([f"prompt {i}" for i in range(20)]))
-        await asyncio.sleep(0.45)  # the probe is done; three requests are in flight
+        # Wait until the probe is done and three requests are in flight at the server.
+        while not (stub.stats.requests_total == 4 and stub.stats.requests_in_flight == 3):
+            assert not task.done() and stub.stats.requests_total <= 4
+            await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -141,7 +145,8 @@ def test_attempts_in_flight_when_a_run_is_cancelled_are_recorded_as_cancelled(en
     asyncio.run(cancel_midway())
     calls = RawCallRepository(engine).list()
     assert calls[0].status == "success"
-    assert [c.status for c in calls[1:]] == ["cancelled"] * (len(calls) - 1) and len(calls) > 1
+    assert len(calls) == 4  # the probe and the three that were in flight; nothing else started
+    assert [c.status for c in calls[1:]] == ["cancelled"] * 3
     assert all(c.error_json["type"] == "cancelled" and c.error_json["attempt"] == 1 for c in calls[1:])
 
 
