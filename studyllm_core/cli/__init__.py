@@ -3,6 +3,10 @@
 Commands raise `StudyllmError` (or a permanent provider error) for problems the user can fix;
 `main` prints those as one line and exits non-zero. Other exceptions are bugs and keep their
 traceback.
+
+Command modules import at their top only what building the parser needs; each handler imports
+its services (SQLAlchemy, psycopg, numpy, pandas ...) when it runs, so `studyllm --help` and an
+argument error answer at once and a command loads only its own stack (tests/core/test_cli_startup.py).
 """
 
 from __future__ import annotations

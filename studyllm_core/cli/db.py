@@ -6,9 +6,6 @@ import argparse
 
 from studyllm_core.cli.output import emit
 from studyllm_core.config import get_settings
-from studyllm_core.db.engine import get_engine
-from studyllm_core.db.migrate import current_revision, head_revision, table_counts, upgrade
-from studyllm_core.db.server import resolve_database, stop_embedded
 from studyllm_core.redaction import mask_url_password
 
 
@@ -29,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
+    from studyllm_core.db.engine import get_engine
+    from studyllm_core.db.migrate import current_revision, upgrade
+    from studyllm_core.db.server import resolve_database
+
     target = resolve_database()
     engine = get_engine(target)
     before = current_revision(engine)
@@ -40,6 +41,10 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from studyllm_core.db.engine import get_engine
+    from studyllm_core.db.migrate import current_revision, head_revision, table_counts
+    from studyllm_core.db.server import resolve_database
+
     target = resolve_database()
     engine = get_engine(target)
     rev, head = current_revision(engine), head_revision()
@@ -62,6 +67,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    from studyllm_core.db.server import stop_embedded
+
     settings = get_settings()
     if settings.database_url:
         print("STUDYLLM_DATABASE_URL is set: the external server is not managed by studyllm")

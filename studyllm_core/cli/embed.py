@@ -6,15 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from studyllm_core.cli.common import add_input_args, add_provider_args, build_provider, positive_int, read_input
 from studyllm_core.cli.output import emit
 from studyllm_core.cli.progress import Progress
-from studyllm_core.db.engine import open_database
 from studyllm_core.providers.registry import normalize_name
-from studyllm_core.services.embedding import EmbeddingService
-from studyllm_core.services.ratelimit import RateLimit
 from studyllm_core.services.retry import RetryPolicy
 
 
@@ -41,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from studyllm_core.db.engine import open_database
+    from studyllm_core.services.embedding import EmbeddingService
+    from studyllm_core.services.ratelimit import RateLimit
+
     table = read_input(args)  # file problems stop here, before any API call
     provider = build_provider(args.provider, args.base_url, args.timeout)
     engine = open_database()

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from studyllm_core.cli.output import emit
-from studyllm_core.db.engine import open_database
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from studyllm_core.services.export import ExportService  # pyarrow: loaded only when needed
+    from studyllm_core.db.engine import open_database
+    from studyllm_core.services.export import ExportService
 
     result = ExportService(open_database()).export(args.group, args.out, args.format)
     emit(result.summary(), args.json, _human)

@@ -7,9 +7,6 @@ from typing import Any
 
 from studyllm_core.cli.common import positive_int
 from studyllm_core.cli.output import emit, table
-from studyllm_core.db.engine import open_database
-from studyllm_core.db.groups import GroupRepository
-from studyllm_core.services.provenance import ProvenanceService
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_groups(args: argparse.Namespace) -> int:
+    from studyllm_core.db.engine import open_database
+    from studyllm_core.db.groups import GroupRepository
+
     repo = GroupRepository(open_database())
     found = repo.list_groups(args.type, limit=args.limit)
     counts = repo.member_counts([g.id for g in found])
@@ -48,6 +48,9 @@ def cmd_groups(args: argparse.Namespace) -> int:
 
 
 def cmd_provenance(args: argparse.Namespace) -> int:
+    from studyllm_core.db.engine import open_database
+    from studyllm_core.services.provenance import ProvenanceService
+
     payload = ProvenanceService(open_database()).provenance(args.group).to_dict()
     emit(payload, args.json, _human)
     return 0

@@ -7,8 +7,8 @@ from typing import Any
 
 from studyllm_core.cli.common import positive_int
 from studyllm_core.cli.output import emit
-from studyllm_core.db.engine import open_database
-from studyllm_core.services.legacy_import import SAMPLE, LegacyImporter
+
+DEFAULT_SAMPLE = 1_000  # rows compared field by field; the importer itself samples what it is told
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,13 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "field. Exits 1 when they differ.",
     )
     p.add_argument("url", metavar="URL", help="the v1 database: sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB")
-    p.add_argument("--sample", type=positive_int, default=SAMPLE, metavar="N",
-                   help=f"rows compared field by field (default {SAMPLE:,})")
+    p.add_argument("--sample", type=positive_int, default=DEFAULT_SAMPLE, metavar="N",
+                   help=f"rows compared field by field (default {DEFAULT_SAMPLE:,})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_import)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from studyllm_core.db.engine import open_database
+    from studyllm_core.services.legacy_import import LegacyImporter
+
     report = LegacyImporter(open_database(), sample_size=args.sample).run(args.url)
     emit(report.to_dict(), args.json, _human)
     return 0 if report.parity else 1

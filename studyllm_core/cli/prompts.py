@@ -6,15 +6,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studyllm_core.cli.common import add_input_args, add_provider_args, build_provider, positive_int, read_input
 from studyllm_core.cli.output import emit
 from studyllm_core.cli.progress import Progress
-from studyllm_core.db.engine import open_database
 from studyllm_core.providers.registry import normalize_name
-from studyllm_core.services.inference import BatchResult, InferenceService
 from studyllm_core.services.preprocess import DEFAULT_MAX_CHARS, Preprocessor
-from studyllm_core.services.ratelimit import RateLimit
+
+if TYPE_CHECKING:
+    from studyllm_core.services.inference import BatchResult
 
 MAX_WARNINGS = 10
 
@@ -50,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from studyllm_core.db.engine import open_database
+    from studyllm_core.services.inference import InferenceService
+    from studyllm_core.services.ratelimit import RateLimit
+
     table = read_input(args)  # file problems stop here, before any API call
     preprocess = Preprocessor(
         clean_whitespace=not args.keep_whitespace, redact_pii=args.redact_pii, max_chars=args.max_chars, template=args.template

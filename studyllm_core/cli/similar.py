@@ -8,7 +8,6 @@ from typing import Any
 
 from studyllm_core.cli.common import build_provider, positive_int
 from studyllm_core.cli.output import emit, records, table
-from studyllm_core.db.engine import open_database
 from studyllm_core.errors import InputError
 from studyllm_core.providers.registry import normalize_name
 
@@ -34,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
+    from studyllm_core.db.engine import open_database
     from studyllm_core.services.embedding import EmbeddingService
     from studyllm_core.services.similarity import SimilarityService
 

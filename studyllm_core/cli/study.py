@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studyllm_core.cli.common import add_call_filter_args
 from studyllm_core.cli.output import emit, records, table
-from studyllm_core.db.calls import CallFilter
-from studyllm_core.db.engine import open_database
-from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from studyllm_core.db.calls import CallFilter
 from studyllm_core.services.prices import ENV_PRICES
 
 
@@ -28,12 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def call_filter(args: argparse.Namespace, engine) -> CallFilter:  # noqa: ANN001 - an Engine
     """The CallFilter of --since/--until/--provider/--model/--group (NotFoundError for an unknown group)."""
+    from studyllm_core.db.calls import CallFilter
+    from studyllm_core.db.groups import GroupRepository
+
     group = GroupRepository(engine).find_group(args.group).id if args.group else None
     return CallFilter(provider=args.provider, model=args.model, since=args.since, until=args.until, group_id=group)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from studyllm_core.services.study import StudyService  # pandas: loaded only when needed
+    from studyllm_core.db.engine import open_database
+    from studyllm_core.services.study import StudyService
 
     engine = open_database()
     flt = call_filter(args, engine)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studyllm_core.cli.common import add_input_args, add_provider_args, build_provider, read_input
 from studyllm_core.cli.output import emit, table
 from studyllm_core.cli.progress import Progress
-from studyllm_core.db.engine import open_database
 from studyllm_core.errors import InputError
 from studyllm_core.providers.registry import normalize_name
 
-# The services (pandas, scipy) load when the command runs, not when `studyllm` starts.
+if TYPE_CHECKING:
+    from studyllm_core.algorithms import SweepConfig
+
 REPORT_FILE, CLUSTERS_FILE = "report.json", "clusters.parquet"  # the names services.sweep writes
 
 DEFAULT_RESTARTS = 5
@@ -75,6 +76,7 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from studyllm_core.db.engine import open_database
     from studyllm_core.services.embedding import EmbeddingService
     from studyllm_core.services.sweep import SweepService
 

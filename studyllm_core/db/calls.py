@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, text
 
 from studyllm_core.db.engine import transaction, translate_db_errors
 from studyllm_core.db.jsonutil import dumps
-from studyllm_core.db.models import CALL_STATUSES, PROMPT_TSVECTOR_SQL
+from studyllm_core.db.vocabulary import CALL_STATUSES, PROMPT_TSVECTOR_SQL
 from studyllm_core.logging_config import get_logger
 
 log = get_logger("db")

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, text
 
 from studyllm_core.db.engine import transaction, translate_db_errors
 from studyllm_core.db.jsonutil import dumps, jsonb
-from studyllm_core.db.models import LINK_TYPES
+from studyllm_core.db.vocabulary import LINK_TYPES
 from studyllm_core.errors import NotFoundError
 
 

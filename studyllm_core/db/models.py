@@ -29,20 +29,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-CALL_STATUSES = ("success", "failed", "timeout", "cancelled")
-MODALITIES = ("text", "chat", "embedding", "summarization", "image", "audio")
-# Group types used by studyllm itself (the column is open: users may add their own).
-GROUP_TYPES = (
-    "dataset", "embedding_batch", "run", "step", "metrics", "summarization_batch",
-    "batch", "conversation", "prompt_run",
+from studyllm_core.db.vocabulary import (
+    CALL_STATUSES,
+    LINK_TYPES,
+    MODALITIES,
+    PROMPT_TSVECTOR_SQL,
+    TOKEN_COLUMNS,
 )
-LINK_TYPES = ("step", "contains", "depends_on", "generates")
-
-# The expression behind prompt search; queries must use the same text to hit the GIN index.
-PROMPT_TSVECTOR_SQL = "to_tsvector('simple', coalesce(request_json->>'prompt', ''))"
-
-# Token counts generated from tokens_json (migration 0003): NULL unless a number in [0, 1e15].
-TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
 def token_column_sql(key: str) -> str:

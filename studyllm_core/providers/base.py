@@ -8,11 +8,12 @@ which vendor answered.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from studyllm_core.providers.errors import UnsupportedOperation
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from studyllm_core.db.calls import CallFilter
 from studyllm_core.db.engine import driver_sql, translate_db_errors
-from studyllm_core.db.models import PROMPT_TSVECTOR_SQL
+from studyllm_core.db.vocabulary import PROMPT_TSVECTOR_SQL
 from studyllm_core.errors import InputError
 from studyllm_core.services.prices import (
     INPUT_TOKENS_SQL,

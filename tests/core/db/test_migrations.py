@@ -3,7 +3,7 @@
 from sqlalchemy import inspect, text
 
 from studyllm_core.db.engine import make_engine
-from studyllm_core.db.migrate import TABLES, current_revision, head_revision, table_counts, upgrade
+from studyllm_core.db.migrate import MIGRATIONS_DIR, TABLES, current_revision, head_revision, table_counts, upgrade
 
 
 def test_upgrade_from_empty_creates_every_table_and_the_vector_column(empty_database_url):
@@ -25,6 +25,20 @@ def test_upgrade_from_empty_creates_every_table_and_the_vector_column(empty_data
     # A second upgrade is a no-op.
     assert upgrade(engine) == head_revision()
     engine.dispose()
+
+
+def test_schema_head_is_alembics_head_and_the_revision_query_agrees_with_alembic(engine):
+    """SCHEMA_HEAD (what `open_database` compares against without importing Alembic) is the newest
+    migration on disk, and the one-query revision read gives what Alembic itself reads."""
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert head_revision() == ScriptDirectory.from_config(cfg).get_current_head()
+    with engine.connect() as conn:
+        assert current_revision(engine) == MigrationContext.configure(conn).get_current_revision() == head_revision()
 
 
 def test_models_match_the_migration(engine):

@@ -186,7 +186,7 @@ def test_prompt_search_uses_the_full_text_index(loaded, engine):
     service, _, _ = loaded
     with engine.begin() as conn:
         conn.execute(text("SET LOCAL enable_seqscan = off"))  # 3,000 rows are few enough for a scan otherwise
-        from studyllm_core.db.models import PROMPT_TSVECTOR_SQL
+        from studyllm_core.db.vocabulary import PROMPT_TSVECTOR_SQL
 
         plan = "\n".join(conn.execute(text(
             f"EXPLAIN SELECT id FROM raw_calls WHERE {PROMPT_TSVECTOR_SQL} @@ websearch_to_tsquery('simple', 'cats')")).scalars())
