@@ -49,6 +49,7 @@ class AzureOpenAIProvider(OpenAIProvider):
     default_base_url: ClassVar[str | None] = None
     api_key_required: ClassVar[bool] = True
     api_key_env: ClassVar[str] = "AZURE_OPENAI_API_KEY"
+    max_tokens_field: ClassVar[str] = "max_tokens"  # what every Azure API version, the default 2024-10-21 too, takes
 
     def __init__(
         self,

@@ -42,8 +42,14 @@ def chat_body(
     temperature: float | None,
     max_tokens: int | None,
     params: Mapping[str, Any],
+    max_tokens_field: str = "max_tokens",
 ) -> dict[str, Any]:
-    """The JSON body of POST /chat/completions; extra `params` (seed, top_p, ...) are passed through."""
+    """The JSON body of POST /chat/completions; extra `params` (seed, top_p, ...) are passed through.
+
+    `max_tokens_field` names the reply-length limit on the wire: OpenAI's own API has deprecated
+    `max_tokens` for `max_completion_tokens` (its reasoning and newer models reject the old name),
+    while OpenAI-compatible servers and Azure's default API version know `max_tokens`.
+    """
     bad = _RESERVED_PARAMS.intersection(params)
     if bad:
         raise BadRequestError(f"chat parameter(s) {sorted(bad)} cannot be passed in **params")
@@ -51,7 +57,7 @@ def chat_body(
     if temperature is not None:
         body["temperature"] = temperature
     if max_tokens is not None:
-        body["max_tokens"] = max_tokens
+        body[max_tokens_field] = max_tokens
     body.update(params)
     return body
 

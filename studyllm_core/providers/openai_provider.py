@@ -32,6 +32,8 @@ class OpenAIProvider(OpenAIClientMixin[openai.AsyncOpenAI], Provider):
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     api_key_required: ClassVar[bool] = True
     api_key_env: ClassVar[str] = "OPENAI_API_KEY"
+    # OpenAI deprecated `max_tokens`; its reasoning and newer models reject it (see chat_body).
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"
 
     def __init__(
         self,
@@ -91,7 +93,8 @@ class OpenAIProvider(OpenAIClientMixin[openai.AsyncOpenAI], Provider):
     ) -> ChatResponse:
         require_model(model, self.name)
         body = openai_format.chat_body(
-            messages, model=self._wire_model(model), temperature=temperature, max_tokens=max_tokens, params=params
+            messages, model=self._wire_model(model), temperature=temperature, max_tokens=max_tokens, params=params,
+            max_tokens_field=self.max_tokens_field,
         )
         extra = {k: v for k, v in body.items() if k not in ("model", "messages")}
         start = time.perf_counter()

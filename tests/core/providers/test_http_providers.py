@@ -38,6 +38,10 @@ def test_chat_returns_standard_response(name, stub, make_provider, run):
     assert r.usage.prompt_tokens == 5 and r.usage.completion_tokens == 5 and r.usage.total_tokens == 10
     assert r.latency_ms > 0 and r.raw["object"] == "chat.completion"
     assert stub.stats.snapshot()["requests_by_endpoint"] == {_endpoint(name, "chat"): 1}
+    # OpenAI's own API takes the reply limit as max_completion_tokens (newer models reject max_tokens).
+    body = json.loads(stub.last_request["body"])
+    limit_field = "max_completion_tokens" if name == "openai" else "max_tokens"
+    assert body[limit_field] == 50 and len({"max_tokens", "max_completion_tokens"} & set(body)) == 1
 
 
 @pytest.mark.parametrize("name", HTTP_PROVIDERS)
