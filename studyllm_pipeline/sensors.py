@@ -8,7 +8,8 @@ import dagster as dg
 
 from studyllm_core.config import get_settings
 from studyllm_core.services.datasets import DatasetRegistry, DatasetSource, dataset_name
-from studyllm_core.services.inputs import FORMATS
+from studyllm_core.errors import InputError
+from studyllm_core.services.inputs import FORMATS, LABEL_COLUMN, column_names
 from studyllm_pipeline.jobs import prepare_job
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.resources import StudyllmDatabase
@@ -20,11 +21,21 @@ def watched_folder() -> Path:
     return Path(raw).expanduser() if raw else get_settings().home / "datasets"
 
 
+def label_column_of(path: Path) -> str | None:
+    """LABEL_COLUMN when the file's header has it; None otherwise, or when the header cannot be read
+    (the prepare run reads the file for real and reports what is wrong with it)."""
+    try:
+        return LABEL_COLUMN if LABEL_COLUMN in column_names(path) else None
+    except InputError:
+        return None
+
+
 @dg.sensor(job=prepare_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def new_dataset_files(context: dg.SensorEvaluationContext, database: StudyllmDatabase):
     """Each new (or changed) CSV/TSV/Parquet/JSONL/TXT file becomes a dataset partition and a prepare run.
 
     The cursor remembers each file's modification time, so a file is picked up once per change.
+    A `label` column, if the file has one, becomes the dataset's reference labels (for ACC/NMI/ARI).
     """
     folder = watched_folder()
     if not folder.is_dir():
@@ -41,7 +52,7 @@ def new_dataset_files(context: dg.SensorEvaluationContext, database: StudyllmDat
     names, requests = [], []
     for path in fresh:
         name = dataset_name(path.stem)
-        registry.register(DatasetSource(name=name, path=str(path.resolve()), label_column=None))
+        registry.register(DatasetSource(name=name, path=str(path.resolve()), label_column=label_column_of(path)))
         names.append(name)
         requests.append(dg.RunRequest(run_key=f"{name}:{path.stat().st_mtime}", partition_key=name))
         seen[path.name] = path.stat().st_mtime

@@ -23,6 +23,7 @@ FORMATS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt", ".text": "txt",
 }
 DEFAULT_TEXT_COLUMNS = ("text", "prompt", "response", "content", "sentence")
+LABEL_COLUMN = "label"  # a dataset file's column of reference labels when nobody names one
 
 
 @dataclass
@@ -68,6 +69,32 @@ def read_texts(
     texts = [t if isinstance(t, str) else ("" if t is None or t != t else str(t)) for t in columns[text_name]]
     labels = [str(v) for v in columns[label_name]] if label_name is not None else None
     return TextTable(texts=texts, labels=labels, text_column=str(text_name), source=path)
+
+
+def column_names(path: str | Path) -> list[str]:
+    """The column names of a file with a header, read from its first row or schema only (a TXT file
+    has none). For a quick look, e.g. whether it has a label column, without loading the file."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        if fmt in ("csv", "tsv"):
+            with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as handle:
+                first = next((line for line in handle if line.strip()), "")
+            if fmt == "tsv":
+                return first.rstrip("\r\n").split("\t")
+            return next(csv.reader([first]), [])
+        if fmt == "jsonl":
+            with path.open("r", encoding="utf-8", errors="surrogateescape") as handle:
+                first = next((line for line in handle if line.strip()), "")
+            row = json.loads(first) if first else {}
+            return list(row) if isinstance(row, dict) else []
+    except (OSError, ValueError) as exc:  # unreadable now; reading the file for real reports it properly
+        raise InputError(f"cannot read the columns of {path.name}: {exc}") from None
+    return []
 
 
 def _read_columns(path: Path, fmt: str, header: bool) -> Columns:

@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 
+from studyllm_core.services.datasets import DatasetRegistry
 from studyllm_pipeline.definitions import defs
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.schedules import nightly_sweep
@@ -29,13 +30,21 @@ def test_sensor_registers_new_files_once(instance, pipeline_env, tmp_path, monke
     folder.mkdir()
     monkeypatch.setenv("STUDYLLM_WATCH_DIR", str(folder))
     (folder / "My Survey.csv").write_text("text\nhello\nworld\n")
+    (folder / "labelled.tsv").write_text("label\ttext\ngreeting\thello\nplace\tworld\n")
+    (folder / "broken.jsonl").write_text("{not json\n")
     (folder / "notes.md").write_text("not a dataset")
     resources = {"database": StudyllmDatabase()}
 
     context = dg.build_sensor_context(instance=instance, resources=resources)
     result = new_dataset_files(context)
-    assert [r.partition_key for r in result.run_requests] == ["My-Survey"]
-    assert result.dynamic_partitions_requests[0].partition_keys == ["My-Survey"]
+    names = ["My-Survey", "broken", "labelled"]
+    assert [r.partition_key for r in result.run_requests] == names
+    assert result.dynamic_partitions_requests[0].partition_keys == names
+    # A `label` column becomes the reference labels; a file whose header cannot be read is still
+    # registered (its prepare run reports the problem).
+    registry = DatasetRegistry(resources["database"].engine())
+    assert [registry.get(n).label_column for n in names] == [None, None, "label"]
+    assert registry.load(registry.get("labelled")).labels == ["greeting", "place"]
 
     again = dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor)
     assert isinstance(new_dataset_files(again), dg.SkipReason)
