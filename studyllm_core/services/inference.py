@@ -273,7 +273,8 @@ class InferenceService:
     ) -> BatchResult:
         """Every prompt (`samples` times each); calls join a `batch` group (given, named, or made for this run)."""
         return await self._run_many(
-            list(prompts), samples, "batch", temperature, max_tokens, group_id, group_name, metadata, progress, params
+            list(prompts), samples=samples, group_type="batch", temperature=temperature, max_tokens=max_tokens,
+            group_id=group_id, group_name=group_name, metadata=metadata, progress=progress, params=params,
         )
 
     def run_batch(
@@ -311,7 +312,8 @@ class InferenceService:
     ) -> BatchResult:
         """`n` independent samples of one prompt (never collapsed); calls join a `prompt_run` group."""
         return await self._run_many(
-            [prompt], n, "prompt_run", temperature, max_tokens, group_id, group_name, metadata, None, params
+            [prompt], samples=n, group_type="prompt_run", temperature=temperature, max_tokens=max_tokens,
+            group_id=group_id, group_name=group_name, metadata=metadata, progress=None, params=params,
         )
 
     def run_samples(
@@ -364,6 +366,7 @@ class InferenceService:
     async def _run_many(
         self,
         prompts: list[PromptInput],
+        *,
         samples: int,
         group_type: str,
         temperature: float | None,
