@@ -51,6 +51,7 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> str:
     """Apply migrations up to `revision` (serialised across processes) and return the new revision."""
     from alembic import command
+    from alembic.util import CommandError
 
     cfg = _alembic_config()
     try:
@@ -61,6 +62,12 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
             command.upgrade(cfg, revision)
     except DBAPIError as exc:
         raise DatabaseError(f"migration failed: {str(exc.orig).strip().splitlines()[0]}") from None
+    except CommandError as exc:
+        # Mostly a database migrated by a newer studyllm: its revision is not among ours.
+        raise DatabaseError(
+            f"cannot migrate the database at revision {current_revision(engine)!r} (this studyllm's newest is "
+            f"{SCHEMA_HEAD}): {exc}; upgrade studyllm, or use another database (STUDYLLM_DATABASE_URL or STUDYLLM_HOME)"
+        ) from None
     rev = current_revision(engine) or ""
     log.info("database at revision %s", rev)
     return rev

@@ -28,6 +28,18 @@ def test_db_upgrade_prints_url_with_password_masked(cli, db_env, admin_url):
     assert "hunter2" not in up.stdout and "hunter2" not in up.stderr and "***" in json.loads(up.stdout)["url"]
 
 
+def test_a_database_from_a_newer_studyllm_is_one_line_not_a_traceback(cli, db_env, engine):
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    for args in (["groups"], ["db", "upgrade"]):
+        result = cli(args, db_env)
+        assert result.returncode == 3, result.stderr
+        assert result.stderr.startswith("error: cannot migrate the database at revision '0099_from_the_future'")
+        assert "upgrade studyllm" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def test_bad_database_url_is_one_line_and_non_zero(cli, db_env):
     for url in ("::nonsense::", "postgresql://u:topsecret@127.0.0.1:1/x"):
         result = cli(["db", "status"], {**db_env, "STUDYLLM_DATABASE_URL": url})
