@@ -12,6 +12,7 @@ argument error answer at once and a command loads only its own stack (tests/core
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from importlib.metadata import entry_points
 
@@ -72,4 +73,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    """The console script: `main`, then a quick exit.
+
+    `gc.freeze()` before exit keeps the interpreter's final garbage collections from walking every
+    object a command left (after torch and Dagster, over a million: 1.2-1.6 s of `sweep` and `demo`
+    exiting). atexit handlers, log flushing and stdio flushing run as usual; only cycles left at exit go
+    uncollected, and the process is ending.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
