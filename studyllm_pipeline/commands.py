@@ -115,6 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from studyllm_core.db.server import import_pgserver
+    from studyllm_core.gc_tuning import collector_paused
     from studyllm_pipeline.instance import prepare_dagster_home
 
     start = time.perf_counter()
@@ -122,7 +123,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(1, thread_name_prefix="studyllm-postgres") as pool:
         # Postgres starts (a child process, a second or more on a fresh home) while Dagster imports.
         prepared = pool.submit(prepare_dagster_home)
-        from studyllm_pipeline.demo import run_demo
+        with collector_paused():  # Dagster and the pipeline's definitions: long-lived objects only
+            from studyllm_pipeline.demo import run_demo
 
         report = run_demo(k_min=args.k_min, k_max=args.k_max, prepared=prepared.result(), started=start)
     emit(report, args.json, _demo_text)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from studyllm_core.gc_tuning import collector_paused
 from studyllm_core.providers.base import EmbeddingResponse, Provider, TokenUsage
 from studyllm_core.providers.errors import BadRequestError, ConfigurationError, ModelNotFoundError
 
@@ -54,13 +55,14 @@ def load_model(device: str = "cpu") -> Any:
             os.environ["HF_HUB_OFFLINE"] = "1"
             os.environ["TRANSFORMERS_OFFLINE"] = "1"
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise ConfigurationError(
-                    f"local provider needs sentence-transformers and torch: {INSTALL_HINT}"
-                ) from None
-            model = SentenceTransformer(path, device=device)
+            with collector_paused():  # torch and the model: a large, permanent object graph
+                try:
+                    from sentence_transformers import SentenceTransformer
+                except ImportError:
+                    raise ConfigurationError(
+                        f"local provider needs sentence-transformers and torch: {INSTALL_HINT}"
+                    ) from None
+                model = SentenceTransformer(path, device=device)
             _models[key] = model
             _encode_locks[key] = threading.Lock()
     return model
