@@ -1,20 +1,36 @@
-"""The instance's event log storage: dagster-postgres' with repeated table and partition look-ups skipped."""
+"""The instance's run and event log storages: dagster-postgres' with repeated schema and partition
+look-ups skipped."""
 
 import uuid
 
 from sqlalchemy import event
 
-from studyllm_pipeline.storage import StudyllmEventLogStorage
+from studyllm_pipeline.storage import StudyllmEventLogStorage, StudyllmRunStorage
 
 
-def count_queries(storage: StudyllmEventLogStorage) -> list[str]:
+def count_queries(storage) -> list[str]:
     statements: list[str] = []
     event.listen(storage._engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     return statements
 
 
-def test_the_instance_uses_the_studyllm_event_log_storage(instance):
+def test_the_instance_uses_the_studyllm_storages(instance):
     assert isinstance(instance.event_log_storage, StudyllmEventLogStorage)
+    assert isinstance(instance.run_storage, StudyllmRunStorage)
+
+
+def test_schema_questions_are_asked_once(instance):
+    events, runs = instance.event_log_storage, instance.run_storage
+    event_statements, run_statements = count_queries(events), count_queries(runs)
+    assert events.has_asset_key_index_cols() and runs.has_run_stats_index_cols()
+    assert len(event_statements) > 0 and len(run_statements) > 0  # the first answers came from the catalog
+    event_statements.clear()
+    run_statements.clear()
+    for _ in range(3):
+        assert events.has_asset_key_index_cols() and runs.has_run_stats_index_cols()
+    assert event_statements == [] and run_statements == []
+    assert not events.has_asset_key_col("no_such_column")  # a "no" is asked every time
+    assert len(event_statements) > 0
 
 
 def test_known_partitions_and_tables_are_answered_without_a_query(instance):
