@@ -6,7 +6,12 @@ every tracked object. Importing torch and sentence-transformers makes hundreds o
 objects that live as long as the process, so the collections triggered during those imports grow
 from 0.02 s to 0.35 s each: 1.2-1.5 s of every `studyllm sweep` or `demo` with the local model
 (counted with `gc.callbacks`). Imports inside `collector_paused()` run with the collector off, and
-what they built is then frozen (`gc.freeze()`), so later collections skip it too.
+what they built is then frozen (`gc.freeze()`), so later collections skip it too (pausing
+without freezing saves little: the first collections afterwards walk it all anyway).
+
+The price: objects alive at that moment are never examined by the cyclic collector again, so one
+that later becomes garbage only through a reference cycle stays in memory. The model loads once
+per process, normally near its start, so little is alive then besides what the imports made.
 """
 
 from __future__ import annotations
