@@ -24,17 +24,12 @@ from sqlalchemy import Connection
 
 
 class _RemembersYes:
-    """Answers a yes/no question about the schema or the partitions once it was yes."""
+    """Shared by both storages: answers a yes/no question once it was yes, forgets on wipe, and is
+    built from dagster.yaml as the subclass (dagster-postgres' `from_config_value` names its own class)."""
 
-    _yes: set[Hashable]
-
-    def _remembered(self, key: Hashable, ask: Callable[[], bool]) -> bool:
-        if key in self._yes:
-            return True
-        if ask():
-            self._yes.add(key)
-            return True
-        return False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._yes: set[Hashable] = set()
+        super().__init__(*args, **kwargs)
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]):  # noqa: ANN206
@@ -45,16 +40,25 @@ class _RemembersYes:
             token_provider=get_token_provider_from_config(config_value),
         )
 
+    def _remembered(self, key: Hashable, ask: Callable[[], bool]) -> bool:
+        if key in self._yes:
+            return True
+        if ask():
+            self._yes.add(key)
+            return True
+        return False
+
+    def wipe(self) -> None:
+        self._yes.clear()
+        super().wipe()  # type: ignore[misc] - the storage class this is mixed into
+
 
 class StudyllmEventLogStorage(_RemembersYes, PostgresEventLogStorage):
     """PostgresEventLogStorage that remembers existing tables, columns and dynamic partitions."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._yes = set()
-        super().__init__(*args, **kwargs)
-
     def has_table(self, table_name: str) -> bool:
-        return self._remembered(("table", table_name), lambda: super(StudyllmEventLogStorage, self).has_table(table_name))
+        parent = super().has_table
+        return self._remembered(("table", table_name), lambda: parent(table_name))
 
     def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
         parent = super()._has_asset_key_col_on_connection
@@ -74,17 +78,9 @@ class StudyllmEventLogStorage(_RemembersYes, PostgresEventLogStorage):
         self._yes.discard(("partition", partitions_def_name, partition_key))
         super().delete_dynamic_partition(partitions_def_name, partition_key)
 
-    def wipe(self) -> None:
-        self._yes.clear()
-        super().wipe()
-
 
 class StudyllmRunStorage(_RemembersYes, PostgresRunStorage):
     """PostgresRunStorage that remembers that its run-stats columns and secondary indexes exist."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._yes = set()
-        super().__init__(*args, **kwargs)
 
     def has_run_stats_index_cols(self) -> bool:
         return self._remembered("run stats columns", super().has_run_stats_index_cols)
@@ -92,7 +88,3 @@ class StudyllmRunStorage(_RemembersYes, PostgresRunStorage):
     def has_built_index(self, migration_name: str) -> bool:
         parent = super().has_built_index
         return self._remembered(("index", migration_name), lambda: parent(migration_name))
-
-    def wipe(self) -> None:
-        self._yes.clear()
-        super().wipe()
