@@ -72,8 +72,6 @@ class Provider:
     """
 
     name: ClassVar[str] = "base"
-    supports_chat: ClassVar[bool] = False
-    supports_embeddings: ClassVar[bool] = False
 
     async def chat(
         self,

@@ -127,8 +127,6 @@ class ExtractiveSummarizer(Provider):
     """Summaries without a model or network: the most central sentence(s) of the texts in the prompt."""
 
     name: ClassVar[str] = "extractive"
-    supports_chat: ClassVar[bool] = True
-    supports_embeddings: ClassVar[bool] = False
 
     def __init__(self, *, n_sentences: int = 1) -> None:
         if n_sentences < 1:

@@ -86,8 +86,6 @@ class LocalEmbeddingProvider(Provider):
     """all-MiniLM-L6-v2 on this machine's CPU: 384-d, L2-normalised, deterministic; embeddings only."""
 
     name: ClassVar[str] = "local"
-    supports_chat: ClassVar[bool] = False
-    supports_embeddings: ClassVar[bool] = True
 
     def __init__(self, *, device: str = "cpu", batch_size: int = 64) -> None:
         self.device = device

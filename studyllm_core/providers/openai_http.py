@@ -31,8 +31,6 @@ class OpenAIHTTPProvider(OpenAIClientMixin[httpx.AsyncClient], Provider):
     """
 
     name: ClassVar[str] = "openai-http"
-    supports_chat: ClassVar[bool] = True
-    supports_embeddings: ClassVar[bool] = True
     api_key_env: ClassVar[str] = ""
     base_url_env: ClassVar[str] = ""
     api_key_required: ClassVar[bool] = True

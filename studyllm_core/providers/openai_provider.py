@@ -27,8 +27,6 @@ class OpenAIProvider(OpenAIClientMixin[openai.AsyncOpenAI], Provider):
     """OpenAI's API (or any base URL speaking it) via `openai.AsyncOpenAI`, one client per provider."""
 
     name: ClassVar[str] = "openai"
-    supports_chat: ClassVar[bool] = True
-    supports_embeddings: ClassVar[bool] = True
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     api_key_required: ClassVar[bool] = True
     api_key_env: ClassVar[str] = "OPENAI_API_KEY"

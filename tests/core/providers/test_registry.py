@@ -28,7 +28,6 @@ PLUGIN_SOURCE = textwrap.dedent(
 
     class ShoutProvider(Provider):
         name = "shout"
-        supports_chat = True
 
         def __init__(self, *, api_key=None, base_url=None, volume=1):
             self.api_key, self.base_url, self.volume = api_key, base_url, volume
