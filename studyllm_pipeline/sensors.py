@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 
 from studyllm_core.config import get_settings
-from studyllm_core.services.datasets import DatasetRegistry, DatasetSource, dataset_name
 from studyllm_core.errors import InputError
+from studyllm_core.services.datasets import DatasetRegistry, DatasetSource, dataset_name
 from studyllm_core.services.inputs import FORMATS, LABEL_COLUMN, column_names
 from studyllm_pipeline.jobs import prepare_job
 from studyllm_pipeline.partitions import datasets

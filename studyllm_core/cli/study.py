@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 from studyllm_core.cli.common import add_call_filter_args
 from studyllm_core.cli.output import emit, records, table
 from studyllm_core.errors import NotFoundError
+from studyllm_core.services.prices import ENV_PRICES
 
 if TYPE_CHECKING:
     from studyllm_core.db.calls import CallFilter
-from studyllm_core.services.prices import ENV_PRICES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
