@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from support import STUDYLLM_EXE, TEST_API_KEY, dagster_storage_config
+from support import STUDYLLM_EXE, TEST_API_KEY, dagster_instance_config
 
 TEMPLATE_DB = "studyllm_test_template"
 
@@ -178,7 +178,7 @@ def instance(dagster_database_url, tmp_path):
     (tmp_path / "dagster_home").mkdir()
     with dg.instance_for_test(
         temp_dir=str(tmp_path / "dagster_home"),
-        overrides=dagster_storage_config(dagster_database_url),
+        overrides=dagster_instance_config(dagster_database_url),
     ) as inst:
         inst.wipe()  # the database is the session's: start from no runs, events or partitions of earlier tests
         yield inst

@@ -3,6 +3,7 @@ look-ups skipped."""
 
 import uuid
 
+import dagster as dg
 from sqlalchemy import event
 
 from studyllm_pipeline.storage import StudyllmEventLogStorage, StudyllmRunStorage
@@ -59,3 +60,20 @@ def test_a_deleted_partition_is_forgotten_and_a_missing_one_asked_again(instance
     assert not storage.has_dynamic_partition(name, "gamma")
     assert len(statements) >= 2
     assert not storage.has_table("no_such_table") and not storage.has_table("no_such_table")
+
+
+def test_runs_store_info_messages_but_not_debug_ones(instance):
+    """dagster.yaml's python_log_level INFO: a DEBUG line of a step (an IO manager's "Loading
+    partition ...") is not stored; INFO lines and Dagster's own events are."""
+
+    @dg.asset
+    def chatty(context: dg.AssetExecutionContext) -> int:
+        context.log.debug("a debug line")
+        context.log.info("an info line")
+        return 1
+
+    result = dg.materialize([chatty], instance=instance)
+    stored = instance.all_logs(result.run_id)
+    messages = [record.user_message for record in stored if not record.is_dagster_event]
+    assert "an info line" in messages and "a debug line" not in messages
+    assert any(record.is_dagster_event and record.dagster_event.event_type_value == "STEP_SUCCESS" for record in stored)

@@ -17,7 +17,7 @@ from studyllm_pipeline.definitions import SWEEP_ASSETS
 from studyllm_pipeline.demo import PREPARE
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.resources import EmbedderResource
-from support import TEST_API_KEY, dagster_storage_config, pg_dump
+from support import TEST_API_KEY, dagster_instance_config, pg_dump
 
 SCRIPT = Path(__file__).with_name("materialize_prepare.py")
 FAKE_KEY = "sk-FAKE-DAGSTERLEAK-5d1e9b7c3a2f"
@@ -27,7 +27,7 @@ FAKE_KEY = "sk-FAKE-DAGSTERLEAK-5d1e9b7c3a2f"
 def run_env(db_env, dagster_database_url, tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
-    config = {**dagster_storage_config(dagster_database_url), "telemetry": {"enabled": False}}
+    config = {**dagster_instance_config(dagster_database_url), "telemetry": {"enabled": False}}
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return {**db_env, "DAGSTER_HOME": str(home), "OPENAI_COMPATIBLE_API_KEY": TEST_API_KEY}
 
