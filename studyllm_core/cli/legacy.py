@@ -8,7 +8,7 @@ from typing import Any
 from studyllm_core.cli.common import positive_int
 from studyllm_core.cli.output import emit
 
-DEFAULT_SAMPLE = 1_000  # rows compared field by field; the importer itself samples what it is told
+DEFAULT_SAMPLE = 1_000  # = legacy_import.SAMPLE (a test checks), kept here so --help loads no SQLAlchemy
 
 
 def register(sub: argparse._SubParsersAction) -> None:

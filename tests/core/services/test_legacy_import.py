@@ -182,3 +182,11 @@ def test_only_this_source_is_counted(engine, tmp_path):
     assert (a.rows["v2"], b.rows["v2"], a.parity, b.parity) == (120, 80, True, True)
     assert RawCallRepository(engine).count(CallFilter(provider="azure")) == sum(
         1 for r in v1_rows(120, seed=1) + v1_rows(80, seed=2) if r[3] == "azure")
+
+
+def test_the_cli_default_sample_is_the_importers():
+    """`import-legacy --help` states the default without importing the importer (SQLAlchemy); the two must agree."""
+    from studyllm_core.cli.legacy import DEFAULT_SAMPLE
+    from studyllm_core.services.legacy_import import SAMPLE
+
+    assert DEFAULT_SAMPLE == SAMPLE
