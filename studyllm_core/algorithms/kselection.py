@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
 from typing import Any
 
@@ -235,6 +235,15 @@ RULES: dict[str, Rule] = {
         needs=2,
         criteria=("gap",),
     ),
+    "consensus": Rule(
+        "the median of three Ks that fail in different directions: the most stable K (mean pairwise adjusted "
+        "Rand index of {B} clusterings of random {pct}% subsamples, each the best of {init} k-means++ starts; "
+        "tends to a coarse level of nested groups), the lowest von Mises-Fisher mixture BIC (tends to too many "
+        "clusters on large real data) and the knee of the objective (follows the swept range); plausible range: "
+        "from the smallest to the largest of the three",
+        needs=3,
+        criteria=("stability", "bic"),
+    ),
     "knee": Rule(
         "the knee of the objective curve: the K farthest below the chord joining the ends of the swept range; "
         "plausible range: K at least 90% as far below it",
@@ -338,7 +347,18 @@ def decide(config: KSelectionConfig, table: Mapping[int, Mapping[str, float]]) -
         )
     notes: list[str] = []
     k: int | None
-    if config.rule in ("stability", "stability_max"):
+    if config.rule == "consensus":
+        parts = {name: decide(replace(config, rule=name), crit) for name in ("stability_max", "bic", "knee")}
+        picks = sorted(p.k for p in parts.values() if p.k is not None)
+        if len(picks) < 2:
+            return undecided("fewer than two of stability, BIC and knee could decide: "
+                             + "; ".join(n for p in parts.values() for n in p.notes), (ks[0], ks[-1]))
+        middle = float(np.median(picks))  # with two picks, their mean: snapped to the swept K at or above
+        k = min(c for c in ks if c >= middle)
+        interval = (picks[0], picks[-1])
+        notes.append("stability, BIC, knee chose " + ", ".join(
+            f"{n.replace('stability_max', 'stability')} {'-' if p.k is None else p.k}" for n, p in parts.items()))
+    elif config.rule in ("stability", "stability_max"):
         largest = config.rule == "stability"
         k, stable = _stable_choice(ks, {c: crit[c]["stability"] for c in ks}, config.tolerance, largest)
         if len(stable) == len(ks):

@@ -46,7 +46,7 @@ def test_euclidean_blobs(blobs):
     assert selection.k == 4
 
 
-@pytest.mark.parametrize("rule", ["bic", "knee", "stability_max"])
+@pytest.mark.parametrize("rule", ["bic", "knee", "stability_max", "consensus"])
 def test_the_other_rules_find_well_separated_clusters(five, rule):
     x, results = five
     assert select_k(x, results, KSelectionConfig(rule=rule)).k == 5
@@ -80,6 +80,15 @@ def test_the_largest_equally_stable_k_wins_over_coarser_merges():
     table = {k: {"objective": 10.0 - k, "stability": v} for k, v in table.items()}
     assert decide(KSelectionConfig(), table).k == 4
     assert decide(KSelectionConfig(rule="stability_max"), table).k == 2
+
+
+def test_consensus_is_the_median_of_stability_bic_and_knee():
+    # Most stable at 2 (a coarse level), BIC lowest at 8 (too many), knee at 5: the median is 5.
+    objective = {2: 100.0, 3: 80.0, 4: 62.0, 5: 45.0, 6: 43.0, 7: 41.0, 8: 40.0}
+    table = {k: {"objective": o, "stability": 0.99 - 0.05 * k, "bic": -float(k)} for k, o in objective.items()}
+    selection = decide(KSelectionConfig(rule="consensus"), table)
+    assert (selection.k, selection.interval) == (5, (2, 8))
+    assert "stability 2, bic 8, knee 5" in selection.notes[0]
 
 
 def test_every_k_alike_is_undecided():
@@ -122,7 +131,7 @@ def test_bad_input_is_a_one_line_error(five):
         select_k(x, results, KSelectionConfig(rule="elbow"))
     with pytest.raises(ValueError, match="fraction"):
         select_k(x, results, KSelectionConfig(fraction=0.0))
-    assert set(RULES) == {"stability", "stability_max", "bic", "gap", "knee"}
+    assert set(RULES) == {"stability", "stability_max", "bic", "gap", "knee", "consensus"}
 
 
 def test_large_k_for_the_data_is_flagged():
