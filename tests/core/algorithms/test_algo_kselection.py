@@ -35,9 +35,16 @@ def test_finds_the_known_k_with_an_interval_and_no_edge_note(five):
     selection = select_k(x, results, seed=0)
     assert selection.k == 5 and selection.decided
     assert selection.interval[0] <= 5 <= selection.interval[1]
-    assert selection.notes == []
-    assert "largest K" in selection.rule and "Ben-Hur" in selection.rule
+    assert selection.notes == ["stability, BIC, knee chose stability 5, bic 5, knee 5"]
+    assert "median" in selection.rule and selection.config.rule == "consensus"
     assert selection.criteria[5]["stability"] > selection.criteria[6]["stability"] + 0.03
+
+
+def test_the_stability_rule_finds_it_too_with_a_bootstrap_interval(five):
+    x, results = five
+    selection = select_k(x, results, KSelectionConfig(rule="stability"), seed=0)
+    assert selection.k == 5 and selection.interval == (5, 5) and selection.notes == []
+    assert "largest K" in selection.rule and "Ben-Hur" in selection.rule
 
 
 def test_euclidean_blobs(blobs):
@@ -78,7 +85,7 @@ def test_the_largest_equally_stable_k_wins_over_coarser_merges():
     # Like AG News: merging true topics (K=2, 3) is as reproducible as the true K=4; splitting one is not.
     table = {2: 0.974, 3: 0.968, 4: 0.952, 5: 0.735, 6: 0.783}
     table = {k: {"objective": 10.0 - k, "stability": v} for k, v in table.items()}
-    assert decide(KSelectionConfig(), table).k == 4
+    assert decide(KSelectionConfig(rule="stability"), table).k == 4
     assert decide(KSelectionConfig(rule="stability_max"), table).k == 2
 
 
@@ -93,10 +100,15 @@ def test_consensus_is_the_median_of_stability_bic_and_knee():
 
 def test_every_k_alike_is_undecided():
     # A data set cannot be trusted to tie exactly, so the rule gets tied criteria: it must refuse to pick.
-    table = {k: {"objective": 100.0 - k, "stability": 0.9 + 0.001 * (k % 2)} for k in range(4, 9)}
-    selection = decide(KSelectionConfig(), table)
+    table = {k: {"objective": 100.0 - k, "stability": 0.9 + 0.001 * (k % 2), "bic": 0.0} for k in range(4, 9)}
+    selection = decide(KSelectionConfig(rule="stability"), table)
     assert selection.k is None and selection.interval == (4, 8)
     assert "every K in 4..8 is as stable as the best" in selection.notes[0]
+    # The consensus says which of its three could not decide: stability (all alike), the knee (a
+    # straight objective); BIC alone is not a consensus.
+    consensus = decide(KSelectionConfig(), table)
+    assert consensus.k is None and "fewer than two" in consensus.notes[0]
+    assert "as stable as the best" in consensus.notes[0] and "no knee" in consensus.notes[0]
 
 
 def test_same_input_and_seed_same_selection(five):
@@ -109,7 +121,7 @@ def test_same_input_and_seed_same_selection(five):
 def test_to_dict_is_strict_json(five):
     x, results = five
     out = json.loads(json.dumps(select_k(x, results).to_dict(), allow_nan=False))
-    assert out["k"] == 5 and out["config"]["rule"] == "stability" and "stability_pairs" not in out["criteria"]["5"]
+    assert out["k"] == 5 and out["config"]["rule"] == "consensus" and "stability_pairs" not in out["criteria"]["5"]
 
 
 def test_bic_prefers_the_true_partition(five):
@@ -136,5 +148,5 @@ def test_bad_input_is_a_one_line_error(five):
 
 def test_large_k_for_the_data_is_flagged():
     x = vmf_like(60, 3, 8, seed=2)
-    selection = select_k(x, sweep(x, range(2, 9)), KSelectionConfig(n_resamples=4, n_init=1))
+    selection = select_k(x, sweep(x, range(2, 9)), KSelectionConfig(n_resamples=3, n_init=1))
     assert any("fewer than 5 items per cluster" in note for note in selection.notes)
