@@ -37,8 +37,15 @@ PLUGIN_GROUP = "studyllm.commands"  # value: a callable register(subparsers)
 log = get_logger("cli")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `error: studyllm embed: argument --rpm: ... (see --help)`, exit 2."""
+
+    def error(self, message: str):  # noqa: ANN201 - argparse's documented hook; never returns
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="studyllm",
         description="Study LLM outputs at scale: capture every call, embed with a cache, cluster, keep provenance.",
     )
@@ -55,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `studyllm` console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = get_settings()
-    level = {0: settings.log_level, 1: "INFO"}.get(args.verbose, "DEBUG")
-    configure_logging(level, settings.logs_dir)
-    log.info("command: %s", " ".join(sys.argv[1:] if argv is None else argv))
     try:
+        settings = get_settings()
+        level = {0: settings.log_level, 1: "INFO"}.get(args.verbose, "DEBUG")
+        configure_logging(level, settings.logs_dir)
+        log.info("command: %s", " ".join(sys.argv[1:] if argv is None else argv))
         return int(args.handler(args) or 0)
     except StudyllmError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)

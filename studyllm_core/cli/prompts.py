@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studyllm_core.cli.common import add_input_args, add_provider_args, build_provider, positive_int, read_input
+from studyllm_core.cli.common import (
+    add_input_args,
+    add_max_attempts_arg,
+    add_provider_args,
+    add_rate_args,
+    build_provider,
+    finite_float,
+    positive_int,
+    read_input,
+)
 from studyllm_core.cli.output import emit
 from studyllm_core.cli.progress import Progress
 from studyllm_core.providers.registry import normalize_name
@@ -34,11 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_input_args(p)
     add_provider_args(p)
     p.add_argument("--samples", type=positive_int, default=1, metavar="N", help="independent samples per prompt (default 1)")
-    p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (default: the model's)")
+    p.add_argument("--temperature", type=finite_float, metavar="T", help="sampling temperature (default: the model's)")
     p.add_argument("--max-tokens", type=positive_int, metavar="N", help="at most N tokens per reply")
     p.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="requests in flight (default 8)")
-    p.add_argument("--rpm", type=float, metavar="N", help="at most N requests per minute")
-    p.add_argument("--tpm", type=float, metavar="N", help="at most about N tokens per minute")
+    add_rate_args(p)
+    add_max_attempts_arg(p)
     p.add_argument("--group", metavar="NAME", help="name of the batch group the calls join (default: a new one)")
     p.add_argument("--template", metavar="TEXT", help="wrap each prompt: TEXT with {prompt} where the prompt goes")
     p.add_argument("--max-chars", type=positive_int, default=DEFAULT_MAX_CHARS, metavar="N",
@@ -54,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database
     from studyllm_core.services.inference import InferenceService
     from studyllm_core.services.ratelimit import RateLimit
+    from studyllm_core.services.retry import RetryPolicy
 
     table = read_input(args)  # file problems stop here, before any API call
     preprocess = Preprocessor(
@@ -66,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         provider_name=normalize_name(args.provider),
         model=args.model,
         rate_limit=RateLimit(args.rpm, args.tpm),
+        retry=RetryPolicy(max_attempts=args.max_attempts),
         concurrency=args.concurrency,
         preprocess=preprocess,
     )

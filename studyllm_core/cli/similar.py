@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from studyllm_core.cli.common import build_provider, positive_int
+from studyllm_core.cli.common import build_provider, positive_float, positive_int
 from studyllm_core.cli.output import emit, records, table
 from studyllm_core.errors import InputError
 from studyllm_core.providers.registry import normalize_name
@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="M", help="model of the stored vectors (default: the only one)")
     p.add_argument("--dimensions", type=positive_int, metavar="N", help="the --dimensions the texts were embedded with")
     p.add_argument("--base-url", metavar="URL", help="server URL (Azure: the endpoint); overrides the environment")
-    p.add_argument("--timeout", type=float, metavar="S", help="seconds per request (default: STUDYLLM_REQUEST_TIMEOUT or 60)")
+    p.add_argument("--timeout", type=positive_float, metavar="S",
+                   help="seconds a whole request may take (default: STUDYLLM_REQUEST_TIMEOUT or 60)")
     p.add_argument("--k", type=positive_int, default=10, metavar="N", help="how many neighbours (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_similar)

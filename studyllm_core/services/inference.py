@@ -11,12 +11,16 @@ identity. A run (one prompt, a batch, or n samples of a prompt):
 2. collapses identical requests of the run into one, and joins identical requests already in
    flight in this service: one API call and one raw call, shared by all of them. Samples of a
    prompt differ in their sample index, so they are never collapsed;
-3. sends the first request alone (a wrong key or model fails once, not `concurrency` times),
-   then the rest with bounded concurrency under the provider's rate limit, retrying transient
-   errors; every attempt becomes a raw call, written by group commit (`CallQueue`);
+3. sends requests one at a time until one succeeds (a wrong key, model or URL fails once, not
+   `concurrency` times), then the rest with bounded concurrency under the provider's rate limit,
+   retrying transient errors; every attempt becomes a raw call, written by group commit (`CallQueue`);
 4. continues past failures of single requests (reported in the result); an error that dooms
-   every request (bad key, unknown model) stops the run at once and is raised, and attempts
-   still in flight are recorded as cancelled.
+   every request (bad key, unknown model, out of quota, a refused parameter) stops the run at
+   once and is raised, and so does a fault that keeps coming back or a run that used up its
+   failure budget (`SpendGuard`); attempts still in flight are recorded as cancelled.
+
+A run with a group that already holds successful answers sends only the requests without one
+(`resume`): a killed `prompts run` re-run with the same `--group` picks up where it stopped.
 
 Synchronous methods (`run`, `run_batch`, `run_samples`) run the async ones (`arun`, ...) on the
 service's own background loop (`LoopThread`), so they work from plain scripts and from threads.
@@ -58,6 +62,7 @@ from studyllm_core.services.loop_thread import LoopThread
 from studyllm_core.services.preprocess import Preprocessor
 from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
 from studyllm_core.services.retry import RetryPolicy, call_with_retries, is_fatal
+from studyllm_core.services.spend import SpendGuard
 from studyllm_core.services.tasks import gather_or_cancel
 
 log = get_logger("services.inference")
@@ -426,6 +431,11 @@ class _Run:
         self.progress = progress
         self.queue = CallQueue(CallRecorder(service.engine, group_id))
         self.api_requests = 0
+        endpoint = service.provider.endpoint()
+        self.guard = SpendGuard(
+            service.provider_name, planned=0, min_failure_budget=service.retry.min_failure_budget,
+            where=f"the base URL {endpoint} (--base-url)" if endpoint else "the provider's settings",
+        )
         self.joined_call_ids: list[int] = []  # calls of other runs' requests that this run shared
         self.done = 0
         self.total = 0
@@ -490,14 +500,19 @@ class _Run:
 
         async def one(request: _Request) -> None:
             result = await self._shared(request)
+            if result.ok and result.shared:
+                self.guard.succeeded()  # joined another run's success: the provider works
             results[request.request_hash] = result
             self._advance(1)
             if stop_on_fatal and result.exception is not None and is_fatal(result.exception):
                 raise result.exception
 
-        await one(requests[0])  # alone: a bad key or model costs one request, not `concurrency`
+        self.guard.add_planned(len(requests))
+        pending = list(requests)
+        while pending and not self.guard.proven:
+            await one(pending.pop(0))  # alone until one succeeds: a bad key or URL costs one request, not `concurrency`
         # API calls are bounded by the service's slots, so every request can be a task at once.
-        await gather_or_cancel([asyncio.create_task(one(r)) for r in requests[1:]])
+        await gather_or_cancel([asyncio.create_task(one(r)) for r in pending])
         return results
 
     # -- one request, shared while in flight ----------------------------------------------------
@@ -549,6 +564,7 @@ class _Run:
                 if s.limiter is not None:
                     await s.limiter.acquire(tokens)
                 self.api_requests += 1
+                self.guard.attempt()
                 started = time.perf_counter()
                 try:
                     response = await s.provider.chat(
@@ -568,11 +584,14 @@ class _Run:
             call_ids.append(await asyncio.shield(written))
             if failure is not None:
                 log.info("chat attempt %d failed: %s", n, failure)
+                self.guard.failed_attempt(failure, request.request_hash)  # raises SystemicFaultError to stop the run
                 raise failure
+            self.guard.succeeded()
             return response, latency
 
+        what = f"the chat request of row {request.input_index}" + (f" sample {request.sample_index}" if request.sample_index else "")
         try:
-            response, latency = await call_with_retries(attempt, s.retry)
+            response, latency = await call_with_retries(attempt, s.retry, what=what)
         except ProviderError as exc:
             return InferenceResult(
                 text=None, raw_call_id=call_ids[-1] if call_ids else None, attempts=len(call_ids),
@@ -608,6 +627,7 @@ class _Run:
     def _failed_call(
         self, request: _Request, request_json: dict[str, Any], exc: BaseException, attempt: int, latency: float
     ) -> NewCall:
+        usage = getattr(exc, "usage", None)  # tokens of a billed but unusable answer
         return NewCall(
             provider=self.s.provider_name,
             model=self.s.model,
@@ -616,6 +636,7 @@ class _Run:
             request_json=request_json,
             error_json=error_json(exc, attempt),
             latency_ms=latency,
+            tokens_json=usage.as_dict() if usage is not None else None,
             metadata_json=self._metadata(request, attempt=attempt),
             request_hash=request.request_hash,
         )
