@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="send every prompt of a file (N samples each), recorded and grouped",
         description="Send every prompt of INPUT to the model, N samples each, with retries, a rate limit and "
         "bounded concurrency. Empty prompts are skipped, counted as failed and recorded; a bad key or an "
-        "unknown model stops the run at once.",
+        "unknown model stops the run at once. Re-run with the same --group to resume: only the (prompt, sample) "
+        "pairs without a recorded success are sent.",
     )
     add_input_args(p)
     add_provider_args(p)
@@ -48,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="requests in flight (default 8)")
     add_rate_args(p)
     add_max_attempts_arg(p)
-    p.add_argument("--group", metavar="NAME", help="name of the batch group the calls join (default: a new one)")
+    p.add_argument("--group", metavar="NAME",
+                   help="name of the batch group the calls join (default: a new one); an existing group resumes")
     p.add_argument("--template", metavar="TEXT", help="wrap each prompt: TEXT with {prompt} where the prompt goes")
     p.add_argument("--max-chars", type=positive_int, default=DEFAULT_MAX_CHARS, metavar="N",
                    help=f"cut each prompt to N characters before the template (default {DEFAULT_MAX_CHARS:,})")
@@ -94,10 +96,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def human(p: dict) -> str:
         line = (f"calls {p['calls']:,}  succeeded {p['succeeded']:,}  failed {p['failed']:,}  "
-                f"api_requests {p['api_requests']:,}  group {p['group_id']}")
+                f"skipped {p['skipped']:,}  api_requests {p['api_requests']:,}  group {p['group_id']}")
         return line + (f"\nreplies written to {p['out']}" if p["out"] else "")
 
     emit(payload, args.json, human)
+    if batch.skipped:
+        print(f"note: skipped {batch.skipped:,} of {batch.calls:,} calls already answered in this group "
+              "(a resumed run sends only the rest)", file=sys.stderr)
     failures = [(i, r) for i, r in enumerate(batch.results) if not r.ok]
     for i, r in failures[:MAX_WARNINGS]:
         where = f"row {i // batch.samples}" + (f" sample {r.sample_index}" if batch.samples > 1 else "")

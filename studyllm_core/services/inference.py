@@ -37,9 +37,10 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from studyllm_core.db.calls import NewCall
+from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import InputError
 from studyllm_core.logging_config import get_logger
@@ -80,7 +81,8 @@ class InferenceResult:
     """The outcome of one request: the reply, or the error after the last attempt.
 
     `raw_call_id` is the successful attempt's raw call (or the last failed one); every attempt's
-    id is in `attempt_call_ids`. `shared` is True when the request joined an identical one.
+    id is in `attempt_call_ids`. `shared` is True when the request joined an identical one;
+    `resumed` when its answer was recorded in the group by an earlier run (nothing was sent).
     """
 
     text: str | None
@@ -95,6 +97,7 @@ class InferenceResult:
     sample_index: int = 0
     request_hash: str | None = None
     shared: bool = False
+    resumed: bool = False
     attempt_call_ids: list[int] = field(default_factory=list)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
@@ -132,6 +135,11 @@ class BatchResult:
         return self.calls - self.succeeded
 
     @property
+    def skipped(self) -> int:
+        """Requests answered by an earlier run in the same group, not sent again."""
+        return sum(r.resumed for r in self.results)
+
+    @property
     def failures(self) -> dict[int, str]:
         """Index -> error message of every failed request."""
         return {i: r.error for i, r in enumerate(self.results) if r.error is not None}
@@ -149,6 +157,7 @@ class BatchResult:
             "calls": self.calls,
             "succeeded": self.succeeded,
             "failed": self.failed,
+            "skipped": self.skipped,
             "api_requests": self.api_requests,
             "group_id": self.group_id,
         }
@@ -274,12 +283,18 @@ class InferenceService:
         group_name: str | None = None,
         metadata: dict[str, Any] | None = None,
         progress: ProgressFn | None = None,
+        resume: bool = True,
         **params: Any,
     ) -> BatchResult:
-        """Every prompt (`samples` times each); calls join a `batch` group (given, named, or made for this run)."""
+        """Every prompt (`samples` times each); calls join a `batch` group (given, named, or made for this run).
+
+        With `resume`, requests that already have a successful call in the group are not sent again:
+        their recorded answers come back (`resumed`), so a killed run re-run with its group finishes it.
+        """
         return await self._run_many(
             list(prompts), samples=samples, group_type="batch", temperature=temperature, max_tokens=max_tokens,
             group_id=group_id, group_name=group_name, metadata=metadata, progress=progress, params=params,
+            resume=resume,
         )
 
     def run_batch(
@@ -293,13 +308,14 @@ class InferenceService:
         group_name: str | None = None,
         metadata: dict[str, Any] | None = None,
         progress: ProgressFn | None = None,
+        resume: bool = True,
         **params: Any,
     ) -> BatchResult:
         """Synchronous `arun_batch`."""
         return self.call_sync(
             self.arun_batch(
                 prompts, samples=samples, temperature=temperature, max_tokens=max_tokens, group_id=group_id,
-                group_name=group_name, metadata=metadata, progress=progress, **params,
+                group_name=group_name, metadata=metadata, progress=progress, resume=resume, **params,
             )
         )
 
@@ -318,7 +334,7 @@ class InferenceService:
         """`n` independent samples of one prompt (never collapsed); calls join a `prompt_run` group."""
         return await self._run_many(
             [prompt], samples=n, group_type="prompt_run", temperature=temperature, max_tokens=max_tokens,
-            group_id=group_id, group_name=group_name, metadata=metadata, progress=None, params=params,
+            group_id=group_id, group_name=group_name, metadata=metadata, progress=None, params=params, resume=True,
         )
 
     def run_samples(
@@ -381,6 +397,7 @@ class InferenceService:
         metadata: dict[str, Any] | None,
         progress: ProgressFn | None,
         params: dict[str, Any],
+        resume: bool,
     ) -> BatchResult:
         if samples < 1:
             raise InputError(f"samples must be at least 1, got {samples}")
@@ -390,9 +407,36 @@ class InferenceService:
         requests = [
             self._prepare(prompt, index, sample, settings) for index, prompt in enumerate(prompts) for sample in range(samples)
         ]
+        answered: dict[str, InferenceResult] = {}
+        if resume:
+            hashes = sorted({r.request_hash for r in requests if r.problem is None})
+            answered = await asyncio.to_thread(self._answered, group_id, hashes)
         run = _Run(self, group_id, settings, progress)
-        results = await run.execute(requests, stop_on_fatal=True)
+        results = await run.execute(requests, stop_on_fatal=True, answered=answered)
         return BatchResult(results=results, samples=samples, group_id=group_id, api_requests=run.api_requests)
+
+    def _answered(self, group_id: int, hashes: list[str]) -> dict[str, InferenceResult]:
+        """The recorded successful answer of each of `hashes` in the group (one query per chunk)."""
+        found: dict[str, InferenceResult] = {}
+        sql = text(
+            "SELECT DISTINCT ON (r.request_hash) r.request_hash, r.id, r.response_json, r.tokens_json, r.latency_ms "
+            "FROM group_members m JOIN raw_calls r ON r.id = m.call_id "
+            "WHERE m.group_id = :g AND r.status = 'success' AND r.request_hash = ANY(:h) "
+            "ORDER BY r.request_hash, r.id"
+        )
+        with translate_db_errors("reading the answers recorded in the group"), self.engine.connect() as conn:
+            for start in range(0, len(hashes), 10_000):
+                rows = conn.execute(sql, {"g": group_id, "h": hashes[start : start + 10_000]})
+                for request_hash, call_id, response, tokens, latency in rows:
+                    response = response or {}
+                    tokens = tokens or {}
+                    found[request_hash] = InferenceResult(
+                        text=response.get("text"), raw_call_id=call_id, attempts=0,
+                        usage=TokenUsage(**{k: int(tokens.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}),
+                        latency_ms=latency, finish_reason=response.get("finish_reason"), request_hash=request_hash,
+                        resumed=True, attempt_call_ids=[call_id],
+                    )
+        return found
 
     def _ensure_group(self, group_type: str, name: str | None, prompts: int, samples: int, settings: _Settings) -> int:
         meta = {
@@ -442,16 +486,24 @@ class _Run:
 
     # -- orchestration --------------------------------------------------------------------------
 
-    async def execute(self, requests: list[_Request], *, stop_on_fatal: bool) -> list[InferenceResult]:
-        """Results in request order; with `stop_on_fatal`, a fatal error is raised instead."""
+    async def execute(
+        self, requests: list[_Request], *, stop_on_fatal: bool, answered: dict[str, InferenceResult] | None = None
+    ) -> list[InferenceResult]:
+        """Results in request order; with `stop_on_fatal`, a fatal error is raised instead.
+
+        Requests in `answered` (by hash) are not sent: their recorded results are used.
+        """
         self.total = len(requests)
+        answered = answered or {}
         try:
             rejected = await self._reject([r for r in requests if r.problem is not None])
             unique: dict[str, _Request] = {}
             for r in requests:
-                if r.problem is None:
+                if r.problem is None and r.request_hash not in answered:
                     unique.setdefault(r.request_hash, r)
+            self._advance(sum(1 for r in requests if r.problem is None and r.request_hash in answered))
             sent = await self._send_all(list(unique.values()), stop_on_fatal)
+            sent.update({h: result for h, result in answered.items() if h not in sent})
             if self.group_id is not None and self.joined_call_ids:
                 await asyncio.to_thread(GroupRepository(self.s.engine).add_members, self.group_id, self.joined_call_ids)
         finally:
@@ -463,6 +515,8 @@ class _Run:
                 results.append(rejected[id(r)])
                 continue
             result = sent[r.request_hash]
+            if result.resumed:
+                result = replace(result, prompt=r.prompt, sample_index=r.sample_index)
             results.append(replace(result, shared=True, sample_index=r.sample_index) if r.request_hash in seen else result)
             seen.add(r.request_hash)
         return results
