@@ -14,11 +14,12 @@ from collections.abc import Callable
 KEY_VERSION = "v1"
 DEFAULT_MAX_CHARS = 50_000  # far above any embedding model's context; longer inputs are mistakes
 _SEP = "\x1f"
-_SURROGATE = re.compile("[\udc80-\udcff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def normalize_text(text: str) -> str:
-    """NUL characters removed, runs of whitespace collapsed to one space, ends stripped.
+    """NUL characters removed (texts holding one are refused before this), runs of whitespace collapsed to
+    one space, ends stripped.
 
     `str.split()` splits on exactly the characters `\\s` matches (checked over every code point)
     and is several times faster than the regular expression.
@@ -29,18 +30,35 @@ def normalize_text(text: str) -> str:
 def prepare_text(raw: object, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str | None, str]:
     """(why the text cannot be embedded, or None; its normalised form) in one pass.
 
-    Undecodable input bytes arrive as lone surrogates (read with surrogateescape).
+    Text no provider or database can take is refused, never altered: undecodable input bytes
+    (they arrive as lone surrogates, read with surrogateescape), lone surrogates from JSON escapes
+    such as "\\ud800", and NUL characters (a binary file, or a NUL Postgres cannot store).
     """
     if not isinstance(raw, str):
         return f"not a text ({type(raw).__name__})", ""
-    if not raw.isascii() and _SURROGATE.search(raw):
-        return "invalid UTF-8 in the input", ""
+    invalid = invalid_text_reason(raw)
+    if invalid is not None:
+        return invalid, ""
     normalized = normalize_text(raw)
     if not normalized:
         return "empty or whitespace-only text", ""
     if len(normalized) > max_chars:
         return f"text of {len(normalized):,} characters exceeds the limit of {max_chars:,}", ""
     return None, normalized
+
+
+def invalid_text_reason(text: str) -> str | None:
+    """Why `text` holds characters no provider or database can take (a lone surrogate, NUL), or None."""
+    if not text.isascii():
+        bad = _SURROGATE.search(text)
+        if bad is not None:
+            if "\udc80" <= bad.group() <= "\udcff":
+                return "invalid UTF-8 in the input"
+            return (f"invalid text: a lone surrogate (\\u{ord(bad.group()):04x}) at character {bad.start()}, "
+                    "which no encoding can hold")
+    if "\x00" in text:
+        return f"invalid text: a NUL character at character {text.index(chr(0))} (a binary file?)"
+    return None
 
 
 def unusable_reason(raw: object, max_chars: int = DEFAULT_MAX_CHARS) -> str | None:

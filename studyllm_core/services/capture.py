@@ -147,7 +147,9 @@ def shown_input(raw: object) -> str:
     """An input rejected before sending, as its failed raw call keeps it: the text (or its repr),
     made valid UTF-8, cut to RECORDED_INPUT_CHARS, secrets masked."""
     text = raw if isinstance(raw, str) else repr(raw)
-    return redact(text.encode("utf-8", "replace").decode("utf-8")[:RECORDED_INPUT_CHARS])
+    # Surrogates and NUL (which JSONB cannot hold) become U+FFFD and "?": the record shows where they were.
+    text = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    return redact(text[:RECORDED_INPUT_CHARS])
 
 
 def input_error_json(message: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import InputError, NotFoundError
 from studyllm_core.services.cache_key import unusable_reason
-from studyllm_core.services.inputs import read_texts
+from studyllm_core.services.inputs import CONFIG_OPTIONS, read_texts
 
 DEMO = "demo"
 KINDS = ("file", "demo", "prompt_run")
@@ -103,7 +103,11 @@ class DatasetRegistry:
         else:
             path = demo_corpus_path() if source.kind == "demo" else Path(source.path or "")
             label_column = source.label_column if source.kind == "file" else "label"
-            table = read_texts(path, text_column=source.text_column, label_column=label_column, header=source.header)
+            # Datasets are set up in the Dagster UI's run config (or by the sensor): say so in errors.
+            table = read_texts(
+                path, text_column=source.text_column, label_column=label_column, header=source.header,
+                options=CONFIG_OPTIONS,
+            )
             texts, labels = table.texts, table.labels
         kept, kept_labels, rows, dropped = [], [], [], {}
         for row, raw in enumerate(texts):

@@ -47,7 +47,7 @@ from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import ChatMessage, ChatResponse, Provider, TokenUsage
 from studyllm_core.providers.errors import MalformedResponseError, ProviderError
 from studyllm_core.redaction import redact
-from studyllm_core.services.cache_key import content_hash, unusable_reason
+from studyllm_core.services.cache_key import content_hash, invalid_text_reason, unusable_reason
 from studyllm_core.services.capture import (
     CallQueue,
     CallRecorder,
@@ -738,6 +738,10 @@ def _to_messages(prompt: PromptInput) -> tuple[list[ChatMessage], str | None]:
             return [], "the messages hold no user message"
     else:
         return [], f"not a prompt ({type(prompt).__name__})"
+    for m in messages:
+        invalid = invalid_text_reason(m.content) or invalid_text_reason(m.role)
+        if invalid is not None:
+            return [], invalid
     last_user = next(m for m in reversed(messages) if m.role == "user")
     problem = unusable_reason(last_user.content, max_chars=sys.maxsize)  # length is Preprocessor.max_chars' job
     return ([], problem) if problem is not None else (messages, None)

@@ -61,13 +61,77 @@ def test_empty_and_whitespace_texts(cli, env, stub, tmp_path, engine):
 
 
 def test_nul_bytes(cli, env, stub, tmp_path, engine):
+    """A NUL is refused per row, never removed: the text is not what the file says without it."""
     (tmp_path / "n.txt").write_bytes(b"nul\x00inside\nnulinside\n")
     result = embed(cli, env, tmp_path / "n.txt", "--out", str(tmp_path / "v.npy"))
+    assert_row_failed(result, 0, "invalid text: a NUL character at character 3")
     summary = json.loads(result.stdout)
-    assert summary["failed"] == 0 and summary["unique"] == 1 and summary["embedded"] == 1
+    assert summary["failed"] == 1 and summary["embedded"] == 1
     vectors = np.load(tmp_path / "v.npy")
-    np.testing.assert_array_equal(vectors[0], vectors[1])
-    assert stub.stats.text_count("nulinside")["total"] == 1
+    assert np.isnan(vectors[0]).all() and not np.isnan(vectors[1]).any()
+    assert stub.stats.snapshot()["embedding_texts_sent"] == 1
+    assert count(engine, "SELECT count(*) FROM raw_calls WHERE error_json->>'type' = 'invalid_input'") == 1
+
+
+def test_lone_surrogate_in_jsonl(cli, env, stub, tmp_path, engine):
+    """`"\\ud800"` in a JSONL string: that row fails with a warning and a recorded attempt, in embed and prompts run."""
+    (tmp_path / "s.jsonl").write_text('{"text": "fine one"}\n{"text": "broken \\ud800 here"}\n{"text": "fine two"}\n')
+    result = embed(cli, env, tmp_path / "s.jsonl")
+    assert_row_failed(result, 1, "invalid text: a lone surrogate (\\ud800) at character 7")
+    assert json.loads(result.stdout)["embedded"] == 2 and "Traceback" not in result.stderr
+    prompts = cli(["prompts", "run", str(tmp_path / "s.jsonl"), "--provider", "openai-compatible", "--model", "stub-chat",
+                   "--json"], env)
+    assert prompts.returncode == 0 and "Traceback" not in prompts.stderr, prompts.stderr
+    assert "row 1: invalid text: a lone surrogate" in prompts.stderr
+    assert json.loads(prompts.stdout)["succeeded"] == 2
+    assert count(engine, "SELECT count(*) FROM raw_calls WHERE error_json->>'type' = 'invalid_input'") == 2
+
+
+def test_unclosed_quote_in_csv(cli, env, stub, tmp_path):
+    """One unclosed quote must not turn 1,000 rows into a few texts: the read stops at the row it opens."""
+    rows = ["id,text"] + [f"{i},row number {i}" for i in range(1000)]
+    rows[4] = '3,"unclosed quote'
+    (tmp_path / "q.csv").write_text("\n".join(rows) + "\n")
+    assert_fatal(embed(cli, env, tmp_path / "q.csv"), "q.csv line 5: broken CSV quoting", stub)
+    rows[500] = '499,"a quoted, fine" text after the quote'
+    rows[4] = "3,row number 3"
+    (tmp_path / "q.csv").write_text("\n".join(rows) + "\n")
+    assert_fatal(embed(cli, env, tmp_path / "q.csv"), "q.csv line 501: broken CSV quoting", stub)
+
+
+def test_duplicated_header(cli, env, stub, tmp_path):
+    (tmp_path / "d.csv").write_text("text,text\nfirst,second\n")
+    assert_fatal(embed(cli, env, tmp_path / "d.csv"), "names the column 'text' 2 times (columns 1, 2)", stub)
+
+
+def test_more_cells_than_the_header(cli, env, stub, tmp_path):
+    (tmp_path / "t.tsv").write_text("label\ttext\na\tfine\nb\ta text\twith a tab\n")
+    assert_fatal(embed(cli, env, tmp_path / "t.tsv"), "t.tsv line 3 has 3 cells but the header names 2 columns", stub)
+
+
+def test_nested_values(cli, env, stub, tmp_path):
+    (tmp_path / "n.jsonl").write_text('{"text": "fine"}\n{"text": {"inner": "x"}}\n')
+    assert_fatal(embed(cli, env, tmp_path / "n.jsonl"), "n.jsonl line 2: the text column 'text' holds a JSON object", stub)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": pa.array([b"\xff\xfe", b"ok"])}), tmp_path / "b.parquet")
+    assert_fatal(embed(cli, env, tmp_path / "b.parquet"), "the text column 'text' is of Parquet type binary", stub)
+
+
+def test_byte_order_mark(cli, env, stub, tmp_path):
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbftext,label\nhello,1\n")
+    result = embed(cli, env, tmp_path / "excel.csv")
+    assert result.returncode == 0 and json.loads(result.stdout)["embedded"] == 1, result.stderr
+    assert stub.stats.text_count("hello")["total"] == 1
+
+
+def test_headerless_label_tab_text(cli, env, stub, tmp_path):
+    (tmp_path / "h.tsv").write_text("sports\tThe match ended two to one after extra time.\nscience\tA comet was seen.\n")
+    assert_fatal(embed(cli, env, tmp_path / "h.tsv"), "use --no-header and name the text column by position "
+                                                      "(--text-column 1)", stub)
+    result = embed(cli, env, tmp_path / "h.tsv", "--no-header", "--text-column", "1")
+    assert result.returncode == 0 and json.loads(result.stdout)["embedded"] == 2, result.stderr
 
 
 def test_invalid_utf8(cli, env, stub, tmp_path):

@@ -112,14 +112,15 @@ def test_bad_key_is_attempted_once_and_stops_the_run(engine, stub):
 def test_unusable_texts_are_skipped_counted_and_recorded(engine, stub):
     inputs = ["fine", "", "   \t\n ", "nul\x00byte", "bad \udcff utf8", "x" * 1_000_000, "fine"]
     out = make_service(engine, stub).embed(inputs)
-    assert out.failed == 4 and sorted(out.failures) == [1, 2, 4, 5]
+    assert out.failed == 5 and sorted(out.failures) == [1, 2, 3, 4, 5]
     assert "empty" in out.failures[1] and "UTF-8" in out.failures[4] and "exceeds the limit" in out.failures[5]
-    assert out.unique == 2 and out.embedded == 2
+    assert "NUL character" in out.failures[3]  # refused, not silently removed
+    assert out.unique == 1 and out.embedded == 1
     assert np.isnan(out.vectors[1]).all() and np.isfinite(out.vectors[0]).all()
-    np.testing.assert_allclose(out.vectors[3], stub.embedding("nulbyte"), rtol=1e-6)
-    assert stub.stats.text_count("nulbyte")["total"] == 1
+    assert stub.stats.text_count("nulbyte")["total"] == 0
     rejected = RawCallRepository(engine).list(CallFilter(status="failed"))
-    assert len(rejected) == 4
+    assert len(rejected) == 5
+    assert "nul\ufffdbyte" in [c.request_json["input"][0] for c in rejected]  # the NUL shown, JSONB-safe
     assert all(c.error_json["type"] == "invalid_input" for c in rejected)
     assert max(len(c.request_json["input"][0]) for c in rejected) <= 2_000
 
