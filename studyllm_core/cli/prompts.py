@@ -113,11 +113,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _write_out(batch: BatchResult, path: str) -> str:
+    """One JSON line per call; a configured key pasted into a prompt or echoed in a reply is masked, as in the database."""
+    from studyllm_core.redaction import redact_data
+
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as handle:
         for i, r in enumerate(batch.results):
             row = {"row": i // batch.samples, "sample": r.sample_index, "prompt": r.prompt, "text": r.text,
                    "error": r.error, "raw_call_id": r.raw_call_id}
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(redact_data(json.dumps(row, ensure_ascii=False)) + "\n")
     return str(out)

@@ -38,7 +38,7 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.vectors import NewVectors, VectorRepository
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import EmbeddingResponse, Provider
-from studyllm_core.redaction import redact_many
+from studyllm_core.redaction import redact_data_many
 from studyllm_core.providers.errors import (
     BadRequestError,
     ContentFilterError,
@@ -266,7 +266,7 @@ class _Run:
         if rejected:
             self.recorder.record(rejected)
         texts = list(unique.values())
-        stored = redact_many(texts)  # a key pasted into a text is sent as given but never stored
+        stored = redact_data_many(texts)  # a configured key pasted into a text is sent as given but never stored
         return index_hash, [_Item(h, t, m) for h, t, m in zip(unique, texts, stored, strict=True)]
 
     def _rejected_call(self, raw: object, problem: str, index: int) -> NewCall:
