@@ -47,17 +47,22 @@ def cmd_similar(args: argparse.Namespace) -> int:
         found = service.neighbours_of(args.of, k=args.k)
         query: dict[str, Any] = {"of": args.of}
     else:
+        from studyllm_core.providers.openai_common import normalize_server_url
+
         provider_name = normalize_name(args.provider) if args.provider else None
-        space = service.space(provider_name, args.model, args.dimensions)  # before any API call
+        server = normalize_server_url(args.base_url) if args.base_url else None
+        space = service.space(provider_name, args.model, args.dimensions, server=server)  # before any API call
+        # The query is embedded by the server that made the stored vectors when the server is part of the space.
         embedder = EmbeddingService(
             service.engine,
-            build_provider(space.provider, args.base_url, args.timeout),
+            build_provider(space.provider, args.base_url or space.server or None, args.timeout),
             provider_name=space.provider,
             model=space.model,
             dimensions=args.dimensions,
         )
         found = service.search_text(args.text, embedder, k=args.k)
-        query = {"text": args.text, "provider": space.provider, "model": space.model, "dimension": space.dimension}
+        query = {"text": args.text, "provider": space.provider, "model": space.model, "server": space.server or None,
+                 "dimension": space.dimension}
     payload = {"query": query, "neighbours": records(found)}
     emit(payload, args.json, _human)
     return 0

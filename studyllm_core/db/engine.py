@@ -105,9 +105,19 @@ def translate_db_errors(action: str) -> Iterator[None]:
     """
     try:
         yield
-    except (OperationalError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise DatabaseUnavailableError(f"{action} failed: database unavailable ({_first_line(exc)})") from exc
     except (DBAPIError, psycopg.Error) as exc:
+        inner = getattr(exc, "orig", None) or exc
+        state = getattr(inner, "sqlstate", None) or ""
+        if state.startswith("53"):  # 53100 disk full, 53200 out of memory, 53300 too many connections
+            what = {"53100": "the database server's disk is full"}.get(state, "the database server is out of resources")
+            raise DatabaseError(
+                f"{action} failed: {what} ({_first_line(exc)}); free space (or resources) on the server "
+                "(the embedded one keeps its data under $STUDYLLM_HOME/pg) and re-run: what was stored is kept"
+            ) from exc
+        if isinstance(inner, psycopg.InterfaceError) or (
+            isinstance(inner, psycopg.OperationalError) and (not state or state.startswith(("08", "57P")))
+        ):
+            raise DatabaseUnavailableError(f"{action} failed: database unavailable ({_first_line(exc)})") from exc
         raise DatabaseError(f"{action} failed: {_first_line(exc)}") from exc
 
 

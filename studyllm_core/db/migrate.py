@@ -21,10 +21,12 @@ if TYPE_CHECKING:
 log = get_logger("db")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-TABLES = ("raw_calls", "embedding_vectors", "groups", "group_members", "group_links", "call_artifacts")
+TABLES = (
+    "raw_calls", "embedding_vectors", "groups", "group_members", "group_links", "call_artifacts", "group_embeddings",
+)
 # The newest revision in migrations/versions; tests/core/db/test_migrations.py checks it against
 # Alembic's own head, so a new migration without a bump here fails there.
-SCHEMA_HEAD = "0003_study_token_columns"
+SCHEMA_HEAD = "0004_server_group_embeddings"
 
 
 def _alembic_config() -> Config:

@@ -3,6 +3,13 @@
 key = sha256(KEY_VERSION, provider, model, dimensions, encoding format, normalised text), joined
 with an ASCII unit separator so no field can run into the next. Bump KEY_VERSION when the
 normalisation changes, so old entries stop matching instead of matching wrongly.
+
+When the server is part of the embedding space (`Provider.embedding_server`: an
+`openai-compatible` base URL, or a non-default base URL of a hosted provider) the provider field
+is `provider@server`, so two servers serving different models under one name never share vectors.
+KEY_VERSION stays "v1": the keys of every other provider are unchanged, so their caches stay
+valid; only `openai-compatible` entries stored before servers were part of the key stop matching
+(which server made them is unknown) and are embedded again, once per server.
 """
 
 from __future__ import annotations
@@ -66,11 +73,19 @@ def unusable_reason(raw: object, max_chars: int = DEFAULT_MAX_CHARS) -> str | No
     return prepare_text(raw, max_chars)[0]
 
 
+def space_provider(provider: str, server: str | None) -> str:
+    """The provider field of keys: the provider's name, with `@server` when the server is part of the space."""
+    return f"{provider}@{server}" if server else provider
+
+
 def embedding_hasher(
-    *, provider: str, model: str, dimensions: int | None, encoding_format: str = "float"
+    *, provider: str, model: str, dimensions: int | None, encoding_format: str = "float", server: str | None = None
 ) -> Callable[[str], str]:
     """`embedding_request_hash` with the fields other than the text joined once, for many texts."""
-    fields = (KEY_VERSION, provider, model, "" if dimensions is None else str(dimensions), encoding_format, "")
+    fields = (
+        KEY_VERSION, space_provider(provider, server), model, "" if dimensions is None else str(dimensions),
+        encoding_format, "",
+    )
     prefix = hashlib.sha256(_SEP.join(fields).encode("utf-8"))
 
     def request_hash(text: str) -> str:
@@ -82,10 +97,13 @@ def embedding_hasher(
 
 
 def embedding_request_hash(
-    text: str, *, provider: str, model: str, dimensions: int | None, encoding_format: str = "float"
+    text: str, *, provider: str, model: str, dimensions: int | None, encoding_format: str = "float",
+    server: str | None = None,
 ) -> str:
     """The cache key of one already-normalised text (hex sha256)."""
-    return embedding_hasher(provider=provider, model=model, dimensions=dimensions, encoding_format=encoding_format)(text)
+    return embedding_hasher(
+        provider=provider, model=model, dimensions=dimensions, encoding_format=encoding_format, server=server
+    )(text)
 
 
 def content_hash(*parts: str) -> str:

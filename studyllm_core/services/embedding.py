@@ -157,8 +157,11 @@ class EmbeddingService:
         self.limiter = limiter_for(provider_name, rate_limit)
         self.max_chars = max_chars
         self.vectors = VectorRepository(engine)
+        # The server belongs to the embedding space when the provider says so (see Provider.embedding_server).
+        self.server = provider.embedding_server() or ""
         self._hasher = embedding_hasher(
-            provider=provider_name, model=model, dimensions=dimensions, encoding_format=encoding_format
+            provider=provider_name, model=model, dimensions=dimensions, encoding_format=encoding_format,
+            server=self.server,
         )
 
     # -- public API -----------------------------------------------------------------------------
@@ -193,7 +196,8 @@ class EmbeddingService:
         return await run.execute()
 
     def _ensure_group(self, name: str | None) -> int:
-        meta = {"provider": self.provider_name, "model": self.model, "dimensions": self.dimensions}
+        meta = {"provider": self.provider_name, "model": self.model, "dimensions": self.dimensions,
+                "base_url": self.provider.endpoint()}
         return ensure_run_group(
             self.engine, "embedding_batch", name, label=f"embed:{self.provider_name}:{self.model}", metadata=meta
         )
@@ -216,9 +220,10 @@ class _Run:
         self.total = 0  # unique usable texts, known after _prepare
         self.waited = 0
         self.used_call_ids: set[int] = set()
+        self.stored: set[str] = set()  # hashes this run stored (they joined the group's items as they were stored)
         self.lease_conn: Connection | None = None
         self.lease_lock = asyncio.Lock()
-        self.model_key = (service.provider_name, service.model, service.dimensions)
+        self.model_key = (service.provider_name, service.server, service.model, service.dimensions)
         self.expected_dim: int | None = service.dimensions or _validated_models.get(self.model_key)
         endpoint = service.provider.endpoint()
         self.guard = SpendGuard(
@@ -238,8 +243,12 @@ class _Run:
         if todo:
             await self._embed_uncached(todo)
         if self.group_id is not None and self.used_call_ids:
-            # Cached vectors belong to this run's provenance too: their producing calls join the group.
+            # Cached vectors belong to this run's provenance too: their producing calls join the group,
+            # and the embeddings themselves join its items (export writes exactly those).
             await asyncio.to_thread(GroupRepository(self.s.engine).add_members, self.group_id, sorted(self.used_call_ids))
+            reused = [it.request_hash for it in items if it.request_hash in self.results and it.request_hash not in self.stored]
+            if reused:
+                await asyncio.to_thread(self.s.vectors.add_to_group, self.group_id, reused)
         return self._outcome(index_hash, len(items), len(cached))
 
     def _absorb(self, found: dict[str, tuple[np.ndarray, int]]) -> None:
@@ -285,7 +294,9 @@ class _Run:
     async def _embed_uncached(self, todo: list[_Item]) -> None:
         self.guard.add_planned(-(-len(todo) // self.s.batch_size))
         if self.expected_dim is None:
-            self.expected_dim = await asyncio.to_thread(self.s.vectors.known_dimension, self.s.provider_name, self.s.model)
+            self.expected_dim = await asyncio.to_thread(
+                self.s.vectors.known_dimension, self.s.provider_name, self.s.model, self.s.server
+            )
         self.lease_conn = await asyncio.to_thread(self._open_lease_connection)
         try:
             pending = todo
@@ -430,6 +441,7 @@ class _Run:
             call_id = await asyncio.to_thread(self._store, batch, request, response, latency, n, batch_hash)
             for it, vector in zip(batch, response.vectors, strict=True):
                 self.results[it.request_hash] = vector
+                self.stored.add(it.request_hash)
             self.used_call_ids.add(call_id)
             self.embedded += len(batch)
             self._report()
@@ -492,12 +504,18 @@ class _Run:
                     provider=self.s.provider_name,
                     model=self.s.model,
                     raw_call_id=call_id,
+                    server=self.s.server,
+                    group_id=self.group_id,
                 ),
             )
         return call_id
 
     def _params(self) -> dict[str, Any]:
-        return {"model": self.s.model, "dimensions": self.s.dimensions, "encoding_format": self.s.encoding_format}
+        """Request fields recorded with every call, the server it went to included."""
+        return {
+            "model": self.s.model, "dimensions": self.s.dimensions, "encoding_format": self.s.encoding_format,
+            "base_url": self.s.provider.endpoint(),
+        }
 
     def _report(self) -> None:
         if self.progress is not None:

@@ -47,7 +47,7 @@ from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import ChatMessage, ChatResponse, Provider, TokenUsage
 from studyllm_core.providers.errors import MalformedResponseError, ProviderError
 from studyllm_core.redaction import redact
-from studyllm_core.services.cache_key import content_hash, invalid_text_reason, unusable_reason
+from studyllm_core.services.cache_key import content_hash, invalid_text_reason, space_provider, unusable_reason
 from studyllm_core.services.capture import (
     CallQueue,
     CallRecorder,
@@ -233,7 +233,7 @@ class InferenceService:
         settings = {"temperature": temperature, "max_tokens": max_tokens, **params}
         return content_hash(
             REQUEST_KEY_VERSION,
-            self.provider_name,
+            space_provider(self.provider_name, self.provider.embedding_server()),  # the server, where it names the model
             self.model,
             json.dumps(wire, ensure_ascii=False, separators=(",", ":")),
             json.dumps(settings, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":")),
@@ -440,7 +440,8 @@ class InferenceService:
 
     def _ensure_group(self, group_type: str, name: str | None, prompts: int, samples: int, settings: _Settings) -> int:
         meta = {
-            "provider": self.provider_name, "model": self.model, "prompts": prompts, "samples": samples,
+            "provider": self.provider_name, "model": self.model, "base_url": self.provider.endpoint(),
+            "prompts": prompts, "samples": samples,
             "temperature": settings.temperature, "max_tokens": settings.max_tokens, "params": settings.params,
             "preprocess": self.preprocess.describe() if self.preprocess else None,
         }
@@ -706,6 +707,7 @@ class _Run:
             "max_tokens": self.settings.max_tokens,
             "params": self.settings.params,
             "preprocess": self.s.preprocess.describe() if self.s.preprocess else None,
+            "base_url": self.s.provider.endpoint(),
         })
 
     def _metadata(self, request: _Request, *, attempt: int, **extra: Any) -> dict[str, Any]:

@@ -255,17 +255,30 @@ def test_malformed_json(cli, env, stub, tmp_path, engine):
 
 
 def test_wrong_dimension_for_cached_model(cli, env, stub, tmp_path, engine):
+    """The model behind the name changed on the same server (16 -> 24 dimensions): fatal, nothing stored."""
+    (tmp_path / "a.txt").write_text("cached one\ncached two\n")
+    assert embed(cli, env, tmp_path / "a.txt").returncode == 0
+    stub.dim = 24
+    (tmp_path / "b.txt").write_text("new one\nnew two\n")
+    result = embed(cli, env, tmp_path / "b.txt")
+    assert result.returncode != 0 and "returned 24-dimensional vectors, but 16" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert count(engine, "SELECT count(*) FROM embedding_vectors") == 2
+
+
+def test_another_server_with_the_same_model_name(cli, env, stub, tmp_path, engine):
+    """Another openai-compatible server serving a model of the same name is another embedding space: none of
+    the first server's vectors is reused for it, and every raw call records the server that answered."""
     from studyllm_core.testing import OpenAIStubServer
 
     (tmp_path / "a.txt").write_text("cached one\ncached two\n")
     assert embed(cli, env, tmp_path / "a.txt").returncode == 0
-    with OpenAIStubServer(dim=24, api_keys=[TEST_API_KEY]) as other:
-        (tmp_path / "b.txt").write_text("new one\nnew two\n")
-        result = cli(["embed", str(tmp_path / "b.txt"), "--provider", "openai-compatible", "--base-url", other.base_url,
-                      "--model", "stub-embedding"], env)
-    assert result.returncode != 0 and "returned 24-dimensional vectors, but 16" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert count(engine, "SELECT count(*) FROM embedding_vectors") == 2
+    with OpenAIStubServer(dim=16, api_keys=[TEST_API_KEY]) as other:
+        result = embed(cli, env, tmp_path / "a.txt", "--base-url", other.base_url)
+        assert result.returncode == 0 and json.loads(result.stdout)["cached"] == 0, result.stderr
+        assert other.stats.text_count("cached one")["total"] == 1
+    assert count(engine, "SELECT count(DISTINCT server) FROM embedding_vectors") == 2
+    assert count(engine, "SELECT count(*) FROM raw_calls WHERE request_json->>'base_url' IS NULL") == 0
 
 
 def test_database_disappears_mid_run(stub, tmp_path):
