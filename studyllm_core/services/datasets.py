@@ -8,6 +8,7 @@ any API call, instead of failing later.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -61,6 +62,10 @@ def dataset_name(raw: str) -> str:
     return name[:120]
 
 
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
 def demo_corpus_path() -> Path:
     """The bundled labelled demo corpus (TSV: label, text)."""
     return Path(str(resources.files("studyllm_core") / "data" / "demo_corpus.tsv"))
@@ -82,6 +87,23 @@ class DatasetRegistry:
         if source.kind == "file" and not (source.path and Path(source.path).is_file()):
             raise InputError(f"dataset {source.name!r}: file {source.path} does not exist")
         return self.groups.ensure_group("dataset", source.name, metadata={"source": source.to_dict()})
+
+    def file_dataset_name(self, path: Path) -> str:
+        """The dataset name of a file dropped in the watched folder: its stem made a valid name (`My Survey`
+        -> `My-Survey`), plus a hash of the file name when another source holds that name already, so
+        distinct files get distinct names (`a b.csv` and `a-b.csv`, `a.csv` and `a.tsv`).
+        InputError when no letter or digit is left to name it by."""
+        name = dataset_name(path.stem)
+        if not self._held_by_another(name, path):
+            return name
+        return dataset_name(f"{name[:110]}-{_short_hash(path.name)}")
+
+    def _held_by_another(self, name: str, path: Path) -> bool:
+        group = self.groups.lookup("dataset", name)
+        source = (group.metadata_json or {}).get("source") if group is not None else None
+        if not source:
+            return False
+        return source.get("kind") != "file" or Path(source.get("path") or "").resolve() != path.resolve()
 
     def register_demo(self) -> int:
         return self.register(DatasetSource(name=DEMO, kind="demo", label_column="label"))
