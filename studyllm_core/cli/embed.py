@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from studyllm_core.cli.common import (
     add_input_args,
@@ -16,6 +15,7 @@ from studyllm_core.cli.common import (
     read_input,
 )
 from studyllm_core.cli.output import emit
+from studyllm_core.files import atomic_write, check_output_path
 from studyllm_core.cli.progress import Progress
 from studyllm_core.providers.registry import normalize_name
 from studyllm_core.services.retry import RetryPolicy
@@ -48,6 +48,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from studyllm_core.services.embedding import EmbeddingService
     from studyllm_core.services.ratelimit import RateLimit
 
+    out_path = check_output_path(args.out) if args.out else None  # like file problems: before any API call
     table = read_input(args)  # file problems stop here, before any API call
     provider = build_provider(args.provider, args.base_url, args.timeout)
     engine = open_database()
@@ -67,11 +68,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         outcome = service.embed(table.texts, group_name=args.group, progress=progress)
     finally:
         progress.close()
-    out_path = None
-    if args.out:
-        out_path = Path(args.out)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out_path, outcome.vectors)
+    if out_path is not None:  # whole or not at all: a full disk leaves no half-written .npy
+        atomic_write(out_path, lambda handle: np.save(handle, outcome.vectors, allow_pickle=False))
     payload = {**outcome.summary(), "out": str(out_path) if out_path else None}
 
     def human(p: dict) -> str:

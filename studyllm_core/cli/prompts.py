@@ -19,6 +19,7 @@ from studyllm_core.cli.common import (
     read_input,
 )
 from studyllm_core.cli.output import emit
+from studyllm_core.files import atomic_write, check_output_path
 from studyllm_core.cli.progress import Progress
 from studyllm_core.providers.registry import normalize_name
 from studyllm_core.services.preprocess import DEFAULT_MAX_CHARS, Preprocessor
@@ -67,6 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from studyllm_core.services.ratelimit import RateLimit
     from studyllm_core.services.retry import RetryPolicy
 
+    out_path = check_output_path(args.out) if args.out else None  # like file problems: before any API call
     table = read_input(args)  # file problems stop here, before any API call
     preprocess = Preprocessor(
         clean_whitespace=not args.keep_whitespace, redact_pii=args.redact_pii, max_chars=args.max_chars, template=args.template
@@ -91,8 +93,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
         service.close()
-    out_path = _write_out(batch, args.out) if args.out else None
-    payload = {**batch.summary(), "prompts": len(table.texts), "samples": args.samples, "out": out_path}
+    if out_path is not None:
+        _write_out(batch, out_path)
+    payload = {**batch.summary(), "prompts": len(table.texts), "samples": args.samples,
+               "out": str(out_path) if out_path else None}
 
     def human(p: dict) -> str:
         line = (f"calls {p['calls']:,}  succeeded {p['succeeded']:,}  failed {p['failed']:,}  "
@@ -112,15 +116,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if batch.failed < batch.calls else 1
 
 
-def _write_out(batch: BatchResult, path: str) -> str:
-    """One JSON line per call; a configured key pasted into a prompt or echoed in a reply is masked, as in the database."""
+def _write_out(batch: BatchResult, path: Path) -> None:
+    """One JSON line per call, written whole or not at all, private to the user; a configured key pasted into a
+    prompt or echoed in a reply is masked, as in the database."""
     from studyllm_core.redaction import redact_data
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as handle:
+    def write(handle) -> None:  # noqa: ANN001 - a binary file
         for i, r in enumerate(batch.results):
             row = {"row": i // batch.samples, "sample": r.sample_index, "prompt": r.prompt, "text": r.text,
                    "error": r.error, "raw_call_id": r.raw_call_id}
-            handle.write(redact_data(json.dumps(row, ensure_ascii=False)) + "\n")
-    return str(out)
+            handle.write((redact_data(json.dumps(row, ensure_ascii=False)) + "\n").encode("utf-8"))
+
+    atomic_write(path, write)

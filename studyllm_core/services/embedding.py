@@ -385,11 +385,11 @@ class _Run:
             return
         except ProviderError as exc:
             if not exc.retryable:  # auth, unknown model, dimension mismatch: every batch would fail
-                await self._release(batch)
+                await self._release_quietly(batch)
                 raise
             await self._give_up(batch, exc)  # retryable, but the policy gave up
         except BaseException:
-            await self._release(batch)
+            await self._release_quietly(batch)
             raise
 
     async def _give_up(self, batch: list[_Item], exc: BaseException) -> None:
@@ -397,6 +397,14 @@ class _Run:
             self.hash_failures[it.request_hash] = f"{type(exc).__name__}: {exc}"
         await self._release(batch)
         self._report()
+
+    async def _release_quietly(self, batch: list[_Item]) -> None:
+        """Release on the way out of a failure: a database error here must not hide the failure itself
+        (leases of a session that is gone are free anyway)."""
+        try:
+            await self._release(batch)
+        except Exception:  # noqa: BLE001
+            log.debug("could not release %d leases after a failure", len(batch), exc_info=True)
 
     async def _release(self, batch: list[_Item]) -> None:
         if self.lease_conn is not None:

@@ -320,3 +320,96 @@ def test_database_disappears_mid_run(stub, tmp_path):
     finally:
         engine.dispose()
         stop_embedded(pgdata)
+
+
+@pytest.mark.parametrize("command", ["embed", "prompts"])
+def test_out_inside_an_existing_file(cli, env, stub, tmp_path, command):
+    """--out under a path that is a file fails before any API call (was: after the calls were paid for)."""
+    (tmp_path / "t.txt").write_text("one\ntwo\n")
+    (tmp_path / "file.txt").write_text("I am a file")
+    out = str(tmp_path / "file.txt" / "v.out")
+    if command == "embed":
+        result = embed(cli, env, tmp_path / "t.txt", "--out", out)
+    else:
+        result = cli(["prompts", "run", str(tmp_path / "t.txt"), "--provider", "openai-compatible", "--model", "stub-chat",
+                      "--out", out], env)
+    assert_fatal(result, "file.txt is a file, not a folder", stub)
+
+
+def mount_tmpfs(folder, size: str) -> bool:
+    folder.mkdir()
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+def test_out_on_a_full_disk(cli, env, stub, tmp_path, engine):
+    """--out on a full disk: one line that says the disk is full, no half-written .npy, and the vectors are
+    cached all the same (a re-run elsewhere costs no request)."""
+    full = tmp_path / "full"
+    if not mount_tmpfs(full, "64k"):
+        pytest.skip("needs a small tmpfs (root): the full-disk path is also covered by tests/core/test_files.py")
+    try:
+        (full / "filler").write_bytes(b"x" * 60_000)
+        (tmp_path / "t.txt").write_text("\n".join(f"full disk text {i}" for i in range(300)) + "\n")
+        result = embed(cli, env, tmp_path / "t.txt", "--out", str(full / "v.npy"))
+        assert result.returncode != 0 and result.stderr.startswith("error: "), result.stderr
+        assert "the disk is full" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert sorted(p.name for p in full.iterdir()) == ["filler"]  # no v.npy, no temporary file
+        assert count(engine, "SELECT count(*) FROM embedding_vectors") == 300
+        requests = stub.stats.requests_total
+        again = embed(cli, env, tmp_path / "t.txt", "--out", str(tmp_path / "v.npy"))
+        assert again.returncode == 0 and json.loads(again.stdout)["cached"] == 300
+        assert stub.stats.requests_total == requests and np.load(tmp_path / "v.npy").shape == (300, 16)
+    finally:
+        subprocess.run(["umount", str(full)], capture_output=True)
+
+
+def test_postgres_killed_mid_run(stub, tmp_path):
+    """kill -9 of the embedded Postgres under a running `embed` that owns it: one error line, no traceback
+    (the server's own cleanup noise goes to the log file), and the re-run finishes from what was stored."""
+    import os
+    import signal
+
+    home = tmp_path / "home"
+    stub.faults.set(latency_s=0.05)
+    (tmp_path / "t.txt").write_text("\n".join(f"killed postgres text {i}" for i in range(20_000)) + "\n")
+    env = {"PATH": "/usr/bin:/bin", "STUDYLLM_HOME": str(home), "OPENAI_COMPATIBLE_API_KEY": TEST_API_KEY}
+    args = [STUDYLLM_EXE, "embed", str(tmp_path / "t.txt"), "--provider", "openai-compatible", "--base-url", stub.base_url,
+            "--model", "stub-embedding", "--batch-size", "128", "--concurrency", "4", "--json"]
+    try:
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while stub.stats.snapshot()["embedding_texts_ok"] < 2_000:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        os.kill(int((home / "pg" / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 3, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "database unavailable" in lines[0], err[-3000:]
+        assert "Traceback" not in err
+        rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+        summary = json.loads(rerun.stdout)
+        assert summary["cached"] >= 1_000 and summary["cached"] + summary["embedded"] == 20_000
+    finally:
+        stop_embedded(home / "pg")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--rpm", "-5"], "argument --rpm: must be a number above 0, got '-5'"),
+    (["--rpm", "nan"], "argument --rpm: must be a number above 0, got 'nan'"),
+    (["--tpm", "-1"], "argument --tpm: must be a number above 0, got '-1'"),
+    (["--timeout", "nan"], "argument --timeout: must be a number above 0, got 'nan'"),
+    (["--timeout", "0"], "argument --timeout: must be a number above 0, got '0'"),
+    (["--max-attempts", "0"], "argument --max-attempts: must be at least 1, got 0"),
+])
+def test_bad_numbers_on_the_command_line(cli, env, stub, tmp_path, extra, message):
+    (tmp_path / "t.txt").write_text("one\n")
+    assert_fatal(embed(cli, env, tmp_path / "t.txt", *extra), message, stub)
+
+
+def test_bad_log_level(cli, env, stub, tmp_path):
+    (tmp_path / "t.txt").write_text("one\n")
+    result = embed(cli, {**env, "STUDYLLM_LOG_LEVEL": "garbage"}, tmp_path / "t.txt")
+    assert_fatal(result, "STUDYLLM_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'garbage'", stub)
