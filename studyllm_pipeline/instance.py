@@ -6,6 +6,7 @@ from pathlib import Path
 
 from studyllm_core.config import ENV_DAGSTER_DATABASE_URL, ENV_DATABASE_URL, ENV_HOME, Settings, get_settings
 from studyllm_core.db.server import DatabaseTarget, resolve_database
+from studyllm_core.files import make_private_dirs
 
 WORKSPACE_YAML = """load_from:
   - python_module:
@@ -20,8 +21,8 @@ def prepare_dagster_home(settings: Settings | None = None) -> tuple[Path, Databa
     settings = settings or get_settings()
     target = resolve_database(settings)
     home = settings.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    (settings.home / "datasets").mkdir(exist_ok=True)  # the folder the dataset sensor watches
+    make_private_dirs(home)
+    make_private_dirs(settings.home / "datasets")  # the folder the dataset sensor watches
     template = (resources.files("studyllm_pipeline") / "dagster.yaml").read_text()
     _write_if_changed(home / "dagster.yaml", template)
     _write_if_changed(home / "workspace.yaml", WORKSPACE_YAML)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from importlib.metadata import entry_points
 
@@ -101,7 +102,10 @@ def run() -> None:
     exiting). atexit handlers, log flushing and stdio flushing run as usual; only cycles left at exit go
     uncollected, and the process is ending.
     """
-    sys.unraisablehook = _log_unraisable  # process policy, so here and not in main() (tests call main directly)
+    # Process policy, so here and not in main() (tests call main directly): files this process and its
+    # children create (logs rolled over, outputs, Dagster's files under `studyllm dev`) are the user's only.
+    os.umask(0o077)
+    sys.unraisablehook = _log_unraisable
     code = main()
     gc.freeze()
     sys.exit(code)

@@ -131,13 +131,40 @@ _current_schema: set[str] = set()  # URLs whose schema this process already brou
 
 
 def open_database(*, migrate: bool = True) -> Engine:
-    """The engine for the configured database, with the schema brought up to date when `migrate`
-    (checked once per process and URL)."""
+    """The engine for the configured database (as the application's role), with the schema brought up to
+    date by its owner when `migrate` (checked once per process and URL)."""
     from studyllm_core.db.migrate import ensure_schema
 
-    engine = get_engine()
+    target = resolve_database()
+    engine = get_engine(target)
     key = engine.url.render_as_string(hide_password=False)
     if migrate and key not in _current_schema:
-        ensure_schema(engine)
+        owner = owner_engine(target)
+        ensure_schema(owner, app_role=app_role_of(target))
         _current_schema.add(key)
     return engine
+
+
+def owner_engine(target: DatabaseTarget | None = None) -> Engine:
+    """The engine of the schema's owner, for migrations and index builds: `target.owner_url`, or the
+    application's engine when there is no separate owner (an external server used with one role)."""
+    target = target or resolve_database()
+    if target.owner_url is None:
+        return get_engine(target)
+    with _lock:
+        engine = _engines.get(target.owner_url)
+        if engine is None:
+            engine = make_engine(target.owner_url, pool_size=1, max_overflow=2)
+            check_connection(engine)
+            _engines[target.owner_url] = engine
+        return engine
+
+
+def app_role_of(target: DatabaseTarget) -> str | None:
+    """The application's role when the owner is another role (it then gets its privileges), else None."""
+    if target.owner_url is None:
+        return None
+    from sqlalchemy.engine import make_url
+
+    app, owner = make_url(target.url).username, make_url(target.owner_url).username
+    return app if app and app != owner else None

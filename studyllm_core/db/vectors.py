@@ -347,11 +347,12 @@ class VectorRepository:
         with translate_db_errors("checking a similarity index"), self.engine.connect() as conn:
             return bool(conn.execute(text(sql), {"name": hnsw_index_name(space)}).scalar_one_or_none())
 
-    def ensure_hnsw_index(self, space: VectorSpace) -> tuple[str, bool]:
+    def ensure_hnsw_index(self, space: VectorSpace, *, ddl_engine: Engine | None = None) -> tuple[str, bool]:
         """Create the space's HNSW cosine index unless it exists; returns (name, created now).
 
         Built CONCURRENTLY, so embedding runs keep writing meanwhile; an invalid index left by an
         interrupted build is dropped and rebuilt. Idempotent and safe to race: the loser waits.
+        Creating an index needs the table's owner: `ddl_engine` (default: this repository's engine).
         """
         kind = search_method(space.dimension)
         if kind == "exact":
@@ -366,7 +367,7 @@ class VectorRepository:
             "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :name"
         )
         with translate_db_errors(f"building the similarity index for {space.provider}/{space.model}"):
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            with (ddl_engine or self.engine).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 state = conn.execute(text(state_sql), {"name": name}).first()
                 if state is not None and state[0]:
                     return name, False

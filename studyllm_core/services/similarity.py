@@ -28,8 +28,9 @@ NoticeFn = Callable[[str], None]
 class SimilarityService:
     """Nearest-neighbour search over the embedding cache."""
 
-    def __init__(self, engine: Engine, *, notice: NoticeFn | None = None) -> None:
+    def __init__(self, engine: Engine, *, notice: NoticeFn | None = None, ddl_engine: Engine | None = None) -> None:
         self.engine = engine
+        self.ddl_engine = ddl_engine  # the schema owner's engine, to build indexes (default: `engine`)
         self.vectors = VectorRepository(engine)
         self.notice = notice  # told before a (slow, one-time) index build
         self._ready: set[str] = set()  # indexes known to be built
@@ -47,7 +48,7 @@ class SimilarityService:
         space = self.space(provider, model, dimension, server=server)  # NotFoundError when nothing is stored for it
         if self.notice is not None:
             self.notice(f"building the similarity index for {space.label()} ({space.count:,} vectors), once")
-        self.vectors.ensure_hnsw_index(space)
+        self.vectors.ensure_hnsw_index(space, ddl_engine=self.ddl_engine)
         self._ready.add(name)
         return name
 

@@ -1,8 +1,11 @@
 """The bad-input matrix of tests/reliability/README.md: one test per row."""
 
 import json
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -284,12 +287,12 @@ def test_another_server_with_the_same_model_name(cli, env, stub, tmp_path, engin
 def test_database_disappears_mid_run(stub, tmp_path):
     pgdata = tmp_path / "db" / "pg"
     target = start_embedded(pgdata)
-    engine = make_engine(target.url)
+    engine = make_engine(target.owner_url)
     upgrade(engine)
     stub.faults.set(latency_s=0.05)
     texts = [f"vanishing database text {i}" for i in range(20_000)]
     (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
-    env = {"PATH": "/usr/bin:/bin", "STUDYLLM_HOME": str(tmp_path / "home"), "STUDYLLM_DATABASE_URL": target.url,
+    env = {"PATH": "/usr/bin:/bin", "STUDYLLM_HOME": str(tmp_path / "home"), "STUDYLLM_DATABASE_URL": target.owner_url,
            "OPENAI_COMPATIBLE_API_KEY": TEST_API_KEY}
     args = [STUDYLLM_EXE, "embed", str(tmp_path / "t.txt"), "--provider", "openai-compatible", "--base-url", stub.base_url,
             "--model", "stub-embedding", "--batch-size", "128", "--concurrency", "4", "--json"]
@@ -370,7 +373,7 @@ def test_postgres_killed_mid_run(stub, tmp_path):
     import os
     import signal
 
-    home = tmp_path / "home"
+    home = Path(tempfile.mkdtemp(prefix="sl-killed-")) / "home"  # outside pytest's folder (see test_least_privilege)
     stub.faults.set(latency_s=0.05)
     (tmp_path / "t.txt").write_text("\n".join(f"killed postgres text {i}" for i in range(20_000)) + "\n")
     env = {"PATH": "/usr/bin:/bin", "STUDYLLM_HOME": str(home), "OPENAI_COMPATIBLE_API_KEY": TEST_API_KEY}
@@ -394,6 +397,7 @@ def test_postgres_killed_mid_run(stub, tmp_path):
         assert summary["cached"] >= 1_000 and summary["cached"] + summary["embedded"] == 20_000
     finally:
         stop_embedded(home / "pg")
+        shutil.rmtree(home.parent, ignore_errors=True)
 
 
 @pytest.mark.parametrize("extra, message", [
