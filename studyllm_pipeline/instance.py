@@ -5,6 +5,7 @@ from importlib import resources
 from pathlib import Path
 
 from studyllm_core.config import ENV_DAGSTER_DATABASE_URL, ENV_DATABASE_URL, ENV_HOME, Settings, get_settings
+from studyllm_core.db.engine import ensure_current_schema
 from studyllm_core.db.server import DatabaseTarget, resolve_database
 from studyllm_core.files import make_private_dirs
 
@@ -20,6 +21,9 @@ def prepare_dagster_home(settings: Settings | None = None) -> tuple[Path, Databa
     home, the database and the environment that Dagster processes need."""
     settings = settings or get_settings()
     target = resolve_database(settings)
+    # Dagster's processes get the application role's URL, which cannot migrate: the schema is brought up
+    # to date here, by its owner.
+    ensure_current_schema(target)
     home = settings.dagster_home
     make_private_dirs(home)
     make_private_dirs(settings.home / "datasets")  # the folder the dataset sensor watches

@@ -133,16 +133,24 @@ _current_schema: set[str] = set()  # URLs whose schema this process already brou
 def open_database(*, migrate: bool = True) -> Engine:
     """The engine for the configured database (as the application's role), with the schema brought up to
     date by its owner when `migrate` (checked once per process and URL)."""
-    from studyllm_core.db.migrate import ensure_schema
-
     target = resolve_database()
     engine = get_engine(target)
     key = engine.url.render_as_string(hide_password=False)
     if migrate and key not in _current_schema:
-        owner = owner_engine(target)
-        ensure_schema(owner, app_role=app_role_of(target))
+        ensure_current_schema(target)
         _current_schema.add(key)
     return engine
+
+
+def ensure_current_schema(target: DatabaseTarget) -> None:
+    """Bring the schema up to date as its owner, granting the application role its privileges.
+
+    Processes that hand the application role's URL to children (`studyllm dev`, `demo`) call this
+    first: the children, connecting as that role, cannot migrate.
+    """
+    from studyllm_core.db.migrate import ensure_schema
+
+    ensure_schema(owner_engine(target), app_role=app_role_of(target))
 
 
 def owner_engine(target: DatabaseTarget | None = None) -> Engine:
