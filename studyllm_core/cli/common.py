@@ -60,23 +60,20 @@ def positive_int(value: str) -> int:
 
 def positive_float(value: str) -> float:
     """An argparse type: a finite number above 0 (not nan, not inf)."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not (math.isfinite(number) and number > 0):
+    number = finite_float(value, "a number above 0")
+    if not number > 0:
         raise argparse.ArgumentTypeError(f"must be a number above 0, got {value!r}")
     return number
 
 
-def finite_float(value: str) -> float:
+def finite_float(value: str, wanted: str = "a finite number") -> float:
     """An argparse type: a finite number (not nan, not inf)."""
     try:
         number = float(value)
     except ValueError:
         number = math.nan
     if not math.isfinite(number):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {value!r}")
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {value!r}")
     return number
 
 

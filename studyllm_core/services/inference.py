@@ -37,10 +37,9 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from studyllm_core.db.calls import NewCall
-from studyllm_core.db.engine import translate_db_errors
+from studyllm_core.db.calls import NewCall, RawCallRepository
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import InputError
 from studyllm_core.logging_config import get_logger
@@ -416,26 +415,16 @@ class InferenceService:
         return BatchResult(results=results, samples=samples, group_id=group_id, api_requests=run.api_requests)
 
     def _answered(self, group_id: int, hashes: list[str]) -> dict[str, InferenceResult]:
-        """The recorded successful answer of each of `hashes` in the group (one query per chunk)."""
+        """The recorded successful answer of each of `hashes` in the group, as results (`resumed`)."""
         found: dict[str, InferenceResult] = {}
-        sql = text(
-            "SELECT DISTINCT ON (r.request_hash) r.request_hash, r.id, r.response_json, r.tokens_json, r.latency_ms "
-            "FROM group_members m JOIN raw_calls r ON r.id = m.call_id "
-            "WHERE m.group_id = :g AND r.status = 'success' AND r.request_hash = ANY(:h) "
-            "ORDER BY r.request_hash, r.id"
-        )
-        with translate_db_errors("reading the answers recorded in the group"), self.engine.connect() as conn:
-            for start in range(0, len(hashes), 10_000):
-                rows = conn.execute(sql, {"g": group_id, "h": hashes[start : start + 10_000]})
-                for request_hash, call_id, response, tokens, latency in rows:
-                    response = response or {}
-                    tokens = tokens or {}
-                    found[request_hash] = InferenceResult(
-                        text=response.get("text"), raw_call_id=call_id, attempts=0,
-                        usage=TokenUsage(**{k: int(tokens.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}),
-                        latency_ms=latency, finish_reason=response.get("finish_reason"), request_hash=request_hash,
-                        resumed=True, attempt_call_ids=[call_id],
-                    )
+        for request_hash, call in RawCallRepository(self.engine).successes_in_group(group_id, hashes).items():
+            response, tokens = call.response_json or {}, call.tokens_json or {}
+            found[request_hash] = InferenceResult(
+                text=response.get("text"), raw_call_id=call.id, attempts=0,
+                usage=TokenUsage(*(int(tokens.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))),
+                latency_ms=call.latency_ms, finish_reason=response.get("finish_reason"), request_hash=request_hash,
+                resumed=True, attempt_call_ids=[call.id],
+            )
         return found
 
     def _ensure_group(self, group_type: str, name: str | None, prompts: int, samples: int, settings: _Settings) -> int:
