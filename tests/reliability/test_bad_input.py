@@ -367,6 +367,7 @@ def test_out_on_a_full_disk(cli, env, stub, tmp_path, engine):
         subprocess.run(["umount", str(full)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_postgres_killed_mid_run(stub, tmp_path):
     """kill -9 of the embedded Postgres under a running `embed` that owns it: one error line, no traceback
     (the server's own cleanup noise goes to the log file), and the re-run finishes from what was stored."""

@@ -6,6 +6,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from sqlalchemy import text
 
 from support import STUDYLLM_EXE, TEST_API_KEY
@@ -61,6 +63,7 @@ def test_kill_9_mid_embed_then_resume(engine, db_env, stub, tmp_path):
     assert _count(engine, "SELECT count(*) FROM embedding_leases") == 0
 
 
+@pytest.mark.slow
 def test_kill_9_mid_prompts_run_then_resume_with_the_same_group(engine, db_env, stub, tmp_path):
     """A re-run with the same --group sends only the (prompt, sample) pairs without a recorded success."""
     stub.faults.set(latency_s=0.02)
