@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import pytest
-
 from sqlalchemy import text
 
 from support import STUDYLLM_EXE, TEST_API_KEY
