@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dev",
         help="start the Dagster UI and daemon on the studyllm database",
         description="Start (or attach to) the embedded Postgres, then run the Dagster webserver and daemon "
-        "with a durable DAGSTER_HOME under $STUDYLLM_HOME. Ctrl-C or SIGTERM stops everything it started.",
+        "with a durable DAGSTER_HOME under $STUDYLLM_HOME. Ctrl-C, SIGTERM or SIGHUP (a closed terminal) stops "
+        "everything it started; if it is killed outright (kill -9), a small reaper process stops it all.",
     )
     p.add_argument("--port", type=int, default=3000, help="webserver port (default 3000)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
@@ -61,32 +62,48 @@ def cmd_dev(args: argparse.Namespace) -> int:
         "-h", args.host, "-p", str(args.port),
     ]
     print(f"Dagster UI: http://{args.host}:{args.port}  (DAGSTER_HOME={home}; Ctrl-C stops)", flush=True)
+    parent = os.getpid()
     proc = subprocess.Popen(
         command,
         env=child_env,
         start_new_session=True,  # its own process group: stopping it stops webserver, daemon and code server
-        preexec_fn=_restore_default_signals,
+        preexec_fn=lambda: _prepare_child(parent),
+    )
+    # If this process dies without stopping the group (kill -9, a closed terminal), the reaper does.
+    reaper = subprocess.Popen(
+        [sys.executable, "-m", "studyllm_pipeline.reaper", str(proc.pid), str(STOP_GRACE_S)],
+        stdin=subprocess.PIPE, start_new_session=True,
     )
     stopping = {"signal": None}
 
     def on_signal(signum, _frame):  # noqa: ANN001
         stopping["signal"] = signum
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         while proc.poll() is None and stopping["signal"] is None:
             time.sleep(0.2)
     finally:
         _stop_group(proc)
+        reaper.stdin.close()  # the group is gone: the reaper finds nothing to stop and exits
+        reaper.wait()
         for s, handler in previous.items():
             signal.signal(s, handler)
     return 0 if stopping["signal"] is not None else (proc.returncode or 0)
 
 
-def _restore_default_signals() -> None:
+def _prepare_child(parent: int) -> None:
+    """In the child before exec: default signal handling, and SIGTERM when `studyllm dev` dies (Linux)."""
     # A launcher started from a non-interactive shell inherits SIGINT ignored; dagster dev needs it.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the parent died before the setting took effect
+            os._exit(1)
 
 
 def _stop_group(proc: subprocess.Popen) -> None:

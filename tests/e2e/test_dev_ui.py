@@ -161,3 +161,47 @@ def test_dev_serves_the_asset_graph_runs_a_ui_backfill_and_stops_cleanly(tmp_pat
         time.sleep(0.5)
     leftovers = processes_mentioning(str(home))
     assert not leftovers, [" ".join(p.cmdline()) for p in leftovers]
+
+
+def dagster_processes(home: Path) -> list[psutil.Process]:
+    """Live Dagster processes of this home (dagster dev, webserver, daemon, code server, run workers)."""
+    found = []
+    for proc in processes_mentioning(str(home)):
+        try:
+            if "dagster" in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP], ids=["kill-9", "hangup"])
+def test_dev_takes_its_children_with_it_when_killed_or_its_terminal_closes(tmp_path, sig):
+    """kill -9 of `studyllm dev` (nothing of it runs any more) or SIGHUP (a closed terminal): no Dagster process
+    of it is left, so no daemon goes on running schedules that spend money."""
+    from studyllm_core.db.server import stop_embedded
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "STUDYLLM_DATABASE_URL"}
+    env["STUDYLLM_HOME"] = str(home)
+    port = free_port()
+    log = (tmp_path / "dev.log").open("w")
+    proc = subprocess.Popen([STUDYLLM_EXE, "dev", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/server_info", 180, proc, tmp_path / "dev.log")
+        started = dagster_processes(home)
+        assert len(started) >= 3, [" ".join(p.cmdline()) for p in started]  # dagster dev, webserver, daemon, ...
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while dagster_processes(home) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        leftovers = dagster_processes(home)
+        assert not leftovers, [" ".join(p.cmdline()) for p in leftovers]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+        for p in dagster_processes(home):  # never leave a daemon behind, even when the test fails
+            p.kill()
+        stop_embedded(home / "pg")

@@ -83,3 +83,30 @@ def test_report_follows_new_k_results_on_its_own(instance, resources, tmp_path):
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert second.get_requested_partitions(dg.AssetKey("sweep_report")) == {"auto"}
     assert second.total_requested == 1  # the report only: nothing that spends money starts on its own
+
+
+def test_sensor_skips_a_bad_file_name_and_gives_distinct_files_distinct_names(instance, pipeline_env, tmp_path,
+                                                                              monkeypatch, capfd):
+    """`---.csv` (no letter or digit to name it by) is skipped with its reason logged; the files beside it are
+    registered, and `a b.csv` / `a-b.csv` / `a-b.tsv` become three datasets, not one."""
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    monkeypatch.setenv("STUDYLLM_WATCH_DIR", str(folder))
+    for name in ("---.csv", "a b.csv", "a-b.csv", "a-b.tsv", "fine.csv"):
+        (folder / name).write_text(("text\t" if name.endswith("tsv") else "text\n") + f"text of {name}\n")
+    resources = {"database": StudyllmDatabase()}
+    context = dg.build_sensor_context(instance=instance, resources=resources)
+    result = new_dataset_files(context)
+    names = [r.partition_key for r in result.run_requests]
+    assert len(names) == len(set(names)) == 4 and "fine" in names and "a-b" in names
+    registry = DatasetRegistry(resources["database"].engine())
+    paths = {registry.get(n).path for n in names}
+    assert paths == {str((folder / f).resolve()) for f in ("a b.csv", "a-b.csv", "a-b.tsv", "fine.csv")}
+    assert "skipped ---.csv: '---' gives an empty dataset name" in capfd.readouterr().err
+    assert "---.csv" in json.loads(result.cursor)  # remembered: its reason is not logged again every tick
+    # Evaluated again after a file changed, the names stay the same (no file takes another's name).
+    (folder / "a-b.csv").write_text("text\nchanged\n")
+    again = new_dataset_files(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    [request] = again.run_requests
+    assert registry.get(request.partition_key).path == str((folder / "a-b.csv").resolve())
+    assert request.partition_key in names
