@@ -1,21 +1,30 @@
-"""Jobs: the per-dataset preparation, the per-(dataset, K) sweep steps, and the report."""
+"""Jobs over one dataset partition: prepare it, sweep K (the range is run config), or both in one run."""
 
 import dagster as dg
 
+PREPARE = ["dataset_snapshot", "embeddings", "pca_projection", "pca_basis"]
+SWEEP = ["clusters", "cluster_summaries", "cluster_metrics", "sweep_report"]
+
 prepare_job = dg.define_asset_job(
     "prepare_dataset",
-    selection=dg.AssetSelection.assets("dataset_snapshot", "embeddings", "pca_projection", "pca_basis"),
+    selection=dg.AssetSelection.assets(*PREPARE),
     description="Snapshot, embed and project one dataset.",
 )
 
-sweep_k_job = dg.define_asset_job(
-    "sweep_k",
-    selection=dg.AssetSelection.assets("clusters", "cluster_summaries", "cluster_metrics"),
-    description="Cluster, summarise and score one dataset at one K (backfill it over K).",
+sweep_job = dg.define_asset_job(
+    "sweep_dataset",
+    selection=dg.AssetSelection.assets(*SWEEP),
+    description="Cluster a prepared dataset for every K of a range (ops: sweep: config: k_min, k_max), score each K "
+    "and choose one.",
 )
 
-report_job = dg.define_asset_job(
-    "sweep_report_job",
-    selection=dg.AssetSelection.assets("sweep_report"),
-    description="Compare every clustered K of one dataset and choose K.",
+prepare_and_sweep_job = dg.define_asset_job(
+    "prepare_and_sweep",
+    selection=dg.AssetSelection.assets(*PREPARE, *SWEEP),
+    description="Prepare a dataset and sweep K in one run (what `studyllm demo` runs).",
 )
+
+
+def sweep_run_config(k_min: int, k_max: int, **settings: object) -> dict:
+    """The run config of a sweep over [k_min, k_max] (other settings: SweepSettings' fields)."""
+    return {"ops": {"sweep": {"config": {"k_min": k_min, "k_max": k_max, **settings}}}}

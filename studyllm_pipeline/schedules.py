@@ -4,27 +4,30 @@ import os
 
 import dagster as dg
 
-from studyllm_pipeline.jobs import sweep_k_job
-from studyllm_pipeline.partitions import K_MAX, K_MIN, datasets, sweep_partition_keys
+from studyllm_core.services.datasets import DatasetRegistry
+from studyllm_pipeline.jobs import prepare_and_sweep_job, sweep_run_config
+from studyllm_pipeline.partitions import datasets
+from studyllm_pipeline.resources import StudyllmDatabase
 
 
 def sweep_range() -> tuple[int, int]:
-    """STUDYLLM_SWEEP_K_MIN/MAX, within the K partitions."""
-    low = int(os.environ.get("STUDYLLM_SWEEP_K_MIN", K_MIN))
-    high = int(os.environ.get("STUDYLLM_SWEEP_K_MAX", min(K_MAX, 12)))
-    return low, high
+    """STUDYLLM_SWEEP_K_MIN/MAX (default 2..12)."""
+    return int(os.environ.get("STUDYLLM_SWEEP_K_MIN", 2)), int(os.environ.get("STUDYLLM_SWEEP_K_MAX", 12))
 
 
-@dg.schedule(job=sweep_k_job, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
-def nightly_sweep(context: dg.ScheduleEvaluationContext):
-    """Every night at 03:00: one run per (dataset, K); the report follows on its own (its automation condition)."""
+@dg.schedule(job=prepare_and_sweep_job, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
+def nightly_sweep(context: dg.ScheduleEvaluationContext, database: StudyllmDatabase):
+    """Every night at 03:00: one run per dataset (prepare, then sweep K); K beyond a dataset's texts is left out."""
     names = context.instance.get_dynamic_partitions(datasets.name)
     if not names:
         return dg.SkipReason("no datasets yet: run `studyllm demo` or drop a file in the watched folder")
     low, high = sweep_range()
+    registry = DatasetRegistry(database.engine())
     stamp = context.scheduled_execution_time.strftime("%Y%m%d")
-    return [
-        dg.RunRequest(run_key=f"{stamp}:{key}", partition_key=key, tags={"studyllm/dataset": name})
-        for name in names
-        for key in sweep_partition_keys(name, low, high)
-    ]
+    requests = []
+    for name in names:
+        n = registry.usable_texts(name)
+        top = high if n is None else min(high, n)
+        if top >= low:
+            requests.append(dg.RunRequest(run_key=f"{stamp}:{name}", partition_key=name, run_config=sweep_run_config(low, top)))
+    return requests or dg.SkipReason(f"no dataset has more than {low} texts")

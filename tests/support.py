@@ -64,15 +64,18 @@ def quickstart_commands() -> list[str]:
     return [line.strip() for line in block.strip().splitlines()]
 
 
-def dagster_instance_config(postgres_url: str) -> dict:
-    """The storage sections of the packaged dagster.yaml, pointed at `postgres_url`, and its
-    python_logs section (tests use the instance's own storage classes and log level, not stand-ins)."""
+def packaged_dagster_yaml() -> dict:
     from importlib import resources
 
     import yaml
 
-    config = yaml.safe_load((resources.files("studyllm_pipeline") / "dagster.yaml").read_text())
-    sections = ("run_storage", "event_log_storage", "schedule_storage")
-    storages = {name: {**config[name], "config": {"postgres_url": postgres_url}} for name in sections}
-    return {**storages, "python_logs": config["python_logs"]}
+    return yaml.safe_load((resources.files("studyllm_pipeline") / "dagster.yaml").read_text())
+
+
+def dagster_instance_config(postgres_url: str) -> dict:
+    """The storage section of the packaged dagster.yaml, pointed at `postgres_url`, and its
+    python_logs section (tests use the instance's own storage and log level, not stand-ins)."""
+    config = packaged_dagster_yaml()
+    storage = {kind: {**settings, "postgres_url": postgres_url} for kind, settings in config["storage"].items()}
+    return {"storage": storage, "python_logs": config["python_logs"]}
 

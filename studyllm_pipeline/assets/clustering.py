@@ -1,41 +1,73 @@
-"""clusters, cluster_summaries and cluster_metrics: one partition per (dataset, K)."""
+"""sweep: clusters, cluster_summaries and cluster_metrics of one dataset over a K range, in one step.
+
+The step is one call of the core's SweepRecipe (what `studyllm sweep` runs too). Every requested
+K ends up done, failed or not run; the three tables keep the done K and cluster_metrics has one
+row per requested K with its status. When a K fails, or the run is cancelled, the step still
+stores what it finished, then fails naming the K that are missing.
+"""
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from studyllm_core.algorithms import SweepConfig, cluster_restarts, item_costs, projection_from_basis, score_k
-from studyllm_core.db.groups import GroupRepository
-from studyllm_pipeline.assets.common import API_POOL, markdown_table, sweep_asset_args, user_errors_as_failures
-from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k
-from studyllm_pipeline.provenance import check_links, record_materialization
+from studyllm_core.algorithms import SweepConfig, projection_from_basis
+from studyllm_core.services.sweep_recipe import (
+    SweepRecipe,
+    clusters_table,
+    label_codes,
+    metrics_table,
+    summaries_table,
+)
+from studyllm_pipeline.assets.common import API_POOL, SWEEP_GROUP, markdown_table, sweep_out, user_errors_as_failures
+from studyllm_pipeline.partitions import datasets
+from studyllm_pipeline.provenance import check_links, provenance_check_spec, record_materialization
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 
-
-class ClusteringConfig(dg.Config):
-    """k-LLMmeans settings for one K (summaries of sampled members replace centroids each round)."""
-
-    n_restarts: int = 5
-    metric: str = "cosine"
-    llm_rounds: int = 2
-    iters_per_round: int = 5
-    samples_per_cluster: int = 10
-    seed: int = 0
-    n_representatives: int = 5
-
-    def sweep_config(self, k: int, pca_dim: int | None = None) -> SweepConfig:
-        return SweepConfig(
-            k_min=k, k_max=k, n_restarts=self.n_restarts, metric=self.metric, llm_rounds=self.llm_rounds,
-            iters_per_round=self.iters_per_round, samples_per_cluster=self.samples_per_cluster, seed=self.seed,
-            n_representatives=self.n_representatives, summarize_restarts="best", pca_dim=pca_dim,
-        )
+_DEFAULTS = SweepConfig()
+OUTPUTS = ("clusters", "cluster_summaries", "cluster_metrics")
 
 
-@dg.asset(partitions_def=dataset_by_k, pool=API_POOL, **sweep_asset_args("clusters", group_type="step", position=3, io="parquet"))
+class SweepSettings(dg.Config):
+    """The K range and the k-LLMmeans settings of one sweep (defaults are studyllm sweep's)."""
+
+    k_min: int = _DEFAULTS.k_min
+    k_max: int = _DEFAULTS.k_max
+    n_restarts: int = _DEFAULTS.n_restarts
+    llm_rounds: int = _DEFAULTS.llm_rounds
+    iters_per_round: int = _DEFAULTS.iters_per_round
+    samples_per_cluster: int = _DEFAULTS.samples_per_cluster
+    n_representatives: int = _DEFAULTS.n_representatives
+    summarize_restarts: str = _DEFAULTS.summarize_restarts
+    metric: str = _DEFAULTS.metric
+    seed: int = _DEFAULTS.seed
+
+    def sweep_config(self) -> SweepConfig:
+        return SweepConfig(**self.model_dump())  # pca_dim None: the inputs are projected already
+
+
+@dg.multi_asset(
+    partitions_def=datasets,
+    group_name=SWEEP_GROUP,
+    pool=API_POOL,
+    outs={
+        "clusters": sweep_out("step", 3, "Cluster of every text at every done K: row, k, label, cost."),
+        "cluster_summaries": sweep_out(
+            "summarization_batch", 4,
+            "Per done K and cluster: size, summary (the last k-LLMmeans round's), representatives.",
+        ),
+        "cluster_metrics": sweep_out("metrics", 5, "One row per requested K: status, scores, label metrics."),
+    },
+    internal_asset_deps={
+        "clusters": {dg.AssetKey("dataset_snapshot"), dg.AssetKey("pca_projection"), dg.AssetKey("pca_basis")},
+        "cluster_summaries": {dg.AssetKey("clusters")},
+        "cluster_metrics": {dg.AssetKey("clusters")},
+    },
+    check_specs=[provenance_check_spec(name) for name in OUTPUTS],
+)
 @user_errors_as_failures
-def clusters(
+def sweep(
     context: dg.AssetExecutionContext,
-    config: ClusteringConfig,
+    config: SweepSettings,
     dataset_snapshot: pd.DataFrame,
     pca_projection: np.ndarray,
     pca_basis: np.ndarray,
@@ -43,121 +75,31 @@ def clusters(
     embedder: EmbedderResource,
     summarizer: SummarizerResource,
 ):
-    """Restarts of k-LLMmeans at this K; the best one's labels and per-item costs, and every restart's labels."""
-    dataset, k = dataset_and_k(context)
-    n = len(dataset_snapshot)
-    if k > n:
-        raise dg.Failure(description=f"K={k} is larger than the {n} texts of dataset {dataset!r}; choose K <= {n}")
+    """k-LLMmeans over the K range with restarts, round summaries, scores and representatives."""
     engine = database.engine()
-    group_id = record_materialization(context, engine, config=config.model_dump())
-    summarize = embed = None
-    groups = GroupRepository(engine)
-    if config.llm_rounds > 0:
-        summarize_fn = summarizer.service(engine).as_summarize_fn(group_name=f"clusters[{context.partition_key}]:rounds")
-        embedding = embedder.service(engine)
-
-        def embed(texts: list[str]) -> np.ndarray:
-            outcome = embedding.embed(texts, group_id=group_id)
-            if outcome.failed:
-                raise dg.Failure(description=f"{outcome.failed} cluster summaries could not be embedded; run again")
-            return outcome.vectors
-
-        summarize = summarize_fn
-    restarts = cluster_restarts(
-        pca_projection,
-        dataset_snapshot["text"].tolist(),
-        k,
-        config.sweep_config(k),
-        summarize=summarize,
-        embed=embed,
-        project=projection_from_basis(pca_basis),
+    groups = {name: record_materialization(context, engine, dg.AssetKey(name), config=config.model_dump()) for name in OUTPUTS}
+    recipe = SweepRecipe(embedder.service(engine), summarizer.service(engine))
+    texts = dataset_snapshot["text"].tolist()
+    truth = label_codes(dataset_snapshot["label"].tolist()) if "label" in dataset_snapshot else None
+    run = recipe.run(
+        pca_projection, texts, config.sweep_config(), labels=truth, project=projection_from_basis(pca_basis),
+        groups=(groups["cluster_summaries"], groups["clusters"]), notice=context.log.info,
     )
-    if summarize is not None and summarize_fn.group_id is not None:
-        groups.link(group_id, summarize_fn.group_id, "contains")
-    chosen = restarts.chosen
-    table = pd.DataFrame(
-        {
-            "row": dataset_snapshot["row"].to_numpy(),
-            "label": chosen.labels,
-            "cost": item_costs(pca_projection, chosen.labels, chosen.centroids, config.metric),
-            "metric": config.metric,  # cluster_metrics scores with the metric the clusters were made with
-        }
+    rows = dataset_snapshot["row"].to_numpy()
+    status = {"requested": f"{config.k_min}..{config.k_max}", "done": len(run.done), "missing": run.problem() or "none"}
+    metrics = metrics_table(run)
+    k_status = {str(k): run.status(k) + (f": {run.failures[k]}" if k in run.failures else "") for k in run.requested}
+    yield dg.Output(clusters_table(run, rows, texts), "clusters", metadata={**status, "group_id": groups["clusters"]})
+    yield dg.Output(
+        summaries_table(run, rows, texts), "cluster_summaries",
+        metadata={"summarize_calls": run.n_summarize_calls, "group_id": groups["cluster_summaries"]},
     )
-    for index, run in enumerate(restarts.runs):
-        table[f"restart_{index}"] = run.labels
-    sizes = np.bincount(chosen.labels, minlength=k)
-    metadata = {
-        "k": k,
-        "objective": float(chosen.objective),
-        "restart_objectives": dg.MetadataValue.json([float(r.objective) for r in restarts.runs]),
-        "iterations": int(chosen.n_iter),
-        "converged": bool(chosen.converged),
-        "summarize_calls": int(restarts.n_summarize_calls),
-        "sizes": dg.MetadataValue.json(sizes.tolist()),
-        "group_id": group_id,
-    }
-    if chosen.summaries:
-        rounds = pd.DataFrame({"cluster": range(k), "size": sizes, "round summary": chosen.summaries})
-        metadata["round_summaries"] = markdown_table(rounds)
-    yield dg.Output(table, metadata=metadata)
-    yield check_links(context, engine, group_id)
-
-
-@dg.asset(partitions_def=dataset_by_k, pool=API_POOL, **sweep_asset_args("cluster_summaries", group_type="summarization_batch", position=4, io="parquet"))
-@user_errors_as_failures
-def cluster_summaries(
-    context: dg.AssetExecutionContext,
-    clusters: pd.DataFrame,
-    dataset_snapshot: pd.DataFrame,
-    database: StudyllmDatabase,
-    summarizer: SummarizerResource,
-):
-    """One summary per cluster, from its representatives (the members closest to the centroid)."""
-    dataset, k = dataset_and_k(context)
-    engine = database.engine()
-    group_id = record_materialization(context, engine, config={"summarizer": summarizer.spec})
-    texts = dataset_snapshot["text"].to_numpy()
-    members = [clusters.index[clusters["label"] == c].to_numpy() for c in range(k)]
-    reps = [m[np.argsort(clusters["cost"].to_numpy()[m], kind="stable")[:5]] for m in members]
-    result = summarizer.service(engine).summarize_batch([texts[r].tolist() for r in reps], group_id=group_id)
-    if result.failures:
-        first = next(iter(result.failures.values()))
-        raise dg.Failure(
-            description=f"{len(result.failures)} of {k} clusters could not be summarised ({first}); run again to retry",
-        )
-    table = pd.DataFrame(
-        {
-            "cluster": range(k),
-            "size": [len(m) for m in members],
-            "summary": result.summaries,
-            "representatives": [texts[r].tolist() for r in reps],
-        }
-    )
-    md = "\n".join(f"- **{row.cluster}** ({row.size}): {row.summary}" for row in table.itertuples())
-    yield dg.Output(table, metadata={"clusters": k, "summaries": dg.MetadataValue.md(md), "group_id": group_id})
-    yield check_links(context, engine, group_id)
-
-
-@dg.asset(partitions_def=dataset_by_k, **sweep_asset_args("cluster_metrics", group_type="metrics", position=5, io="parquet"))
-@user_errors_as_failures
-def cluster_metrics(
-    context: dg.AssetExecutionContext,
-    clusters: pd.DataFrame,
-    pca_projection: np.ndarray,
-    dataset_snapshot: pd.DataFrame,
-    database: StudyllmDatabase,
-):
-    """Quality and stability at this K: silhouette, pairwise ARI of restarts, coverage, dispersion, label metrics."""
-    dataset, k = dataset_and_k(context)
-    engine = database.engine()
-    group_id = record_materialization(context, engine)
-    restart_labels = [clusters[c].to_numpy() for c in clusters.columns if c.startswith("restart_")]
-    truth = dataset_snapshot["label"].to_numpy() if "label" in dataset_snapshot else None
-    settings = ClusteringConfig(metric=str(clusters["metric"].iloc[0])).sweep_config(k)
-    scores = score_k(
-        pca_projection, clusters["label"].to_numpy(), restart_labels, clusters["cost"].to_numpy(), settings, truth=truth
-    )
-    row = {"dataset": dataset, **scores.to_row()}
-    numeric = {key: float(v) for key, v in row.items() if isinstance(v, (int, float)) and v is not None and key != "k"}
-    yield dg.Output(pd.DataFrame([row]), metadata={"k": k, **numeric, "group_id": group_id})
-    yield check_links(context, engine, group_id)
+    yield dg.Output(metrics, "cluster_metrics", metadata={
+        **status, "k_status": dg.MetadataValue.json(k_status), "per_k": markdown_table(metrics), "group_id": groups["cluster_metrics"],
+    })
+    for name in OUTPUTS:
+        yield check_links(context, engine, groups[name], key=dg.AssetKey(name))
+    if isinstance(run.error, BaseException) and not isinstance(run.error, Exception):
+        raise run.error  # an interrupt (cancelled run): the finished K are stored above
+    if not run.complete:
+        raise dg.Failure(description=f"{run.problem()}; the done K are stored, run again for the rest", allow_retries=False)

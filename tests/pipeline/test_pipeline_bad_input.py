@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from studyllm_pipeline.definitions import SWEEP_ASSETS
-from studyllm_pipeline.demo import PER_K, PREPARE
+from studyllm_pipeline.jobs import PREPARE, SWEEP, sweep_run_config
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.resources import EmbedderResource
 
@@ -17,8 +17,9 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
     return " ".join(f.event_specific_data.error.message for f in failures)
 
 
-def materialize(instance, resources, selection, key, path=None):
-    config = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path)}}}} if path else None
+def materialize(instance, resources, selection, key, path=None, config=None):
+    if path:
+        config = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path)}}}}
     return dg.materialize(
         SWEEP_ASSETS, selection=selection, partition_key=key, instance=instance, resources=resources,
         run_config=config, raise_on_error=False,
@@ -34,15 +35,21 @@ def test_dataset_without_usable_texts(instance, resources, tmp_path):
     assert "has no usable texts" in failure_message(result)
 
 
-def test_k_larger_than_the_dataset_and_unknown_k(instance, resources, tmp_path):
+def test_k_larger_than_the_dataset_fails_at_once_and_the_next_good_run_recovers(instance, resources, tmp_path, stub):
     path = tmp_path / "tiny.csv"
-    pd.DataFrame({"text": ["one text", "another text", "a third"]}).to_csv(path, index=False)
+    pd.DataFrame({"text": ["one text", "another text", "a third", "a fourth one"]}).to_csv(path, index=False)
     instance.add_dynamic_partitions(datasets.name, ["tiny"])
     assert materialize(instance, resources, PREPARE, "tiny", path).success
-    result = materialize(instance, resources, PER_K, dg.MultiPartitionKey({"dataset": "tiny", "k": "5"}))
-    assert not result.success and "K=5 is larger than the 3 texts" in failure_message(result)
-    with pytest.raises(dg.DagsterUnknownPartitionError, match="Could not find a partition with key `tiny|99`"):
-        materialize(instance, resources, PER_K, dg.MultiPartitionKey({"dataset": "tiny", "k": "99"}))
+    requests = stub.stats.requests_total
+    result = materialize(instance, resources, SWEEP, "tiny", config=sweep_run_config(2, 5))
+    assert not result.success
+    assert failure_message(result).strip().endswith("Failure: k_max=5 exceeds the 4 usable texts: use k_max <= 4")
+    assert stub.stats.requests_total == requests  # refused before any call
+    assert not instance.get_latest_materialization_event(dg.AssetKey("clusters"))
+    fixed = materialize(instance, resources, SWEEP, "tiny", config=sweep_run_config(2, 3))
+    assert fixed.success and sorted(fixed.asset_value("sweep_report")["k"]) == [2, 3]
+    with pytest.raises(dg.DagsterUnknownPartitionError, match="Could not find a partition with key `nosuch`"):
+        materialize(instance, resources, SWEEP, "nosuch", config=sweep_run_config(2, 3))
 
 
 def test_provider_without_key_then_fixed_reuses_the_cache(instance, resources, tmp_path, monkeypatch, engine, stub):
@@ -68,9 +75,14 @@ def test_provider_without_key_then_fixed_reuses_the_cache(instance, resources, t
         assert conn.execute(text("SELECT count(*) FROM embedding_vectors")).scalar_one() == before
 
 
-def test_demo_with_k_outside_the_partitions_fails_in_one_line(cli, db_env, tmp_path):
-    result = cli(["demo", "--k-min", "1", "--k-max", "5"], {**db_env, "STUDYLLM_HOME": str(tmp_path / "home")})
+@pytest.mark.parametrize(
+    ("k_range", "message"),
+    [
+        (("1", "5"), "error: K must be a range with 2 <= k_min <= k_max; got k_min=1, k_max=5"),
+        (("2", "451"), "error: k_max=451 exceeds the 450 texts of the demo corpus: use k_max <= 450"),
+    ],
+)
+def test_demo_with_k_outside_the_dataset_fails_in_one_line(cli, db_env, tmp_path, k_range, message):
+    result = cli(["demo", "--k-min", k_range[0], "--k-max", k_range[1]], {**db_env, "STUDYLLM_HOME": str(tmp_path / "home")})
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [
-        "error: K must lie in [2, 30] with k_min <= k_max; got [1, 5]: choose --k-min and --k-max within it"
-    ]
+    assert result.stderr.strip().splitlines() == [message]

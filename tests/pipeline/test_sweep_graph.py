@@ -1,4 +1,4 @@
-"""The whole sweep graph on a small dataset and two K partitions, on a Postgres-backed test instance."""
+"""The whole sweep graph on a small dataset and a K range of two, on a Postgres-backed test instance."""
 
 from pathlib import Path
 
@@ -12,8 +12,8 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.services.artifacts import sha256_of
 from studyllm_core.services.provenance import ProvenanceService
 from studyllm_pipeline.definitions import SWEEP_ASSETS
-from studyllm_pipeline.demo import PER_K, PREPARE
-from studyllm_pipeline.partitions import datasets, sweep_partition_keys
+from studyllm_pipeline.jobs import PREPARE, SWEEP, sweep_run_config
+from studyllm_pipeline.partitions import datasets
 
 TOPICS = {"space": "planets orbit the sun in the night sky", "food": "bake bread with flour and yeast", "code": "python functions return values"}
 
@@ -34,13 +34,11 @@ def run(instance, resources, selection, partition_key, run_config=None):
 
 
 def materialize_all(instance, resources, path, ks=(2, 3)):
+    """Prepare, then sweep K and report in a second run (as the sensor and `studyllm backfill` do)."""
     instance.add_dynamic_partitions(datasets.name, ["small"])
     config = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path), "label_column": "label"}}}}
     results = [run(instance, resources, PREPARE, "small", config)]
-    clustering = {"ops": {"clusters": {"config": {"n_restarts": 3, "llm_rounds": 1}}}}
-    for key in sweep_partition_keys("small", min(ks), max(ks)):
-        results.append(run(instance, resources, PER_K, key, clustering))
-    results.append(run(instance, resources, ["sweep_report"], "small"))
+    results.append(run(instance, resources, SWEEP, "small", sweep_run_config(min(ks), max(ks), n_restarts=3, llm_rounds=1)))
     return results
 
 
@@ -48,19 +46,19 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     results = materialize_all(instance, resources, small_dataset)
     assert all(r.success for r in results)
     checks = [c for r in results for c in r.get_asset_check_evaluations()]
-    assert len(checks) == 3 + 3 * 2 + 1  # snapshot, embeddings, pca; 3 per-K assets x 2; report
+    assert len(checks) == 3 + 3 + 2  # snapshot, embeddings, pca; clusters, summaries, metrics; report and its K check
     assert all(c.passed for c in checks)
 
-    report = results[-1].output_for_node("sweep_report")
-    assert sorted(report["k"]) == [2, 3] and report["best"].sum() == 1
+    report = results[-1].asset_value("sweep_report")
+    assert sorted(report["k"]) == [2, 3] and report["best"].sum() == 1 and set(report["status"]) == {"done"}
     assert {"silhouette", "stability_ari", "nmi", "acc", "score"} <= set(report.columns)
 
     # Every artifact on disk matches its call_artifacts row; every output was recorded.
     with engine.connect() as conn:
         artifacts = conn.execute(text("SELECT uri, sha256, byte_size FROM call_artifacts")).all()
     paths = {Path(uri.removeprefix("file://")): (sha, size) for uri, sha, size in artifacts}
-    # snapshot, embeddings, projection, basis; clusters, summaries, metrics x 2; report
-    assert len(paths) == 4 + 3 * 2 + 1
+    # snapshot, embeddings, projection, basis; clusters, summaries, metrics; report
+    assert len(paths) == 4 + 3 + 1
     for path, (sha, size) in paths.items():
         assert path.exists() and sha256_of(path) == sha and path.stat().st_size == size
 
@@ -75,18 +73,17 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     assert inputs("dataset_snapshot[small]") == ["small"]
     assert inputs("embeddings[small]") == ["dataset_snapshot[small]"]
     assert inputs("pca_projection[small]") == ["embeddings[small]"]
-    assert inputs("clusters[small|2]") == ["dataset_snapshot[small]", "pca_basis[small]", "pca_projection[small]"]
-    assert inputs("cluster_summaries[small|3]") == ["clusters[small|3]", "dataset_snapshot[small]"]
-    assert inputs("cluster_metrics[small|3]") == ["clusters[small|3]", "dataset_snapshot[small]", "pca_projection[small]"]
-    assert inputs("sweep_report[small]") == [
-        "cluster_metrics[small|2]", "cluster_metrics[small|3]", "cluster_summaries[small|2]", "cluster_summaries[small|3]",
-    ]
+    assert inputs("clusters[small]") == ["dataset_snapshot[small]", "pca_basis[small]", "pca_projection[small]"]
+    assert inputs("cluster_summaries[small]") == ["clusters[small]"]
+    assert inputs("cluster_metrics[small]") == ["clusters[small]"]
+    assert inputs("sweep_report[small]") == ["cluster_metrics[small]", "cluster_summaries[small]"]
     run_group = groups.lookup("run", "sweep[small]")
     steps = [g.name for g in groups.get_run_step_sequence(run_group.id)]
     assert steps[:3] == ["dataset_snapshot[small]", "embeddings[small]", "pca_projection[small]"] and steps[-1] == "sweep_report[small]"
     embedding_group = groups.find_group("embeddings[small]")
     assert embedding_group.group_type == "embedding_batch" and groups.member_ids(embedding_group.id)
-    assert groups.find_group("cluster_summaries[small|2]").group_type == "summarization_batch"
+    summaries = groups.find_group("cluster_summaries[small]")
+    assert summaries.group_type == "summarization_batch" and groups.member_ids(summaries.id)  # the round summaries' calls
 
 
 def test_rerun_reuses_cached_embeddings_and_groups(instance, resources, small_dataset, engine, stub):
@@ -108,4 +105,4 @@ def test_integrity_of_artifacts_is_checked_on_load(instance, resources, small_da
     path = Path(uri.removeprefix("file://"))
     np.save(path, np.zeros((3, 3)))  # someone edits the file behind our back
     with pytest.raises(Exception, match="was changed after it was written"):
-        run(instance, resources, PER_K, sweep_partition_keys("small", 2, 2)[0])
+        run(instance, resources, SWEEP, "small", sweep_run_config(2, 2))
