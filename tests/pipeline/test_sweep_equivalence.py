@@ -1,0 +1,53 @@
+"""One recipe: the same texts and settings through `studyllm sweep` and through the Dagster graph give
+the same labels, scores, cluster summaries and best K (each with its own defaults left alone)."""
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from studyllm_pipeline.definitions import SWEEP_ASSETS
+from studyllm_pipeline.jobs import PREPARE, SWEEP, sweep_run_config
+from studyllm_pipeline.partitions import datasets
+from support import TEST_API_KEY, topic_corpus
+
+SCORES = ("score", "silhouette", "stability_ari", "coverage", "dispersion", "acc", "nmi", "ari")
+
+
+def test_cli_sweep_and_dagster_graph_agree(cli, instance, resources, pipeline_env, stub, tmp_path):
+    texts, labels = topic_corpus(per_topic=15)
+    path = tmp_path / "topics.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+
+    out = tmp_path / "cli"
+    result = cli(
+        ["sweep", str(path), "--label-column", "label", "--embed-provider", "openai-compatible", "--embed-model",
+         "stub-embedding", "--base-url", stub.base_url, "--summarizer", "extractive", "--k-min", "2", "--k-max", "5",
+         "--out", str(out), "--json"],
+        {**pipeline_env, "OPENAI_COMPATIBLE_API_KEY": TEST_API_KEY},
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+
+    instance.add_dynamic_partitions(datasets.name, ["topics"])
+    source = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path), "label_column": "label"}}}}
+    for selection, config in ((PREPARE, source), (SWEEP, sweep_run_config(2, 5))):
+        run = dg.materialize(SWEEP_ASSETS, selection=selection, partition_key="topics", instance=instance,
+                             resources=resources, run_config=config)
+        assert run.success
+    clusters, metrics = run.asset_value("clusters"), run.asset_value("cluster_metrics").set_index("k")
+    summaries = run.asset_value("cluster_summaries")
+
+    assert int(run.asset_value("sweep_report").query("best")["k"].iloc[0]) == report["best_k"]
+    for entry in report["per_k"]:
+        k = entry["k"]
+        dagster_labels = clusters[clusters["k"] == k].sort_values("row")["label"].to_numpy()
+        np.testing.assert_array_equal(dagster_labels, np.load(out / f"labels_k{k}.npy"))
+        for name in SCORES:
+            cli_value = entry["label_metrics"][name] if name in ("acc", "nmi", "ari") else entry.get(name)
+            if name == "stability_ari":
+                cli_value = entry["stability"]["mean_ari"]
+            assert metrics.loc[k, name] == pytest.approx(cli_value, rel=1e-9, abs=1e-12), (k, name)
+        assert summaries[summaries["k"] == k]["summary"].tolist() == entry["summaries"]
