@@ -51,3 +51,15 @@ def test_cli_sweep_and_dagster_graph_agree(cli, instance, resources, pipeline_en
                 cli_value = entry["stability"]["mean_ari"]
             assert metrics.loc[k, name] == pytest.approx(cli_value, rel=1e-9, abs=1e-12), (k, name)
         assert summaries[summaries["k"] == k]["summary"].tolist() == entry["summaries"]
+
+
+def test_pipeline_defaults_are_the_cli_defaults():
+    from studyllm_core.algorithms import SweepConfig
+    from studyllm_core.cli import sweep as cli_sweep
+    from studyllm_pipeline.assets.clustering import SweepSettings
+    from studyllm_pipeline.assets.projection import DEFAULT_DIM
+
+    assert DEFAULT_DIM == cli_sweep.DEFAULT_PCA_DIM
+    settings = SweepSettings().sweep_config()
+    assert (settings.n_restarts, settings.llm_rounds, settings.seed) == (cli_sweep.DEFAULT_RESTARTS, cli_sweep.DEFAULT_LLM_ROUNDS, 0)
+    assert settings == SweepConfig(**SweepSettings().model_dump())
