@@ -416,9 +416,9 @@ def run_sweep(
     for position, k in enumerate(ks, start=1):
         item = sweep_k(z, texts, k, config, summarize=summarize, embed=embed, project=project, truth=truth)
         per_k.append(item)
-        say(describe_k(item, position, len(ks)))
         if on_k is not None:
             on_k(item)
+        say(describe_k(item, position, len(ks)))
     choice = choose_k([item.scores.to_row() for item in per_k])
     return SweepResult(
         config=config,
