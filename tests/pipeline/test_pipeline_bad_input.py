@@ -1,5 +1,8 @@
 """Bad input fails the run with a clear message in the event log; stored data survives, and the fix re-runs cheaply."""
 
+import threading
+import time
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -8,7 +11,7 @@ from sqlalchemy import text
 from studyllm_pipeline.definitions import SWEEP_ASSETS
 from studyllm_pipeline.jobs import PREPARE, SWEEP, sweep_run_config
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.resources import EmbedderResource
+from studyllm_pipeline.resources import EmbedderResource, SummarizerResource
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
@@ -86,3 +89,46 @@ def test_demo_with_k_outside_the_dataset_fails_in_one_line(cli, db_env, tmp_path
     result = cli(["demo", "--k-min", k_range[0], "--k-max", k_range[1]], {**db_env, "STUDYLLM_HOME": str(tmp_path / "home")})
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [message]
+
+
+def test_a_k_that_fails_mid_sweep_keeps_the_done_k_and_the_report_names_the_rest(instance, resources, tmp_path, stub):
+    path = tmp_path / "topics.csv"
+    texts = [f"{topic} note {i}" for topic in ("stars", "bread", "trains") for i in range(8)]
+    pd.DataFrame({"text": texts}).to_csv(path, index=False)
+    instance.add_dynamic_partitions(datasets.name, ["mid"])
+    assert materialize(instance, resources, PREPARE, "mid", path).success
+    chat = {**resources, "summarizer": SummarizerResource(spec="openai-compatible:stub-chat", base_url=stub.base_url)}
+    config = sweep_run_config(2, 4, llm_rounds=1)
+
+    # The summariser goes away once K=2's two summary calls arrived (the server answers each after
+    # 0.3 s, with the settings it had on arrival): K=3's calls get 404 unknown model.
+    stub.faults.set(latency_s=0.3)
+    watcher = threading.Thread(target=lambda: _when(lambda: stub.stats.snapshot()["requests_by_endpoint"].get("chat", 0) >= 2,
+                                                    lambda: stub.faults.set(known_models=["stub-embedding"])))
+    watcher.start()
+    failed = materialize(instance, chat, SWEEP, "mid", config=config)
+    watcher.join()
+    assert not failed.success
+    assert "K=3 failed: " in failure_message(failed) and "; K 4 not run; the done K are stored" in failure_message(failed)
+    metrics = failed.asset_value("cluster_metrics")
+    assert metrics["status"].tolist() == ["done", "failed", "not run"]
+    assert set(failed.asset_value("clusters")["k"]) == {2}
+    assert not instance.get_latest_materialization_event(dg.AssetKey("sweep_report"))
+
+    report = materialize(instance, chat, ["sweep_report"], "mid")  # what the report's automation runs next
+    assert report.success and report.asset_value("sweep_report")["best"].tolist() == [True, False, False]
+    check = next(c for c in report.get_asset_check_evaluations() if c.check_name == "requested_k_done")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description.startswith("K=3 failed: ") and check.description.endswith("; K 4 missing (not run)")
+
+    stub.faults.reset()  # the provider is back: the next run recovers every K
+    fixed = materialize(instance, chat, SWEEP, "mid", config=config)
+    assert fixed.success and set(fixed.asset_value("cluster_metrics")["status"]) == {"done"}
+    assert all(c.passed for c in fixed.get_asset_check_evaluations())
+
+
+def _when(condition, action, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    action()
