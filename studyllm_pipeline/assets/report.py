@@ -12,10 +12,13 @@ from studyllm_pipeline.resources import StudyllmDatabase
 
 K_CHECK = "requested_k_done"
 
-# Reading stored results costs nothing, so the report follows a new sweep on its own (also after a
-# sweep that failed part-way: its done K are stored and the report names the missing ones).
+# Reading stored results costs nothing, so the report follows new sweep results on its own, also
+# after a sweep run that failed part-way: it stored its done K without reaching the report, which
+# then names the rest. (Not `any_deps_updated()`, which ignores updates from a run that also
+# targeted the report.) After a run that made the report too, the report is newer than its inputs
+# and nothing is requested.
 REPORT_CONDITION = (
-    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated()).since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("new sweep results")

@@ -94,3 +94,11 @@ def test_report_follows_new_k_results_on_its_own(instance, resources, tmp_path):
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert second.get_requested_partitions(dg.AssetKey("sweep_report")) == {"auto"}
     assert second.total_requested == 1  # the report only: nothing that spends money starts on its own
+
+    # A sweep run that made its report too leaves nothing for the automation to do.
+    assert dg.materialize(
+        SWEEP_ASSETS, selection=SWEEP, partition_key="auto", instance=instance, resources=resources,
+        run_config=sweep_run_config(2, 3),
+    ).success
+    third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
+    assert third.total_requested == 0

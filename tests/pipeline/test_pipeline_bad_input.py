@@ -99,6 +99,8 @@ def test_a_k_that_fails_mid_sweep_keeps_the_done_k_and_the_report_names_the_rest
     assert materialize(instance, resources, PREPARE, "mid", path).success
     chat = {**resources, "summarizer": SummarizerResource(spec="openai-compatible:stub-chat", base_url=stub.base_url)}
     config = sweep_run_config(2, 4, llm_rounds=1)
+    automation_defs = dg.Definitions(assets=SWEEP_ASSETS, resources=chat)
+    before = dg.evaluate_automation_conditions(defs=automation_defs, instance=instance)  # the sensor's earlier tick
 
     # The summariser goes away once K=2's two summary calls arrived (the server answers each after
     # 0.3 s, with the settings it had on arrival): K=3's calls get 404 unknown model.
@@ -114,8 +116,10 @@ def test_a_k_that_fails_mid_sweep_keeps_the_done_k_and_the_report_names_the_rest
     assert metrics["status"].tolist() == ["done", "failed", "not run"]
     assert set(failed.asset_value("clusters")["k"]) == {2}
     assert not instance.get_latest_materialization_event(dg.AssetKey("sweep_report"))
+    automation = dg.evaluate_automation_conditions(defs=automation_defs, instance=instance, cursor=before.cursor)
+    assert automation.get_requested_partitions(dg.AssetKey("sweep_report")) == {"mid"}  # the report follows on its own
 
-    report = materialize(instance, chat, ["sweep_report"], "mid")  # what the report's automation runs next
+    report = materialize(instance, chat, ["sweep_report"], "mid")  # the run the automation requests
     assert report.success and report.asset_value("sweep_report")["best"].tolist() == [True, False, False]
     check = next(c for c in report.get_asset_check_evaluations() if c.check_name == "requested_k_done")
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
