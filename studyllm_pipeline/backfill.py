@@ -61,7 +61,8 @@ class GraphQL:
         self.client.close()
 
 
-DAEMON = """{ instance { daemonHealth { daemonStatus(daemonType: "BACKFILL") { healthy } } } }"""
+DAEMON = """{ instance { daemonHealth { daemonStatus(daemonType: "BACKFILL") { healthy lastHeartbeatTime } } } }"""
+HEARTBEAT_MAX_AGE_S = 120  # the daemon beats every 30 s; Dagster itself calls it healthy for 30 min after the last
 PARTITIONS = """query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode { partitionKeys } } }"""
 LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
   __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
@@ -76,12 +77,15 @@ RUN_LOGS = """query($id: ID!, $cursor: String) { logsForRun(runId: $id, afterCur
     ... on MaterializationEvent { assetKey { path } metadataEntries { label ... on JsonMetadataEntry { jsonString } } } } } } }"""
 
 
-def check_daemon(graphql: GraphQL) -> None:
-    """DagsterUnavailable unless the backfill daemon has a recent heartbeat."""
+def check_daemon(graphql: GraphQL, now: Optional[float] = None) -> None:
+    """DagsterUnavailable unless the backfill daemon beat in the last HEARTBEAT_MAX_AGE_S seconds."""
     status = graphql(DAEMON)["instance"]["daemonHealth"]["daemonStatus"]
-    if not status.get("healthy"):
+    beat = status.get("lastHeartbeatTime")
+    age = None if beat is None else (now or time.time()) - beat
+    if not status.get("healthy") or age is None or age > HEARTBEAT_MAX_AGE_S:
+        since = "never seen" if age is None else f"last seen {age:.0f} s ago"
         raise DagsterUnavailable(
-            "the Dagster daemon is not running, so nothing would run the backfill: start `studyllm dev` "
+            f"the Dagster daemon is not running ({since}), so nothing would run the backfill: start `studyllm dev` "
             "(or `dagster-daemon run` in a deployment)"
         )
 
@@ -223,6 +227,6 @@ def check_request(dataset: str, k_min: int, k_max: int) -> tuple[int, bool]:
 def unknown_dataset(dataset: str, known: list[str]) -> InputError:
     names = ", ".join(known[:10]) or "none yet"
     return InputError(
-        f"dataset {dataset!r} is not a partition of the pipeline (known: {names}): "
+        f"dataset {dataset!r} is not a partition of this Dagster instance (known: {names}): "
         "run `studyllm demo`, or drop its file in the watched folder"
     )

@@ -149,13 +149,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from studyllm_pipeline import backfill as bf
 
+    _, prepare = bf.check_request(args.dataset, args.k_min, args.k_max)  # before Dagster is asked anything
     graphql = bf.GraphQL(bf.webserver_url(args.url))
     try:
         bf.check_daemon(graphql)
         known = bf.dataset_partitions(graphql)
         if args.dataset not in known:
             raise bf.unknown_dataset(args.dataset, known)
-        _, prepare = bf.check_request(args.dataset, args.k_min, args.k_max)
         backfill_id = bf.launch(graphql, args.dataset, args.k_min, args.k_max, prepare=prepare)
         requested = list(range(args.k_min, args.k_max + 1))
         if not args.wait:

@@ -25,6 +25,13 @@ prepare_and_sweep_job = dg.define_asset_job(
 )
 
 
+report_job = dg.define_asset_job(
+    "sweep_report_job",
+    selection=dg.AssetSelection.assets("sweep_report"),
+    description="Report the sweep results stored for one dataset (after a sweep that stopped part-way).",
+)
+
+
 def sweep_run_config(k_min: int, k_max: int, **settings: object) -> dict:
     """The run config of a sweep over [k_min, k_max] (other settings: SweepSettings' fields)."""
     return {"ops": {"sweep": {"config": {"k_min": k_min, "k_max": k_max, **settings}}}}

@@ -12,13 +12,11 @@ from studyllm_pipeline.resources import StudyllmDatabase
 
 K_CHECK = "requested_k_done"
 
-# Reading stored results costs nothing, so the report follows new sweep results on its own, also
-# after a sweep run that failed part-way: it stored its done K without reaching the report, which
-# then names the rest. (Not `any_deps_updated()`, which ignores updates from a run that also
-# targeted the report.) After a run that made the report too, the report is newer than its inputs
-# and nothing is requested.
+# Reading stored results costs nothing, so the report follows new sweep results on its own when a
+# run made them without it (the sweep step alone). A sweep run that stopped part-way is followed by
+# the sensors of report_sensors.py instead.
 REPORT_CONDITION = (
-    dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated()).since_last_handled()
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("new sweep results")

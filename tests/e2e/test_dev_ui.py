@@ -1,8 +1,12 @@
 """`studyllm dev` for real: the webserver answers GraphQL, the asset graph renders in headless
-Chromium (Debian's package), a dataset prepared and a K backfill launched through the UI's own
-GraphQL API run to success on the daemon, and SIGTERM leaves nothing running."""
+Chromium (Debian's package), a dataset prepared through the UI's own GraphQL API, a K sweep by
+`studyllm backfill` on the daemon, UI-launched sweeps that respect the per-dataset run limit, a
+sweep cancelled midway whose report names the missing K, a healthy catalog, and SIGTERM leaves
+nothing running."""
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -74,40 +78,133 @@ def wait_for_run(base: str, run_id: str, timeout: float = 300) -> str:
     raise AssertionError(f"run {run_id} did not finish in {timeout} s")
 
 
-def prepare_and_backfill_from_the_ui(base: str, source: Path) -> None:
-    """What a user clicks: add a dataset partition, launch prepare_dataset with its file, backfill K."""
+SWEEP_ASSETS = ["clusters", "cluster_summaries", "cluster_metrics", "sweep_report"]
+LAUNCH_RUN = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+    __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+RUN = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status tags { key value }
+    stats { ... on RunStatsSnapshot { startTime endTime } } } } }"""
+
+
+def launch(base: str, params: dict) -> str:
+    launched = graphql(base, LAUNCH_RUN, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def materialize_from_the_ui(base: str, dataset: str, k_min: int, k_max: int) -> str:
+    """What the UI sends for "Materialize" on the sweep assets of one partition, with the K range set in the launchpad."""
+    return launch(base, {
+        "selector": {**REPO, "jobName": "__ASSET_JOB", "assetSelection": [{"path": [a]} for a in SWEEP_ASSETS]},
+        "runConfigData": {"ops": {"sweep": {"config": {"k_min": k_min, "k_max": k_max}}}},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": dataset}]},
+    })
+
+
+def run_state(base: str, run_id: str) -> dict:
+    return graphql(base, RUN, {"id": run_id})["runOrError"]
+
+
+def prepare_from_the_ui(base: str, source: Path) -> None:
+    """What a user clicks: add a dataset partition, launch prepare_dataset with its file."""
     graphql(base, """mutation($repo: RepositorySelector!) { addDynamicPartition(repositorySelector: $repo,
         partitionsDefName: "datasets", partitionKey: "e2e") { __typename } }""", {"repo": REPO})
-    launched = graphql(base, """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-        __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""", {"params": {
+    run_id = launch(base, {
         "selector": {**REPO, "jobName": "prepare_dataset"},
         "runConfigData": {"ops": {"dataset_snapshot": {"config": {"source_path": str(source)}}}},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "e2e"}]},
-    }})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    assert wait_for_run(base, launched["run"]["runId"]) == "SUCCESS"
+    })
+    assert wait_for_run(base, run_id) == "SUCCESS"
 
-    backfill = graphql(base, """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-        __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""", {"params": {
-        "selector": {"partitionSetName": "sweep_k_partition_set", "repositorySelector": REPO},
-        "partitionNames": ["e2e|2", "e2e|3"],
-    }})["launchPartitionBackfill"]
-    assert backfill["__typename"] == "LaunchBackfillSuccess", backfill
-    query = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-        ... on PartitionBackfill { status runs(limit: 10) { status tags { key value } } } } }"""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        state = graphql(base, query, {"id": backfill["backfillId"]})["partitionBackfillOrError"]
-        if state["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
+
+def backfill_with_the_cli(base: str, env: dict) -> None:
+    """`studyllm backfill --wait --json` creates a backfill the daemon runs as one run, and tells the truth."""
+    result = subprocess.run([STUDYLLM_EXE, "backfill", "e2e", "--k-min", "2", "--k-max", "4", "--wait", "--json",
+                             "--url", base], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "COMPLETED_SUCCESS" and report["per_k"] == {"2": "done", "3": "done", "4": "done"}
+    assert len(report["runs"]) == 1  # one run for the whole K range
+    tags = {t["key"]: t["value"] for t in run_state(base, report["runs"][0]["runId"])["tags"]}
+    assert tags["dagster/backfill"] == report["id"] and tags["dagster/partition"] == "e2e"
+
+
+def ui_runs_of_one_dataset_never_overlap(base: str) -> None:
+    """dagster.yaml's limit of one run per `dagster/partition` holds for runs launched from the UI."""
+    run_ids = [materialize_from_the_ui(base, "e2e", 2, 3) for _ in range(2)]
+    assert [wait_for_run(base, run_id) for run_id in run_ids] == ["SUCCESS", "SUCCESS"]
+    first, second = sorted((run_state(base, r)["stats"] for r in run_ids), key=lambda s: s["startTime"])
+    assert second["startTime"] >= first["endTime"]
+
+
+def cancel_midway_then_recover(base: str, stub) -> None:
+    """A sweep cancelled after K=3 keeps its done K; the report that follows names the missing ones; the
+    next run recovers them."""
+    stub.faults.set(latency_s=0.4)  # each summary round's embeddings take 0.4 s: a K takes about a second
+    run_id = materialize_from_the_ui(base, "e2e", 2, 20)
+    deadline = time.monotonic() + 180
+    while not any(m.startswith("K=3 ") for m in run_messages(base, run_id)):
+        assert time.monotonic() < deadline and run_state(base, run_id)["status"] in ("QUEUED", "STARTING", "STARTED")
+        time.sleep(0.3)
+    cancelled_at = time.time()
+    graphql(base, "mutation($id: String!) { terminateRun(runId: $id) { __typename } }", {"id": run_id})
+    assert wait_for_run(base, run_id) == "CANCELED"
+    stub.faults.set(latency_s=0.0)
+
+    query = """query { assetNodeOrError(assetKey: {path: ["sweep_report"]}) { ... on AssetNode {
+        assetMaterializations(partitions: ["e2e"], limit: 1) { runId timestamp metadataEntries { label
+        ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue } } } } } }"""
+    deadline = time.monotonic() + 120  # the cancelled-run sensor looks every 30 s
+    while True:
+        latest = graphql(base, query)["assetNodeOrError"]["assetMaterializations"][0]
+        if float(latest["timestamp"]) / 1000 > cancelled_at:
             break
+        assert time.monotonic() < deadline, "the report did not follow the cancelled sweep:\n" + "\n".join(run_messages(base, run_id)[-25:])
         time.sleep(2)
-    assert state["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), state
-    partitions = sorted(t["value"] for r in state["runs"] for t in r["tags"] if t["key"] == "dagster/partition")
-    assert partitions == ["e2e|2", "e2e|3"] and all(r["status"] == "SUCCESS" for r in state["runs"])
+    meta = {e["label"]: e.get("text", e.get("intValue")) for e in latest["metadataEntries"]}
+    assert meta["k_requested"] == 19 and 2 <= meta["k_done"] < 19
+    assert re.fullmatch(r"K \d+\.\.20 missing \(not run\)", meta["missing"]), meta["missing"]
+    checks = [e for e in run_events(base, latest["runId"]) if e["__typename"] == "AssetCheckEvaluationEvent"]
+    k_check = next(e["evaluation"] for e in checks if e["evaluation"]["checkName"] == "requested_k_done")
+    assert not k_check["success"] and k_check["severity"] == "WARN" and k_check["description"] == meta["missing"]
+
+    assert wait_for_run(base, materialize_from_the_ui(base, "e2e", 2, 4)) == "SUCCESS"
+
+
+def run_events(base: str, run_id: str) -> list[dict]:
+    query = """query($id: ID!) { logsForRun(runId: $id, limit: 1000) { ... on EventConnection { events { __typename
+        ... on MessageEvent { message }
+        ... on AssetCheckEvaluationEvent { evaluation { checkName success severity description } } } } } }"""
+    return graphql(base, query, {"id": run_id})["logsForRun"]["events"]
+
+
+def run_messages(base: str, run_id: str) -> list[str]:
+    return [e.get("message") or "" for e in run_events(base, run_id)]
+
+
+def catalog_is_healthy(base: str, tmp_path: Path) -> None:
+    """Every sweep asset of the dataset is materialized and none failed, and the catalog page says so."""
+    query = """query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
+        partitionStats { numMaterialized numFailed numPartitions } } } }"""
+    for name in ("dataset_snapshot", *SWEEP_ASSETS):
+        stats = graphql(base, query, {"key": {"path": [name]}})["assetNodeOrError"]["partitionStats"]
+        assert stats == {"numMaterialized": 1, "numFailed": 0, "numPartitions": 1}, (name, stats)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{base}/assets", timeout=120_000)
+        page.get_by_text("1 partition").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)  # every row's status loads on its own
+        page.screenshot(path=str(tmp_path / "catalog.png"))
+        text = page.inner_text("body")
+        browser.close()
+    # Each of the 8 sweep assets: "All" of its 1 partition materialized, none missing or failed.
+    assert len(re.findall(r"All\s+0\s+0\s+0\s+1 partition", text)) == 8, text
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_dev_serves_the_asset_graph_runs_a_ui_backfill_and_stops_cleanly(tmp_path, stub):
+def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_cleanly(tmp_path, stub):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "STUDYLLM_DATABASE_URL"}
     env["STUDYLLM_HOME"] = str(home)
@@ -148,7 +245,11 @@ def test_dev_serves_the_asset_graph_runs_a_ui_backfill_and_stops_cleanly(tmp_pat
             Path(keep).mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, Path(keep) / "asset-graph.png")
 
-        prepare_and_backfill_from_the_ui(base, source)
+        prepare_from_the_ui(base, source)
+        backfill_with_the_cli(base, env)
+        ui_runs_of_one_dataset_never_overlap(base)
+        cancel_midway_then_recover(base, stub)
+        catalog_is_healthy(base, tmp_path)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

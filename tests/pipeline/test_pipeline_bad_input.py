@@ -11,6 +11,7 @@ from sqlalchemy import text
 from studyllm_pipeline.definitions import SWEEP_ASSETS
 from studyllm_pipeline.jobs import PREPARE, SWEEP, sweep_run_config
 from studyllm_pipeline.partitions import datasets
+from studyllm_pipeline.report_sensors import report_after_failed_sweep
 from studyllm_pipeline.resources import EmbedderResource, SummarizerResource
 
 
@@ -49,6 +50,7 @@ def test_k_larger_than_the_dataset_fails_at_once_and_the_next_good_run_recovers(
     assert failure_message(result).strip().endswith("Failure: k_max=5 exceeds the 4 usable texts: use k_max <= 4")
     assert stub.stats.requests_total == requests  # refused before any call
     assert not instance.get_latest_materialization_event(dg.AssetKey("clusters"))
+    assert isinstance(report_after_failed_sweep(failure_context(instance, result.run_id)), dg.SkipReason)  # nothing to report
     fixed = materialize(instance, resources, SWEEP, "tiny", config=sweep_run_config(2, 3))
     assert fixed.success and sorted(fixed.asset_value("sweep_report")["k"]) == [2, 3]
     with pytest.raises(dg.DagsterUnknownPartitionError, match="Could not find a partition with key `nosuch`"):
@@ -99,8 +101,6 @@ def test_a_k_that_fails_mid_sweep_keeps_the_done_k_and_the_report_names_the_rest
     assert materialize(instance, resources, PREPARE, "mid", path).success
     chat = {**resources, "summarizer": SummarizerResource(spec="openai-compatible:stub-chat", base_url=stub.base_url)}
     config = sweep_run_config(2, 4, llm_rounds=1)
-    automation_defs = dg.Definitions(assets=SWEEP_ASSETS, resources=chat)
-    before = dg.evaluate_automation_conditions(defs=automation_defs, instance=instance)  # the sensor's earlier tick
 
     # The summariser goes away once K=2's two summary calls arrived (the server answers each after
     # 0.3 s, with the settings it had on arrival): K=3's calls get 404 unknown model.
@@ -116,10 +116,10 @@ def test_a_k_that_fails_mid_sweep_keeps_the_done_k_and_the_report_names_the_rest
     assert metrics["status"].tolist() == ["done", "failed", "not run"]
     assert set(failed.asset_value("clusters")["k"]) == {2}
     assert not instance.get_latest_materialization_event(dg.AssetKey("sweep_report"))
-    automation = dg.evaluate_automation_conditions(defs=automation_defs, instance=instance, cursor=before.cursor)
-    assert automation.get_requested_partitions(dg.AssetKey("sweep_report")) == {"mid"}  # the report follows on its own
+    request = report_after_failed_sweep(failure_context(instance, failed.run_id))
+    assert isinstance(request, dg.RunRequest) and request.partition_key == "mid"  # the report follows on its own
 
-    report = materialize(instance, chat, ["sweep_report"], "mid")  # the run the automation requests
+    report = materialize(instance, chat, ["sweep_report"], "mid")  # the run the sensor requests
     assert report.success and report.asset_value("sweep_report")["best"].tolist() == [True, False, False]
     check = next(c for c in report.get_asset_check_evaluations() if c.check_name == "requested_k_done")
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
@@ -129,6 +129,15 @@ def test_a_k_that_fails_mid_sweep_keeps_the_done_k_and_the_report_names_the_rest
     fixed = materialize(instance, chat, SWEEP, "mid", config=config)
     assert fixed.success and set(fixed.asset_value("cluster_metrics")["status"]) == {"done"}
     assert all(c.passed for c in fixed.get_asset_check_evaluations())
+
+
+def failure_context(instance, run_id: str) -> dg.RunFailureSensorContext:
+    """What the run-failure sensor gets when the daemon sees run `run_id` fail."""
+    event = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0].dagster_event
+    return dg.build_run_status_sensor_context(
+        sensor_name=report_after_failed_sweep.name, dagster_event=event, dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run_id),
+    ).for_run_failure()
 
 
 def _when(condition, action, timeout=60.0):
