@@ -136,19 +136,29 @@ def ui_runs_of_one_dataset_never_overlap(base: str) -> None:
     assert second["startTime"] >= first["endTime"]
 
 
-def cancel_midway_then_recover(base: str, stub) -> None:
-    """A sweep cancelled after K=3 keeps its done K; the report that follows names the missing ones; the
-    next run recovers them."""
+def cancel_midway_then_recover(base: str, env: dict, stub) -> None:
+    """A backfill whose run is cancelled after K=3: `studyllm backfill --wait` exits 1 naming the K not
+    done, the done K are kept, the report that follows names the missing ones, the next run recovers."""
     stub.faults.set(latency_s=0.4)  # each summary round's embeddings take 0.4 s: a K takes about a second
-    run_id = materialize_from_the_ui(base, "e2e", 2, 20)
+    cli = subprocess.Popen([STUDYLLM_EXE, "backfill", "e2e", "--k-min", "2", "--k-max", "20", "--wait", "--json",
+                            "--url", base], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    query = """query { runsOrError(filter: {tags: [{key: "dagster/partition", value: "e2e"}], statuses: [STARTED]}) {
+        ... on Runs { results { runId } } } }"""
     deadline = time.monotonic() + 180
-    while not any(m.startswith("K=3 ") for m in run_messages(base, run_id)):
-        assert time.monotonic() < deadline and run_state(base, run_id)["status"] in ("QUEUED", "STARTING", "STARTED")
+    run_id = None
+    while run_id is None or not any(m.startswith("K=3 ") for m in run_messages(base, run_id)):
+        assert time.monotonic() < deadline and cli.poll() is None, cli.communicate()
+        started = graphql(base, query)["runsOrError"]["results"]
+        run_id = run_id or (started[0]["runId"] if started else None)
         time.sleep(0.3)
     cancelled_at = time.time()
     graphql(base, "mutation($id: String!) { terminateRun(runId: $id) { __typename } }", {"id": run_id})
-    assert wait_for_run(base, run_id) == "CANCELED"
+    out, err = cli.communicate(timeout=180)
     stub.faults.set(latency_s=0.0)
+    assert cli.returncode == 1, err
+    report = json.loads(out)
+    assert report["status"] in ("COMPLETED_FAILED", "FAILED", "CANCELED")
+    assert report["per_k"]["2"] == report["per_k"]["3"] == "done" and report["per_k"]["20"].startswith("not run")
 
     query = """query { assetNodeOrError(assetKey: {path: ["sweep_report"]}) { ... on AssetNode {
         assetMaterializations(partitions: ["e2e"], limit: 1) { runId timestamp metadataEntries { label
@@ -248,7 +258,7 @@ def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_clean
         prepare_from_the_ui(base, source)
         backfill_with_the_cli(base, env)
         ui_runs_of_one_dataset_never_overlap(base)
-        cancel_midway_then_recover(base, stub)
+        cancel_midway_then_recover(base, env, stub)
         catalog_is_healthy(base, tmp_path)
     finally:
         proc.send_signal(signal.SIGTERM)
