@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import httpx
 
-from studyllm_core.errors import InputError, NotFoundError, StudyllmError
+from studyllm_core.errors import NotFoundError, StudyllmError
 from studyllm_pipeline.jobs import PREPARE, SWEEP, sweep_run_config
 
 DEFAULT_URL = "http://127.0.0.1:3000"
@@ -90,9 +90,19 @@ def check_daemon(graphql: GraphQL, now: Optional[float] = None) -> None:
         )
 
 
-def dataset_partitions(graphql: GraphQL) -> list[str]:
+ADD_PARTITION = """mutation($repo: RepositorySelector!, $key: String!) { addDynamicPartition(repositorySelector: $repo,
+  partitionsDefName: "datasets", partitionKey: $key) { __typename ... on PythonError { message }
+  ... on UnauthorizedError { message } } }"""
+
+
+def ensure_partition(graphql: GraphQL, dataset: str) -> None:
+    """Add the dataset's partition when studyllm knows the dataset and Dagster does not yet (the UI's "Add partition")."""
     node = graphql(PARTITIONS, {"key": {"path": ["dataset_snapshot"]}})["assetNodeOrError"]
-    return list(node.get("partitionKeys") or [])
+    if dataset in (node.get("partitionKeys") or []):
+        return
+    added = graphql(ADD_PARTITION, {"repo": REPOSITORY, "key": dataset})["addDynamicPartition"]
+    if added["__typename"] != "AddDynamicPartitionSuccess":
+        raise StudyllmError(f"Dagster refused to add the partition {dataset!r}: {added.get('message', added['__typename'])}")
 
 
 def launch(graphql: GraphQL, dataset: str, k_min: int, k_max: int, *, prepare: bool, source: str = "studyllm backfill") -> str:
@@ -222,11 +232,3 @@ def check_request(dataset: str, k_min: int, k_max: int) -> tuple[int, bool]:
     n = known if known is not None else len(registry.load(registry.get(dataset)).texts)
     check_k_range(k_min, k_max, n, f"usable texts of dataset {dataset!r}")
     return n, known is None
-
-
-def unknown_dataset(dataset: str, known: list[str]) -> InputError:
-    names = ", ".join(known[:10]) or "none yet"
-    return InputError(
-        f"dataset {dataset!r} is not a partition of this Dagster instance (known: {names}): "
-        "run `studyllm demo`, or drop its file in the watched folder"
-    )

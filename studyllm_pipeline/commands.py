@@ -153,9 +153,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     graphql = bf.GraphQL(bf.webserver_url(args.url))
     try:
         bf.check_daemon(graphql)
-        known = bf.dataset_partitions(graphql)
-        if args.dataset not in known:
-            raise bf.unknown_dataset(args.dataset, known)
+        bf.ensure_partition(graphql, args.dataset)
         backfill_id = bf.launch(graphql, args.dataset, args.k_min, args.k_max, prepare=prepare)
         requested = list(range(args.k_min, args.k_max + 1))
         if not args.wait:
@@ -163,16 +161,17 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             emit(state.to_dict(), args.json, lambda _: f"backfill {backfill_id}: K {args.k_min}..{args.k_max} of "
                  f"{args.dataset} queued; the daemon runs it (see Overview > Backfills in the UI)")
             return 0
-        if not args.json:
-            print(f"backfill {backfill_id}: K {args.k_min}..{args.k_max} of {args.dataset}", flush=True)
-        state = bf.wait(graphql, backfill_id, requested, on_change=None if args.json else _show_progress)
+        # Progress goes to stderr with --json, so stdout holds the one JSON object.
+        progress = sys.stderr if args.json else sys.stdout
+        print(f"backfill {backfill_id}: K {args.k_min}..{args.k_max} of {args.dataset}", file=progress, flush=True)
+        state = bf.wait(graphql, backfill_id, requested, on_change=lambda s: _show_progress(s, progress))
     finally:
         graphql.close()
     emit(state.to_dict(), args.json, _backfill_text)
     return 0 if not state.failed_k else 1
 
 
-def _show_progress(state) -> None:  # noqa: ANN001 - a backfill.BackfillState
+def _show_progress(state, stream) -> None:  # noqa: ANN001 - a backfill.BackfillState and a text stream
     if not state.runs:
         what = "waiting for the daemon to submit the run (it looks every 30 s)"
     elif state.runs_finished:
@@ -180,7 +179,7 @@ def _show_progress(state) -> None:  # noqa: ANN001 - a backfill.BackfillState
     else:
         what = ", ".join(f"run {r['runId'][:8]} {r['status'].lower()}" for r in state.runs)
         what += f"; {state.progress}" if state.progress else ""
-    print(f"  {time.strftime('%H:%M:%S')} {what}", flush=True)
+    print(f"  {time.strftime('%H:%M:%S')} {what}", file=stream, flush=True)
 
 
 def _backfill_text(report: dict) -> str:

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -116,16 +117,26 @@ def prepare_from_the_ui(base: str, source: Path) -> None:
     assert wait_for_run(base, run_id) == "SUCCESS"
 
 
-def backfill_with_the_cli(base: str, env: dict) -> None:
-    """`studyllm backfill --wait --json` creates a backfill the daemon runs as one run, and tells the truth."""
-    result = subprocess.run([STUDYLLM_EXE, "backfill", "e2e", "--k-min", "2", "--k-max", "4", "--wait", "--json",
+REGISTER = """import sys
+from studyllm_core.db.engine import open_database
+from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
+DatasetRegistry(open_database()).register(DatasetSource(name=sys.argv[1], path=sys.argv[2]))
+"""
+
+
+def backfill_with_the_cli(base: str, env: dict, source: Path) -> None:
+    """`studyllm backfill --wait --json` for a dataset studyllm knows and Dagster not yet: the partition
+    is added, and one run prepares it and sweeps the K range; the daemon tracks it and it tells the truth."""
+    subprocess.run([sys.executable, "-c", REGISTER, "cli-only", str(source)], env=env, check=True, timeout=120)
+    result = subprocess.run([STUDYLLM_EXE, "backfill", "cli-only", "--k-min", "2", "--k-max", "4", "--wait", "--json",
                              "--url", base], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["status"] == "COMPLETED_SUCCESS" and report["per_k"] == {"2": "done", "3": "done", "4": "done"}
-    assert len(report["runs"]) == 1  # one run for the whole K range
+    assert len(report["runs"]) == 1  # one run: preparation and the whole K range
+    assert "waiting for the daemon" in result.stderr  # progress on stderr, the JSON alone on stdout
     tags = {t["key"]: t["value"] for t in run_state(base, report["runs"][0]["runId"])["tags"]}
-    assert tags["dagster/backfill"] == report["id"] and tags["dagster/partition"] == "e2e"
+    assert tags["dagster/backfill"] == report["id"] and tags["dagster/partition"] == "cli-only"
 
 
 def ui_runs_of_one_dataset_never_overlap(base: str) -> None:
@@ -170,6 +181,7 @@ def cancel_midway_then_recover(base: str, env: dict, stub) -> None:
             break
         assert time.monotonic() < deadline, "the report did not follow the cancelled sweep:\n" + "\n".join(run_messages(base, run_id)[-25:])
         time.sleep(2)
+    assert wait_for_run(base, latest["runId"]) == "SUCCESS"  # its check is stored after the materialization
     meta = {e["label"]: e.get("text", e.get("intValue")) for e in latest["metadataEntries"]}
     assert meta["k_requested"] == 19 and 2 <= meta["k_done"] < 19
     assert re.fullmatch(r"K \d+\.\.20 missing \(not run\)", meta["missing"]), meta["missing"]
@@ -195,22 +207,22 @@ def catalog_is_healthy(base: str, tmp_path: Path) -> None:
     """Every sweep asset of the dataset is materialized and none failed, and the catalog page says so."""
     query = """query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
         partitionStats { numMaterialized numFailed numPartitions } } } }"""
-    for name in ("dataset_snapshot", *SWEEP_ASSETS):
+    for name in ("dataset_snapshot", *SWEEP_ASSETS):  # datasets e2e and cli-only
         stats = graphql(base, query, {"key": {"path": [name]}})["assetNodeOrError"]["partitionStats"]
-        assert stats == {"numMaterialized": 1, "numFailed": 0, "numPartitions": 1}, (name, stats)
+        assert stats == {"numMaterialized": 2, "numFailed": 0, "numPartitions": 2}, (name, stats)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(f"{base}/assets", timeout=120_000)
-        page.get_by_text("1 partition").first.wait_for(timeout=60_000)
+        page.get_by_text("2 partitions").first.wait_for(timeout=60_000)
         page.wait_for_timeout(2000)  # every row's status loads on its own
         page.screenshot(path=str(tmp_path / "catalog.png"))
         text = page.inner_text("body")
         browser.close()
-    # Each of the 8 sweep assets: "All" of its 1 partition materialized, none missing or failed.
-    assert len(re.findall(r"All\s+0\s+0\s+0\s+1 partition", text)) == 8, text
+    # Each of the 8 sweep assets: "All" of its 2 partitions materialized, none missing or failed.
+    assert len(re.findall(r"All\s+0\s+0\s+0\s+2 partitions", text)) == 8, text
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -256,7 +268,7 @@ def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_clean
             shutil.copy(shot, Path(keep) / "asset-graph.png")
 
         prepare_from_the_ui(base, source)
-        backfill_with_the_cli(base, env)
+        backfill_with_the_cli(base, env, source)
         ui_runs_of_one_dataset_never_overlap(base)
         cancel_midway_then_recover(base, env, stub)
         catalog_is_healthy(base, tmp_path)
