@@ -91,6 +91,10 @@ class SweepRun:
             return FAILED
         return DONE if k in self.done else NOT_RUN
 
+    def statuses(self) -> dict[str, str]:
+        """Requested K -> "done", "failed: <reason>" or "not run" (JSON keys are strings)."""
+        return {str(k): f"{FAILED}: {self.failures[k]}" if k in self.failures else self.status(k) for k in self.requested}
+
     def choice(self) -> KChoice | None:
         """K chosen among the done ones (None when none is done)."""
         rows = [item.scores.to_row() for item in self.results]
@@ -227,7 +231,7 @@ def one_line(exc: BaseException) -> str:
 # -- tables: what the CLI writes and the Dagster assets store ------------------------------------
 
 
-def clusters_table(run: SweepRun, rows: np.ndarray, texts: Sequence[str]) -> pd.DataFrame:
+def clusters_table(run: SweepRun, rows: np.ndarray) -> pd.DataFrame:
     """Long format, one row per (clustered text, done K): `row` (input row), `k`, `label`, `cost`."""
     ks = [item.k for item in run.results]
     n = len(rows)

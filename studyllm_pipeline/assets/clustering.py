@@ -88,14 +88,13 @@ def sweep(
     rows = dataset_snapshot["row"].to_numpy()
     status = {"requested": f"{config.k_min}..{config.k_max}", "done": len(run.done), "missing": run.problem() or "none"}
     metrics = metrics_table(run)
-    k_status = {str(k): run.status(k) + (f": {run.failures[k]}" if k in run.failures else "") for k in run.requested}
-    yield dg.Output(clusters_table(run, rows, texts), "clusters", metadata={**status, "group_id": groups["clusters"]})
+    yield dg.Output(clusters_table(run, rows), "clusters", metadata={**status, "group_id": groups["clusters"]})
     yield dg.Output(
         summaries_table(run, rows, texts), "cluster_summaries",
         metadata={"summarize_calls": run.n_summarize_calls, "group_id": groups["cluster_summaries"]},
     )
     yield dg.Output(metrics, "cluster_metrics", metadata={
-        **status, "k_status": dg.MetadataValue.json(k_status), "per_k": markdown_table(metrics), "group_id": groups["cluster_metrics"],
+        **status, "k_status": dg.MetadataValue.json(run.statuses()), "per_k": markdown_table(metrics), "group_id": groups["cluster_metrics"],
     })
     for name in OUTPUTS:
         yield check_links(context, engine, groups[name], key=dg.AssetKey(name))

@@ -63,6 +63,7 @@ def test_a_failed_k_keeps_the_done_ones_and_names_the_rest(recipe, stub):
     assert run.done == [2] and list(run.failures) == [3] and run.not_run == [4]
     assert "stub-chat" in run.failures[3] and "\n" not in run.failures[3]
     assert run.problem().startswith("K=3 failed: ") and run.problem().endswith("; K 4 not run")
+    assert run.statuses() == {"2": "done", "3": f"failed: {run.failures[3]}", "4": "not run"}
     table = metrics_table(run)
     assert table["status"].tolist() == ["done", "failed", "not run"]
     report = sweep_report(table)
