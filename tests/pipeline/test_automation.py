@@ -20,6 +20,11 @@ def test_definitions_load_with_every_asset_job_schedule_and_sensor():
             "sweep_report", "prompt_run", "provider_comparison", "calls_over_time", "failure_rates"} <= names
     assert {"prepare_dataset", "sweep_dataset", "prepare_and_sweep"} <= {j.name for j in defs.resolve_all_job_defs()}
     assert defs.resolve_schedule_def("nightly_sweep") and defs.resolve_sensor_def("new_dataset_files")
+    for sensor in ("report_automation", "report_after_failed_sweep", "report_after_cancelled_sweep"):
+        assert defs.resolve_sensor_def(sensor).default_status == dg.DefaultSensorStatus.RUNNING
+    # Every run, however launched (the UI's implicit asset job too), runs its steps in its own process.
+    for job in defs.resolve_all_job_defs():
+        assert job.executor_def.name == "in_process", job.name
     # Assets that spend money never run on their own.
     for key in ("embeddings", "clusters", "cluster_summaries", "prompt_run"):
         assert graph.get(dg.AssetKey(key)).automation_condition is None
