@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from studyllm_core.db.engine import open_database
+from studyllm_core.db.engine import dispose_engines, open_database
+from studyllm_core.db.server import stop_embedded
 from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
 from studyllm_pipeline.instance import prepare_dagster_home
 from support import STUDYLLM_EXE
@@ -52,3 +53,5 @@ def test_backfill_without_a_daemon_says_so_and_queues_nothing(tmp_path, monkeypa
         server.terminate()
         server.wait(60)
         log.close()
+        dispose_engines()
+        stop_embedded(tmp_path / "home" / "pg")
