@@ -2,9 +2,11 @@
 one (the webserver's GraphQL `launchPartitionBackfill`), so the daemon tracks it and its status is
 the truth: it is completed only when its run finished, and failed when a K failed.
 
-The backfill targets the sweep assets of the dataset's partition with the K range as run config
-(one run, the model loaded once); a dataset never prepared gets its preparation in the same run.
-Per-K status comes from that run: its progress lines while it runs, then cluster_metrics' `k_status`.
+The backfill targets the (dataset, K) partitions of the per-K assets; their single-run backfill
+policy makes a K range one run (the model loaded once). The dataset's partition and the K values
+are added first where missing (as the UI's "Add partition" does, K in ascending order); a dataset
+never prepared gets its preparation in the same backfill. Per-K status comes from the run's
+progress lines while it runs, then from the per-K records the run stored (the core's SweepResults).
 """
 
 import json
@@ -18,7 +20,8 @@ from typing import Any, Optional
 import httpx
 
 from studyllm_core.errors import NotFoundError, StudyllmError
-from studyllm_pipeline.jobs import PREPARE, SWEEP, sweep_run_config
+from studyllm_pipeline.jobs import PER_K, PREPARE
+from studyllm_pipeline.partitions import contiguous_ranges, new_k_values, partition_key
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 ENV_URL = "STUDYLLM_DAGSTER_URL"
@@ -63,7 +66,8 @@ class GraphQL:
 
 DAEMON = """{ instance { daemonHealth { daemonStatus(daemonType: "BACKFILL") { healthy lastHeartbeatTime } } } }"""
 HEARTBEAT_MAX_AGE_S = 120  # the daemon beats every 30 s; Dagster itself calls it healthy for 30 min after the last
-PARTITIONS = """query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode { partitionKeys } } }"""
+AXES = """{ assetNodeOrError(assetKey: {path: ["clusters"]}) { ... on AssetNode {
+  partitionKeysByDimension { name partitionKeys } } } }"""
 LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
   __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
   ... on UnauthorizedError { message } ... on PartitionSetNotFoundError { message } } }"""
@@ -74,7 +78,7 @@ RUN_LOGS = """query($id: ID!, $cursor: String) { logsForRun(runId: $id, afterCur
   ... on EventConnection { cursor hasMore events { __typename
     ... on MessageEvent { message }
     ... on ExecutionStepFailureEvent { error { message } }
-    ... on MaterializationEvent { assetKey { path } metadataEntries { label ... on JsonMetadataEntry { jsonString } } } } } } }"""
+    ... on MaterializationEvent { assetKey { path } partition } } } } }"""
 
 
 def check_daemon(graphql: GraphQL, now: Optional[float] = None) -> None:
@@ -90,30 +94,37 @@ def check_daemon(graphql: GraphQL, now: Optional[float] = None) -> None:
         )
 
 
-ADD_PARTITION = """mutation($repo: RepositorySelector!, $key: String!) { addDynamicPartition(repositorySelector: $repo,
-  partitionsDefName: "datasets", partitionKey: $key) { __typename ... on PythonError { message }
+ADD_PARTITION = """mutation($repo: RepositorySelector!, $name: String!, $key: String!) { addDynamicPartition(
+  repositorySelector: $repo, partitionsDefName: $name, partitionKey: $key) { __typename ... on PythonError { message }
   ... on UnauthorizedError { message } } }"""
 
 
-def ensure_partition(graphql: GraphQL, dataset: str) -> None:
-    """Add the dataset's partition when studyllm knows the dataset and Dagster does not yet (the UI's "Add partition")."""
-    node = graphql(PARTITIONS, {"key": {"path": ["dataset_snapshot"]}})["assetNodeOrError"]
-    if dataset in (node.get("partitionKeys") or []):
-        return
-    added = graphql(ADD_PARTITION, {"repo": REPOSITORY, "key": dataset})["addDynamicPartition"]
-    if added["__typename"] != "AddDynamicPartitionSuccess":
-        raise StudyllmError(f"Dagster refused to add the partition {dataset!r}: {added.get('message', added['__typename'])}")
+def ensure_partitions(graphql: GraphQL, dataset: str, ks: list[int]) -> list[str]:
+    """Add the dataset's partition and the K values not on the axis yet (the UI's "Add partition"); the K axis."""
+    axes = {d["name"]: d["partitionKeys"] for d in graphql(AXES)["assetNodeOrError"]["partitionKeysByDimension"]}
+    additions = [("datasets", dataset)] if dataset not in axes.get("dataset", []) else []
+    added = new_k_values(axes.get("k", []), ks)
+    for name, key in [*additions, *(("k", k) for k in added)]:
+        result = graphql(ADD_PARTITION, {"repo": REPOSITORY, "name": name, "key": key})["addDynamicPartition"]
+        if result["__typename"] != "AddDynamicPartitionSuccess":
+            raise StudyllmError(f"Dagster refused to add the partition {key!r} to {name}: "
+                                f"{result.get('message', result['__typename'])}")
+    return [*axes.get("k", []), *added]
 
 
-def launch(graphql: GraphQL, dataset: str, k_min: int, k_max: int, *, prepare: bool, source: str = "studyllm backfill") -> str:
-    """Create the backfill (the UI's mutation) and return its id."""
-    assets = [*PREPARE, *SWEEP] if prepare else SWEEP
+def launch(graphql: GraphQL, dataset: str, ks: list[int], axis: list[str], *, prepare: bool,
+           source: str = "studyllm backfill") -> str:
+    """Create the backfill (the UI's mutation) of the (dataset, K) partitions and return its id."""
+    ranges = [{"start": partition_key(dataset, run[0]), "end": partition_key(dataset, run[-1])}
+              for run in contiguous_ranges(axis, ks)]
+    selection = [{"assetKey": {"path": [name]}, "partitions": {"ranges": ranges}} for name in PER_K]
+    if prepare:
+        selection += [{"assetKey": {"path": [name]}, "partitions": {"ranges": [{"start": dataset, "end": dataset}]}}
+                      for name in PREPARE]
     params = {
-        "assetSelection": [{"path": [name]} for name in assets],
-        "partitionNames": [dataset],
-        "runConfigData": sweep_run_config(k_min, k_max),
+        "partitionsByAssets": selection,
         "tags": [{"key": "studyllm/source", "value": source}],
-        "title": f"K {k_min}..{k_max} of {dataset}",
+        "title": f"K {ks[0]}..{ks[-1]} of {dataset}",
     }
     result = graphql(LAUNCH, {"params": params})["launchPartitionBackfill"]
     if result["__typename"] != "LaunchBackfillSuccess":
@@ -127,6 +138,7 @@ class BackfillState:
 
     id: str
     status: str
+    dataset: str
     requested: list[int]
     runs: list[dict[str, str]] = field(default_factory=list)
     k_status: dict[int, str] = field(default_factory=dict)  # K -> done | failed: reason | not run | pending
@@ -155,17 +167,17 @@ class BackfillState:
         }
 
 
-def read_state(graphql: GraphQL, backfill_id: str, requested: list[int]) -> BackfillState:
-    """The backfill's status, its runs, and each requested K's status so far."""
+def read_state(graphql: GraphQL, backfill_id: str, dataset: str, requested: list[int]) -> BackfillState:
+    """The backfill's status, its runs, and each requested K's status so far: done once its
+    partition is materialized; once the runs ended, what the run that took the K recorded."""
     data = graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
     if "status" not in data:
         raise NotFoundError(f"backfill {backfill_id}: {data.get('message', 'not found')}")
-    state = BackfillState(id=backfill_id, status=data["status"], requested=requested, runs=data["runs"] or [])
+    state = BackfillState(id=backfill_id, status=data["status"], dataset=dataset, requested=requested, runs=data["runs"] or [])
     for run in state.runs:
         _read_run(graphql, run, state)
     if state.runs_finished:
-        for k in requested:
-            state.k_status.setdefault(k, "not run" + (f" ({state.failure})" if state.failure else ""))
+        _final_statuses(state)
     return state
 
 
@@ -176,11 +188,11 @@ def _read_run(graphql: GraphQL, run: dict[str, str], state: BackfillState) -> No
         for event in logs.get("events") or []:
             kind = event["__typename"]
             if kind == "ExecutionStepFailureEvent" and state.failure is None:
-                state.failure = (event.get("error") or {}).get("message", "").strip().splitlines()[0][:300]
+                state.failure = ((event.get("error") or {}).get("message", "").strip().splitlines() or [""])[0][:300]
             elif kind == "MaterializationEvent" and event["assetKey"]["path"] == ["cluster_metrics"]:
-                for entry in event["metadataEntries"]:
-                    if entry["label"] == "k_status":
-                        state.k_status.update({int(k): v for k, v in json.loads(entry["jsonString"]).items()})
+                dataset, _, k = (event.get("partition") or "").partition("|")
+                if dataset == state.dataset and k.isdigit():
+                    state.k_status[int(k)] = "done"
             elif kind == "LogMessageEvent" and PROGRESS.match(event.get("message") or ""):
                 state.progress = event["message"]
         cursor = logs.get("cursor")
@@ -188,9 +200,25 @@ def _read_run(graphql: GraphQL, run: dict[str, str], state: BackfillState) -> No
             return
 
 
+def _final_statuses(state: BackfillState) -> None:
+    """Each K as the backfill's run recorded it (failed or refused, with the reason), else not run."""
+    from studyllm_core.db.engine import open_database
+    from studyllm_core.services.sweep_results import SweepResults
+    from studyllm_core.config import get_settings
+
+    runs = {r["runId"] for r in state.runs}
+    for record in SweepResults(open_database(), get_settings().artifacts_dir).records(state.dataset, state.requested):
+        k = record["k"]
+        if record["run_id"] in runs and k not in state.k_status:
+            state.k_status[k] = record["status"] + (f": {record['reason']}" if record["reason"] else "")
+    for k in state.requested:
+        state.k_status.setdefault(k, "not run" + (f" ({state.failure})" if state.failure else ""))
+
+
 def wait(
     graphql: GraphQL,
     backfill_id: str,
+    dataset: str,
     requested: list[int],
     *,
     on_change: Optional[Callable[[BackfillState], None]] = None,
@@ -205,7 +233,7 @@ def wait(
     runs_done_at = None
     last = None
     while True:
-        state = read_state(graphql, backfill_id, requested)
+        state = read_state(graphql, backfill_id, dataset, requested)
         seen = (state.status, tuple((r["runId"], r["status"]) for r in state.runs), state.progress)
         if seen != last and on_change is not None:
             on_change(state)

@@ -34,22 +34,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="materialise the whole pipeline on the bundled demo corpus, offline",
-        description="Materialise every asset of the sweep graph for the bundled labelled demo corpus with "
-        "local MiniLM embeddings and the extractive summariser (no network, no API keys), then print the "
-        "sweep report and where the artifacts are.",
+        description="Run the code location's jobs (prepare_dataset, sweep_k over the K range as one run, "
+        "sweep_report_job) for the bundled labelled demo corpus with local MiniLM embeddings and the extractive "
+        "summariser (no network, no API keys), then print the report of exactly K_MIN..K_MAX and where the "
+        "artifacts are.",
     )
-    p.add_argument("--k-min", type=int, default=None, help="smallest K (default: demo preset)")
-
-    p.add_argument("--k-max", type=int, default=None, help="largest K (default: demo preset)")
+    p.add_argument("--k-min", type=int, default=None, metavar="K_MIN", help="smallest K (default 6)")
+    p.add_argument("--k-max", type=int, default=None, metavar="K_MAX", help="largest K (default 14)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_demo)
 
     p = sub.add_parser(
         "backfill",
         help="sweep K for a dataset as a Dagster backfill the daemon runs (as the UI launches one)",
-        description="Create a backfill of the sweep assets of DATASET for K in [K_MIN, K_MAX] through the Dagster "
-        "webserver (the UI's own request), so the daemon of `studyllm dev` (or of a deployment) runs it as one run "
-        "and its status tells the truth. Prints the backfill id; with --wait shows progress and exits 0 only when "
+        description="Create a backfill of the (DATASET, K) partitions of the per-K assets for K in [K_MIN, K_MAX] "
+        "through the Dagster webserver (the UI's own request), so the daemon of `studyllm dev` (or of a deployment) "
+        "runs it as one run and its status tells the truth. Prints the backfill id; with --wait shows progress and exits 0 only when "
         "every K is done (1 naming the K that are not). K beyond the dataset's usable texts is refused before "
         "anything is queued.",
     )
@@ -153,18 +153,18 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     graphql = bf.GraphQL(bf.webserver_url(args.url))
     try:
         bf.check_daemon(graphql)
-        bf.ensure_partition(graphql, args.dataset)
-        backfill_id = bf.launch(graphql, args.dataset, args.k_min, args.k_max, prepare=prepare)
         requested = list(range(args.k_min, args.k_max + 1))
+        axis = bf.ensure_partitions(graphql, args.dataset, requested)
+        backfill_id = bf.launch(graphql, args.dataset, requested, axis, prepare=prepare)
         if not args.wait:
-            state = bf.read_state(graphql, backfill_id, requested)
+            state = bf.read_state(graphql, backfill_id, args.dataset, requested)
             emit(state.to_dict(), args.json, lambda _: f"backfill {backfill_id}: K {args.k_min}..{args.k_max} of "
                  f"{args.dataset} queued; the daemon runs it (see Overview > Backfills in the UI)")
             return 0
         # Progress goes to stderr with --json, so stdout holds the one JSON object.
         progress = sys.stderr if args.json else sys.stdout
         print(f"backfill {backfill_id}: K {args.k_min}..{args.k_max} of {args.dataset}", file=progress, flush=True)
-        state = bf.wait(graphql, backfill_id, requested, on_change=lambda s: _show_progress(s, progress))
+        state = bf.wait(graphql, backfill_id, args.dataset, requested, on_change=lambda s: _show_progress(s, progress))
     finally:
         graphql.close()
     emit(state.to_dict(), args.json, _backfill_text)
@@ -203,7 +203,7 @@ def _demo_text(report: dict) -> str:
     lines.append(f"{'K':>3} {'score':>7} {'silh.':>7} {'stab.':>7} {'ACC':>6} {'NMI':>6}")
     for row in report["per_k"]:
         if row["status"] != "done":
-            lines.append(f"{row['k']:>3} {row['status']}")
+            lines.append(f"{row['k']:>3} {row['status']}" + (f": {row['reason']}" if row.get("reason") else ""))
             continue
         lm = row.get("label_metrics") or {}
         lines.append(
@@ -212,7 +212,8 @@ def _demo_text(report: dict) -> str:
         )
     lines.append("")
     lines.append(f"artifacts: {report['artifacts_dir']}")
-    lines.append(f"provenance: studyllm provenance {report['run_group_id']}   UI: studyllm dev (run {report['run_id'][:8]})")
+    runs = ", ".join(r[:8] for r in report["run_ids"])
+    lines.append(f"provenance: studyllm provenance {report['run_group_id']}   UI: studyllm dev (runs {runs})")
     return "\n".join(lines)
 
 

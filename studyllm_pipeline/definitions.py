@@ -9,15 +9,14 @@ import os
 import dagster as dg
 
 from studyllm_pipeline.assets.analytics import ANALYTICS_ASSETS
-from studyllm_pipeline.assets.clustering import sweep
+from studyllm_pipeline.assets.clustering import sweep_k
 from studyllm_pipeline.assets.dataset import dataset_snapshot
 from studyllm_pipeline.assets.embeddings import embeddings
 from studyllm_pipeline.assets.projection import pca
 from studyllm_pipeline.assets.prompts import prompt_run
 from studyllm_pipeline.assets.report import sweep_report
 from studyllm_pipeline.io_manager import ArtifactIOManagerFactory
-from studyllm_pipeline.jobs import prepare_and_sweep_job, prepare_job, report_job, sweep_job
-from studyllm_pipeline.report_sensors import report_after_cancelled_sweep, report_after_failed_sweep
+from studyllm_pipeline.jobs import prepare_job, report_job, sweep_k_job
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 from studyllm_pipeline.schedules import nightly_sweep
 from studyllm_pipeline.sensors import new_dataset_files
@@ -39,19 +38,17 @@ def build_resources() -> dict:
     }
 
 
-SWEEP_ASSETS = [dataset_snapshot, embeddings, pca, sweep, sweep_report]
+SWEEP_ASSETS = [dataset_snapshot, embeddings, pca, sweep_k, sweep_report]
 
 defs = dg.Definitions(
     assets=[*SWEEP_ASSETS, prompt_run, *ANALYTICS_ASSETS],
-    jobs=[prepare_job, sweep_job, prepare_and_sweep_job, report_job],
+    jobs=[prepare_job, sweep_k_job, report_job],
     schedules=[nightly_sweep],
     sensors=[
         new_dataset_files,
         dg.AutomationConditionSensorDefinition(
             "report_automation", target=[sweep_report], default_status=dg.DefaultSensorStatus.RUNNING
         ),
-        report_after_failed_sweep,
-        report_after_cancelled_sweep,
     ],
     resources=build_resources(),
     executor=dg.in_process_executor,

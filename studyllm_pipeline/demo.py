@@ -1,8 +1,9 @@
-"""`studyllm demo`: the code location's `prepare_and_sweep` job on the bundled demo corpus, offline.
+"""`studyllm demo`: the code location's jobs on the bundled demo corpus, offline.
 
-One run of the real job (the same one the UI, the schedule and `studyllm backfill` run) prepares the
-dataset and sweeps exactly K = k_min..k_max; the report printed is that run's. Runs go to the
-durable instance under $STUDYLLM_HOME/dagster (Postgres storage), so `studyllm dev` shows them.
+Three runs of the real jobs (the ones the UI, the schedule and a backfill run): `prepare_dataset`
+for the `demo` partition, `sweep_k` over the partitions demo|A..demo|B (one run, as a single-run
+backfill makes it), and `sweep_report_job`. The report printed covers exactly K = A..B. Runs go to
+the durable instance under $STUDYLLM_HOME/dagster (Postgres storage), so `studyllm dev` shows them.
 """
 
 import time
@@ -17,11 +18,20 @@ from studyllm_core.db.engine import open_database
 from studyllm_core.db.server import DatabaseTarget
 from studyllm_core.services.datasets import DEMO, DatasetRegistry
 from studyllm_core.services.provenance import ProvenanceService
-from studyllm_core.services.sweep_recipe import check_k_range, sweep_report
+from studyllm_core.services.sweep_recipe import check_k_range
+from studyllm_core.services.sweep_results import SweepResults
 from studyllm_pipeline.definitions import defs
 from studyllm_pipeline.instance import apply_environment, prepare_dagster_home
-from studyllm_pipeline.jobs import prepare_and_sweep_job, sweep_run_config
-from studyllm_pipeline.partitions import datasets
+from studyllm_pipeline.jobs import prepare_job, report_job, sweep_k_job
+from studyllm_pipeline.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    contiguous_ranges,
+    datasets,
+    k_values,
+    new_k_values,
+    partition_key,
+)
 from studyllm_pipeline.provenance import run_group_name
 
 DEMO_K_RANGE = (6, 14)  # the corpus has 10 topics
@@ -36,7 +46,7 @@ def run_demo(
     prepared: tuple[Path, DatabaseTarget, dict[str, str]] | None = None,
     started: float | None = None,
 ) -> dict[str, Any]:
-    """Prepare the demo dataset and sweep K = k_min..k_max in one run; return the report as a dict.
+    """Prepare the demo dataset, sweep K = k_min..k_max and report; return the report of exactly those K.
 
     `prepared` is `prepare_dagster_home()`'s result when the caller already started the database;
     `started` the `time.perf_counter()` the reported seconds count from.
@@ -45,41 +55,54 @@ def run_demo(
     low, high = k_min or DEMO_K_RANGE[0], k_max or DEMO_K_RANGE[1]
     _, _, env = prepared or prepare_dagster_home()
     apply_environment(env)
-    registry = DatasetRegistry(open_database())
+    engine = open_database()
+    registry = DatasetRegistry(engine)
     registry.register_demo()
-    check_k_range(low, high, registry.usable_texts(DEMO) or len(registry.load(registry.get(DEMO)).texts), "texts of the demo corpus")
+    n = registry.usable_texts(DEMO) or len(registry.load(registry.get(DEMO)).texts)
+    check_k_range(low, high, n, "texts of the demo corpus")  # before anything is added or run
+    ks = list(range(low, high + 1))
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(datasets.name, [DEMO])
-        result = defs.resolve_job_def(prepare_and_sweep_job.name).execute_in_process(
-            instance=instance, partition_key=DEMO, run_config={**sweep_run_config(low, high), **QUIET}, tags=TAGS,
-            raise_on_error=False,
-        )
-    report = _report_of(result)
-    report.update(k_min=low, k_max=high, seconds=time.perf_counter() - start, run_id=result.run_id)
-    return report
-
-
-def _report_of(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
-    if not result.success:
-        failures = [e.event_specific_data.error.message.strip() for e in result.get_step_failure_events()]
-        raise RuntimeError(f"the demo run {result.run_id} failed: {'; '.join(failures) or 'see the UI'}")
-    report = sweep_report(result.asset_value("cluster_metrics"))
-    snapshot: pd.DataFrame = result.asset_value("dataset_snapshot")
+        axis = instance.get_dynamic_partitions(k_values.name)
+        added = new_k_values(axis, ks)
+        instance.add_dynamic_partitions(k_values.name, added)
+        runs = [_run(prepare_job.name, instance, partition_key=DEMO)]
+        for part in contiguous_ranges(axis + added, ks):
+            tags = {RANGE_START_TAG: partition_key(DEMO, part[0]), RANGE_END_TAG: partition_key(DEMO, part[-1])}
+            runs.append(_run(sweep_k_job.name, instance, tags=tags))
+        runs.append(_run(report_job.name, instance, partition_key=DEMO))
+    report = SweepResults(engine, get_settings().artifacts_dir).report(DEMO, ks)
+    snapshot: pd.DataFrame = runs[0].asset_value("dataset_snapshot")
     per_k = [_row(r) for r in report.table.to_dict("records")]
-    best_k = report.best_k
-    run_group = ProvenanceService(open_database()).groups.lookup("run", run_group_name(DEMO))
+    run_group = ProvenanceService(engine).groups.lookup("run", run_group_name(DEMO))
     return {
         "dataset": DEMO,
         "texts": len(snapshot),
         "labels": int(snapshot["label"].nunique()),
-        "best_k": best_k,
+        "k_min": low,
+        "k_max": high,
+        "best_k": report.best_k,
         "rule": report.choice.rule if report.choice else None,
         "missing": report.problem(),
-        "best": next(r for r in per_k if r["k"] == best_k),
+        "best": next((r for r in per_k if r["k"] == report.best_k), None),
         "per_k": per_k,
         "artifacts_dir": str(get_settings().artifacts_dir),
         "run_group_id": run_group.id if run_group else None,
+        "run_ids": [r.run_id for r in runs],
+        "seconds": time.perf_counter() - start,
     }
+
+
+def _run(job: str, instance: dg.DagsterInstance, **options: Any) -> dg.ExecuteInProcessResult:
+    """One run of a job of the code location, in this process; RuntimeError naming the failure."""
+    tags = {**TAGS, **options.pop("tags", {})}
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, run_config=QUIET, raise_on_error=False, tags=tags, **options
+    )
+    if not result.success:
+        failures = [e.event_specific_data.error.message.strip() for e in result.get_step_failure_events()]
+        raise RuntimeError(f"the demo's {job} run {result.run_id} failed: {'; '.join(failures) or 'see the UI'}")
+    return result
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +110,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "k": int(record["k"]),
         "status": record["status"],
+        "reason": record.get("reason") if isinstance(record.get("reason"), str) else None,
         "score": _num(record.get("score")),
         "silhouette": _num(record.get("silhouette")),
         "stability": _num(record.get("stability_ari")),

@@ -40,14 +40,22 @@ def meta_of(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, An
     return dict(context.job_def.asset_layer.asset_graph.get(key).metadata or {})
 
 
-def upstream_groups(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, str]:
-    """Group name -> group type of every upstream materialization `key` reads in this run."""
+def dataset_of(partition: Optional[str]) -> Optional[str]:
+    """The dataset of a partition key (`demo` for both `demo` and `demo|9`)."""
+    return str(partition).split("|")[0] if partition else None
+
+
+def upstream_groups(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: Optional[str] = None) -> dict[str, str]:
+    """Group name -> group type of every upstream materialization the `partition` of `key` reads:
+    the same partition of a parent partitioned alike, the dataset's of a dataset-partitioned one."""
     graph = context.job_def.asset_layer.asset_graph
     node = graph.get(key)
+    partition = partition if partition is not None else _partition(context)
     found: dict[str, str] = {}
     for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
-        partition = _partition(context) if graph.get(parent).partitions_def is not None else None
-        found[group_name(parent, partition)] = str(meta_of(context, parent).get(GROUP_TYPE, "step"))
+        parent_def = graph.get(parent).partitions_def
+        mapped = None if parent_def is None else (partition if parent_def == node.partitions_def else dataset_of(partition))
+        found[group_name(parent, mapped)] = str(meta_of(context, parent).get(GROUP_TYPE, "step"))
     return found
 
 
@@ -55,20 +63,24 @@ def step_record(
     context: dg.AssetExecutionContext,
     key: Optional[dg.AssetKey] = None,
     *,
+    partition: Optional[str] = None,
+    inputs: Optional[dict[str, str]] = None,
     config: Optional[dict[str, Any]] = None,
     extra_inputs: Sequence[int] = (),
     metadata: Optional[dict[str, Any]] = None,
 ) -> StepRecord:
-    """What Dagster knows about one materialization of `key` (default: the asset of the context)."""
+    """What Dagster knows about one materialization of `key` (default: the asset of the context) at
+    `partition` (default: the run's); `inputs` replaces the upstream groups of the asset graph."""
     key = key or context.asset_key
     meta = meta_of(context, key)
-    partition = _partition(context)
+    partition = partition if partition is not None else _partition(context)
+    dataset = dataset_of(partition)
     return StepRecord(
         group_type=str(meta.get(GROUP_TYPE, "step")),
         name=group_name(key, partition),
-        run=run_group_name(partition) if partition else None,
+        run=run_group_name(dataset) if dataset else None,
         position=int(meta.get(STEP_POSITION, 0)),
-        inputs=upstream_groups(context, key),
+        inputs=inputs if inputs is not None else upstream_groups(context, key, partition),
         extra_inputs=tuple(extra_inputs),
         metadata={
             "dagster_run_id": context.run.run_id,
@@ -77,7 +89,7 @@ def step_record(
             "config": config or {},
             **(metadata or {}),
         },
-        run_metadata={"dataset": partition} if partition else {},
+        run_metadata={"dataset": dataset} if dataset else {},
     )
 
 
@@ -98,10 +110,12 @@ def check_links(
     *,
     extra_inputs: Sequence[str] = (),
     key: Optional[dg.AssetKey] = None,
+    inputs: Optional[Sequence[str]] = None,
 ) -> dg.AssetCheckResult:
-    """Do the group's recorded inputs equal this materialization's upstream assets and partitions?"""
+    """Do the group's recorded inputs equal this materialization's upstream assets and partitions
+    (`inputs` when the step read other partitions than the asset graph's)?"""
     key = key or context.asset_key
-    expected = set(upstream_groups(context, key)) | set(extra_inputs)
+    expected = set(inputs if inputs is not None else upstream_groups(context, key)) | set(extra_inputs)
     actual = {g.name for g in ProvenanceService(engine).inputs_of(group_id)}
     missing, extra = sorted(expected - actual), sorted(actual - expected)
     return dg.AssetCheckResult(

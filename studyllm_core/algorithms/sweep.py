@@ -354,6 +354,50 @@ class SweepResult:
         )
 
 
+def check_sweep(
+    X: np.ndarray,
+    texts: Sequence[str] | None,
+    config: SweepConfig,
+    k_max: int,
+    *,
+    summarize: Summarize | None = None,
+    embed: Embed | None = None,
+    labels: Sequence[int] | np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """ValueError for inputs a sweep up to k_max cannot use; returns X as a matrix and the labels as an array."""
+    config.validate()
+    x = as_matrix(X, "X")
+    n = x.shape[0]
+    if k_max > n:
+        raise ValueError(f"k_max={k_max} exceeds the number of items N={n}; use k_max <= {n}.")
+    _check_llm_method(config, summarize, embed)
+    if texts is not None and len(texts) != n:
+        raise ValueError(f"texts has {len(texts)} entries but X has {n} rows; pass one text per row.")
+    if config.method == "ksubspaces" and k_max * (config.rank_r + 1) > n:
+        raise ValueError(f"k_max x (rank_r + 1) = {k_max * (config.rank_r + 1)} exceeds N={n}; lower k_max or rank_r.")
+    truth = None
+    if labels is not None:
+        truth = np.asarray(labels)
+        if truth.shape != (n,):
+            raise ValueError(f"labels has shape {truth.shape}, expected ({n},); pass one ground-truth label per row.")
+    return x, truth
+
+
+def sweep_space(x: np.ndarray, pca_dim: int | None) -> tuple[np.ndarray, Project | None, dict[str, Any] | None]:
+    """The clustering space of a sweep: X projected by PCA to pca_dim (with the map for new vectors and
+    what the projection kept), or X itself when pca_dim is None."""
+    if pca_dim is None:
+        return x, None, None
+    projection = pca_svd_project(x, pca_dim)
+    info = {
+        "requested_dim": projection.requested_dim,
+        "dim": projection.dim,
+        "clamped": projection.clamped,
+        "explained_variance_ratio": float(projection.explained_variance_ratio.sum()),
+    }
+    return projection.Z, projection.transform, info
+
+
 def run_sweep(
     X: np.ndarray,
     texts: Sequence[str] | None,
@@ -378,38 +422,15 @@ def run_sweep(
     LLM calls are sum over K of K x llm_rounds x n_restarts ("all") or K x llm_rounds ("best").
     Same inputs and seed give identical results.
     """
-    config.validate()
-    x = as_matrix(X, "X")
-    n = x.shape[0]
-    if config.k_max > n:
-        raise ValueError(f"k_max={config.k_max} exceeds the number of items N={n}; use k_max <= {n}.")
-    _check_llm_method(config, summarize, embed)
-    if texts is not None and len(texts) != n:
-        raise ValueError(f"texts has {len(texts)} entries but X has {n} rows; pass one text per row.")
-    if config.method == "ksubspaces" and config.k_max * (config.rank_r + 1) > n:
-        raise ValueError(
-            f"k_max x (rank_r + 1) = {config.k_max * (config.rank_r + 1)} exceeds N={n}; lower k_max or rank_r."
-        )
-    truth = None
-    if labels is not None:
-        truth = np.asarray(labels)
-        if truth.shape != (n,):
-            raise ValueError(f"labels has shape {truth.shape}, expected ({n},); pass one ground-truth label per row.")
+    x, truth = check_sweep(X, texts, config, config.k_max, summarize=summarize, embed=embed, labels=labels)
     say = progress or (lambda message: None)
 
-    z, pca_info = x, None
     if config.pca_dim is not None and project is not None:
         raise ValueError("pass either pca_dim (the sweep projects X) or project (X is projected already), not both.")
-    if config.pca_dim is not None:
-        projection = pca_svd_project(x, config.pca_dim)
-        z, project = projection.Z, projection.transform
-        pca_info = {
-            "requested_dim": projection.requested_dim,
-            "dim": projection.dim,
-            "clamped": projection.clamped,
-            "explained_variance_ratio": float(projection.explained_variance_ratio.sum()),
-        }
-        say(f"PCA {x.shape[1]} -> {projection.dim} dims ({100 * pca_info['explained_variance_ratio']:.1f}% variance)")
+    z, pca_project, pca_info = sweep_space(x, config.pca_dim)
+    project = project or pca_project
+    if pca_info is not None:
+        say(f"PCA {x.shape[1]} -> {pca_info['dim']} dims ({100 * pca_info['explained_variance_ratio']:.1f}% variance)")
 
     per_k: list[KResult] = []
     ks = range(config.k_min, config.k_max + 1)

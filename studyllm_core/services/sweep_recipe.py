@@ -1,10 +1,11 @@
 """The K-sweep recipe: what `studyllm sweep` (SweepService) and the Dagster sweep assets both run.
 
-Given the texts in a clustering space (the PCA projection Z, and `project` for new vectors), the
-recipe runs `algorithms.run_sweep` over a K range with the services wired in: k-LLMmeans rounds
-summarise clusters through the SummarizationService and embed the summaries through the embedding
-cache, every call recorded under the caller's step. Each requested K ends up done, failed (with
-its one-line reason) or not run, and K is chosen by `algorithms.choose_k` among the done ones.
+Given the texts (projected by PCA once, or already in a clustering space with `project` for new
+vectors), the recipe runs the per-K step `algorithms.sweep_k` for every requested K with the
+services wired in: k-LLMmeans rounds summarise clusters through the SummarizationService and embed
+the summaries through the embedding cache, every call recorded in the caller's groups. Each
+requested K ends up done, failed (with its one-line reason), refused (more than the texts) or not
+run, and K is chosen by `algorithms.choose_k` among the done ones.
 
 "Cluster summary" means one thing everywhere: the last k-LLMmeans round's summary of each cluster
 of the chosen restart (no extra LLM call). Without a summariser, or with llm_rounds=0, clusters
@@ -14,22 +15,24 @@ have representatives (the members closest to the centroid) but no summary.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from studyllm_core.algorithms import KChoice, KResult, SweepConfig, choose_k, run_sweep
+from studyllm_core.algorithms import KChoice, KResult, SweepConfig, choose_k, sweep_k
 from studyllm_core.algorithms.kmeans import Project
+from studyllm_core.algorithms.sweep import check_sweep, describe_k, sweep_space
 from studyllm_core.errors import InputError, StudyllmError
 from studyllm_core.services.embedding import EmbeddingService
 from studyllm_core.services.provenance import ProvenanceService
 from studyllm_core.services.summarization import SummarizationService
 
-DONE, FAILED, NOT_RUN = "done", "failed", "not run"
+DONE, FAILED, NOT_RUN, REFUSED = "done", "failed", "not run", "refused"
 Notice = Callable[[str], None]
+LlmGroups = tuple[int | None, int | None] | Callable[[int], tuple[int | None, int | None]]
 
 
 def check_k_range(k_min: int, k_max: int, n: int, what: str = "usable texts") -> None:
@@ -68,6 +71,7 @@ class SweepRun:
     requested: list[int]
     results: list[KResult] = field(default_factory=list)
     failures: dict[int, str] = field(default_factory=dict)
+    refused: dict[int, str] = field(default_factory=dict)  # K the texts cannot take, with why
     error: BaseException | None = None
     n_summarize_calls: int = 0
     summary_embedding_api_requests: int = 0
@@ -79,21 +83,27 @@ class SweepRun:
 
     @property
     def not_run(self) -> list[int]:
-        finished = set(self.done) | set(self.failures)
+        finished = set(self.done) | set(self.failures) | set(self.refused)
         return [k for k in self.requested if k not in finished]
 
     @property
     def complete(self) -> bool:
+        """Every K that could run did (refused K are reported, not failures of the run)."""
         return self.error is None and not self.failures and not self.not_run
 
     def status(self, k: int) -> str:
         if k in self.failures:
             return FAILED
+        if k in self.refused:
+            return REFUSED
         return DONE if k in self.done else NOT_RUN
 
+    def reason(self, k: int) -> str | None:
+        return self.failures.get(k) or self.refused.get(k)
+
     def statuses(self) -> dict[str, str]:
-        """Requested K -> "done", "failed: <reason>" or "not run" (JSON keys are strings)."""
-        return {str(k): f"{FAILED}: {self.failures[k]}" if k in self.failures else self.status(k) for k in self.requested}
+        """Requested K -> "done", "failed: <reason>", "refused: <reason>" or "not run" (JSON keys are strings)."""
+        return {str(k): self.status(k) + (f": {self.reason(k)}" if self.reason(k) else "") for k in self.requested}
 
     def choice(self) -> KChoice | None:
         """K chosen among the done ones (None when none is done)."""
@@ -101,12 +111,14 @@ class SweepRun:
         return choose_k(rows) if rows else None
 
     def problem(self) -> str | None:
-        """One line naming the K that failed or were not run, or None when every K is done."""
-        if self.complete:
+        """One line naming the K that failed, were not run or were refused; None when every K is done."""
+        if self.complete and not self.refused:
             return None
         parts = [f"K={k} failed: {reason}" for k, reason in self.failures.items()]
         if self.not_run:
             parts.append(f"K {format_ks(self.not_run)} not run")
+        if self.refused:
+            parts.append(f"K {format_ks(list(self.refused))} refused (more than the texts)")
         if self.error is not None and not self.failures:
             parts.append(f"interrupted ({type(self.error).__name__})")
         return "; ".join(parts)
@@ -140,11 +152,15 @@ class SweepRecipe:
 
     def check(self, config: SweepConfig, n: int, what: str = "usable texts") -> None:
         """InputError for settings that cannot work on n texts, before any call."""
+        self.check_settings(config)
+        check_k_range(config.k_min, config.k_max, n, what)
+
+    def check_settings(self, config: SweepConfig) -> None:
+        """InputError for settings that cannot work whatever the texts."""
         try:
             config.validate()
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        check_k_range(config.k_min, config.k_max, n, what)
         if self.uses_llm(config) and config.llm_rounds * config.iters_per_round >= config.max_iter:
             raise InputError(
                 f"llm_rounds={config.llm_rounds} x iters_per_round={config.iters_per_round} leaves no iteration "
@@ -168,53 +184,104 @@ class SweepRecipe:
         )
         return summaries, embeddings
 
-    def run(
+    def run(self, X: np.ndarray, texts: Sequence[str], config: SweepConfig, **options: Any) -> SweepRun:
+        """Sweep K and return every K's outcome: `begin(...)` run to the end (same arguments)."""
+        sweep = self.begin(X, texts, config, **options)
+        for _ in sweep:
+            pass
+        return sweep.run
+
+    def begin(
         self,
         X: np.ndarray,
         texts: Sequence[str],
         config: SweepConfig,
         *,
+        ks: Sequence[int] | None = None,
         labels: np.ndarray | None = None,
         project: Project | None = None,
-        groups: tuple[int, int] | None = None,
+        groups: LlmGroups | None = None,
+        refuse_beyond_texts: bool = False,
         notice: Notice | None = None,
-    ) -> SweepRun:
-        """Sweep K over [config.k_min, config.k_max] and return every K's outcome.
-
-        A failed K does not raise: the returned run keeps the finished K, names the failed one with
-        its reason and lists the K not run, with the exception in `error`. An interrupt (Ctrl-C, a
-        cancelled Dagster run) is returned in `error` too, with the finished K, for the caller to
-        re-raise once it kept them.
+        on_k: Callable[[KResult], None] | None = None,
+    ) -> Sweep:
+        """Check the settings against the texts (InputError before any call) and return the sweep of
+        `ks` (default [config.k_min, config.k_max]), which runs as it is iterated, one K at a time.
 
         X is projected by PCA when config.pca_dim is set; otherwise it is the clustering space and
         `project` maps summary embeddings into it. `groups` are the (summaries, summary embeddings)
-        groups of llm_groups(); InputError for settings that cannot work on these texts.
+        groups the LLM calls join: one pair, or a function of K. K beyond the texts is an InputError,
+        or with `refuse_beyond_texts` a K the sweep refuses (and reports) while it runs the others.
         """
-        self.check(config, len(texts))
-        outcome = SweepRun(config=config, requested=list(range(config.k_min, config.k_max + 1)))
-        summarize = embed = None
-        if self.uses_llm(config):
-            assert self.summarizer is not None
-            summaries_group, embeddings_group = groups if groups is not None else (None, None)
-            summarize = self.summarizer.as_summarize_fn(group_id=summaries_group)
-            embed = SummaryEmbedder(self.embedder, embeddings_group)
+        requested = sorted(set(ks)) if ks is not None else list(range(config.k_min, config.k_max + 1))
+        if not requested:
+            raise InputError("no K to sweep: give at least one K")
+        n = len(texts)
+        self.check_settings(replace(config, k_min=requested[0], k_max=requested[-1]))
+        refused = {k: f"K={k} exceeds the {n} usable texts" for k in requested if k > n}
+        if refused and not refuse_beyond_texts:
+            check_k_range(requested[0], requested[-1], n)
+        runnable = [k for k in requested if k not in refused]
         try:
-            result = run_sweep(
-                X, list(texts), config, summarize=summarize, embed=embed, project=project, labels=labels,
-                progress=notice, on_k=outcome.results.append,
-            )
-            outcome.pca = result.pca
-        except ValueError as exc:  # settings the data cannot satisfy (checked again by the algorithms)
+            x, truth = check_sweep(X, list(texts), config, max(runnable, default=2), labels=labels)
+            if config.pca_dim is not None and project is not None:
+                raise ValueError("pass either pca_dim or project, not both")
+            z, pca_project, pca = sweep_space(x, config.pca_dim)
+        except ValueError as exc:  # settings the data cannot satisfy
             raise InputError(str(exc)) from None
-        except BaseException as exc:  # noqa: BLE001 - reported with the finished K kept (docstring)
-            outcome.error = exc
-            failed = next((k for k in outcome.requested if k not in outcome.done), None)
+        run = SweepRun(config=config, requested=requested, refused=refused, pca=pca)
+        if pca is not None and notice is not None:
+            notice(f"PCA {x.shape[1]} -> {pca['dim']} dims ({100 * pca['explained_variance_ratio']:.1f}% variance)")
+        return Sweep(self, run, z, list(texts), truth, project or pca_project, runnable, groups, notice, on_k)
+
+
+@dataclass
+class Sweep:
+    """A sweep in progress: iterating it runs one K after the other and yields each done K's result.
+    A failure or an interrupt ends the iteration; `run` then says which K are done, which failed
+    (with the exception in `run.error`) and which were not run."""
+
+    recipe: SweepRecipe
+    run: SweepRun
+    z: np.ndarray
+    texts: list[str]
+    truth: np.ndarray | None
+    project: Project | None
+    runnable: list[int]
+    groups: LlmGroups | None
+    notice: Notice | None
+    on_k: Callable[[KResult], None] | None
+
+    def __iter__(self) -> Iterator[KResult]:
+        recipe, run = self.recipe, self.run
+        embedders: list[SummaryEmbedder] = []
+        try:
+            for position, k in enumerate(self.runnable, start=1):
+                summarize = embed = None
+                if recipe.uses_llm(run.config):
+                    assert recipe.summarizer is not None
+                    summaries_group, embeddings_group = (self.groups(k) if callable(self.groups) else self.groups) or (None, None)
+                    summarize = recipe.summarizer.as_summarize_fn(group_id=summaries_group)
+                    embed = SummaryEmbedder(recipe.embedder, embeddings_group)
+                    embedders.append(embed)
+                item = sweep_k(self.z, self.texts, k, run.config, summarize=summarize, embed=embed,
+                               project=self.project, truth=self.truth)
+                run.results.append(item)
+                if self.on_k is not None:
+                    self.on_k(item)
+                if self.notice is not None:
+                    self.notice(describe_k(item, position, len(self.runnable)))
+                yield item
+        except GeneratorExit:  # the caller stopped iterating
+            raise
+        except BaseException as exc:  # noqa: BLE001 - reported with the finished K kept (class docstring)
+            run.error = exc
+            failed = next((k for k in self.runnable if k not in run.done), None)
             if failed is not None and isinstance(exc, Exception):
-                outcome.failures[failed] = one_line(exc)
+                run.failures[failed] = one_line(exc)
         finally:
-            outcome.n_summarize_calls = sum(item.restarts.n_summarize_calls for item in outcome.results)
-            outcome.summary_embedding_api_requests = embed.api_requests if isinstance(embed, SummaryEmbedder) else 0
-        return outcome
+            run.n_summarize_calls = sum(item.restarts.n_summarize_calls for item in run.results)
+            run.summary_embedding_api_requests = sum(e.api_requests for e in embedders)
 
 
 def label_codes(values: Sequence[object]) -> np.ndarray:
@@ -231,24 +298,24 @@ def one_line(exc: BaseException) -> str:
 # -- tables: what the CLI writes and the Dagster assets store ------------------------------------
 
 
-def clusters_table(run: SweepRun, rows: np.ndarray) -> pd.DataFrame:
-    """Long format, one row per (clustered text, done K): `row` (input row), `k`, `label`, `cost`."""
-    ks = [item.k for item in run.results]
+def clusters_table(results: Sequence[KResult], rows: np.ndarray) -> pd.DataFrame:
+    """Long format, one row per (clustered text, K): `row` (input row), `k`, `label`, `cost`."""
+    ks = [item.k for item in results]
     n = len(rows)
     return pd.DataFrame(
         {
             "row": np.tile(np.asarray(rows, dtype=np.int64), len(ks)),
             "k": np.repeat(np.asarray(ks, dtype=np.int32), n),
-            "label": np.concatenate([item.clustering.labels for item in run.results]) if ks else np.empty(0, np.int32),
-            "cost": np.concatenate([item.costs for item in run.results]) if ks else np.empty(0),
+            "label": np.concatenate([item.clustering.labels for item in results]) if ks else np.empty(0, np.int32),
+            "cost": np.concatenate([item.costs for item in results]) if ks else np.empty(0),
         }
     )
 
 
-def summaries_table(run: SweepRun, rows: np.ndarray, texts: Sequence[str]) -> pd.DataFrame:
-    """One row per (done K, cluster): size, summary (None without LLM rounds), representatives and their rows."""
+def summaries_table(results: Sequence[KResult], rows: np.ndarray, texts: Sequence[str]) -> pd.DataFrame:
+    """One row per (K, cluster): size, summary (None without LLM rounds), representatives and their rows."""
     records = []
-    for item in run.results:
+    for item in results:
         sizes = item.clustering.sizes
         summaries = item.summaries or [None] * item.k
         for cluster, members in enumerate(item.representatives):
@@ -268,21 +335,26 @@ METRIC_COLUMNS = ["k", "status", "reason", "score", "silhouette", "silhouette_me
                   "stability_ari_std", "coverage", "dispersion", "objective", "summarize_calls"]
 
 
-def metrics_table(run: SweepRun) -> pd.DataFrame:
-    """One row per requested K: status (done, failed, not run), the reason of a failure, and the scores of a done K."""
-    by_k = {item.k: item for item in run.results}
-    records = []
-    for k in run.requested:
-        record: dict[str, Any] = {"k": k, "status": run.status(k), "reason": run.failures.get(k)}
-        item = by_k.get(k)
-        if item is not None:
-            record.update(item.scores.to_row())
-            record["objective"] = float(item.clustering.objective)
-            record["summarize_calls"] = int(item.restarts.n_summarize_calls)
-        records.append(record)
-    frame = pd.DataFrame.from_records(records)
+def metrics_row(item: KResult) -> dict[str, Any]:
+    """The scores of one done K (JSON-able)."""
+    return {**item.scores.to_row(), "objective": float(item.clustering.objective),
+            "summarize_calls": int(item.restarts.n_summarize_calls)}
+
+
+def metrics_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Metric records (k, status, reason and, for a done K, metrics_row) as a table in a fixed column order."""
+    frame = pd.DataFrame.from_records(list(records))
     extra = [c for c in frame.columns if c not in METRIC_COLUMNS]
     return frame.reindex(columns=METRIC_COLUMNS + extra)
+
+
+def metrics_table(run: SweepRun) -> pd.DataFrame:
+    """One row per requested K: status (done, failed, refused, not run), its reason, and the scores of a done K."""
+    by_k = {item.k: item for item in run.results}
+    return metrics_frame([
+        {"k": k, "status": run.status(k), "reason": run.reason(k), **(metrics_row(by_k[k]) if k in by_k else {})}
+        for k in run.requested
+    ])
 
 
 @dataclass
@@ -292,20 +364,24 @@ class SweepReport:
     table: pd.DataFrame  # metrics_table rows, plus `best`
     choice: KChoice | None
     failed: dict[int, str]
-    not_done: list[int]
+    refused: dict[int, str]
+    not_run: list[int]
 
     @property
     def best_k(self) -> int | None:
         return self.choice.k if self.choice else None
 
+    @property
+    def not_done(self) -> list[int]:
+        return sorted([*self.failed, *self.refused, *self.not_run])
+
     def problem(self) -> str | None:
-        if not self.failed and not self.not_done:
-            return None
+        """One line naming the K that failed, were refused or are missing; None when every K is done."""
         parts = [f"K={k} failed: {reason}" for k, reason in self.failed.items()]
-        missing = [k for k in self.not_done if k not in self.failed]
-        if missing:
-            parts.append(f"K {format_ks(missing)} missing (not run)")
-        return "; ".join(parts)
+        parts += [f"K={k} refused: {reason}" for k, reason in self.refused.items()]
+        if self.not_run:
+            parts.append(f"K {format_ks(self.not_run)} missing (not run)")
+        return "; ".join(parts) or None
 
 
 def sweep_report(metrics: pd.DataFrame) -> SweepReport:
@@ -315,9 +391,10 @@ def sweep_report(metrics: pd.DataFrame) -> SweepReport:
     rows = [{key: _plain(value) for key, value in record.items()} for record in done.to_dict("records")]
     choice = choose_k(rows) if rows else None
     table["best"] = table["k"] == (choice.k if choice else -1)
-    failed = {int(r.k): str(r.reason) for r in table.itertuples() if r.status == FAILED}
-    not_done = [int(k) for k in table.loc[table["status"] != DONE, "k"]]
-    return SweepReport(table=table, choice=choice, failed=failed, not_done=not_done)
+    by_status = {status: {int(r.k): str(r.reason) for r in table.itertuples() if r.status == status}
+                 for status in (FAILED, REFUSED)}
+    not_run = [int(k) for k in table.loc[~table["status"].isin([DONE, FAILED, REFUSED]), "k"]]
+    return SweepReport(table=table, choice=choice, failed=by_status[FAILED], refused=by_status[REFUSED], not_run=not_run)
 
 
 def _plain(value: Any) -> Any:

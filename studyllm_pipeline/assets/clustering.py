@@ -1,37 +1,33 @@
-"""sweep: clusters, cluster_summaries and cluster_metrics of one dataset over a K range, in one step.
+"""clusters, cluster_summaries and cluster_metrics: one partition per (dataset, K), made by one step.
 
-The step is one call of the core's SweepRecipe (what `studyllm sweep` runs too). Every requested
-K ends up done, failed or not run; the three tables keep the done K and cluster_metrics has one
-row per requested K with its status. When a K fails, or the run is cancelled, the step still
-stores what it finished, then fails naming the K that are missing.
+The step (op `sweep_k`) has a single-run backfill policy: a backfill of K = 9..16 of a dataset is one
+run that loads the dataset once and calls the core's SweepRecipe for those K (what `studyllm sweep`
+runs). Each K's three tables are stored by the core's SweepResults as soon as the K is done, and the
+step reports each done K as a materialization of its partition. A K that fails stops the step, which
+then fails the run: the K done before stay materialized, the others are failed partitions, and
+cluster_metrics' records name them. A K larger than the dataset's texts is refused, reported and
+left unmaterialized (it never turns the assets red); the others run.
 """
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from studyllm_core.algorithms import SweepConfig, projection_from_basis
-from studyllm_core.services.sweep_recipe import (
-    SweepRecipe,
-    clusters_table,
-    label_codes,
-    metrics_table,
-    summaries_table,
-)
-from studyllm_pipeline.assets.common import API_POOL, SWEEP_GROUP, markdown_table, sweep_out, user_errors_as_failures
-from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.provenance import check_links, provenance_check_spec, record_materialization
+from studyllm_core.algorithms import KResult, SweepConfig, projection_from_basis
+from studyllm_core.services.sweep_recipe import SweepRecipe, label_codes
+from studyllm_core.services.sweep_results import TABLES
+from studyllm_pipeline.assets.common import API_POOL, SWEEP_GROUP, user_errors_as_failures
+from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k, partition_key
+from studyllm_pipeline.provenance import GROUP_TYPE, STEP_POSITION, record_materialization
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 
 _DEFAULTS = SweepConfig()
-OUTPUTS = ("clusters", "cluster_summaries", "cluster_metrics")
+PREPARED = ("dataset_snapshot", "pca_projection", "pca_basis")
 
 
 class SweepSettings(dg.Config):
-    """The K range and the k-LLMmeans settings of one sweep (defaults are studyllm sweep's)."""
+    """The k-LLMmeans settings of the sweep step (defaults are `studyllm sweep`'s); K comes from the partitions."""
 
-    k_min: int = _DEFAULTS.k_min
-    k_max: int = _DEFAULTS.k_max
     n_restarts: int = _DEFAULTS.n_restarts
     llm_rounds: int = _DEFAULTS.llm_rounds
     iters_per_round: int = _DEFAULTS.iters_per_round
@@ -45,60 +41,109 @@ class SweepSettings(dg.Config):
         return SweepConfig(**self.model_dump())  # pca_dim None: the inputs are projected already
 
 
+def _spec(name: str, position: int, deps: list[str], description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        name, deps=deps, skippable=True, group_name=SWEEP_GROUP, description=description,
+        metadata={GROUP_TYPE: TABLES[name], STEP_POSITION: position}, kinds={"python", "parquet", "postgres"},
+    )
+
+
 @dg.multi_asset(
-    partitions_def=datasets,
-    group_name=SWEEP_GROUP,
+    name="sweep",
+    specs=[
+        _spec("clusters", 3, list(PREPARED), "Cluster of every text at this K: row, k, label, cost."),
+        _spec("cluster_summaries", 4, ["clusters"],
+              "Per cluster: size, summary (the last k-LLMmeans round's), representatives."),
+        _spec("cluster_metrics", 5, ["clusters"], "Scores of this K: silhouette, stability, coverage, label metrics."),
+    ],
+    ins={name: dg.AssetIn() for name in PREPARED},
+    partitions_def=dataset_by_k,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     pool=API_POOL,
-    outs={
-        "clusters": sweep_out("step", 3, "Cluster of every text at every done K: row, k, label, cost."),
-        "cluster_summaries": sweep_out(
-            "summarization_batch", 4,
-            "Per done K and cluster: size, summary (the last k-LLMmeans round's), representatives.",
-        ),
-        "cluster_metrics": sweep_out("metrics", 5, "One row per requested K: status, scores, label metrics."),
-    },
-    internal_asset_deps={
-        "clusters": {dg.AssetKey("dataset_snapshot"), dg.AssetKey("pca_projection"), dg.AssetKey("pca_basis")},
-        "cluster_summaries": {dg.AssetKey("clusters")},
-        "cluster_metrics": {dg.AssetKey("clusters")},
-    },
-    check_specs=[provenance_check_spec(name) for name in OUTPUTS],
+    can_subset=False,
 )
 @user_errors_as_failures
-def sweep(
+def sweep_k(
     context: dg.AssetExecutionContext,
     config: SweepSettings,
-    dataset_snapshot: pd.DataFrame,
-    pca_projection: np.ndarray,
-    pca_basis: np.ndarray,
+    dataset_snapshot,
+    pca_projection,
+    pca_basis,
     database: StudyllmDatabase,
     embedder: EmbedderResource,
     summarizer: SummarizerResource,
 ):
-    """k-LLMmeans over the K range with restarts, round summaries, scores and representatives."""
+    """k-LLMmeans at every K of the run's partitions, one dataset after the other."""
     engine = database.engine()
-    groups = {name: record_materialization(context, engine, dg.AssetKey(name), config=config.model_dump()) for name in OUTPUTS}
     recipe = SweepRecipe(embedder.service(engine), summarizer.service(engine))
-    texts = dataset_snapshot["text"].tolist()
-    truth = label_codes(dataset_snapshot["label"].tolist()) if "label" in dataset_snapshot else None
-    run = recipe.run(
-        pca_projection, texts, config.sweep_config(), labels=truth, project=projection_from_basis(pca_basis),
-        groups=(groups["cluster_summaries"], groups["clusters"]), notice=context.log.info,
-    )
-    rows = dataset_snapshot["row"].to_numpy()
-    status = {"requested": f"{config.k_min}..{config.k_max}", "done": len(run.done), "missing": run.problem() or "none"}
-    metrics = metrics_table(run)
-    yield dg.Output(clusters_table(run, rows), "clusters", metadata={**status, "group_id": groups["clusters"]})
-    yield dg.Output(
-        summaries_table(run, rows, texts), "cluster_summaries",
-        metadata={"summarize_calls": run.n_summarize_calls, "group_id": groups["cluster_summaries"]},
-    )
-    yield dg.Output(metrics, "cluster_metrics", metadata={
-        **status, "k_status": dg.MetadataValue.json(run.statuses()), "per_k": markdown_table(metrics), "group_id": groups["cluster_metrics"],
+    results = database.sweep_results()
+    by_dataset: dict[str, list[int]] = {}
+    for key in context.partition_keys:
+        dataset, k = dataset_and_k(key)
+        by_dataset.setdefault(dataset, []).append(k)
+    one = len(by_dataset) == 1  # the IO manager gives one value for one upstream partition, a dict for several
+    problems = []
+    for dataset, ks in by_dataset.items():
+        snapshot, z, basis = ((value if not one else {dataset: value})[dataset]
+                              for value in (dataset_snapshot, pca_projection, pca_basis))
+
+        def record(item: KResult, dataset: str = dataset, snapshot: pd.DataFrame = snapshot) -> None:
+            scores = results.save(dataset, item, snapshot["row"].to_numpy(), snapshot["text"].tolist(), run_id=context.run_id)
+            done[item.k] = scores
+
+        done: dict[int, dict] = {}
+        results.start(dataset, ks, run_id=context.run_id)
+        groups = {k: _record_provenance(context, engine, dataset, k, config) for k in ks}
+        sweep = recipe.begin(
+            z, snapshot["text"].tolist(), config.sweep_config(), ks=ks,
+            labels=label_codes(snapshot["label"].tolist()) if "label" in snapshot else None,
+            project=projection_from_basis(basis), groups=lambda k: (groups[k]["cluster_summaries"], groups[k]["clusters"]),
+            refuse_beyond_texts=True, notice=context.log.info, on_k=record,
+        )
+        try:
+            for item in sweep:
+                yield from _materializations(dataset, item, done[item.k], groups[item.k])
+        except BaseException as exc:  # noqa: BLE001 - an interrupt between two K: the done ones are reported
+            sweep.run.error = sweep.run.error or exc
+        results.finish(dataset, sweep.run, run_id=context.run_id)
+        if sweep.run.refused:
+            context.log.warning(f"{dataset}: " + "; ".join(sweep.run.refused.values()) + ": not clustered")
+        error = sweep.run.error
+        if error is not None and not isinstance(error, Exception):
+            raise error  # an interrupt (a cancelled run): the done K are stored and reported
+        if not sweep.run.complete:
+            problems.append(f"{dataset}: {sweep.run.problem()}")
+    if problems:
+        raise dg.Failure(description="; ".join(problems) + "; the done K are stored, run again for the rest",
+                         allow_retries=False)
+
+
+def _record_provenance(context: dg.AssetExecutionContext, engine, dataset: str, k: int, config: SweepSettings) -> dict[str, int]:  # noqa: ANN001
+    """The provenance groups of one K's three tables, linked to what they are made from."""
+    return {
+        name: record_materialization(context, engine, dg.AssetKey(name), partition=partition_key(dataset, k),
+                                     config=config.model_dump())
+        for name in TABLES
+    }
+
+
+def _materializations(dataset: str, item: KResult, scores: dict, groups: dict[str, int]):
+    """One done K as a materialization of its partition of each of the three assets."""
+    key = partition_key(dataset, item.k)
+    sizes = item.clustering.sizes.tolist()
+    summaries = item.summaries or []
+    yield dg.AssetMaterialization("clusters", partition=key, metadata={
+        "k": item.k, "objective": float(item.clustering.objective), "iterations": int(item.clustering.n_iter),
+        "restart_objectives": dg.MetadataValue.json([float(r.objective) for r in item.restarts.runs]),
+        "sizes": dg.MetadataValue.json(sizes), "group_id": groups["clusters"],
     })
-    for name in OUTPUTS:
-        yield check_links(context, engine, groups[name], key=dg.AssetKey(name))
-    if isinstance(run.error, BaseException) and not isinstance(run.error, Exception):
-        raise run.error  # an interrupt (cancelled run): the finished K are stored above
-    if not run.complete:
-        raise dg.Failure(description=f"{run.problem()}; the done K are stored, run again for the rest", allow_retries=False)
+    yield dg.AssetMaterialization("cluster_summaries", partition=key, metadata={
+        "summarize_calls": int(item.restarts.n_summarize_calls), "group_id": groups["cluster_summaries"],
+        "summaries": dg.MetadataValue.md("\n".join(f"- **{c}** ({sizes[c]}): {text}" for c, text in enumerate(summaries))
+                                         or "no summaries (llm_rounds=0)"),
+    })
+    numbers = {name: float(value) for name, value in scores.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and name != "k"}
+    yield dg.AssetMaterialization("cluster_metrics", partition=key, metadata={
+        "k": item.k, **numbers, "group_id": groups["cluster_metrics"],
+    })

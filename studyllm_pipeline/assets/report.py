@@ -1,10 +1,10 @@
-"""sweep_report: every requested K of one dataset side by side, the selection curve, and the chosen K."""
+"""sweep_report: every K swept for one dataset side by side, the selection curve, and the chosen K."""
 
 import dagster as dg
 import pandas as pd
 
 from studyllm_core.charts import line_chart_svg
-from studyllm_core.services.sweep_recipe import sweep_report as build_report
+from studyllm_core.services.sweep_results import k_group_name
 from studyllm_pipeline.assets.common import markdown_table, sweep_asset_args, user_errors_as_failures
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.provenance import check_links, record_materialization
@@ -12,64 +12,63 @@ from studyllm_pipeline.resources import StudyllmDatabase
 
 K_CHECK = "requested_k_done"
 
-# Reading stored results costs nothing, so the report follows new sweep results on its own when a
-# run made them without it (the sweep step alone). A sweep run that stopped part-way is followed by
-# the sensors of report_sensors.py instead.
+# Reading stored results costs nothing, so the report follows new K results on its own (also after a
+# sweep run that failed or was cancelled part-way: its done K are stored, the others named).
 REPORT_CONDITION = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
-).with_label("new sweep results")
+).with_label("new K results")
 
 
 def _args() -> dict:
     args = sweep_asset_args("sweep_report", group_type="metrics", position=6, io="parquet")
     args["check_specs"] = [*args["check_specs"], dg.AssetCheckSpec(
-        K_CHECK, asset="sweep_report", description="Every K the sweep was asked for is done (WARN names the failed or missing ones).",
+        K_CHECK, asset="sweep_report",
+        description="Every K a sweep was asked for is done (WARN names the failed, refused or missing ones).",
     )]
     return args
 
 
-@dg.asset(partitions_def=datasets, automation_condition=REPORT_CONDITION, **_args())
+@dg.asset(partitions_def=datasets, deps=["cluster_metrics", "cluster_summaries"], automation_condition=REPORT_CONDITION, **_args())
 @user_errors_as_failures
-def sweep_report(
-    context: dg.AssetExecutionContext,
-    cluster_metrics: pd.DataFrame,
-    cluster_summaries: pd.DataFrame,
-    database: StudyllmDatabase,
-):
-    """The requested K with their status and scores; the best done K by the rule stated in the metadata."""
-    engine = database.engine()
-    group_id = record_materialization(context, engine)
-    report = build_report(cluster_metrics)
+def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):
+    """Every K swept for the dataset with its status and scores; the best done K by the rule stated in the metadata."""
+    engine, dataset = database.engine(), context.partition_key
+    results = database.sweep_results()
+    report = results.report(dataset)
     if report.choice is None:
-        raise dg.Failure(description=f"no K of this sweep is done ({report.problem()}): run the sweep again", allow_retries=False)
+        raise dg.Failure(description=f"no K of dataset {dataset!r} is done yet ({report.problem() or 'none swept'}): "
+                         "sweep K first (studyllm backfill, or materialize its K partitions)", allow_retries=False)
     table = report.table
     done = table[table["status"] == "done"]
+    inputs = {k_group_name(name, dataset, int(k)): kind for k in done["k"]
+              for name, kind in (("cluster_metrics", "metrics"), ("cluster_summaries", "summarization_batch"))}
+    group_id = record_materialization(context, engine, inputs=inputs)
+    best = results.summaries(dataset, report.choice.k)
     metadata = {
         "best_k": report.choice.k,
         "rule": report.choice.rule,
         "choice": dg.MetadataValue.json(report.choice.to_dict()),
-        "k_requested": len(table),
+        "k_swept": len(table),
         "k_done": len(done),
         "missing": report.problem() or "none",
         "per_k": markdown_table(table.round(4)),
         "selection_curve": _curve(done, report.choice.k),
+        "best_k_summaries": dg.MetadataValue.md("\n".join(
+            f"- **{r.cluster}** ({r.size}): {r.summary or '; '.join(r.representatives[:2])}" for r in best.itertuples()
+        )),
         "group_id": group_id,
     }
-    best = cluster_summaries[cluster_summaries["k"] == report.choice.k]
-    metadata["best_k_summaries"] = dg.MetadataValue.md(
-        "\n".join(f"- **{r.cluster}** ({r.size}): {r.summary or '; '.join(r.representatives[:2])}" for r in best.itertuples())
-    )
     yield dg.Output(table, metadata=metadata)
-    yield check_links(context, engine, group_id)
+    yield check_links(context, engine, group_id, inputs=list(inputs))
     yield dg.AssetCheckResult(
         check_name=K_CHECK,
         passed=report.problem() is None,
         severity=dg.AssetCheckSeverity.WARN,
-        description=report.problem() or "every requested K is done",
-        metadata={"failed": dg.MetadataValue.json({str(k): v for k, v in report.failed.items()}),
-                  "missing": dg.MetadataValue.json(report.not_done)},
+        description=report.problem() or "every K swept is done",
+        metadata={"failed": dg.MetadataValue.json({str(k): v for k, v in {**report.failed, **report.refused}.items()}),
+                  "missing": dg.MetadataValue.json(report.not_run)},
     )
 
 

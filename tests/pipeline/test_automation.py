@@ -18,10 +18,11 @@ def test_definitions_load_with_every_asset_job_schedule_and_sensor():
     names = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert {"dataset_snapshot", "embeddings", "pca_projection", "clusters", "cluster_summaries", "cluster_metrics",
             "sweep_report", "prompt_run", "provider_comparison", "calls_over_time", "failure_rates"} <= names
-    assert {"prepare_dataset", "sweep_dataset", "prepare_and_sweep"} <= {j.name for j in defs.resolve_all_job_defs()}
+    assert {"prepare_dataset", "sweep_k", "sweep_report_job"} <= {j.name for j in defs.resolve_all_job_defs()}
     assert defs.resolve_schedule_def("nightly_sweep") and defs.resolve_sensor_def("new_dataset_files")
-    for sensor in ("report_automation", "report_after_failed_sweep", "report_after_cancelled_sweep"):
-        assert defs.resolve_sensor_def(sensor).default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.resolve_sensor_def("report_automation").default_status == dg.DefaultSensorStatus.RUNNING
+    # A backfill of a K range is one run (the per-K step's single-run policy).
+    assert graph.get(dg.AssetKey("clusters")).backfill_policy == dg.BackfillPolicy.single_run()
     # Every run, however launched (the UI's implicit asset job too), runs its steps in its own process.
     for job in defs.resolve_all_job_defs():
         assert job.executor_def.name == "in_process", job.name
@@ -71,16 +72,17 @@ def test_schedule_requests_one_run_per_dataset_with_its_k_range(instance, pipeli
         assert isinstance(nightly_sweep(context), dg.SkipReason)  # no dataset partition yet
         instance.add_dynamic_partitions(datasets.name, ["a", "b", "c"])
         requests = nightly_sweep(context)
-    ranges = {r.partition_key: r.run_config["ops"]["sweep"]["config"] for r in requests}
-    assert ranges == {"a": {"k_min": 3, "k_max": 5}, "b": {"k_min": 3, "k_max": 4}}
-    assert len({r.run_key for r in requests}) == 2
+    ranges = {(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in requests}
+    assert ranges == {("a|3", "a|5"), ("b|3", "b|4")}  # one run per dataset; K beyond its texts left out
+    assert instance.get_dynamic_partitions("k") == ["3", "4", "5"]  # the K axis holds the requested K, in order
 
 
 def test_report_follows_new_k_results_on_its_own(instance, resources, tmp_path):
     import pandas as pd
 
     from studyllm_pipeline.definitions import SWEEP_ASSETS
-    from studyllm_pipeline.jobs import PREPARE, SWEEP, sweep_run_config
+    from studyllm_pipeline.jobs import PREPARE
+    from support import sweep_ks
 
     path = tmp_path / "d.csv"
     pd.DataFrame({"text": [f"text {i} about {['cats', 'stars', 'bread'][i % 3]}" for i in range(30)]}).to_csv(path, index=False)
@@ -91,19 +93,13 @@ def test_report_follows_new_k_results_on_its_own(instance, resources, tmp_path):
     defs = dg.Definitions(assets=SWEEP_ASSETS, resources=resources)
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert first.total_requested == 0  # nothing clustered yet: no report to make, for either dataset
-    sweep_only = [name for name in SWEEP if name != "sweep_report"]  # the sweep step alone, as a UI user may run it
-    assert dg.materialize(
-        SWEEP_ASSETS, selection=sweep_only, partition_key="auto", instance=instance, resources=resources,
-        run_config=sweep_run_config(2, 3),
-    ).success
+    assert sweep_ks(instance, resources, "auto", [2, 3]).success
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert second.get_requested_partitions(dg.AssetKey("sweep_report")) == {"auto"}
     assert second.total_requested == 1  # the report only: nothing that spends money starts on its own
 
-    # A sweep run that made its report too leaves nothing for the automation to do.
-    assert dg.materialize(
-        SWEEP_ASSETS, selection=SWEEP, partition_key="auto", instance=instance, resources=resources,
-        run_config=sweep_run_config(2, 3),
-    ).success
+    # Once the report is made, nothing is left for the automation to do.
+    assert dg.materialize(SWEEP_ASSETS, selection=["sweep_report"], partition_key="auto", instance=instance,
+                          resources=resources).success
     third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
     assert third.total_requested == 0

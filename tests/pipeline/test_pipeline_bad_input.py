@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import text
 
 from studyllm_pipeline.definitions import SWEEP_ASSETS
-from studyllm_pipeline.jobs import PREPARE, SWEEP, sweep_run_config
+from studyllm_pipeline.jobs import PREPARE
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.report_sensors import report_after_failed_sweep
 from studyllm_pipeline.resources import EmbedderResource, SummarizerResource
+from support import sweep_ks, sweep_run_config
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
@@ -39,22 +39,23 @@ def test_dataset_without_usable_texts(instance, resources, tmp_path):
     assert "has no usable texts" in failure_message(result)
 
 
-def test_k_larger_than_the_dataset_fails_at_once_and_the_next_good_run_recovers(instance, resources, tmp_path, stub):
+def test_k_larger_than_the_dataset_is_refused_and_never_turns_red(instance, resources, tmp_path, stub):
+    """A K partition beyond the dataset's texts (added by hand in the UI) is refused and reported, the
+    other K of the run are clustered, the run succeeds and nothing is left failed."""
     path = tmp_path / "tiny.csv"
     pd.DataFrame({"text": ["one text", "another text", "a third", "a fourth one"]}).to_csv(path, index=False)
     instance.add_dynamic_partitions(datasets.name, ["tiny"])
     assert materialize(instance, resources, PREPARE, "tiny", path).success
-    requests = stub.stats.requests_total
-    result = materialize(instance, resources, SWEEP, "tiny", config=sweep_run_config(2, 5))
-    assert not result.success
-    assert failure_message(result).strip().endswith("Failure: k_max=5 exceeds the 4 usable texts: use k_max <= 4")
-    assert stub.stats.requests_total == requests  # refused before any call
-    assert not instance.get_latest_materialization_event(dg.AssetKey("clusters"))
-    assert isinstance(report_after_failed_sweep(failure_context(instance, result.run_id)), dg.SkipReason)  # nothing to report
-    fixed = materialize(instance, resources, SWEEP, "tiny", config=sweep_run_config(2, 3))
-    assert fixed.success and sorted(fixed.asset_value("sweep_report")["k"]) == [2, 3]
-    with pytest.raises(dg.DagsterUnknownPartitionError, match="Could not find a partition with key `nosuch`"):
-        materialize(instance, resources, SWEEP, "nosuch", config=sweep_run_config(2, 3))
+    result = sweep_ks(instance, resources, "tiny", [3, 4, 5], raise_on_error=False)
+    assert result.success
+    assert {e.partition for e in result.asset_materializations_for_node("sweep")} == {"tiny|3", "tiny|4"}
+    assert any(e.user_message == "tiny: K=5 exceeds the 4 usable texts: not clustered" for e in instance.all_logs(result.run_id))
+    report = materialize(instance, resources, ["sweep_report"], "tiny")
+    assert report.asset_value("sweep_report")["status"].tolist() == ["done", "done", "refused"]
+    check = next(c for c in report.get_asset_check_evaluations() if c.check_name == "requested_k_done")
+    assert not check.passed and check.description == "K=5 refused: K=5 exceeds the 4 usable texts"
+    runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    assert runs == []  # nothing failed: no red partition
 
 
 def test_provider_without_key_then_fixed_reuses_the_cache(instance, resources, tmp_path, monkeypatch, engine, stub):
@@ -100,7 +101,9 @@ def test_a_k_that_fails_mid_sweep_keeps_the_done_k_and_the_report_names_the_rest
     instance.add_dynamic_partitions(datasets.name, ["mid"])
     assert materialize(instance, resources, PREPARE, "mid", path).success
     chat = {**resources, "summarizer": SummarizerResource(spec="openai-compatible:stub-chat", base_url=stub.base_url)}
-    config = sweep_run_config(2, 4, llm_rounds=1)
+    config = sweep_run_config(llm_rounds=1)
+    automation_defs = dg.Definitions(assets=SWEEP_ASSETS, resources=chat)
+    before = dg.evaluate_automation_conditions(defs=automation_defs, instance=instance)  # the sensor's earlier tick
 
     # The summariser goes away once K=2's two summary calls arrived (the server answers each after
     # 0.3 s, with the settings it had on arrival): K=3's calls get 404 unknown model.
@@ -108,36 +111,27 @@ def test_a_k_that_fails_mid_sweep_keeps_the_done_k_and_the_report_names_the_rest
     watcher = threading.Thread(target=lambda: _when(lambda: stub.stats.snapshot()["requests_by_endpoint"].get("chat", 0) >= 2,
                                                     lambda: stub.faults.set(known_models=["stub-embedding"])))
     watcher.start()
-    failed = materialize(instance, chat, SWEEP, "mid", config=config)
+    failed = sweep_ks(instance, chat, "mid", [2, 3, 4], config, raise_on_error=False)
     watcher.join()
     assert not failed.success
     assert "K=3 failed: " in failure_message(failed) and "; K 4 not run; the done K are stored" in failure_message(failed)
-    metrics = failed.asset_value("cluster_metrics")
-    assert metrics["status"].tolist() == ["done", "failed", "not run"]
-    assert set(failed.asset_value("clusters")["k"]) == {2}
-    assert not instance.get_latest_materialization_event(dg.AssetKey("sweep_report"))
-    request = report_after_failed_sweep(failure_context(instance, failed.run_id))
-    assert isinstance(request, dg.RunRequest) and request.partition_key == "mid"  # the report follows on its own
+    assert {e.partition for e in failed.asset_materializations_for_node("sweep")} == {"mid|2"}
+    assert instance.get_materialized_partitions(dg.AssetKey("cluster_metrics")) == {"mid|2"}
 
-    report = materialize(instance, chat, ["sweep_report"], "mid")  # the run the sensor requests
-    assert report.success and report.asset_value("sweep_report")["best"].tolist() == [True, False, False]
+    automation = dg.evaluate_automation_conditions(defs=automation_defs, instance=instance, cursor=before.cursor)
+    assert automation.get_requested_partitions(dg.AssetKey("sweep_report")) == {"mid"}  # the report follows on its own
+    report = materialize(instance, chat, ["sweep_report"], "mid")  # the run the automation requests
+    assert report.success and report.asset_value("sweep_report")["status"].tolist() == ["done", "failed", "not run"]
     check = next(c for c in report.get_asset_check_evaluations() if c.check_name == "requested_k_done")
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.description.startswith("K=3 failed: ") and check.description.endswith("; K 4 missing (not run)")
 
-    stub.faults.reset()  # the provider is back: the next run recovers every K
-    fixed = materialize(instance, chat, SWEEP, "mid", config=config)
-    assert fixed.success and set(fixed.asset_value("cluster_metrics")["status"]) == {"done"}
-    assert all(c.passed for c in fixed.get_asset_check_evaluations())
-
-
-def failure_context(instance, run_id: str) -> dg.RunFailureSensorContext:
-    """What the run-failure sensor gets when the daemon sees run `run_id` fail."""
-    event = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0].dagster_event
-    return dg.build_run_status_sensor_context(
-        sensor_name=report_after_failed_sweep.name, dagster_event=event, dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(run_id),
-    ).for_run_failure()
+    stub.faults.reset()  # the provider is back: the next run recovers the missing K
+    fixed = sweep_ks(instance, chat, "mid", [3, 4], config)
+    assert fixed.success and instance.get_materialized_partitions(dg.AssetKey("cluster_metrics")) == {"mid|2", "mid|3", "mid|4"}
+    report = materialize(instance, chat, ["sweep_report"], "mid")
+    assert set(report.asset_value("sweep_report")["status"]) == {"done"}
+    assert all(c.passed for c in report.get_asset_check_evaluations())
 
 
 def _when(condition, action, timeout=60.0):

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from studyllm_core.config import get_settings
+from studyllm_core.services.sweep_results import SweepResults
 from studyllm_pipeline.definitions import SWEEP_ASSETS
-from studyllm_pipeline.jobs import PREPARE, SWEEP, sweep_run_config
+from studyllm_pipeline.jobs import PREPARE
 from studyllm_pipeline.partitions import datasets
-from support import TEST_API_KEY, topic_corpus
+from support import TEST_API_KEY, sweep_ks, topic_corpus
 
 SCORES = ("score", "silhouette", "stability_ari", "coverage", "dispersion", "acc", "nmi", "ari")
 
@@ -33,24 +35,26 @@ def test_cli_sweep_and_dagster_graph_agree(cli, instance, resources, pipeline_en
 
     instance.add_dynamic_partitions(datasets.name, ["topics"])
     source = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path), "label_column": "label"}}}}
-    for selection, config in ((PREPARE, source), (SWEEP, sweep_run_config(2, 5))):
-        run = dg.materialize(SWEEP_ASSETS, selection=selection, partition_key="topics", instance=instance,
-                             resources=resources, run_config=config)
-        assert run.success
-    clusters, metrics = run.asset_value("clusters"), run.asset_value("cluster_metrics").set_index("k")
-    summaries = run.asset_value("cluster_summaries")
+    assert dg.materialize(SWEEP_ASSETS, selection=PREPARE, partition_key="topics", instance=instance,
+                          resources=resources, run_config=source).success
+    assert sweep_ks(instance, resources, "topics", range(2, 6)).success  # the step's defaults, as the CLI's
+    report_run = dg.materialize(SWEEP_ASSETS, selection=["sweep_report"], partition_key="topics", instance=instance,
+                                resources=resources)
+    stored = SweepResults(resources["database"].engine(), get_settings().artifacts_dir)
+    metrics = report_run.asset_value("sweep_report").set_index("k")
 
-    assert int(run.asset_value("sweep_report").query("best")["k"].iloc[0]) == report["best_k"]
+    assert int(metrics.index[metrics["best"]][0]) == report["best_k"]
     for entry in report["per_k"]:
         k = entry["k"]
-        dagster_labels = clusters[clusters["k"] == k].sort_values("row")["label"].to_numpy()
+        clusters = stored.artifacts.read(stored.artifacts.path_for("clusters", "topics", str(k), suffix=".parquet"))
+        dagster_labels = clusters.sort_values("row")["label"].to_numpy()
         np.testing.assert_array_equal(dagster_labels, np.load(out / f"labels_k{k}.npy"))
         for name in SCORES:
             cli_value = entry["label_metrics"][name] if name in ("acc", "nmi", "ari") else entry.get(name)
             if name == "stability_ari":
                 cli_value = entry["stability"]["mean_ari"]
             assert metrics.loc[k, name] == pytest.approx(cli_value, rel=1e-9, abs=1e-12), (k, name)
-        assert summaries[summaries["k"] == k]["summary"].tolist() == entry["summaries"]
+        assert stored.summaries("topics", k)["summary"].tolist() == entry["summaries"]
 
 
 def test_pipeline_defaults_are_the_cli_defaults():
@@ -62,4 +66,4 @@ def test_pipeline_defaults_are_the_cli_defaults():
     assert DEFAULT_DIM == cli_sweep.DEFAULT_PCA_DIM
     settings = SweepSettings().sweep_config()
     assert (settings.n_restarts, settings.llm_rounds, settings.seed) == (cli_sweep.DEFAULT_RESTARTS, cli_sweep.DEFAULT_LLM_ROUNDS, 0)
-    assert settings == SweepConfig(**SweepSettings().model_dump())
+    assert settings == SweepConfig()  # every setting the step has is SweepConfig's default (K comes from the partitions)

@@ -12,8 +12,9 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.services.artifacts import sha256_of
 from studyllm_core.services.provenance import ProvenanceService
 from studyllm_pipeline.definitions import SWEEP_ASSETS
-from studyllm_pipeline.jobs import PREPARE, SWEEP, sweep_run_config
+from studyllm_pipeline.jobs import PREPARE
 from studyllm_pipeline.partitions import datasets
+from support import sweep_ks, sweep_run_config
 
 TOPICS = {"space": "planets orbit the sun in the night sky", "food": "bake bread with flour and yeast", "code": "python functions return values"}
 
@@ -34,11 +35,12 @@ def run(instance, resources, selection, partition_key, run_config=None):
 
 
 def materialize_all(instance, resources, path, ks=(2, 3)):
-    """Prepare, then sweep K and report in a second run (as the sensor and `studyllm backfill` do)."""
+    """Prepare; sweep the K partitions in one run (as a single-run backfill does); report."""
     instance.add_dynamic_partitions(datasets.name, ["small"])
     config = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path), "label_column": "label"}}}}
     results = [run(instance, resources, PREPARE, "small", config)]
-    results.append(run(instance, resources, SWEEP, "small", sweep_run_config(min(ks), max(ks), n_restarts=3, llm_rounds=1)))
+    results.append(sweep_ks(instance, resources, "small", ks, sweep_run_config(n_restarts=3, llm_rounds=1)))
+    results.append(run(instance, resources, ["sweep_report"], "small"))
     return results
 
 
@@ -46,8 +48,10 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     results = materialize_all(instance, resources, small_dataset)
     assert all(r.success for r in results)
     checks = [c for r in results for c in r.get_asset_check_evaluations()]
-    assert len(checks) == 3 + 3 + 2  # snapshot, embeddings, pca; clusters, summaries, metrics; report and its K check
+    assert len(checks) == 3 + 2  # snapshot, embeddings, pca; the report's provenance and K checks
     assert all(c.passed for c in checks)
+    materialized = {(e.asset_key.to_user_string(), e.partition) for e in results[1].asset_materializations_for_node("sweep")}
+    assert materialized == {(a, f"small|{k}") for a in ("clusters", "cluster_summaries", "cluster_metrics") for k in (2, 3)}
 
     report = results[-1].asset_value("sweep_report")
     assert sorted(report["k"]) == [2, 3] and report["best"].sum() == 1 and set(report["status"]) == {"done"}
@@ -57,8 +61,8 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     with engine.connect() as conn:
         artifacts = conn.execute(text("SELECT uri, sha256, byte_size FROM call_artifacts")).all()
     paths = {Path(uri.removeprefix("file://")): (sha, size) for uri, sha, size in artifacts}
-    # snapshot, embeddings, projection, basis; clusters, summaries, metrics; report
-    assert len(paths) == 4 + 3 + 1
+    # snapshot, embeddings, projection, basis; clusters, summaries, metrics of each K; report
+    assert len(paths) == 4 + 3 * 2 + 1
     for path, (sha, size) in paths.items():
         assert path.exists() and sha256_of(path) == sha and path.stat().st_size == size
 
@@ -73,16 +77,18 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     assert inputs("dataset_snapshot[small]") == ["small"]
     assert inputs("embeddings[small]") == ["dataset_snapshot[small]"]
     assert inputs("pca_projection[small]") == ["embeddings[small]"]
-    assert inputs("clusters[small]") == ["dataset_snapshot[small]", "pca_basis[small]", "pca_projection[small]"]
-    assert inputs("cluster_summaries[small]") == ["clusters[small]"]
-    assert inputs("cluster_metrics[small]") == ["clusters[small]"]
-    assert inputs("sweep_report[small]") == ["cluster_metrics[small]", "cluster_summaries[small]"]
+    assert inputs("clusters[small|2]") == ["dataset_snapshot[small]", "pca_basis[small]", "pca_projection[small]"]
+    assert inputs("cluster_summaries[small|3]") == ["clusters[small|3]"]
+    assert inputs("cluster_metrics[small|3]") == ["clusters[small|3]"]
+    assert inputs("sweep_report[small]") == [
+        "cluster_metrics[small|2]", "cluster_metrics[small|3]", "cluster_summaries[small|2]", "cluster_summaries[small|3]",
+    ]
     run_group = groups.lookup("run", "sweep[small]")
     steps = [g.name for g in groups.get_run_step_sequence(run_group.id)]
     assert steps[:3] == ["dataset_snapshot[small]", "embeddings[small]", "pca_projection[small]"] and steps[-1] == "sweep_report[small]"
     embedding_group = groups.find_group("embeddings[small]")
     assert embedding_group.group_type == "embedding_batch" and groups.member_ids(embedding_group.id)
-    summaries = groups.find_group("cluster_summaries[small]")
+    summaries = groups.find_group("cluster_summaries[small|2]")
     assert summaries.group_type == "summarization_batch" and groups.member_ids(summaries.id)  # the round summaries' calls
 
 
@@ -105,4 +111,4 @@ def test_integrity_of_artifacts_is_checked_on_load(instance, resources, small_da
     path = Path(uri.removeprefix("file://"))
     np.save(path, np.zeros((3, 3)))  # someone edits the file behind our back
     with pytest.raises(Exception, match="was changed after it was written"):
-        run(instance, resources, SWEEP, "small", sweep_run_config(2, 2))
+        sweep_ks(instance, resources, "small", [2])

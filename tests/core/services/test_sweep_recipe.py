@@ -47,7 +47,7 @@ def test_every_k_done_with_round_summaries_as_the_cluster_summaries(recipe):
     run = recipe.run(vectors(recipe), TEXTS, settings())
     assert run.complete and run.done == [2, 3, 4] and run.problem() is None
     assert run.n_summarize_calls == 2 + 3 + 4  # K x llm_rounds, on the chosen restart only
-    table = summaries_table(run, np.arange(len(TEXTS)), TEXTS)
+    table = summaries_table(run.results, np.arange(len(TEXTS)), TEXTS)
     assert table["summary"].notna().all() and len(table) == 2 + 3 + 4
     assert table[table["k"] == 3]["summary"].tolist() == run.results[1].clustering.summaries
     report = sweep_report(metrics_table(run))
