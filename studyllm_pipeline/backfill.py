@@ -240,7 +240,9 @@ def wait(
             last = seen
         if state.finished:
             return state
-        if state.runs_finished:
+        if not state.runs_finished:
+            runs_done_at = None  # (a backfill that prepares the dataset submits the K run after the first)
+        else:
             runs_done_at = runs_done_at or time.monotonic()
             if time.monotonic() - runs_done_at > close_wait_s:
                 return state

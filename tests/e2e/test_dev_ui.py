@@ -1,8 +1,8 @@
 """`studyllm dev` for real: the webserver answers GraphQL, the asset graph renders in headless
-Chromium (Debian's package), a dataset prepared through the UI's own GraphQL API, a K sweep by
-`studyllm backfill` on the daemon, UI-launched sweeps that respect the per-dataset run limit, a
-sweep cancelled midway whose report names the missing K, a healthy catalog, and SIGTERM leaves
-nothing running."""
+Chromium (Debian's package), a dataset prepared through the UI's own GraphQL API, a K range swept
+by `studyllm backfill` on the daemon in one run, UI-launched runs that respect the run limits, a
+backfill cancelled midway whose report names the missing K and a run that recovers them, the
+catalog's K axis, and SIGTERM leaves nothing running."""
 
 import json
 import os
@@ -79,7 +79,7 @@ def wait_for_run(base: str, run_id: str, timeout: float = 300) -> str:
     raise AssertionError(f"run {run_id} did not finish in {timeout} s")
 
 
-SWEEP_ASSETS = ["clusters", "cluster_summaries", "cluster_metrics", "sweep_report"]
+PER_K = ["clusters", "cluster_summaries", "cluster_metrics"]
 LAUNCH_RUN = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
     __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
 RUN = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status tags { key value }
@@ -92,12 +92,13 @@ def launch(base: str, params: dict) -> str:
     return launched["run"]["runId"]
 
 
-def materialize_from_the_ui(base: str, dataset: str, k_min: int, k_max: int) -> str:
-    """What the UI sends for "Materialize" on the sweep assets of one partition, with the K range set in the launchpad."""
+def materialize_from_the_ui(base: str, dataset: str, k: int) -> str:
+    """What the UI sends for "Materialize" on the per-K assets at one (dataset, K) partition."""
     return launch(base, {
-        "selector": {**REPO, "jobName": "__ASSET_JOB", "assetSelection": [{"path": [a]} for a in SWEEP_ASSETS]},
-        "runConfigData": {"ops": {"sweep": {"config": {"k_min": k_min, "k_max": k_max}}}},
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": dataset}]},
+        "selector": {**REPO, "jobName": "__ASSET_JOB", "assetSelection": [{"path": [a]} for a in PER_K]},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": f"{dataset}|{k}"},
+                                       {"key": "dagster/partition/dataset", "value": dataset},
+                                       {"key": "dagster/partition/k", "value": str(k)}]},
     })
 
 
@@ -125,36 +126,44 @@ DatasetRegistry(open_database()).register(DatasetSource(name=sys.argv[1], path=s
 
 
 def backfill_with_the_cli(base: str, env: dict, source: Path) -> None:
-    """`studyllm backfill --wait --json` for a dataset studyllm knows and Dagster not yet: the partition
-    is added, and one run prepares it and sweeps the K range; the daemon tracks it and it tells the truth."""
+    """`studyllm backfill --wait --json` for a dataset studyllm knows and Dagster not yet: the dataset
+    partition and the K values are added, the dataset is prepared, the K range is one run; the daemon
+    tracks the backfill and it tells the truth."""
     subprocess.run([sys.executable, "-c", REGISTER, "cli-only", str(source)], env=env, check=True, timeout=120)
     result = subprocess.run([STUDYLLM_EXE, "backfill", "cli-only", "--k-min", "2", "--k-max", "4", "--wait", "--json",
-                             "--url", base], env=env, capture_output=True, text=True, timeout=300)
+                             "--url", base], env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["status"] == "COMPLETED_SUCCESS" and report["per_k"] == {"2": "done", "3": "done", "4": "done"}
-    assert len(report["runs"]) == 1  # one run: preparation and the whole K range
     assert "waiting for the daemon" in result.stderr  # progress on stderr, the JSON alone on stdout
-    tags = {t["key"]: t["value"] for t in run_state(base, report["runs"][0]["runId"])["tags"]}
-    assert tags["dagster/backfill"] == report["id"] and tags["dagster/partition"] == "cli-only"
+    tags = [{t["key"]: t["value"] for t in run_state(base, r["runId"])["tags"]} for r in report["runs"]]
+    ranged = [t for t in tags if "dagster/asset_partition_range_start" in t]
+    assert len(ranged) == 1  # the whole K range in one run (the other run prepared the dataset)
+    assert (ranged[0]["dagster/asset_partition_range_start"], ranged[0]["dagster/asset_partition_range_end"]) == (
+        "cli-only|2", "cli-only|4")
 
 
-def ui_runs_of_one_dataset_never_overlap(base: str) -> None:
-    """dagster.yaml's limit of one run per `dagster/partition` holds for runs launched from the UI."""
-    run_ids = [materialize_from_the_ui(base, "e2e", 2, 3) for _ in range(2)]
-    assert [wait_for_run(base, run_id) for run_id in run_ids] == ["SUCCESS", "SUCCESS"]
-    first, second = sorted((run_state(base, r)["stats"] for r in run_ids), key=lambda s: s["startTime"])
-    assert second["startTime"] >= first["endTime"]
+def ui_runs_respect_the_run_limits(base: str) -> None:
+    """dagster.yaml's limits hold for runs launched from the UI: at most 2 per dataset at once, never
+    two of the same partition."""
+    run_ids = [materialize_from_the_ui(base, "e2e", k) for k in (2, 3, 4, 2)]
+    assert [wait_for_run(base, run_id) for run_id in run_ids] == ["SUCCESS"] * 4
+    spans = [(s["startTime"], s["endTime"]) for s in (run_state(base, r)["stats"] for r in run_ids)]
+    for start, _ in spans:
+        assert sum(1 for s, e in spans if s <= start < e) <= 2, spans  # runs going on when this one started
+    (first_start, first_end), (second_start, second_end) = spans[0], spans[3]  # both e2e|2
+    assert second_start >= first_end or first_start >= second_end, spans
 
 
 def cancel_midway_then_recover(base: str, env: dict, stub) -> None:
     """A backfill whose run is cancelled after K=3: `studyllm backfill --wait` exits 1 naming the K not
-    done, the done K are kept, the report that follows names the missing ones, the next run recovers."""
+    done, the done K stay materialized, the report that follows names the missing ones, and the next
+    run recovers them."""
     stub.faults.set(latency_s=0.4)  # each summary round's embeddings take 0.4 s: a K takes about a second
     cli = subprocess.Popen([STUDYLLM_EXE, "backfill", "e2e", "--k-min", "2", "--k-max", "20", "--wait", "--json",
                             "--url", base], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    query = """query { runsOrError(filter: {tags: [{key: "dagster/partition", value: "e2e"}], statuses: [STARTED]}) {
-        ... on Runs { results { runId } } } }"""
+    query = """query { runsOrError(filter: {tags: [{key: "dagster/asset_partition_range_start", value: "e2e|2"}],
+        statuses: [STARTED]}) { ... on Runs { results { runId } } } }"""
     deadline = time.monotonic() + 180
     run_id = None
     while run_id is None or not any(m.startswith("K=3 ") for m in run_messages(base, run_id)):
@@ -174,22 +183,28 @@ def cancel_midway_then_recover(base: str, env: dict, stub) -> None:
     query = """query { assetNodeOrError(assetKey: {path: ["sweep_report"]}) { ... on AssetNode {
         assetMaterializations(partitions: ["e2e"], limit: 1) { runId timestamp metadataEntries { label
         ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue } } } } } }"""
-    deadline = time.monotonic() + 120  # the cancelled-run sensor looks every 30 s
+    deadline = time.monotonic() + 120  # the report's automation sensor looks every 30 s
     while True:
-        latest = graphql(base, query)["assetNodeOrError"]["assetMaterializations"][0]
-        if float(latest["timestamp"]) / 1000 > cancelled_at:
+        latest = (graphql(base, query)["assetNodeOrError"]["assetMaterializations"] or [None])[0]
+        if latest and float(latest["timestamp"]) / 1000 > cancelled_at:
             break
         assert time.monotonic() < deadline, "the report did not follow the cancelled sweep:\n" + "\n".join(run_messages(base, run_id)[-25:])
         time.sleep(2)
     assert wait_for_run(base, latest["runId"]) == "SUCCESS"  # its check is stored after the materialization
     meta = {e["label"]: e.get("text", e.get("intValue")) for e in latest["metadataEntries"]}
-    assert meta["k_requested"] == 19 and 2 <= meta["k_done"] < 19
+    assert meta["k_swept"] == 19 and 2 <= meta["k_done"] < 19
     assert re.fullmatch(r"K \d+\.\.20 missing \(not run\)", meta["missing"]), meta["missing"]
     checks = [e for e in run_events(base, latest["runId"]) if e["__typename"] == "AssetCheckEvaluationEvent"]
     k_check = next(e["evaluation"] for e in checks if e["evaluation"]["checkName"] == "requested_k_done")
     assert not k_check["success"] and k_check["severity"] == "WARN" and k_check["description"] == meta["missing"]
 
-    assert wait_for_run(base, materialize_from_the_ui(base, "e2e", 2, 4)) == "SUCCESS"
+    # The next good run: the K range again as one run (what a schedule or a re-run of the backfill sends).
+    recovery = launch(base, {
+        "selector": {**REPO, "jobName": "sweep_k"},
+        "executionMetadata": {"tags": [{"key": "dagster/asset_partition_range_start", "value": "e2e|2"},
+                                       {"key": "dagster/asset_partition_range_end", "value": "e2e|20"}]},
+    })
+    assert wait_for_run(base, recovery) == "SUCCESS"
 
 
 def run_events(base: str, run_id: str) -> list[dict]:
@@ -203,26 +218,31 @@ def run_messages(base: str, run_id: str) -> list[str]:
     return [e.get("message") or "" for e in run_events(base, run_id)]
 
 
-def catalog_is_healthy(base: str, tmp_path: Path) -> None:
-    """Every sweep asset of the dataset is materialized and none failed, and the catalog page says so."""
+def catalog_shows_the_k_axis(base: str, tmp_path: Path) -> None:
+    """After the recovery no partition is failed; e2e has every requested K; cli-only, which asked
+    for K 2..4 only, shows the K other datasets asked for as missing (the shared K axis)."""
     query = """query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
         partitionStats { numMaterialized numFailed numPartitions } } } }"""
-    for name in ("dataset_snapshot", *SWEEP_ASSETS):  # datasets e2e and cli-only
+    for name in ("dataset_snapshot", "sweep_report"):
         stats = graphql(base, query, {"key": {"path": [name]}})["assetNodeOrError"]["partitionStats"]
         assert stats == {"numMaterialized": 2, "numFailed": 0, "numPartitions": 2}, (name, stats)
+    for name in PER_K:  # 2 datasets x K 2..20: e2e's 19 and cli-only's 3 materialized
+        stats = graphql(base, query, {"key": {"path": [name]}})["assetNodeOrError"]["partitionStats"]
+        assert stats == {"numMaterialized": 22, "numFailed": 0, "numPartitions": 38}, (name, stats)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(f"{base}/assets", timeout=120_000)
-        page.get_by_text("2 partitions").first.wait_for(timeout=60_000)
+        page.get_by_text("38 partitions").first.wait_for(timeout=60_000)
         page.wait_for_timeout(2000)  # every row's status loads on its own
         page.screenshot(path=str(tmp_path / "catalog.png"))
         text = page.inner_text("body")
         browser.close()
-    # Each of the 8 sweep assets: "All" of its 2 partitions materialized, none missing or failed.
-    assert len(re.findall(r"All\s+0\s+0\s+0\s+2 partitions", text)) == 8, text
+    # Per-K assets: 22 materialized, 16 missing (cli-only's K 5..20), 0 failed, 0 in progress, of 38.
+    assert len(re.findall(r"22\s+16\s+0\s+0\s+38 partitions", text)) == 3, text
+    assert len(re.findall(r"All\s+0\s+0\s+0\s+2 partitions", text)) == 5, text
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -269,9 +289,9 @@ def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_clean
 
         prepare_from_the_ui(base, source)
         backfill_with_the_cli(base, env, source)
-        ui_runs_of_one_dataset_never_overlap(base)
+        ui_runs_respect_the_run_limits(base)
         cancel_midway_then_recover(base, env, stub)
-        catalog_is_healthy(base, tmp_path)
+        catalog_shows_the_k_axis(base, tmp_path)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
