@@ -10,19 +10,19 @@ single pair varies, so --pairs pairs run back to back and the median ratio is th
 - demo (default): `studyllm demo --k-min 6 --k-max 14` against the same sweep, each in a fresh
   STUDYLLM_HOME (so each starts its own Postgres, loads the model and embeds every text).
   Goal: demo <= 1.5x sweep (1.3x wanted).
-- daemon: `studyllm dev` runs; the demo dataset is prepared; a K = 9..16 sweep is submitted the two
-  ways the UI submits it, and timed from submission to the materialization of its results (all K
-  are stored together, as the sweep step ends), against `studyllm sweep` of K = 9..16 in the same
-  home (its embeddings cached, as the prepared dataset's are):
-    backfill: GraphQL launchPartitionBackfill, what `studyllm backfill` and the UI's backfill dialog
-      send; the daemon's backfill loop submits its run (Dagster looks every 30 s, not configurable);
-    run: GraphQL launchRun, what the UI's "Materialize" sends for one dataset partition (the K range
-      set in the launchpad); the run queue is read every second (dagster.yaml).
-  Printed per path: submission -> run start (daemon pickup, queue, worker start), run start -> results,
-  the total and its ratio to the sweep (goal <= 1.5x), and the peak RSS of the run's process.
-- launched: the cost of giving `studyllm demo` a repository origin: the demo's job launched through
-  the code location (`dagster job launch`, default run coordinator: a code server process and a
-  run process) against `studyllm demo` (the same job, run in the demo's own process).
+- daemon: `studyllm dev` runs; the demo dataset is prepared; the (demo, K) partitions for K = 9..16
+  are submitted two ways and timed from submission to the materialization of the last K, against
+  `studyllm sweep` of K = 9..16 in the same home (its embeddings cached, as the prepared dataset's):
+    backfill: GraphQL launchPartitionBackfill of the partition range, what `studyllm backfill` and
+      the UI's Materialize of a K range send; the daemon's backfill loop submits its one run
+      (Dagster looks every 30 s, not configurable);
+    run: GraphQL launchRun of the sweep_k job over the same range (the range tags a single-run
+      backfill puts on its run; what the schedule sends); the run queue is read every second.
+  Printed per path: submission -> run start (daemon pickup, queue, worker start), run start -> last
+  K, the total and its ratio to the sweep (goal <= 1.5x), and the peak RSS of the run's process.
+- launched: the cost of giving `studyllm demo` a repository origin: the demo's three jobs launched
+  through the code location (`dagster job launch`, default run coordinator: a code server process
+  and a run process each) against `studyllm demo` (the same jobs, run in the demo's own process).
 """
 
 from __future__ import annotations
@@ -183,14 +183,14 @@ def follow(graphql, dev: Dev, submitted: float, run_id_of, before: set[int]) -> 
     if run["status"] != "SUCCESS":
         raise SystemExit(f"run {run_id} ended {run['status']}")
     stats = run["stats"]
-    results = max(float(m["timestamp"]) / 1000 for m in run["assetMaterializations"] if m["assetKey"]["path"] == ["cluster_metrics"])
+    results = max(float(m["timestamp"]) / 1000 for m in run["assetMaterializations"] if m["assetKey"]["path"] == ["cluster_metrics"])  # the last K
     return {"to_start": stats["startTime"] - submitted, "start_to_results": results - stats["startTime"],
             "total": results - submitted, "rss": peak.bytes}
 
 
 def daemon_mode(work: Path, pairs: int) -> None:
     from studyllm_pipeline import backfill as bf
-    from studyllm_pipeline.jobs import SWEEP, sweep_run_config
+    from studyllm_pipeline.partitions import partition_key
 
     home = work / "daemon-home"
     print("demo corpus prepared (studyllm demo --k-min 2 --k-max 3), then with studyllm dev running: K=9..16, "
@@ -203,11 +203,13 @@ def daemon_mode(work: Path, pairs: int) -> None:
             sweep_s, _, sweep_rss = timed(sweep_args(9, 16, work / f"daemon-sweep-{pair}"), home)
             rows["sweep"].append({"total": sweep_s, "rss": sweep_rss})
 
+            ks = list(range(9, 17))
+            axis = bf.ensure_partitions(graphql, "demo", ks)
             before, submitted = dev.pids(), time.time()
-            backfill_id = bf.launch(graphql, "demo", 9, 16, prepare=False, source="bench_pipeline")
+            backfill_id = bf.launch(graphql, "demo", ks, axis, prepare=False, source="bench_pipeline")
 
             def backfill_run() -> str | None:
-                runs = bf.read_state(graphql, backfill_id, []).runs
+                runs = bf.read_state(graphql, backfill_id, "demo", []).runs
                 return runs[0]["runId"] if runs else None
 
             rows["backfill"].append(follow(graphql, dev, submitted, backfill_run, before))
@@ -215,14 +217,15 @@ def daemon_mode(work: Path, pairs: int) -> None:
             before, submitted = dev.pids(), time.time()
             launched = graphql("""mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
                 ... on LaunchRunSuccess { run { runId } } } }""", {"p": {
-                "selector": {**bf.REPOSITORY, "jobName": "__ASSET_JOB", "assetSelection": [{"path": [a]} for a in SWEEP]},
-                "runConfigData": sweep_run_config(9, 16),
-                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "demo"}]},
+                "selector": {**bf.REPOSITORY, "jobName": "sweep_k"},
+                "executionMetadata": {"tags": [
+                    {"key": "dagster/asset_partition_range_start", "value": partition_key("demo", 9)},
+                    {"key": "dagster/asset_partition_range_end", "value": partition_key("demo", 16)}]},
             }})["launchRun"]["run"]["runId"]
             rows["run"].append(follow(graphql, dev, submitted, lambda: launched, before))
             s, b, r = rows["sweep"][-1], rows["backfill"][-1], rows["run"][-1]
             print(f"pair {pair}: sweep {s['total']:.1f} s | backfill {b['total']:.1f} s = {b['to_start']:.1f} to start + "
-                  f"{b['start_to_results']:.1f} | UI run {r['total']:.1f} s = {r['to_start']:.1f} to start + "
+                  f"{b['start_to_results']:.1f} | ranged run {r['total']:.1f} s = {r['to_start']:.1f} to start + "
                   f"{r['start_to_results']:.1f}", flush=True)
         graphql.close()
 
@@ -233,11 +236,11 @@ def daemon_mode(work: Path, pairs: int) -> None:
         ratios = [row["total"] / sweep["total"] for row, sweep in zip(rows[path], rows["sweep"], strict=True)]
         return f"{statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})"
 
-    print(f"\n{'path (medians of ' + str(pairs) + ' pairs)':<44}{'to start':>10}{'start->results':>16}{'total':>8}{'peak RSS':>10}"
+    print(f"\n{'path (medians of ' + str(pairs) + ' pairs)':<44}{'to start':>10}{'start->last K':>16}{'total':>8}{'peak RSS':>10}"
           "   x sweep (per pair)")
     print(f"{'studyllm sweep K=9..16 (same home)':<44}{'':>10}{'':>16}{med('sweep', 'total'):>8.1f}"
           f"{med('sweep', 'rss') / 2**20:>8.0f}MB")
-    for path, label in (("backfill", "backfill (launchPartitionBackfill, daemon)"), ("run", "UI Materialize (launchRun, run queue)")):
+    for path, label in (("backfill", "backfill (launchPartitionBackfill, daemon)"), ("run", "ranged run (launchRun, run queue)")):
         print(f"{label:<44}{med(path, 'to_start'):>10.1f}{med(path, 'start_to_results'):>16.1f}{med(path, 'total'):>8.1f}"
               f"{med(path, 'rss') / 2**20:>8.0f}MB   {ratio(path)}")
     print("goal: <= 1.5x sweep. The backfill's time to start includes the daemon's backfill loop, which looks every "
@@ -249,7 +252,7 @@ def daemon_mode(work: Path, pairs: int) -> None:
 LAUNCH = r"""
 import json, subprocess, sys, time, uuid, yaml, dagster as dg
 from studyllm_pipeline.instance import apply_environment, prepare_dagster_home
-from studyllm_pipeline.jobs import sweep_run_config
+from studyllm_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, new_k_values, partition_key
 home, _, env = prepare_dagster_home()
 apply_environment(env)
 # The same storage, a run coordinator that launches at once (no daemon in a demo).
@@ -261,21 +264,27 @@ launch_home.mkdir(exist_ok=True)
 (launch_home / "dagster.yaml").write_text(yaml.safe_dump(config))
 with dg.DagsterInstance.get() as instance:
     instance.add_dynamic_partitions("datasets", ["demo"])
-run_id = str(uuid.uuid4())
-subprocess.run([sys.argv[1], "job", "launch", "-w", str(home / "workspace.yaml"), "-j", "prepare_and_sweep",
-                "--tags", json.dumps({"dagster/partition": "demo"}), "--config-json", json.dumps(sweep_run_config(6, 14)),
-                "--run-id", run_id], env={**__import__("os").environ, "DAGSTER_HOME": str(launch_home)}, check=True,
-               capture_output=True)
-with dg.DagsterInstance.get() as instance:
-    while not instance.get_run_by_id(run_id).is_finished:
-        time.sleep(0.1)
-    run = instance.get_run_by_id(run_id)
-    print(json.dumps({"status": run.status.value, "origin": run.remote_job_origin is not None}))
+    instance.add_dynamic_partitions("k", new_k_values(instance.get_dynamic_partitions("k"), range(6, 15)))
+    origins = []
+    for job, tags in (("prepare_dataset", {"dagster/partition": "demo"}),
+                      ("sweep_k", {RANGE_START_TAG: partition_key("demo", 6), RANGE_END_TAG: partition_key("demo", 14)}),
+                      ("sweep_report_job", {"dagster/partition": "demo"})):
+        run_id = str(uuid.uuid4())
+        subprocess.run([sys.argv[1], "job", "launch", "-w", str(home / "workspace.yaml"), "-j", job,
+                        "--tags", json.dumps(tags), "--run-id", run_id],
+                       env={**__import__("os").environ, "DAGSTER_HOME": str(launch_home)}, check=True, capture_output=True)
+        while not instance.get_run_by_id(run_id).is_finished:
+            time.sleep(0.1)
+        run = instance.get_run_by_id(run_id)
+        assert run.status.value == "SUCCESS", (job, run.status)
+        origins.append(run.remote_job_origin is not None)
+    print(json.dumps({"status": "SUCCESS", "origin": all(origins)}))
 """
 
 
 def launched_mode(work: Path, pairs: int) -> None:
-    print("the demo's job (prepare_and_sweep, K=6..14) in the demo's process vs launched through the code location")
+    print("the demo's jobs (prepare_dataset, sweep_k over K=6..14, sweep_report_job) in the demo's process vs "
+          "launched through the code location")
     ratios = []
     for pair in range(1, pairs + 1):
         demo_s, _, _ = timed(["demo", "--k-min", "6", "--k-max", "14"], work / f"inproc-home-{pair}")

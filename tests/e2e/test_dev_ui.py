@@ -144,15 +144,12 @@ def backfill_with_the_cli(base: str, env: dict, source: Path) -> None:
 
 
 def ui_runs_respect_the_run_limits(base: str) -> None:
-    """dagster.yaml's limits hold for runs launched from the UI: at most 2 per dataset at once, never
-    two of the same partition."""
-    run_ids = [materialize_from_the_ui(base, "e2e", k) for k in (2, 3, 4, 2)]
-    assert [wait_for_run(base, run_id) for run_id in run_ids] == ["SUCCESS"] * 4
-    spans = [(s["startTime"], s["endTime"]) for s in (run_state(base, r)["stats"] for r in run_ids)]
-    for start, _ in spans:
-        assert sum(1 for s, e in spans if s <= start < e) <= 2, spans  # runs going on when this one started
-    (first_start, first_end), (second_start, second_end) = spans[0], spans[3]  # both e2e|2
-    assert second_start >= first_end or first_start >= second_end, spans
+    """dagster.yaml's limit holds for runs launched from the UI: one run per dataset at a time (the
+    pool alone would let two run)."""
+    run_ids = [materialize_from_the_ui(base, "e2e", k) for k in (2, 3, 4)]
+    assert [wait_for_run(base, run_id) for run_id in run_ids] == ["SUCCESS"] * 3
+    spans = sorted((s["startTime"], s["endTime"]) for s in (run_state(base, r)["stats"] for r in run_ids))
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans
 
 
 def cancel_midway_then_recover(base: str, env: dict, stub) -> None:
