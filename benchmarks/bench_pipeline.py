@@ -38,7 +38,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 from studyllm_core.services.datasets import demo_corpus_path

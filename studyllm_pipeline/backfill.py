@@ -9,7 +9,6 @@ never prepared gets its preparation in the same backfill. Per-K status comes fro
 progress lines while it runs, then from the per-K records the run stored (the core's SweepResults).
 """
 
-import json
 import os
 import re
 import time

@@ -2,7 +2,6 @@
 `studyllm.commands` entry point so `studyllm_core` itself never imports Dagster."""
 
 import argparse
-import json
 import os
 import signal
 import subprocess

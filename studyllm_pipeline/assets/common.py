@@ -31,16 +31,6 @@ def sweep_asset_args(name: str, *, group_type: str, position: int, io: str) -> d
     }
 
 
-def sweep_out(group_type: str, position: int, description: str) -> dg.AssetOut:
-    """One Parquet output of a multi-asset of the sweep graph."""
-    return dg.AssetOut(
-        io_manager_key="parquet_io",
-        metadata={GROUP_TYPE: group_type, STEP_POSITION: position},
-        kinds={"python", "parquet", "postgres"},
-        description=description,
-    )
-
-
 def markdown_table(frame: pd.DataFrame, *, max_rows: int = 30) -> dg.MetadataValue:
     """A DataFrame as a markdown table for the UI (first `max_rows` rows)."""
     shown = frame.head(max_rows)
