@@ -99,7 +99,7 @@ def demo_mode(work: Path, pairs: int) -> None:
         sweep_s, sweep, _ = timed(sweep_args(6, 14, work / f"sweep-out-{pair}"), work / f"sweep-home-{pair}")
         demo_nmi = (demo["best"]["label_metrics"] or {}).get("nmi", float("nan"))
         sweep_nmi = next((r for r in sweep["per_k"] if r["k"] == sweep["best_k"]), {}).get("nmi") or float("nan")
-        print(f"{pair:<6}{'studyllm demo (Dagster: one run of prepare_and_sweep)':<48}{demo_s:>9.1f}{demo['best_k']:>8}{demo_nmi:>8.3f}")
+        print(f"{pair:<6}{'studyllm demo (Dagster: its three runs)':<48}{demo_s:>9.1f}{demo['best_k']:>8}{demo_nmi:>8.3f}")
         print(f"{pair:<6}{'studyllm sweep (no Dagster)':<48}{sweep_s:>9.1f}{sweep['best_k']:>8}{sweep_nmi:>8.3f}"
               f"   ratio {demo_s / sweep_s:.2f}x", flush=True)
         ratios.append(demo_s / sweep_s)

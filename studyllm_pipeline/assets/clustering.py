@@ -92,14 +92,15 @@ def sweep_k(
             done[item.k] = scores
 
         done: dict[int, dict] = {}
-        results.start(dataset, ks, run_id=context.run_id)
-        groups = {k: _record_provenance(context, engine, dataset, k, config) for k in ks}
-        sweep = recipe.begin(
+        groups: dict[int, dict[str, int]] = {}
+        sweep = recipe.begin(  # checks the settings before anything is recorded
             z, snapshot["text"].tolist(), config.sweep_config(), ks=ks,
             labels=label_codes(snapshot["label"].tolist()) if "label" in snapshot else None,
             project=projection_from_basis(basis), groups=lambda k: (groups[k]["cluster_summaries"], groups[k]["clusters"]),
             refuse_beyond_texts=True, notice=context.log.info, on_k=record,
         )
+        results.start(dataset, ks, run_id=context.run_id)
+        groups.update({k: _record_provenance(context, engine, dataset, k, config) for k in ks})
         try:
             for item in sweep:
                 yield from _materializations(dataset, item, done[item.k], groups[item.k])
