@@ -88,7 +88,7 @@ def sweep_k(
                               for value in (dataset_snapshot, pca_projection, pca_basis))
 
         def record(item: KResult, dataset: str = dataset, snapshot: pd.DataFrame = snapshot) -> None:
-            scores = results.save(dataset, item, snapshot["row"].to_numpy(), snapshot["text"].tolist(), run_id=context.run_id)
+            scores = results.save(dataset, item, snapshot["row"].to_numpy(), snapshot["text"].tolist(), run_id=context.run.run_id)
             done[item.k] = scores
 
         done: dict[int, dict] = {}
@@ -99,14 +99,14 @@ def sweep_k(
             project=projection_from_basis(basis), groups=lambda k: (groups[k]["cluster_summaries"], groups[k]["clusters"]),
             refuse_beyond_texts=True, notice=context.log.info, on_k=record,
         )
-        results.start(dataset, ks, run_id=context.run_id)
+        results.start(dataset, ks, run_id=context.run.run_id)
         groups.update({k: _record_provenance(context, engine, dataset, k, config) for k in ks})
         try:
             for item in sweep:
                 yield from _materializations(dataset, item, done[item.k], groups[item.k])
         except BaseException as exc:  # noqa: BLE001 - an interrupt between two K: the done ones are reported
             sweep.run.error = sweep.run.error or exc
-        results.finish(dataset, sweep.run, run_id=context.run_id)
+        results.finish(dataset, sweep.run, run_id=context.run.run_id)
         if sweep.run.refused:
             context.log.warning(f"{dataset}: " + "; ".join(sweep.run.refused.values()) + ": not clustered")
         error = sweep.run.error
