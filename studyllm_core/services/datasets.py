@@ -146,7 +146,15 @@ class DatasetRegistry:
                 f"dataset {source.name!r} has no usable texts ({len(texts)} rows, all empty or unreadable); "
                 "check the file and its text column"
             )
+        if self.groups.lookup("dataset", source.name) is not None:  # remembered for K checks before a sweep
+            self.groups.ensure_group("dataset", source.name, metadata={"usable_texts": len(kept)})
         return DatasetTexts(kept, kept_labels if labels is not None else None, rows, dropped)
+
+    def usable_texts(self, name: str) -> int | None:
+        """How many usable texts dataset `name` had when last loaded (None: never loaded, or not registered)."""
+        group = self.groups.lookup("dataset", name)
+        count = (group.metadata_json or {}).get("usable_texts") if group else None
+        return int(count) if count is not None else None
 
     def _prompt_run_texts(self, group_id: int | None) -> tuple[list[str], None]:
         """The successful responses of a prompt run, in call order."""
