@@ -24,9 +24,9 @@ def scratch_database() -> Iterator[tuple[Engine, str]]:
     os.environ.pop("STUDYLLM_DATABASE_URL", None)
     try:
         target = start_embedded(home / "pg")
-        engine = make_engine(target.url)
+        engine = make_engine(target.owner_url)  # benchmarks inspect and index everything: the owner's role
         upgrade(engine)
-        yield engine, target.url
+        yield engine, target.owner_url
         engine.dispose()
     finally:
         stop_embedded(home / "pg")

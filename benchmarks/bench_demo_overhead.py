@@ -7,7 +7,7 @@ Each command runs in its own process with a fresh STUDYLLM_HOME (the bundled cor
 K = 6..14 as in bench_pipeline.py), under a probe that counts the cyclic collector's collections
 and their seconds per generation (`gc.callbacks`) and, for the demo, the statements sent to
 Dagster's database. After the demo, its runs are read back from the instance: stored events and
-wall seconds of each per-K run. Printed: one row per command, then the per-K run figures.
+wall seconds of each run. Printed: one row per command, then the run figures.
 """
 
 from __future__ import annotations
@@ -52,11 +52,10 @@ stats["seconds_total"] = time.perf_counter() - start
 gc.callbacks.remove(on_gc)
 if sys.argv[2] == "demo":
     import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
-    from studyllm_pipeline.instance import prepare_dagster_home
+    from studyllm_pipeline.instance import apply_environment, prepare_dagster_home
 
-    home, _, _ = prepare_dagster_home()
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    apply_environment(prepare_dagster_home()[2])
+    with dg.DagsterInstance.get() as instance:
         runs = []
         for run in instance.get_runs():
             run_stats = instance.get_run_stats(run.run_id)
@@ -93,11 +92,11 @@ def main() -> None:
     for name, stats in (("studyllm demo", demo), ("studyllm sweep", sweep)):
         counts = "/".join(str(n) for n in stats["collections"])
         print(f"{name:<16}{stats['seconds_total']:>9.1f}{counts:>26}{sum(stats['seconds']):>12.2f}")
-    per_k = [r for r in demo["runs"] if r["partition"] and "|" in r["partition"]]
-    print(f"demo: {len(demo['runs'])} runs, {demo['dagster_statements']:,} statements to Dagster's database "
-          f"({demo['dagster_statements'] / len(demo['runs']):.0f} per run)")
-    print(f"per-K runs ({len(per_k)}): events stored {statistics.median(r['events'] for r in per_k):.0f} each (median); "
-          f"wall {statistics.median(r['seconds'] for r in per_k):.2f} s median, {min(r['seconds'] for r in per_k):.2f} s best")
+    runs = demo["runs"]
+    print(f"demo: {len(runs)} run(s), {demo['dagster_statements']:,} statements to Dagster's database "
+          f"({demo['dagster_statements'] / len(runs):.0f} per run)")
+    print(f"runs: events stored {statistics.median(r['events'] for r in runs):.0f} each (median); "
+          f"wall {statistics.median(r['seconds'] for r in runs):.2f} s median")
 
 
 if __name__ == "__main__":

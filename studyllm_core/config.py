@@ -12,6 +12,8 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
+from studyllm_core.errors import ConfigError
+
 ENV_HOME = "STUDYLLM_HOME"
 ENV_DATABASE_URL = "STUDYLLM_DATABASE_URL"
 ENV_DAGSTER_DATABASE_URL = "STUDYLLM_DAGSTER_DATABASE_URL"
@@ -53,9 +55,15 @@ class Settings:
         return self.home / "dagster"
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def get_settings() -> Settings:
-    """Read the settings now (not cached, so tests and subprocesses see their own env)."""
+    """Read the settings now (not cached, so tests and subprocesses see their own env); ConfigError names a bad one."""
     load_env_file()
     home = Path(os.environ.get(ENV_HOME) or "~/.studyllm").expanduser()
     url = os.environ.get(ENV_DATABASE_URL) or None
-    return Settings(home=home, database_url=url, log_level=os.environ.get(ENV_LOG_LEVEL, "WARNING").upper())
+    level = (os.environ.get(ENV_LOG_LEVEL) or "WARNING").strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{ENV_LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}, got {os.environ[ENV_LOG_LEVEL]!r}")
+    return Settings(home=home, database_url=url, log_level=level)

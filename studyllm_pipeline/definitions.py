@@ -1,11 +1,15 @@
-"""The one place that assembles studyllm's Dagster definitions (workspace.yaml loads `defs`)."""
+"""The one place that assembles studyllm's Dagster definitions (workspace.yaml loads `defs`).
+
+Runs execute their steps in the run's own process (in_process_executor): the sweep graph is a
+chain, so a process per step only paid Dagster's and torch's imports again for every step.
+"""
 
 import os
 
 import dagster as dg
 
 from studyllm_pipeline.assets.analytics import ANALYTICS_ASSETS
-from studyllm_pipeline.assets.clustering import cluster_metrics, cluster_summaries, clusters
+from studyllm_pipeline.assets.clustering import sweep_k
 from studyllm_pipeline.assets.dataset import dataset_snapshot
 from studyllm_pipeline.assets.embeddings import embeddings
 from studyllm_pipeline.assets.projection import pca
@@ -34,14 +38,18 @@ def build_resources() -> dict:
     }
 
 
-SWEEP_ASSETS = [dataset_snapshot, embeddings, pca, clusters, cluster_summaries, cluster_metrics, sweep_report]
+SWEEP_ASSETS = [dataset_snapshot, embeddings, pca, sweep_k, sweep_report]
 
 defs = dg.Definitions(
     assets=[*SWEEP_ASSETS, prompt_run, *ANALYTICS_ASSETS],
     jobs=[prepare_job, sweep_k_job, report_job],
     schedules=[nightly_sweep],
-    sensors=[new_dataset_files, dg.AutomationConditionSensorDefinition(
+    sensors=[
+        new_dataset_files,
+        dg.AutomationConditionSensorDefinition(
             "report_automation", target=[sweep_report], default_status=dg.DefaultSensorStatus.RUNNING
-        )],
+        ),
+    ],
     resources=build_resources(),
+    executor=dg.in_process_executor,
 )

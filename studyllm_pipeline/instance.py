@@ -5,7 +5,9 @@ from importlib import resources
 from pathlib import Path
 
 from studyllm_core.config import ENV_DAGSTER_DATABASE_URL, ENV_DATABASE_URL, ENV_HOME, Settings, get_settings
+from studyllm_core.db.engine import ensure_current_schema
 from studyllm_core.db.server import DatabaseTarget, resolve_database
+from studyllm_core.files import make_private_dirs
 
 WORKSPACE_YAML = """load_from:
   - python_module:
@@ -19,9 +21,12 @@ def prepare_dagster_home(settings: Settings | None = None) -> tuple[Path, Databa
     home, the database and the environment that Dagster processes need."""
     settings = settings or get_settings()
     target = resolve_database(settings)
+    # Dagster's processes get the application role's URL, which cannot migrate: the schema is brought up
+    # to date here, by its owner.
+    ensure_current_schema(target)
     home = settings.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    (settings.home / "datasets").mkdir(exist_ok=True)  # the folder the dataset sensor watches
+    make_private_dirs(home)
+    make_private_dirs(settings.home / "datasets")  # the folder the dataset sensor watches
     template = (resources.files("studyllm_pipeline") / "dagster.yaml").read_text()
     _write_if_changed(home / "dagster.yaml", template)
     _write_if_changed(home / "workspace.yaml", WORKSPACE_YAML)

@@ -1,25 +1,51 @@
-"""Partitions: datasets are dynamic (added by the sensor, the demo or by hand); K is static."""
+"""Partitions: datasets and K are both dynamic. A dataset is added by the sensor, the demo,
+`studyllm backfill`, prompt_run or by hand; a K value is added when a sweep asks for it (the demo,
+`studyllm backfill`, the schedule, or by hand in the UI), so the K axis holds only requested K.
 
-import os
+The K axis is shared by all datasets: a dataset shows a K as missing when some dataset asked for
+that K and this one did not run it.
+"""
+
+from collections.abc import Iterable
 
 import dagster as dg
 
-K_MIN = 2
-K_MAX = int(os.environ.get("STUDYLLM_K_MAX", "30"))
-
 datasets = dg.DynamicPartitionsDefinition(name="datasets")
-k_values = dg.StaticPartitionsDefinition([str(k) for k in range(K_MIN, K_MAX + 1)])
+k_values = dg.DynamicPartitionsDefinition(name="k")
 dataset_by_k = dg.MultiPartitionsDefinition({"dataset": datasets, "k": k_values})
 
+# The tags of a run over a range of partitions (a single-run backfill); Dagster sets them on the
+# runs of a backfill and reads them in the run.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
-def dataset_and_k(context: dg.AssetExecutionContext) -> tuple[str, int]:
-    """The (dataset, K) of a multi-partitioned materialization."""
-    keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
-    return keys["dataset"], int(keys["k"])
+
+def partition_key(dataset: str, k: int) -> str:
+    """The (dataset, K) partition key: `demo|9`."""
+    return str(dg.MultiPartitionKey({"dataset": dataset, "k": str(k)}))
 
 
-def sweep_partition_keys(dataset: str, k_min: int, k_max: int) -> list[str]:
-    """Multi-partition keys of one dataset for K in [k_min, k_max] (for run requests and backfills)."""
-    if not K_MIN <= k_min <= k_max <= K_MAX:
-        raise ValueError(f"K must lie in [{K_MIN}, {K_MAX}] with k_min <= k_max; got [{k_min}, {k_max}]")
-    return [dg.MultiPartitionKey({"dataset": dataset, "k": str(k)}) for k in range(k_min, k_max + 1)]
+def dataset_and_k(key: str) -> tuple[str, int]:
+    """The (dataset, K) of a partition key."""
+    dataset, _, k = str(key).partition("|")
+    return dataset, int(k)
+
+
+def new_k_values(existing: Iterable[str], ks: Iterable[int]) -> list[str]:
+    """The K values of `ks` not on the axis yet, in ascending order (so a range of them stays contiguous)."""
+    have = set(existing)
+    return [str(k) for k in sorted(set(ks)) if str(k) not in have]
+
+
+def contiguous_ranges(axis: list[str], ks: Iterable[int]) -> list[list[int]]:
+    """`ks` split into runs that are contiguous on the K axis (its order is the order K were added):
+    each run is one partition range, so one run of a single-run backfill."""
+    position = {k: i for i, k in enumerate(axis)}
+    ordered = sorted(set(ks), key=lambda k: position[str(k)])
+    ranges: list[list[int]] = []
+    for k in ordered:
+        if ranges and position[str(k)] == position[str(ranges[-1][-1])] + 1:
+            ranges[-1].append(k)
+        else:
+            ranges.append([k])
+    return ranges

@@ -1,8 +1,10 @@
 """Lineage mirrored as provenance: each materialization is a Group, each asset edge a GroupLink.
 
 A materialization's group is named after its asset and partition, so re-materializing reuses it
-(its metadata keeps the newest run id, config and history). The upstream groups are found from
-the same names, so the links reproduce exactly the asset graph Dagster ran.
+(its metadata keeps the newest run id and config). The upstream groups are found from the same
+names, so the links reproduce exactly the asset graph Dagster ran. Every sweep asset of one
+dataset is a step of the `run` group `sweep[<dataset>]`. The recording itself is one call of the
+core's ProvenanceService per materialization; this module only says what Dagster knows.
 """
 
 from collections.abc import Sequence
@@ -11,8 +13,7 @@ from typing import Any, Optional
 import dagster as dg
 from sqlalchemy import Engine
 
-from studyllm_core.db.groups import GroupRepository
-from studyllm_core.services.provenance import ProvenanceService
+from studyllm_core.services.provenance import ProvenanceService, StepRecord
 
 GROUP_TYPE = "studyllm/group_type"  # asset metadata key: the group type of its materializations
 STEP_POSITION = "studyllm/step"  # asset metadata key: its position in a sweep run
@@ -25,86 +26,81 @@ def group_name(asset_key: dg.AssetKey, partition_key: Optional[str]) -> str:
     return f"{base}[{partition_key}]" if partition_key else base
 
 
-def dataset_of(partition_key: Optional[str]) -> Optional[str]:
-    """The dataset a partition belongs to ('demo' for both 'demo' and 'demo|7' style keys)."""
-    if not partition_key:
-        return None
-    return str(partition_key).split("|")[0]
+def run_group_name(dataset: str) -> str:
+    """The `run` group that orders the sweep steps of one dataset."""
+    return f"sweep[{dataset}]"
 
 
 def _partition(context: dg.AssetExecutionContext) -> Optional[str]:
     return context.partition_key if context.has_partition_key else None
 
 
-def upstream_groups(
-    context: dg.AssetExecutionContext, loaded: Optional[dict[str, Sequence[str]]] = None
-) -> dict[str, tuple[dg.AssetKey, Optional[str]]]:
-    """Group name -> (asset key, partition) of every upstream materialization this run reads.
+def meta_of(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, Any]:
+    """Definition metadata of an asset of the same job."""
+    return dict(context.job_def.asset_layer.asset_graph.get(key).metadata or {})
 
-    `loaded` gives, per input name, the partitions actually read when some may be missing
-    (inputs with allow_missing_partitions).
-    """
-    found: dict[str, tuple[dg.AssetKey, Optional[str]]] = {}
+
+def dataset_of(partition: Optional[str]) -> Optional[str]:
+    """The dataset of a partition key (`demo` for both `demo` and `demo|9`)."""
+    return str(partition).split("|")[0] if partition else None
+
+
+def upstream_groups(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: Optional[str] = None) -> dict[str, str]:
+    """Group name -> group type of every upstream materialization the `partition` of `key` reads:
+    the same partition of a parent partitioned alike, the dataset's of a dataset-partitioned one."""
     graph = context.job_def.asset_layer.asset_graph
-    for input_name, key in context.assets_def.keys_by_input_name.items():
-        partitioned = graph.get(key).partitions_def is not None
-        if loaded is not None and input_name in loaded:
-            keys = list(loaded[input_name])
-        else:
-            keys = context.asset_partition_keys_for_input(input_name) if partitioned else [None]
-        for partition in keys:
-            found[group_name(key, partition)] = (key, partition)
+    node = graph.get(key)
+    partition = partition if partition is not None else _partition(context)
+    found: dict[str, str] = {}
+    for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
+        parent_def = graph.get(parent).partitions_def
+        mapped = None if parent_def is None else (partition if parent_def == node.partitions_def else dataset_of(partition))
+        found[group_name(parent, mapped)] = str(meta_of(context, parent).get(GROUP_TYPE, "step"))
     return found
+
+
+def step_record(
+    context: dg.AssetExecutionContext,
+    key: Optional[dg.AssetKey] = None,
+    *,
+    partition: Optional[str] = None,
+    inputs: Optional[dict[str, str]] = None,
+    config: Optional[dict[str, Any]] = None,
+    extra_inputs: Sequence[int] = (),
+    metadata: Optional[dict[str, Any]] = None,
+) -> StepRecord:
+    """What Dagster knows about one materialization of `key` (default: the asset of the context) at
+    `partition` (default: the run's); `inputs` replaces the upstream groups of the asset graph."""
+    key = key or context.asset_key
+    meta = meta_of(context, key)
+    partition = partition if partition is not None else _partition(context)
+    dataset = dataset_of(partition)
+    return StepRecord(
+        group_type=str(meta.get(GROUP_TYPE, "step")),
+        name=group_name(key, partition),
+        run=run_group_name(dataset) if dataset else None,
+        position=int(meta.get(STEP_POSITION, 0)),
+        inputs=inputs if inputs is not None else upstream_groups(context, key, partition),
+        extra_inputs=tuple(extra_inputs),
+        metadata={
+            "dagster_run_id": context.run.run_id,
+            "asset_key": key.to_user_string(),
+            "partition": partition,
+            "config": config or {},
+            **(metadata or {}),
+        },
+        run_metadata={"dataset": dataset} if dataset else {},
+    )
 
 
 def record_materialization(
     context: dg.AssetExecutionContext,
     engine: Engine,
-    *,
-    config: Optional[dict[str, Any]] = None,
-    extra_inputs: Sequence[int] = (),
     key: Optional[dg.AssetKey] = None,
-    loaded: Optional[dict[str, Sequence[str]]] = None,
+    **step: Any,
 ) -> int:
-    """Create or reuse this materialization's group, link its inputs, and place it in its sweep run.
-
-    `extra_inputs` are groups outside the asset graph the step read (a registered dataset source);
-    `key` picks the output of a multi-asset.
-    """
-    key = key or context.asset_key
-    meta = meta_of(context, key)
-    group_type = str(meta.get(GROUP_TYPE, "step"))
-    partition = _partition(context)
-    prov = ProvenanceService(engine)
-    groups = GroupRepository(engine)
-    names_by_type: dict[str, list[str]] = {}
-    for name, (up_key, _) in upstream_groups(context, loaded).items():
-        names_by_type.setdefault(str(meta_of(context, up_key).get(GROUP_TYPE, "step")), []).append(name)
-    ids: dict[str, int] = {}
-    for up_type, names in names_by_type.items():  # one statement per group type, not one per input
-        ids.update(groups.ensure_groups(up_type, names))
-    inputs = [ids[name] for names in names_by_type.values() for name in names] + list(extra_inputs)
-    dataset = dataset_of(partition)
-    run_group = groups.ensure_group("run", f"sweep[{dataset}]", metadata={"dataset": dataset}) if dataset else None
-    metadata = {
-        "dagster_run_id": context.run.run_id,
-        "asset_key": key.to_user_string(),
-        "partition": partition,
-        "config": config or {},
-    }
-    return prov.record_step(
-        group_type,
-        group_name(key, partition),
-        inputs=inputs,
-        run_id=run_group,
-        position=int(meta.get(STEP_POSITION, 0)),
-        metadata=metadata,
-    )
-
-
-def meta_of(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, Any]:
-    """Definition metadata of another asset of the same job."""
-    return dict(context.job_def.asset_layer.asset_graph.get(key).metadata or {})
+    """Record one materialization (its group, inputs and place in the sweep run) in one core call."""
+    return ProvenanceService(engine).record(step_record(context, key, **step))
 
 
 def check_links(
@@ -114,14 +110,16 @@ def check_links(
     *,
     extra_inputs: Sequence[str] = (),
     key: Optional[dg.AssetKey] = None,
-    loaded: Optional[dict[str, Sequence[str]]] = None,
+    inputs: Optional[Sequence[str]] = None,
 ) -> dg.AssetCheckResult:
-    """Do the group's recorded inputs equal this materialization's upstream assets and partitions?"""
-    expected = set(upstream_groups(context, loaded)) | set(extra_inputs)
+    """Do the group's recorded inputs equal this materialization's upstream assets and partitions
+    (`inputs` when the step read other partitions than the asset graph's)?"""
+    key = key or context.asset_key
+    expected = set(inputs if inputs is not None else upstream_groups(context, key)) | set(extra_inputs)
     actual = {g.name for g in ProvenanceService(engine).inputs_of(group_id)}
     missing, extra = sorted(expected - actual), sorted(actual - expected)
     return dg.AssetCheckResult(
-        asset_key=key or context.asset_key,
+        asset_key=key,
         check_name=CHECK_NAME,
         passed=not missing and not extra,
         metadata={

@@ -17,6 +17,7 @@ from studyllm_core.services.artifacts import ArtifactService
 from studyllm_core.services.embedding import EmbeddingService
 from studyllm_core.services.ratelimit import RateLimit
 from studyllm_core.services.summarization import SummarizationService, summarizer_from_spec
+from studyllm_core.services.sweep_results import SweepResults
 
 
 class StudyllmDatabase(dg.ConfigurableResource):
@@ -27,6 +28,10 @@ class StudyllmDatabase(dg.ConfigurableResource):
 
     def artifacts(self) -> ArtifactService:
         return ArtifactService(self.engine(), get_settings().artifacts_dir)
+
+    def sweep_results(self) -> SweepResults:
+        """The per-K results of the datasets' sweeps (stored under the artifacts folder)."""
+        return SweepResults(self.engine(), get_settings().artifacts_dir)
 
 
 class EmbedderResource(dg.ConfigurableResource):

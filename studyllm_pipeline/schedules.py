@@ -1,30 +1,49 @@
-"""A schedule that re-runs the K sweep of every dataset (stopped by default: it may spend money)."""
+"""A schedule that re-runs the K sweep of every prepared dataset (stopped by default: it may spend money)."""
 
 import os
 
 import dagster as dg
 
+from studyllm_core.services.datasets import DatasetRegistry
 from studyllm_pipeline.jobs import sweep_k_job
-from studyllm_pipeline.partitions import K_MAX, K_MIN, datasets, sweep_partition_keys
+from studyllm_pipeline.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    contiguous_ranges,
+    datasets,
+    k_values,
+    new_k_values,
+    partition_key,
+)
+from studyllm_pipeline.resources import StudyllmDatabase
 
 
 def sweep_range() -> tuple[int, int]:
-    """STUDYLLM_SWEEP_K_MIN/MAX, within the K partitions."""
-    low = int(os.environ.get("STUDYLLM_SWEEP_K_MIN", K_MIN))
-    high = int(os.environ.get("STUDYLLM_SWEEP_K_MAX", min(K_MAX, 12)))
-    return low, high
+    """STUDYLLM_SWEEP_K_MIN/MAX (default 2..12)."""
+    return int(os.environ.get("STUDYLLM_SWEEP_K_MIN", 2)), int(os.environ.get("STUDYLLM_SWEEP_K_MAX", 12))
 
 
 @dg.schedule(job=sweep_k_job, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
-def nightly_sweep(context: dg.ScheduleEvaluationContext):
-    """Every night at 03:00: one run per (dataset, K); the report follows on its own (its automation condition)."""
+def nightly_sweep(context: dg.ScheduleEvaluationContext, database: StudyllmDatabase):
+    """Every night at 03:00: K from STUDYLLM_SWEEP_K_MIN to _MAX (cut to each dataset's usable texts)
+    for every prepared dataset, one run per dataset; the report follows on its own."""
     names = context.instance.get_dynamic_partitions(datasets.name)
-    if not names:
-        return dg.SkipReason("no datasets yet: run `studyllm demo` or drop a file in the watched folder")
+    registry = DatasetRegistry(database.engine())
     low, high = sweep_range()
+    wanted = {name: list(range(low, min(high, n) + 1)) for name in names if (n := registry.usable_texts(name))}
+    wanted = {name: ks for name, ks in wanted.items() if ks}
+    if not wanted:
+        return dg.SkipReason("no prepared dataset with enough texts: run `studyllm demo` or drop a file in the watched folder")
+    axis = context.instance.get_dynamic_partitions(k_values.name)
+    added = new_k_values(axis, [k for ks in wanted.values() for k in ks])
+    context.instance.add_dynamic_partitions(k_values.name, added)
+    axis += added
     stamp = context.scheduled_execution_time.strftime("%Y%m%d")
     return [
-        dg.RunRequest(run_key=f"{stamp}:{key}", partition_key=key, tags={"studyllm/dataset": name})
-        for name in names
-        for key in sweep_partition_keys(name, low, high)
+        dg.RunRequest(
+            run_key=f"{stamp}:{name}:{run[0]}..{run[-1]}",
+            tags={RANGE_START_TAG: partition_key(name, run[0]), RANGE_END_TAG: partition_key(name, run[-1])},
+        )
+        for name, ks in wanted.items()
+        for run in contiguous_ranges(axis, ks)
     ]

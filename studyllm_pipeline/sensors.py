@@ -8,7 +8,7 @@ import dagster as dg
 
 from studyllm_core.config import get_settings
 from studyllm_core.errors import InputError
-from studyllm_core.services.datasets import DatasetRegistry, DatasetSource, dataset_name
+from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
 from studyllm_core.services.inputs import FORMATS, LABEL_COLUMN, column_names
 from studyllm_pipeline.jobs import prepare_job
 from studyllm_pipeline.partitions import datasets
@@ -30,34 +30,49 @@ def label_column_of(path: Path) -> str | None:
         return None
 
 
+def _mtime(path: Path) -> float | None:
+    """The file's modification time, or None when it is gone (deleted between listing and looking)."""
+    try:
+        return path.stat().st_mtime if path.is_file() else None
+    except OSError:
+        return None
+
+
 @dg.sensor(job=prepare_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def new_dataset_files(context: dg.SensorEvaluationContext, database: StudyllmDatabase):
     """Each new (or changed) CSV/TSV/Parquet/JSONL/TXT file becomes a dataset partition and a prepare run.
 
     The cursor remembers each file's modification time, so a file is picked up once per change.
     A `label` column, if the file has one, becomes the dataset's reference labels (for ACC/NMI/ARI).
+    A file that cannot become a dataset (a name with no letter or digit, a file that vanished) is
+    skipped with its reason in the sensor's log, never stopping the files beside it; distinct files
+    get distinct names (`DatasetRegistry.file_dataset_name`).
     """
     folder = watched_folder()
     if not folder.is_dir():
         return dg.SkipReason(f"{folder} does not exist: create it and drop dataset files there")
     seen: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
     fresh = [
-        path
+        (path, mtime)
         for path in sorted(folder.iterdir())
-        if path.is_file() and path.suffix.lower() in FORMATS and seen.get(path.name) != path.stat().st_mtime
+        if path.suffix.lower() in FORMATS and (mtime := _mtime(path)) is not None and seen.get(path.name) != mtime
     ]
     if not fresh:
         return dg.SkipReason(f"no new files in {folder}")
     registry = DatasetRegistry(database.engine())
     names, requests = [], []
-    for path in fresh:
-        name = dataset_name(path.stem)
-        registry.register(DatasetSource(name=name, path=str(path.resolve()), label_column=label_column_of(path)))
+    for path, mtime in fresh:
+        seen[path.name] = mtime  # skipped files too: their reason is logged once per change, not every tick
+        try:
+            name = registry.file_dataset_name(path)
+            registry.register(DatasetSource(name=name, path=str(path.resolve()), label_column=label_column_of(path)))
+        except (InputError, OSError) as exc:
+            context.log.warning(f"skipped {path.name}: {exc}")
+            continue
         names.append(name)
-        requests.append(dg.RunRequest(run_key=f"{name}:{path.stat().st_mtime}", partition_key=name))
-        seen[path.name] = path.stat().st_mtime
+        requests.append(dg.RunRequest(run_key=f"{name}:{mtime}", partition_key=name))
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[datasets.build_add_request(names)],
+        dynamic_partitions_requests=[datasets.build_add_request(names)] if names else [],
         cursor=json.dumps(seen),
     )

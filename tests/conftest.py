@@ -70,7 +70,9 @@ def admin_url(studyllm_home: Path) -> str:
         from studyllm_core.db.server import start_embedded
 
         target = start_embedded(studyllm_home / "pg")
-        admin = make_url(target.url).set(database="postgres")
+        # Tests create databases and inspect everything: they connect as the server's owner (superuser). The
+        # application role's limits are tested on their own (tests/reliability/test_least_privilege.py).
+        admin = make_url(target.owner_url).set(database="postgres")
     libpq = admin.set(drivername="postgresql").render_as_string(hide_password=False)
     _create_template(admin)
     return libpq

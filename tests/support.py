@@ -64,15 +64,39 @@ def quickstart_commands() -> list[str]:
     return [line.strip() for line in block.strip().splitlines()]
 
 
-def dagster_instance_config(postgres_url: str) -> dict:
-    """The storage sections of the packaged dagster.yaml, pointed at `postgres_url`, and its
-    python_logs section (tests use the instance's own storage classes and log level, not stand-ins)."""
+def packaged_dagster_yaml() -> dict:
     from importlib import resources
 
     import yaml
 
-    config = yaml.safe_load((resources.files("studyllm_pipeline") / "dagster.yaml").read_text())
-    sections = ("run_storage", "event_log_storage", "schedule_storage")
-    storages = {name: {**config[name], "config": {"postgres_url": postgres_url}} for name in sections}
-    return {**storages, "python_logs": config["python_logs"]}
+    return yaml.safe_load((resources.files("studyllm_pipeline") / "dagster.yaml").read_text())
 
+
+def dagster_instance_config(postgres_url: str) -> dict:
+    """The storage section of the packaged dagster.yaml, pointed at `postgres_url`, and its
+    python_logs section (tests use the instance's own storage and log level, not stand-ins)."""
+    config = packaged_dagster_yaml()
+    storage = {kind: {**settings, "postgres_url": postgres_url} for kind, settings in config["storage"].items()}
+    return {"storage": storage, "python_logs": config["python_logs"]}
+
+
+
+def sweep_ks(instance, resources, dataset: str, ks, run_config=None, **options):
+    """Materialize the per-K assets of `dataset` for K in `ks` in one run, as a single-run backfill
+    of a partition range does (the K values are added to the axis first, in order)."""
+    import dagster as dg
+
+    from studyllm_pipeline.definitions import SWEEP_ASSETS
+    from studyllm_pipeline.jobs import PER_K
+    from studyllm_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, k_values, new_k_values, partition_key
+
+    ks = sorted(ks)
+    instance.add_dynamic_partitions(k_values.name, new_k_values(instance.get_dynamic_partitions(k_values.name), ks))
+    tags = {RANGE_START_TAG: partition_key(dataset, ks[0]), RANGE_END_TAG: partition_key(dataset, ks[-1])}
+    return dg.materialize(SWEEP_ASSETS, selection=PER_K, instance=instance, resources=resources, tags=tags,
+                          run_config=run_config, **options)
+
+
+def sweep_run_config(**settings) -> dict:
+    """Run config of the per-K step (SweepSettings' fields)."""
+    return {"ops": {"sweep": {"config": settings}}}

@@ -22,21 +22,25 @@ from .seeding import kmeans_plusplus
 from .subspaces import k_subspaces
 from .sweep import (
     BEST_K_RULE,
+    KChoice,
     KResult,
     KScores,
     Restarts,
     SweepConfig,
     SweepResult,
     choose_best_k,
+    choose_k,
     cluster_restarts,
     restart_seed,
     run_sweep,
     score_k,
+    sweep_k,
 )
 
 __all__ = [
     "BEST_K_RULE",
     "ClusteringResult",
+    "KChoice",
     "KResult",
     "KScores",
     "PCAProjection",
@@ -46,6 +50,7 @@ __all__ = [
     "SweepConfig",
     "SweepResult",
     "choose_best_k",
+    "choose_k",
     "cluster_restarts",
     "clustering_accuracy",
     "coverage",
@@ -65,4 +70,5 @@ __all__ = [
     "score_k",
     "silhouette",
     "stability",
+    "sweep_k",
 ]

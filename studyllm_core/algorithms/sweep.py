@@ -46,7 +46,7 @@ class SweepConfig:
     n_restarts: int = 5
     pca_dim: int | None = None
     metric: str = "cosine"
-    llm_rounds: int = 3
+    llm_rounds: int = 2  # used only when a summariser is given; 0 = plain k-means
     iters_per_round: int = 5
     samples_per_cluster: int = 10
     seed: int = 0
@@ -56,10 +56,10 @@ class SweepConfig:
     max_iter: int = 300
     n_representatives: int = 5
     coverage_min_size: int = 5
-    # "all": every restart is a full k-LLMmeans run (LLM calls = K x llm_rounds x n_restarts per K).
     # "best": restarts run without the LLM; the best one is re-run from its seed with summaries
     # (LLM calls = K x llm_rounds per K); stability is measured on the LLM-free restarts.
-    summarize_restarts: str = "all"
+    # "all": every restart is a full k-LLMmeans run (LLM calls = K x llm_rounds x n_restarts per K).
+    summarize_restarts: str = "best"
 
     def validate(self) -> None:
         """Reject settings that cannot work whatever the data; data-dependent checks happen in run_sweep."""
@@ -224,11 +224,53 @@ def score_k(
     )
 
 
+def sweep_k(
+    Z: np.ndarray,
+    texts: Sequence[str] | None,
+    k: int,
+    config: SweepConfig,
+    *,
+    summarize: Summarize | None = None,
+    embed: Embed | None = None,
+    project: Project | None = None,
+    truth: np.ndarray | None = None,
+) -> KResult:
+    """The per-K step of a sweep on the projected Z: the restarts (k-LLMmeans rounds with summaries
+    as config.summarize_restarts says), every item's cost, the scores and the representatives."""
+    restarts = cluster_restarts(Z, texts, k, config, summarize=summarize, embed=embed, project=project)
+    chosen = restarts.chosen
+    costs = item_costs(Z, chosen.labels, chosen.centroids, config.metric)
+    scores = score_k(Z, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth)
+    reps = representatives(Z, chosen.labels, chosen.centroids, config.n_representatives, config.metric)
+    return KResult(restarts=restarts, scores=scores, representatives=reps, costs=costs)
+
+
+@dataclass(frozen=True)
+class KChoice:
+    """The chosen K, the rule that chose it, and whatever else the rule reports (e.g. an interval)."""
+
+    k: int
+    rule: str
+    details: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json({"k": self.k, "rule": self.rule, **self.details})
+
+
+def choose_k(per_k: Sequence[Mapping[str, Any]]) -> KChoice:
+    """Choose K from the per-K rows (KScores.to_row(): k, score, silhouette, stability_ari, ...).
+
+    The one call every caller makes (CLI sweep, Dagster report), so the rule is swapped here only.
+    """
+    best = choose_best_k({int(row["k"]): row.get("score") for row in per_k})
+    return KChoice(k=best, rule=BEST_K_RULE, details={})
+
+
 def choose_best_k(scores: Mapping[int, float]) -> int:
     """The K with the highest score (BEST_K_RULE); ties go to the smaller K, undefined scores never win."""
     if not scores:
         raise ValueError("no K has been scored; cluster at least one K first.")
-    finite = {int(k): float(v) for k, v in scores.items() if v is not None and math.isfinite(v)}
+    finite = {int(k): float(v) for k, v in scores.items() if v is not None and math.isfinite(float(v))}
     if not finite:
         return min(int(k) for k in scores)
     return max(finite, key=lambda k: (finite[k], -k))
@@ -236,11 +278,17 @@ def choose_best_k(scores: Mapping[int, float]) -> int:
 
 @dataclass
 class KResult:
-    """Everything measured for one K."""
+    """Everything measured for one K. The cluster summaries are the chosen restart's last k-LLMmeans
+    round summaries (`clustering.summaries`; None without a summariser or with llm_rounds=0)."""
 
     restarts: Restarts
     scores: KScores
     representatives: list[list[int]]
+    costs: np.ndarray  # item_costs of every item to its chosen centroid
+
+    @property
+    def summaries(self) -> list[str] | None:
+        return self.restarts.chosen.summaries
 
     @property
     def k(self) -> int:
@@ -283,6 +331,7 @@ class SweepResult:
     per_k: list[KResult]
     best_k: int
     rule: str = BEST_K_RULE
+    choice: KChoice | None = None
     pca: dict[str, Any] | None = None  # requested_dim, dim, clamped, explained_variance_ratio
     n_summarize_calls: int = 0
 
@@ -305,6 +354,50 @@ class SweepResult:
         )
 
 
+def check_sweep(
+    X: np.ndarray,
+    texts: Sequence[str] | None,
+    config: SweepConfig,
+    k_max: int,
+    *,
+    summarize: Summarize | None = None,
+    embed: Embed | None = None,
+    labels: Sequence[int] | np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """ValueError for inputs a sweep up to k_max cannot use; returns X as a matrix and the labels as an array."""
+    config.validate()
+    x = as_matrix(X, "X")
+    n = x.shape[0]
+    if k_max > n:
+        raise ValueError(f"k_max={k_max} exceeds the number of items N={n}; use k_max <= {n}.")
+    _check_llm_method(config, summarize, embed)
+    if texts is not None and len(texts) != n:
+        raise ValueError(f"texts has {len(texts)} entries but X has {n} rows; pass one text per row.")
+    if config.method == "ksubspaces" and k_max * (config.rank_r + 1) > n:
+        raise ValueError(f"k_max x (rank_r + 1) = {k_max * (config.rank_r + 1)} exceeds N={n}; lower k_max or rank_r.")
+    truth = None
+    if labels is not None:
+        truth = np.asarray(labels)
+        if truth.shape != (n,):
+            raise ValueError(f"labels has shape {truth.shape}, expected ({n},); pass one ground-truth label per row.")
+    return x, truth
+
+
+def sweep_space(x: np.ndarray, pca_dim: int | None) -> tuple[np.ndarray, Project | None, dict[str, Any] | None]:
+    """The clustering space of a sweep: X projected by PCA to pca_dim (with the map for new vectors and
+    what the projection kept), or X itself when pca_dim is None."""
+    if pca_dim is None:
+        return x, None, None
+    projection = pca_svd_project(x, pca_dim)
+    info = {
+        "requested_dim": projection.requested_dim,
+        "dim": projection.dim,
+        "clamped": projection.clamped,
+        "explained_variance_ratio": float(projection.explained_variance_ratio.sum()),
+    }
+    return projection.Z, projection.transform, info
+
+
 def run_sweep(
     X: np.ndarray,
     texts: Sequence[str] | None,
@@ -312,69 +405,58 @@ def run_sweep(
     *,
     summarize: Summarize | None = None,
     embed: Embed | None = None,
+    project: Project | None = None,
     labels: Sequence[int] | np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
+    on_k: Callable[[KResult], None] | None = None,
 ) -> SweepResult:
-    """Cluster X for every K in [k_min, k_max] and choose K by the rule in BEST_K_RULE.
+    """Cluster X for every K in [k_min, k_max] and choose K with choose_k.
 
     X is projected once by PCA when config.pca_dim is set (summary embeddings are projected the same
-    way). Each K gets n_restarts runs with seeds from restart_seed(config.seed, K, restart); the run
+    way); with pca_dim=None, X is the clustering space already and `project` (if given) maps summary
+    embeddings into it. `on_k` gets each K's result as soon as it is done, so a caller keeps the
+    finished K when a later one fails. Each K gets n_restarts runs with seeds from restart_seed(config.seed, K, restart); the run
     with the lowest objective is reported, with stability (pairwise ARI across restarts), silhouette
     (sampled above silhouette_sample_size items), coverage, dispersion, representatives, sizes,
     summaries and, when ground-truth `labels` are given, ACC/NMI/ARI. With summarize and embed,
     LLM calls are sum over K of K x llm_rounds x n_restarts ("all") or K x llm_rounds ("best").
     Same inputs and seed give identical results.
     """
-    config.validate()
-    x = as_matrix(X, "X")
-    n = x.shape[0]
-    if config.k_max > n:
-        raise ValueError(f"k_max={config.k_max} exceeds the number of items N={n}; use k_max <= {n}.")
-    _check_llm_method(config, summarize, embed)
-    if texts is not None and len(texts) != n:
-        raise ValueError(f"texts has {len(texts)} entries but X has {n} rows; pass one text per row.")
-    if config.method == "ksubspaces" and config.k_max * (config.rank_r + 1) > n:
-        raise ValueError(
-            f"k_max x (rank_r + 1) = {config.k_max * (config.rank_r + 1)} exceeds N={n}; lower k_max or rank_r."
-        )
-    truth = None
-    if labels is not None:
-        truth = np.asarray(labels)
-        if truth.shape != (n,):
-            raise ValueError(f"labels has shape {truth.shape}, expected ({n},); pass one ground-truth label per row.")
+    x, truth = check_sweep(X, texts, config, config.k_max, summarize=summarize, embed=embed, labels=labels)
     say = progress or (lambda message: None)
 
-    z, project, pca_info = x, None, None
-    if config.pca_dim is not None:
-        projection = pca_svd_project(x, config.pca_dim)
-        z, project = projection.Z, projection.transform
-        pca_info = {
-            "requested_dim": projection.requested_dim,
-            "dim": projection.dim,
-            "clamped": projection.clamped,
-            "explained_variance_ratio": float(projection.explained_variance_ratio.sum()),
-        }
-        say(f"PCA {x.shape[1]} -> {projection.dim} dims ({100 * pca_info['explained_variance_ratio']:.1f}% variance)")
+    if config.pca_dim is not None and project is not None:
+        raise ValueError("pass either pca_dim (the sweep projects X) or project (X is projected already), not both.")
+    z, pca_project, pca_info = sweep_space(x, config.pca_dim)
+    project = project or pca_project
+    if pca_info is not None:
+        say(f"PCA {x.shape[1]} -> {pca_info['dim']} dims ({100 * pca_info['explained_variance_ratio']:.1f}% variance)")
 
     per_k: list[KResult] = []
     ks = range(config.k_min, config.k_max + 1)
     for position, k in enumerate(ks, start=1):
-        restarts = cluster_restarts(z, texts, k, config, summarize=summarize, embed=embed, project=project)
-        chosen = restarts.chosen
-        costs = item_costs(z, chosen.labels, chosen.centroids, config.metric)
-        scores = score_k(z, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth)
-        reps = representatives(z, chosen.labels, chosen.centroids, config.n_representatives, config.metric)
-        per_k.append(KResult(restarts=restarts, scores=scores, representatives=reps))
-        say(
-            f"K={k} ({position}/{len(ks)}): objective {chosen.objective:.4g}, "
-            f"silhouette {scores.silhouette.value:.3f} ({scores.silhouette.method}), "
-            f"stability {scores.stability.mean_ari:.3f}, score {scores.score:.3f}"
-        )
-    best_k = choose_best_k({item.k: item.scores.score for item in per_k})
+        item = sweep_k(z, texts, k, config, summarize=summarize, embed=embed, project=project, truth=truth)
+        per_k.append(item)
+        if on_k is not None:
+            on_k(item)
+        say(describe_k(item, position, len(ks)))
+    choice = choose_k([item.scores.to_row() for item in per_k])
     return SweepResult(
         config=config,
         per_k=per_k,
-        best_k=best_k,
+        best_k=choice.k,
+        rule=choice.rule,
+        choice=choice,
         pca=pca_info,
         n_summarize_calls=sum(item.restarts.n_summarize_calls for item in per_k),
+    )
+
+
+def describe_k(item: KResult, position: int, total: int) -> str:
+    """One progress line for a finished K."""
+    s = item.scores
+    return (
+        f"K={item.k} ({position}/{total}): objective {item.clustering.objective:.4g}, "
+        f"silhouette {s.silhouette.value:.3f} ({s.silhouette.method}), "
+        f"stability {s.stability.mean_ari:.3f}, score {s.score:.3f}"
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from importlib.metadata import entry_points
 
@@ -37,8 +38,15 @@ PLUGIN_GROUP = "studyllm.commands"  # value: a callable register(subparsers)
 log = get_logger("cli")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `error: studyllm embed: argument --rpm: ... (see --help)`, exit 2."""
+
+    def error(self, message: str):  # noqa: ANN201 - argparse's documented hook; never returns
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="studyllm",
         description="Study LLM outputs at scale: capture every call, embed with a cache, cluster, keep provenance.",
     )
@@ -55,21 +63,35 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `studyllm` console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = get_settings()
-    level = {0: settings.log_level, 1: "INFO"}.get(args.verbose, "DEBUG")
-    configure_logging(level, settings.logs_dir)
-    log.info("command: %s", " ".join(sys.argv[1:] if argv is None else argv))
     try:
+        settings = get_settings()
+        level = {0: settings.log_level, 1: "INFO"}.get(args.verbose, "DEBUG")
+        configure_logging(level, settings.logs_dir)
+        log.info("command: %s", " ".join(sys.argv[1:] if argv is None else argv))
         return int(args.handler(args) or 0)
     except StudyllmError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        print(f"error: {one_line(redact(str(exc)))}", file=sys.stderr)
         return exc.exit_code
     except ProviderError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        print(f"error: {one_line(redact(str(exc)))}", file=sys.stderr)
         return 4
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(message: str) -> str:
+    """A message on one line (drivers' messages can span several)."""
+    return " ".join(message.split())
+
+
+def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """Errors Python can only ignore (in atexit callbacks, e.g. the embedded server's cleanup after Postgres
+    was killed) go to the log file, not under the one error line the user reads."""
+    log.info(
+        "%s: %s", unraisable.err_msg or "exception ignored", unraisable.object,
+        exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback),
+    )
 
 
 def run() -> None:
@@ -80,6 +102,10 @@ def run() -> None:
     exiting). atexit handlers, log flushing and stdio flushing run as usual; only cycles left at exit go
     uncollected, and the process is ending.
     """
+    # Process policy, so here and not in main() (tests call main directly): files this process and its
+    # children create (logs rolled over, outputs, Dagster's files under `studyllm dev`) are the user's only.
+    os.umask(0o077)
+    sys.unraisablehook = _log_unraisable
     code = main()
     gc.freeze()
     sys.exit(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from datetime import datetime, timezone
 
 from studyllm_core.errors import InputError
@@ -17,7 +18,8 @@ def add_provider_args(parser: argparse.ArgumentParser, *, prefix: str = "", requ
                         help="provider name: openai, azure, hyperbolic, openai-compatible, local, or a plugin")
     parser.add_argument(f"--{prefix}model", required=required, metavar="M", help="model (Azure: deployment) name")
     parser.add_argument("--base-url", metavar="URL", help="server URL (Azure: the endpoint); overrides the environment")
-    parser.add_argument("--timeout", type=float, metavar="S", help="seconds per request (default: STUDYLLM_REQUEST_TIMEOUT or 60)")
+    parser.add_argument("--timeout", type=positive_float, metavar="S",
+                        help="seconds a whole request may take (default: STUDYLLM_REQUEST_TIMEOUT or 60)")
 
 
 def add_input_args(parser: argparse.ArgumentParser, *, labels: bool = False) -> None:
@@ -46,10 +48,48 @@ def build_provider(name: str, base_url: str | None, timeout: float | None) -> Pr
 
 
 def positive_int(value: str) -> int:
-    number = int(value)
+    """An argparse type: a whole number of at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return number
+
+
+def positive_float(value: str) -> float:
+    """An argparse type: a finite number above 0 (not nan, not inf)."""
+    number = finite_float(value, "a number above 0")
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {value!r}")
+    return number
+
+
+def finite_float(value: str, wanted: str = "a finite number") -> float:
+    """An argparse type: a finite number (not nan, not inf)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {value!r}")
+    return number
+
+
+def add_rate_args(parser: argparse.ArgumentParser) -> None:
+    """--rpm/--tpm: the client-side rate limits."""
+    parser.add_argument("--rpm", type=positive_float, metavar="N", help="at most N requests per minute")
+    parser.add_argument("--tpm", type=positive_float, metavar="N", help="at most about N tokens per minute")
+
+
+def add_max_attempts_arg(parser: argparse.ArgumentParser) -> None:
+    """--max-attempts: tries per request before it counts as failed."""
+    from studyllm_core.services.retry import RetryPolicy
+
+    parser.add_argument("--max-attempts", type=positive_int, default=RetryPolicy.max_attempts, metavar="N",
+                        help=f"tries per request before it counts as failed (default {RetryPolicy.max_attempts}); "
+                        "faults that repeat on every request stop the run sooner")
 
 
 def utc_time(value: str) -> datetime:

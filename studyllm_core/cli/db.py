@@ -26,14 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    from studyllm_core.db.engine import get_engine
+    from studyllm_core.db.engine import app_role_of, owner_engine
     from studyllm_core.db.migrate import current_revision, upgrade
     from studyllm_core.db.server import resolve_database
 
     target = resolve_database()
-    engine = get_engine(target)
+    engine = owner_engine(target)  # migrations run as the schema's owner
     before = current_revision(engine)
-    after = upgrade(engine)
+    after = upgrade(engine, app_role=app_role_of(target))
     payload = {"url": mask_url_password(target.url), "embedded": target.embedded, "from_revision": before, "revision": after}
     emit(payload, args.json, lambda p: f"database {p['url']} at revision {p['revision']}" + (
         "" if p["from_revision"] != p["revision"] else " (already current)"))

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from studyllm_core.cli.common import add_input_args, add_provider_args, build_provider, positive_int, read_input
+from studyllm_core.cli.common import (
+    add_input_args,
+    add_max_attempts_arg,
+    add_provider_args,
+    add_rate_args,
+    build_provider,
+    positive_int,
+    read_input,
+)
 from studyllm_core.cli.output import emit
+from studyllm_core.files import atomic_write, check_output_path
 from studyllm_core.cli.progress import Progress
 from studyllm_core.providers.registry import normalize_name
 from studyllm_core.services.retry import RetryPolicy
@@ -25,10 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dimensions", type=positive_int, metavar="N", help="ask the model for N dimensions")
     p.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="texts per request (default 256)")
     p.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="requests in flight (default 8)")
-    p.add_argument("--rpm", type=float, metavar="N", help="at most N requests per minute")
-    p.add_argument("--tpm", type=float, metavar="N", help="at most about N tokens per minute")
-    p.add_argument("--max-attempts", type=positive_int, default=RetryPolicy.max_attempts, metavar="N",
-                   help=f"tries per request before its texts count as failed (default {RetryPolicy.max_attempts})")
+    add_rate_args(p)
+    add_max_attempts_arg(p)
     p.add_argument("--group", metavar="NAME", help="name of the embedding_batch group the calls join")
     p.add_argument("--out", metavar="PATH", help="write vectors as .npy (float32; rows of failed texts are NaN)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -42,6 +48,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from studyllm_core.services.embedding import EmbeddingService
     from studyllm_core.services.ratelimit import RateLimit
 
+    out_path = check_output_path(args.out) if args.out else None  # like file problems: before any API call
     table = read_input(args)  # file problems stop here, before any API call
     provider = build_provider(args.provider, args.base_url, args.timeout)
     engine = open_database()
@@ -61,11 +68,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         outcome = service.embed(table.texts, group_name=args.group, progress=progress)
     finally:
         progress.close()
-    out_path = None
-    if args.out:
-        out_path = Path(args.out)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out_path, outcome.vectors)
+    if out_path is not None:  # whole or not at all: a full disk leaves no half-written .npy
+        atomic_write(out_path, lambda handle: np.save(handle, outcome.vectors, allow_pickle=False))
     payload = {**outcome.summary(), "out": str(out_path) if out_path else None}
 
     def human(p: dict) -> str:

@@ -27,6 +27,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database
     from studyllm_core.services.export import ExportService
 
+    from studyllm_core.files import check_output_path
+
+    check_output_path(args.out, folder=True)
     result = ExportService(open_database()).export(args.group, args.out, args.format)
     emit(result.summary(), args.json, _human)
     return 0

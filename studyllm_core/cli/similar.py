@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from studyllm_core.cli.common import build_provider, positive_int
+from studyllm_core.cli.common import build_provider, positive_float, positive_int
 from studyllm_core.cli.output import emit, records, table
 from studyllm_core.errors import InputError
 from studyllm_core.providers.registry import normalize_name
@@ -26,14 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="M", help="model of the stored vectors (default: the only one)")
     p.add_argument("--dimensions", type=positive_int, metavar="N", help="the --dimensions the texts were embedded with")
     p.add_argument("--base-url", metavar="URL", help="server URL (Azure: the endpoint); overrides the environment")
-    p.add_argument("--timeout", type=float, metavar="S", help="seconds per request (default: STUDYLLM_REQUEST_TIMEOUT or 60)")
+    p.add_argument("--timeout", type=positive_float, metavar="S",
+                   help="seconds a whole request may take (default: STUDYLLM_REQUEST_TIMEOUT or 60)")
     p.add_argument("--k", type=positive_int, default=10, metavar="N", help="how many neighbours (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_similar)
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from studyllm_core.db.engine import open_database
+    from studyllm_core.db.engine import open_database, owner_engine
     from studyllm_core.services.embedding import EmbeddingService
     from studyllm_core.services.similarity import SimilarityService
 
@@ -41,22 +42,27 @@ def cmd_similar(args: argparse.Namespace) -> int:
         raise InputError("give either TEXT to search for or --of ITEM (an embedding id or request hash), not both")
     if args.text is not None and not args.text.strip():
         raise InputError("TEXT is empty; give the text to search for")
-    service = SimilarityService(open_database(), notice=lambda msg: print(msg, file=sys.stderr))
+    service = SimilarityService(open_database(), ddl_engine=owner_engine(), notice=lambda msg: print(msg, file=sys.stderr))
     if args.of is not None:
         found = service.neighbours_of(args.of, k=args.k)
         query: dict[str, Any] = {"of": args.of}
     else:
+        from studyllm_core.providers.openai_common import normalize_server_url
+
         provider_name = normalize_name(args.provider) if args.provider else None
-        space = service.space(provider_name, args.model, args.dimensions)  # before any API call
+        server = normalize_server_url(args.base_url) if args.base_url else None
+        space = service.space(provider_name, args.model, args.dimensions, server=server)  # before any API call
+        # The query is embedded by the server that made the stored vectors when the server is part of the space.
         embedder = EmbeddingService(
             service.engine,
-            build_provider(space.provider, args.base_url, args.timeout),
+            build_provider(space.provider, args.base_url or space.server or None, args.timeout),
             provider_name=space.provider,
             model=space.model,
             dimensions=args.dimensions,
         )
         found = service.search_text(args.text, embedder, k=args.k)
-        query = {"text": args.text, "provider": space.provider, "model": space.model, "dimension": space.dimension}
+        query = {"text": args.text, "provider": space.provider, "model": space.model, "server": space.server or None,
+                 "dimension": space.dimension}
     payload = {"query": query, "neighbours": records(found)}
     emit(payload, args.json, _human)
     return 0

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from studyllm_core.cli.common import add_input_args, add_provider_args, build_provider, read_input
 from studyllm_core.cli.output import emit, table
+from studyllm_core.files import check_output_path
 from studyllm_core.cli.progress import Progress
 from studyllm_core.errors import InputError
 from studyllm_core.providers.registry import normalize_name
@@ -80,6 +81,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from studyllm_core.services.embedding import EmbeddingService
     from studyllm_core.services.sweep import SweepService
 
+    check_output_path(args.out, folder=True)  # before any API call
     table_in = read_input(args)  # file and column problems stop here, before any API call
     config = sweep_config(args)
     provider = build_provider(args.embed_provider, args.base_url, args.timeout)

@@ -209,6 +209,21 @@ class RawCallRepository:
         with translate_db_errors("computing provider stats"), self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(text(sql), params)]
 
+    def successes_in_group(self, group_id: int, hashes: Sequence[str], *, chunk_size: int = 10_000) -> dict[str, StoredCall]:
+        """The first successful call of each of `hashes` among the group's members (one query per chunk)."""
+        sql = text(
+            f"SELECT DISTINCT ON (request_hash) {_SELECT.removeprefix('SELECT ')} "
+            "WHERE status = 'success' AND request_hash = ANY(:h) "
+            "AND id IN (SELECT call_id FROM group_members WHERE group_id = :g) ORDER BY request_hash, id"
+        )
+        found: dict[str, StoredCall] = {}
+        with translate_db_errors("reading the answers recorded in the group"), self.engine.connect() as conn:
+            for start in range(0, len(hashes), chunk_size):
+                for row in conn.execute(sql, {"g": group_id, "h": list(hashes[start : start + chunk_size])}):
+                    call = StoredCall(*row)
+                    found[str(call.request_hash)] = call
+        return found
+
     def search_prompts(self, query: str, *, limit: int = 50) -> list[StoredCall]:
         """Calls whose prompt matches `query` (web-search syntax), through the full-text index."""
         sql = (

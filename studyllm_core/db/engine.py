@@ -105,9 +105,19 @@ def translate_db_errors(action: str) -> Iterator[None]:
     """
     try:
         yield
-    except (OperationalError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise DatabaseUnavailableError(f"{action} failed: database unavailable ({_first_line(exc)})") from exc
     except (DBAPIError, psycopg.Error) as exc:
+        inner = getattr(exc, "orig", None) or exc
+        state = getattr(inner, "sqlstate", None) or ""
+        if state.startswith("53"):  # 53100 disk full, 53200 out of memory, 53300 too many connections
+            what = {"53100": "the database server's disk is full"}.get(state, "the database server is out of resources")
+            raise DatabaseError(
+                f"{action} failed: {what} ({_first_line(exc)}); free space (or resources) on the server "
+                "(the embedded one keeps its data under $STUDYLLM_HOME/pg) and re-run: what was stored is kept"
+            ) from exc
+        if isinstance(inner, psycopg.InterfaceError) or (
+            isinstance(inner, psycopg.OperationalError) and (not state or state.startswith(("08", "57P")))
+        ):
+            raise DatabaseUnavailableError(f"{action} failed: database unavailable ({_first_line(exc)})") from exc
         raise DatabaseError(f"{action} failed: {_first_line(exc)}") from exc
 
 
@@ -121,13 +131,48 @@ _current_schema: set[str] = set()  # URLs whose schema this process already brou
 
 
 def open_database(*, migrate: bool = True) -> Engine:
-    """The engine for the configured database, with the schema brought up to date when `migrate`
-    (checked once per process and URL)."""
-    from studyllm_core.db.migrate import ensure_schema
-
-    engine = get_engine()
+    """The engine for the configured database (as the application's role), with the schema brought up to
+    date by its owner when `migrate` (checked once per process and URL)."""
+    target = resolve_database()
+    engine = get_engine(target)
     key = engine.url.render_as_string(hide_password=False)
     if migrate and key not in _current_schema:
-        ensure_schema(engine)
+        ensure_current_schema(target)
         _current_schema.add(key)
     return engine
+
+
+def ensure_current_schema(target: DatabaseTarget) -> None:
+    """Bring the schema up to date as its owner, granting the application role its privileges.
+
+    Processes that hand the application role's URL to children (`studyllm dev`, `demo`) call this
+    first: the children, connecting as that role, cannot migrate.
+    """
+    from studyllm_core.db.migrate import ensure_schema
+
+    ensure_schema(owner_engine(target), app_role=app_role_of(target))
+
+
+def owner_engine(target: DatabaseTarget | None = None) -> Engine:
+    """The engine of the schema's owner, for migrations and index builds: `target.owner_url`, or the
+    application's engine when there is no separate owner (an external server used with one role)."""
+    target = target or resolve_database()
+    if target.owner_url is None:
+        return get_engine(target)
+    with _lock:
+        engine = _engines.get(target.owner_url)
+        if engine is None:
+            engine = make_engine(target.owner_url, pool_size=1, max_overflow=2)
+            check_connection(engine)
+            _engines[target.owner_url] = engine
+        return engine
+
+
+def app_role_of(target: DatabaseTarget) -> str | None:
+    """The application's role when the owner is another role (it then gets its privileges), else None."""
+    if target.owner_url is None:
+        return None
+    from sqlalchemy.engine import make_url
+
+    app, owner = make_url(target.url).username, make_url(target.owner_url).username
+    return app if app and app != owner else None

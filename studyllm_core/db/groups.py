@@ -148,6 +148,13 @@ class GroupRepository:
         with translate_db_errors("listing groups"), self.engine.connect() as conn:
             return [GroupRow(*r) for r in conn.execute(text(sql + " ORDER BY id DESC LIMIT :limit"), params)]
 
+    def with_prefix(self, group_type: str, prefix: str) -> list[GroupRow]:
+        """Groups of one type whose name starts with `prefix`, oldest first."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        sql = f"SELECT {_GROUP_COLS} FROM groups WHERE group_type = :t AND name LIKE :p ORDER BY id"
+        with translate_db_errors("listing groups"), self.engine.connect() as conn:
+            return [GroupRow(*r) for r in conn.execute(text(sql), {"t": group_type, "p": pattern})]
+
     # -- members --------------------------------------------------------------------------------
 
     def add_members(

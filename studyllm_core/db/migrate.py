@@ -21,10 +21,12 @@ if TYPE_CHECKING:
 log = get_logger("db")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-TABLES = ("raw_calls", "embedding_vectors", "groups", "group_members", "group_links", "call_artifacts")
+TABLES = (
+    "raw_calls", "embedding_vectors", "groups", "group_members", "group_links", "call_artifacts", "group_embeddings",
+)
 # The newest revision in migrations/versions; tests/core/db/test_migrations.py checks it against
 # Alembic's own head, so a new migration without a bump here fails there.
-SCHEMA_HEAD = "0003_study_token_columns"
+SCHEMA_HEAD = "0004_server_group_embeddings"
 
 
 def _alembic_config() -> Config:
@@ -48,8 +50,28 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> str:
-    """Apply migrations up to `revision` (serialised across processes) and return the new revision."""
+# What the application role may do: read everything; add raw calls but never change or remove them (with
+# the triggers, which it cannot switch off as it owns no table); keep the cache, leases and provenance.
+_APP_GRANTS = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT, INSERT ON raw_calls TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON embedding_vectors, embedding_leases, groups, group_members, "
+    "group_links, call_artifacts, group_embeddings TO {role}",
+    "GRANT SELECT ON alembic_version TO {role}",
+    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+)
+
+
+def grant_app_privileges(conn, role: str) -> None:  # noqa: ANN001 - a SQLAlchemy Connection
+    """Give the application role `role` what it needs on the schema (run as the owner; idempotent)."""
+    quoted = conn.dialect.identifier_preparer.quote(role)
+    for statement in _APP_GRANTS:
+        conn.execute(text(statement.format(role=quoted)))
+
+
+def upgrade(engine: Engine, revision: str = "head", *, app_role: str | None = None) -> str:
+    """Apply migrations up to `revision` (serialised across processes) and return the new revision; with
+    `app_role`, `engine` is the owner's and the application role gets its privileges afterwards."""
     from alembic import command
     from alembic.util import CommandError
 
@@ -60,6 +82,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('studyllm.migrate'))"))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+            if app_role:
+                grant_app_privileges(conn, app_role)
     except DBAPIError as exc:
         raise DatabaseError(f"migration failed: {str(exc.orig).strip().splitlines()[0]}") from None
     except CommandError as exc:
@@ -73,10 +97,20 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
     return rev
 
 
-def ensure_schema(engine: Engine) -> None:
-    """Upgrade to head when the database is behind; cheap when it is current."""
+def ensure_schema(engine: Engine, *, app_role: str | None = None) -> None:
+    """Upgrade to head when the database is behind; cheap when it is current (one query). With `app_role`,
+    `engine` is the owner's, and the application role gets its privileges when it lacks them."""
     if current_revision(engine) != head_revision():
-        upgrade(engine)
+        upgrade(engine, app_role=app_role)
+    elif app_role and not _app_role_ready(engine, app_role):
+        with engine.begin() as conn:
+            grant_app_privileges(conn, app_role)
+
+
+def _app_role_ready(engine: Engine, role: str) -> bool:
+    sql = text("SELECT has_table_privilege(:r, 'raw_calls', 'INSERT') AND has_table_privilege(:r, 'group_embeddings', 'INSERT')")
+    with engine.connect() as conn:
+        return bool(conn.execute(sql, {"r": role}).scalar())
 
 
 def table_counts(engine: Engine) -> dict[str, int | None]:

@@ -112,13 +112,26 @@ class EmbeddingVector(Base):
     norm: Mapped[float] = mapped_column(Float)
     raw_call_id: Mapped[int] = mapped_column(ForeignKey("raw_calls.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The server, when it is part of the embedding space ('' for a vendor's API or older vectors).
+    server: Mapped[str] = mapped_column(String(512), server_default="")
 
     __table_args__ = (
         CheckConstraint("dimension > 0", name="ck_embedding_vectors_dimension"),
         CheckConstraint("vector_dims(vector) = dimension", name="ck_embedding_vectors_dims_match"),
-        Index("ix_embedding_vectors_model_dimension", "provider", "model", "dimension"),
+        Index("ix_embedding_vectors_space", "provider", "model", "server", "dimension"),
         Index("ix_embedding_vectors_raw_call", "raw_call_id"),
     )
+
+
+class GroupEmbedding(Base):
+    """A cached embedding a group used: the exact items of its runs (what `export` writes)."""
+
+    __tablename__ = "group_embeddings"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    embedding_id: Mapped[int] = mapped_column(ForeignKey("embedding_vectors.id"), primary_key=True)
+
+    __table_args__ = (Index("ix_group_embeddings_embedding", "embedding_id"),)
 
 
 class EmbeddingLease(Base):

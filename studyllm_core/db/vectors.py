@@ -3,8 +3,12 @@ and nearest-neighbour search over it.
 
 Reads and writes are set-based: one binary query per chunk of hashes, COPY for new vectors.
 
-Search: `vector` has no fixed dimension, so each (provider, model, dimension) gets its own HNSW
-index on the expression `(vector::vector(d))`, partial on that triple (`ensure_hnsw_index`).
+Search: `vector` has no fixed dimension, so each space (provider, model, server, dimension) gets its
+own HNSW index on an expression of fixed dimension, partial on the space (`ensure_hnsw_index`).
+pgvector's HNSW takes `vector` up to 2,000 dimensions and `halfvec` up to 4,000 (`search_method`):
+up to 2,000 the index is on `(vector::vector(d))`, up to 4,000 on `(vector::halfvec(d))` (half
+precision for the graph walk; distances are returned from the same expression), and beyond that a
+space is searched exactly (a scan of its rows through the space's b-tree index).
 The planner uses it only for a query that repeats the expression and implies the predicate, so
 `nearest` builds both from `space_predicate` / `space_expression`, with the values inlined as
 literals (a generic plan with parameters could not prove the partial predicate).
@@ -44,8 +48,8 @@ def _db_errors(action: str):  # noqa: ANN202 - a decorator
         return inner
 
     return wrap
-_VECTOR_COLUMNS = "(request_hash, provider, model, dimension, text, vector, norm, raw_call_id)"
-_VECTOR_TYPES = ["varchar", "varchar", "varchar", "int4", "text", "vector", "float8", "int8"]
+_VECTOR_COLUMNS = "(request_hash, provider, model, dimension, text, vector, norm, raw_call_id, server)"
+_VECTOR_TYPES = ["varchar", "varchar", "varchar", "int4", "text", "vector", "float8", "int8", "varchar"]
 
 
 _HASHES = "string_to_array(%s, ',')"  # the SQL side of `_hash_list`
@@ -61,6 +65,14 @@ def _hash_list(hashes: Sequence[str]) -> str:
     if joined.count(",") != max(len(hashes) - 1, 0):
         raise ValueError("a request hash contains a comma; hashes are hex digests")
     return joined
+
+
+def _add_to_group(cursor, group_id: int, hashes: Sequence[str]) -> None:  # noqa: ANN001 - a psycopg cursor
+    cursor.execute(
+        "INSERT INTO group_embeddings (group_id, embedding_id) "
+        f"SELECT %s, id FROM embedding_vectors WHERE request_hash = ANY({_HASHES}) ON CONFLICT DO NOTHING",
+        (group_id, _hash_list(hashes)),
+    )
 
 
 class RawVectorLoader(Loader):
@@ -89,7 +101,7 @@ def _copy_rows(cursor, table: str, rows: list[tuple]) -> None:  # noqa: ANN001 -
 
 @dataclass
 class NewVectors:
-    """Vectors produced by one successful raw call, row i for `request_hashes[i]`."""
+    """Vectors produced by one successful raw call, row i for `request_hashes[i]`; they join `group_id`'s items."""
 
     request_hashes: list[str]
     texts: list[str]
@@ -97,16 +109,27 @@ class NewVectors:
     provider: str
     model: str
     raw_call_id: int
+    server: str = ""
+    group_id: int | None = None
 
 
 @dataclass(frozen=True)
 class VectorSpace:
-    """Vectors of one provider, model and dimension: what one similarity index covers."""
+    """Vectors of one provider, model, server and dimension: what one similarity index covers.
+
+    `server` is '' unless the server is part of the space (see `Provider.embedding_server`).
+    """
 
     provider: str
     model: str
     dimension: int
     count: int = 0
+    server: str = ""
+
+    def label(self) -> str:
+        """provider/model (d-d), with the server when there is one."""
+        at = f" at {self.server}" if self.server else ""
+        return f"{self.provider}/{self.model}{at} ({self.dimension}-d)"
 
 
 @dataclass(frozen=True)
@@ -127,21 +150,39 @@ HNSW_BUILD_MEMORY = "1GB"  # maintenance_work_mem for a build: a graph that fits
 
 
 def hnsw_index_name(space: VectorSpace) -> str:
-    """The index name of a space, stable and within Postgres' 63 characters whatever the model's name."""
-    key = f"{space.provider}\x1f{space.model}\x1f{space.dimension}"
+    """The index name of a space, stable and within Postgres' 63 characters whatever the model's name
+    (a space without a server keeps the name indexes had before servers were part of spaces)."""
+    key = f"{space.provider}\x1f{space.model}\x1f{space.dimension}" + (f"\x1f{space.server}" if space.server else "")
     return "ix_embedding_vectors_hnsw_" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
 
 
+VECTOR_HNSW_MAX_DIM = 2000  # pgvector: HNSW indexes `vector` up to 2,000 dimensions ...
+HALFVEC_HNSW_MAX_DIM = 4000  # ... and `halfvec` up to 4,000
+
+
+def search_method(dimension: int) -> str:
+    """How a space of `dimension` is searched: "vector" or "halfvec" (an HNSW index on that type), or "exact"."""
+    if dimension <= VECTOR_HNSW_MAX_DIM:
+        return "vector"
+    if dimension <= HALFVEC_HNSW_MAX_DIM:
+        return "halfvec"
+    return "exact"
+
+
 def space_expression(space: VectorSpace) -> str:
-    """The indexed expression: the column cast to the space's fixed dimension."""
-    return f"(vector::vector({int(space.dimension)}))"
+    """The searched expression: the column cast to the space's fixed dimension (and to halfvec above 2,000)."""
+    kind = search_method(space.dimension)
+    if kind == "exact":
+        return "vector"
+    return f"(vector::{kind}({int(space.dimension)}))"
 
 
 def space_predicate(space: VectorSpace) -> str:
     """The partial-index predicate, literals inlined (queries must repeat it to use the index)."""
     provider = pgsql.Literal(space.provider).as_string()
     model = pgsql.Literal(space.model).as_string()
-    return f"provider = {provider} AND model = {model} AND dimension = {int(space.dimension)}"
+    server = pgsql.Literal(space.server).as_string()
+    return f"provider = {provider} AND model = {model} AND dimension = {int(space.dimension)} AND server = {server}"
 
 
 class VectorRepository:
@@ -181,11 +222,18 @@ class VectorRepository:
                     begin = end
         return found
 
-    def known_dimension(self, provider: str, model: str) -> int | None:
-        """The dimension of vectors already cached for this provider and model, if any."""
-        sql = text("SELECT dimension FROM embedding_vectors WHERE provider = :p AND model = :m LIMIT 1")
+    def known_dimension(self, provider: str, model: str, server: str = "") -> int | None:
+        """The dimension of vectors already cached for this provider, model and server, if any."""
+        sql = text("SELECT dimension FROM embedding_vectors WHERE provider = :p AND model = :m AND server = :s LIMIT 1")
         with translate_db_errors("reading the cached dimension"), self.engine.connect() as conn:
-            return conn.execute(sql, {"p": provider, "m": model}).scalar_one_or_none()
+            return conn.execute(sql, {"p": provider, "m": model, "s": server}).scalar_one_or_none()
+
+    def add_to_group(self, group_id: int, hashes: Sequence[str], *, chunk_size: int = LOOKUP_CHUNK) -> None:
+        """Record that the group used the cached embeddings of `hashes` (one statement per chunk, idempotent)."""
+        with translate_db_errors("recording the group's embeddings"), self.engine.begin() as conn:
+            cursor = conn.connection.driver_connection.cursor()
+            for start in range(0, len(hashes), chunk_size):
+                _add_to_group(cursor, group_id, hashes[start : start + chunk_size])
 
     @staticmethod
     @_db_errors("storing embeddings")
@@ -200,7 +248,7 @@ class VectorRepository:
         norms = np.linalg.norm(batch.vectors.astype(np.float64), axis=1)
         dimension = int(batch.vectors.shape[1])
         rows = [
-            (h, batch.provider, batch.model, dimension, t, v, float(n), batch.raw_call_id)
+            (h, batch.provider, batch.model, dimension, t, v, float(n), batch.raw_call_id, batch.server)
             for h, t, v, n in zip(batch.request_hashes, batch.texts, batch.vectors, norms, strict=True)
         ]
         savepoint = conn.begin_nested()
@@ -220,6 +268,8 @@ class VectorRepository:
             )
             added = cursor.rowcount
         cursor.execute(f"DELETE FROM embedding_leases WHERE request_hash = ANY({_HASHES})", (_hash_list(batch.request_hashes),))
+        if batch.group_id is not None:
+            _add_to_group(cursor, batch.group_id, batch.request_hashes)
         return added
 
     # -- leases ---------------------------------------------------------------------------------
@@ -285,11 +335,11 @@ class VectorRepository:
     def spaces(self) -> list[VectorSpace]:
         """Every (provider, model, dimension) with stored vectors, and how many."""
         sql = (
-            "SELECT provider, model, dimension, count(*) FROM embedding_vectors "
-            "GROUP BY provider, model, dimension ORDER BY provider, model, dimension"
+            "SELECT provider, model, server, dimension, count(*) FROM embedding_vectors "
+            "GROUP BY provider, model, server, dimension ORDER BY provider, model, server, dimension"
         )
         with translate_db_errors("listing embedding models"), self.engine.connect() as conn:
-            return [VectorSpace(p, m, int(d), int(n)) for p, m, d, n in conn.execute(text(sql))]
+            return [VectorSpace(p, m, int(d), int(n), server=srv) for p, m, srv, d, n in conn.execute(text(sql))]
 
     def hnsw_index_ready(self, space: VectorSpace) -> bool:
         """Whether the space's index exists and is valid (one catalog look-up)."""
@@ -297,23 +347,27 @@ class VectorRepository:
         with translate_db_errors("checking a similarity index"), self.engine.connect() as conn:
             return bool(conn.execute(text(sql), {"name": hnsw_index_name(space)}).scalar_one_or_none())
 
-    def ensure_hnsw_index(self, space: VectorSpace) -> tuple[str, bool]:
+    def ensure_hnsw_index(self, space: VectorSpace, *, ddl_engine: Engine | None = None) -> tuple[str, bool]:
         """Create the space's HNSW cosine index unless it exists; returns (name, created now).
 
         Built CONCURRENTLY, so embedding runs keep writing meanwhile; an invalid index left by an
         interrupted build is dropped and rebuilt. Idempotent and safe to race: the loser waits.
+        Creating an index needs the table's owner: `ddl_engine` (default: this repository's engine).
         """
+        kind = search_method(space.dimension)
+        if kind == "exact":
+            raise ValueError(f"a {space.dimension}-dimensional space is searched exactly: no HNSW index takes it")
         name = hnsw_index_name(space)
         ddl = (
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON embedding_vectors "
-            f"USING hnsw ({space_expression(space)} vector_cosine_ops) WHERE {space_predicate(space)}"
+            f"USING hnsw ({space_expression(space)} {kind}_cosine_ops) WHERE {space_predicate(space)}"
         )
         state_sql = (
             "SELECT i.indisvalid, EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid) "
             "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :name"
         )
         with translate_db_errors(f"building the similarity index for {space.provider}/{space.model}"):
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            with (ddl_engine or self.engine).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 state = conn.execute(text(state_sql), {"name": name}).first()
                 if state is not None and state[0]:
                     return name, False
@@ -338,7 +392,8 @@ class VectorRepository:
         vector = self._query_vector(query, space)
         with translate_db_errors("searching similar texts"), self.engine.begin() as conn:
             cursor = conn.connection.driver_connection.cursor()
-            cursor.execute(f"SET LOCAL hnsw.ef_search = {min(MAX_K, max(HNSW_EF_SEARCH, 2 * int(k)))}")
+            if search_method(space.dimension) != "exact":
+                cursor.execute(f"SET LOCAL hnsw.ef_search = {min(MAX_K, max(HNSW_EF_SEARCH, 2 * int(k)))}")
             cursor.execute(self.nearest_sql(space, k), {"q": vector}, binary=True)
             return [(int(i), h, t, int(c), float(d)) for i, h, t, c, d in cursor.fetchall()]
 
@@ -355,7 +410,7 @@ class VectorRepository:
         clause = "id = %(v)s" if isinstance(id_or_hash, int) or str(id_or_hash).isdigit() else "request_hash = %(v)s"
         value = int(id_or_hash) if clause.startswith("id") else str(id_or_hash)
         sql = (
-            "SELECT id, request_hash, text, raw_call_id, provider, model, dimension, vector "
+            "SELECT id, request_hash, text, raw_call_id, provider, model, dimension, vector, server "
             f"FROM embedding_vectors WHERE {clause}"
         )
         with translate_db_errors("reading a stored embedding"), self.engine.connect() as conn:
@@ -367,14 +422,15 @@ class VectorRepository:
                 f"no stored embedding with id or request hash {id_or_hash!r}; "
                 "give an embedding id or a 64-character request hash from the cache"
             )
-        i, h, t, c, p, m, d, v = row
-        return StoredVector(int(i), h, t, int(c), VectorSpace(p, m, int(d)), v.to_numpy())
+        i, h, t, c, p, m, d, v, srv = row
+        return StoredVector(int(i), h, t, int(c), VectorSpace(p, m, int(d), server=srv), v.to_numpy())
 
     @staticmethod
     def _query_vector(query: np.ndarray, space: VectorSpace):  # noqa: ANN205 - a pgvector value
-        from pgvector import Vector
+        """The query as the type of the space's expression (halfvec for a halfvec index, else vector)."""
+        from pgvector import HalfVector, Vector
 
         array = np.asarray(query, dtype=np.float32).ravel()
         if array.shape[0] != space.dimension:
             raise ValueError(f"query has {array.shape[0]} dimensions, the space {space.dimension}")
-        return Vector(array)
+        return HalfVector(array) if search_method(space.dimension) == "halfvec" else Vector(array)

@@ -82,6 +82,14 @@ class AzureOpenAIProvider(OpenAIProvider):
             default_headers=default_headers,
         )
 
+    @classmethod
+    def base_url_env(cls) -> str:
+        return "AZURE_OPENAI_ENDPOINT"
+
+    def embedding_server(self) -> None:
+        """None: on Azure the deployment of a named model is that model, whichever resource serves it."""
+        return None
+
     def _make_client(self) -> openai.AsyncAzureOpenAI:
         # No azure_deployment here: the SDK then takes the deployment from the body's `model`.
         return openai.AsyncAzureOpenAI(

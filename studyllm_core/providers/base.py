@@ -101,6 +101,20 @@ class Provider:
             provider=self.name,
         )
 
+    def endpoint(self) -> str | None:
+        """The server requests go to (recorded with every call); None for offline providers."""
+        return None
+
+    def embedding_server(self) -> str | None:
+        """The server, when it is part of the embedding space (and so of the cache key); None when the
+        provider and model name alone say which model made a vector (a vendor's own API, an offline model).
+
+        The rule of the built-ins: `openai-compatible` always names its server (two servers may serve
+        different models under one name); `openai` and `hyperbolic` only at a base URL other than the
+        vendor's; `azure`, `local` and `extractive` never.
+        """
+        return None
+
     async def aclose(self) -> None:
         """Release HTTP clients; safe to call twice."""
         return None

@@ -19,6 +19,7 @@ from studyllm_core.providers.errors import (
     ModelNotFoundError,
     ProviderError,
     ProviderTimeoutError,
+    QuotaExceededError,
     RateLimitError,
     RetryableError,
     ServerError,
@@ -27,6 +28,8 @@ from studyllm_core.redaction import redact
 
 # Error codes providers use for a refused prompt or completion (OpenAI, Azure).
 CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation", "responsibleaipolicyviolation"})
+# 429 codes that mean "out of credit", not "slow down": OpenAI's insufficient_quota, and billing limits.
+QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "quota_exceeded"})
 
 _MAX_DETAIL_CHARS = 500
 
@@ -61,13 +64,19 @@ def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = 
 
 def error_detail(body: Any) -> tuple[str, str | None]:
     """The human message and the error code found in an OpenAI-style error body (dict, bytes or text)."""
+    message, code, _ = error_fields(body)
+    return message, code
+
+
+def error_fields(body: Any) -> tuple[str, str | None, str | None]:
+    """The human message, the error code and the parameter blamed (`param`) of an OpenAI-style error body."""
     if isinstance(body, bytes | bytearray):
         body = body.decode("utf-8", errors="replace")
     if isinstance(body, str):
         try:
             body = json.loads(body)
         except ValueError:
-            return body.strip()[:_MAX_DETAIL_CHARS], None
+            return body.strip()[:_MAX_DETAIL_CHARS], None, None
     if isinstance(body, Mapping):
         err = body.get("error", body)
         if isinstance(err, Mapping):
@@ -78,13 +87,23 @@ def error_detail(body: Any) -> tuple[str, str | None]:
                 code = code or inner.get("code")
                 if str(inner.get("code")).lower() in CONTENT_FILTER_CODES:
                     code = "content_filter"
-            return str(message)[:_MAX_DETAIL_CHARS], (str(code) if code is not None else None)
+            param = err.get("param")
+            return (
+                str(message)[:_MAX_DETAIL_CHARS],
+                str(code) if code is not None else None,
+                str(param) if isinstance(param, str | int) and str(param) else None,
+            )
         if isinstance(err, str):
-            return err[:_MAX_DETAIL_CHARS], None
-        return json.dumps(body)[:_MAX_DETAIL_CHARS], None
+            return err[:_MAX_DETAIL_CHARS], None, None
+        return json.dumps(body)[:_MAX_DETAIL_CHARS], None, None
     if body is None:
-        return "", None
-    return str(body)[:_MAX_DETAIL_CHARS], None
+        return "", None, None
+    return str(body)[:_MAX_DETAIL_CHARS], None, None
+
+
+def with_fix(message: str, fix: str) -> str:
+    """`message; fix` without doubled punctuation."""
+    return f"{message.rstrip().rstrip('.;:')}; {fix}"
 
 
 def error_for_status(
@@ -96,21 +115,27 @@ def error_for_status(
     secrets: Iterable[str | None] = (),
 ) -> ProviderError:
     """The provider error for an HTTP error response, with a redacted one-line message."""
-    detail, code = error_detail(body)
+    detail, code, param = error_fields(body)
     message = f"{provider or 'provider'} returned HTTP {status}"
     if code:
         message += f" ({code})"
+    if param and status < 500:
+        message += f" [param {param}]"
     if detail:
         message += f": {' '.join(detail.split())}"
     message = redact(message, secrets)
     kw: dict[str, Any] = {"status_code": status, "provider": provider}
     code_l = (code or "").lower()
+    if status == 429 and code_l in QUOTA_CODES:
+        return QuotaExceededError(
+            with_fix(message, "the account is out of credit: add credit or raise the usage limit in the provider's "
+                     "billing settings, then re-run (what succeeded is kept)"), **kw)
     if status == 429:
         return RateLimitError(message, retry_after=parse_retry_after(headers), **kw)
     if status in (401, 403):
-        return AuthenticationError(message, **kw)
+        return AuthenticationError(with_fix(message, "check the API key and what it may access"), **kw)
     if status == 404:
-        return ModelNotFoundError(message, **kw)
+        return ModelNotFoundError(with_fix(message, "check the model name (Azure: the deployment) and the base URL"), **kw)
     if status == 408:
         return ProviderTimeoutError(message, **kw)
     if status in (409, 425):
@@ -119,4 +144,4 @@ def error_for_status(
         return ServerError(message, **kw)
     if code_l in CONTENT_FILTER_CODES:
         return ContentFilterError(message, **kw)
-    return BadRequestError(message, **kw)
+    return BadRequestError(message, param=param, code=code, **kw)

@@ -12,16 +12,20 @@ import openai
 
 from studyllm_core.providers.errors import (
     ConfigurationError,
+    ConnectFailedError,
     MalformedResponseError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
 )
 from studyllm_core.providers.http_status import error_for_status
+from studyllm_core.providers.openai_common import connect_reason
 from studyllm_core.redaction import redact
 
 
-def translate_openai_error(exc: BaseException, *, provider: str, secrets: Iterable[str | None] = ()) -> ProviderError:
+def translate_openai_error(
+    exc: BaseException, *, provider: str, secrets: Iterable[str | None] = (), base_url: str | None = None
+) -> ProviderError:
     """The ProviderError for an exception raised by an `openai` SDK call."""
     secrets = list(secrets)
     if isinstance(exc, ProviderError):
@@ -30,6 +34,12 @@ def translate_openai_error(exc: BaseException, *, provider: str, secrets: Iterab
         return ProviderTimeoutError(f"{provider} request timed out", provider=provider)
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc.__context__
+        # The SDK's HTTP client may be httpx or a fork of it (httpx2): match the class by name.
+        if cause is not None and any(c.__name__ == "ConnectError" for c in type(cause).__mro__):
+            where = f" to {base_url}" if base_url else ""
+            return ConnectFailedError(
+                redact(f"{provider} cannot connect{where} ({connect_reason(cause)})", secrets), provider=provider
+            )
         detail = f": {type(cause).__name__}" if cause is not None else ""
         return ProviderConnectionError(redact(f"{provider} connection failed{detail}", secrets), provider=provider)
     if isinstance(exc, openai.APIResponseValidationError):

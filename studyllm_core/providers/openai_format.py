@@ -15,6 +15,7 @@ import numpy as np
 
 from studyllm_core.providers.base import ChatMessage, ChatResponse, EmbeddingResponse, TokenUsage
 from studyllm_core.providers.errors import BadRequestError, ContentFilterError, MalformedResponseError
+from studyllm_core.redaction import redact
 
 # Chat parameters that are ours to set; anything else in **params goes to the body as given.
 _RESERVED_PARAMS = frozenset({"messages", "model", "stream"})
@@ -77,15 +78,29 @@ def embeddings_body(
 
 
 def parse_json_body(content: bytes | str, *, provider: str) -> dict[str, Any]:
-    """Decode a 2xx body, raising MalformedResponseError if it is not a JSON object."""
+    """Decode a 2xx body, raising MalformedResponseError if it is not a JSON object.
+
+    A body that does not even start like JSON (an HTML page from a proxy or login portal) says so,
+    with its first characters, because the fix is the URL, not a retry.
+    """
     try:
         data = json.loads(content)
     except (ValueError, UnicodeDecodeError) as exc:
-        error = MalformedResponseError(
-            f"{provider} returned a body that is not valid JSON ({type(exc).__name__} at "
-            f"{getattr(exc, 'pos', '?')}, {len(content)} bytes)",
-            provider=provider,
-        )
+        text = content.decode("utf-8", "replace") if isinstance(content, bytes | bytearray) else content
+        head = " ".join(text[:60].split())
+        if text.lstrip()[:1] in ("{", "["):
+            error = MalformedResponseError(
+                f"{provider} returned a body that is not valid JSON ({type(exc).__name__} at "
+                f"{getattr(exc, 'pos', '?')}, {len(content)} bytes)",
+                provider=provider,
+                reason="truncated_json",
+            )
+        else:
+            error = MalformedResponseError(
+                f"{provider} returned a body that is not JSON ({len(content)} bytes starting {redact(head)!r})",
+                provider=provider,
+                reason="not_json",
+            )
     else:
         error = None
     if error is not None:
@@ -113,25 +128,30 @@ def usage_from(data: Mapping[str, Any]) -> TokenUsage:
 
 def parse_chat(data: Mapping[str, Any], *, provider: str, model: str, latency_ms: float) -> ChatResponse:
     """A ChatResponse from a chat.completion body (first choice); refused completions raise ContentFilterError."""
+    usage = usage_from(data)
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-        raise MalformedResponseError(f"{provider} chat response has no choices", provider=provider)
+        raise MalformedResponseError(f"{provider} chat response has no choices", provider=provider).with_usage(usage)
     choice = choices[0]
     message = choice.get("message")
     if not isinstance(message, Mapping):
-        raise MalformedResponseError(f"{provider} chat response choice has no message", provider=provider)
+        raise MalformedResponseError(f"{provider} chat response choice has no message", provider=provider).with_usage(usage)
     content = message.get("content")
     if content is not None and not isinstance(content, str):
-        raise MalformedResponseError(f"{provider} chat message content is {type(content).__name__}, expected str", provider=provider)
+        raise MalformedResponseError(
+            f"{provider} chat message content is {type(content).__name__}, expected str", provider=provider
+        ).with_usage(usage)
     finish_reason = choice.get("finish_reason")
     text = content or ""
     if finish_reason == "content_filter" and not text:
-        raise ContentFilterError(f"{provider} withheld the completion (finish_reason=content_filter)", provider=provider)
+        raise ContentFilterError(
+            f"{provider} withheld the completion (finish_reason=content_filter)", provider=provider
+        ).with_usage(usage)
     return ChatResponse(
         text=text,
         provider=provider,
         model=model,
-        usage=usage_from(data),
+        usage=usage,
         latency_ms=latency_ms,
         finish_reason=finish_reason,
         raw=dict(data),
@@ -166,42 +186,52 @@ def parse_embeddings(
 
     `raw` keeps the response without its vectors (they are in `vectors`), so it stays small to record.
     """
+    usage = usage_from(data)
+
+    def malformed(message: str, reason: str) -> MalformedResponseError:
+        error = MalformedResponseError(f"{provider} {message}", provider=provider, reason=reason)
+        return error.with_usage(usage)  # type: ignore[return-value]
+
     items = data.get("data")
     if not isinstance(items, list):
-        raise MalformedResponseError(f"{provider} embeddings response has no data list", provider=provider)
+        raise malformed("embeddings response has no data list", "schema")
     if len(items) != n_inputs:
-        raise MalformedResponseError(
-            f"{provider} returned {len(items)} embeddings for {n_inputs} inputs", provider=provider
-        )
+        raise malformed(f"returned {len(items)} embeddings for {n_inputs} inputs", "count")
     rows: list[np.ndarray | None] = [None] * n_inputs
     for pos, item in enumerate(items):
         if not isinstance(item, Mapping):
-            raise MalformedResponseError(f"{provider} embeddings data[{pos}] is not an object", provider=provider)
+            raise malformed(f"embeddings data[{pos}] is not an object", "schema")
         index = item.get("index", pos)
         if not isinstance(index, int) or not 0 <= index < n_inputs or rows[index] is not None:
-            raise MalformedResponseError(f"{provider} returned a missing, duplicate or out-of-range index {index!r}", provider=provider)
-        rows[index] = _vector(item, provider=provider)
+            raise malformed(f"returned a missing, duplicate or out-of-range index {index!r}", "schema")
+        try:
+            rows[index] = _vector(item, provider=provider)
+        except MalformedResponseError as exc:
+            raise malformed(exc.message.removeprefix(f"{provider} "), "schema") from None
     dims = {r.shape for r in rows if r is not None}
     if len(dims) != 1 or len(next(iter(dims))) != 1:
         found = sorted(d[0] if len(d) == 1 else -1 for d in dims)
-        raise MalformedResponseError(f"{provider} returned embeddings of inconsistent dimensions {found}", provider=provider)
+        raise malformed(f"returned embeddings of inconsistent dimensions {found}", "dimension")
     (d,) = next(iter(dims))
     if dimensions is not None and d != dimensions:
-        raise MalformedResponseError(f"{provider} returned {d}-d embeddings, {dimensions} were requested", provider=provider)
+        raise malformed(f"returned {d}-d embeddings, {dimensions} were requested", "dimensions_ignored")
     if d == 0:
-        raise MalformedResponseError(f"{provider} returned empty embeddings", provider=provider)
+        raise malformed("returned empty embeddings", "empty")
     with np.errstate(over="ignore", invalid="ignore"):
         matrix = np.vstack(rows).astype(np.float32)  # type: ignore[arg-type]
     if not np.isfinite(matrix).all():
         bad = int((~np.isfinite(matrix)).any(axis=1).sum())
-        raise MalformedResponseError(f"{provider} returned non-finite values (NaN/inf) in {bad} embedding(s)", provider=provider)
+        raise malformed(f"returned non-finite values (NaN/inf) in {bad} embedding(s)", "nan")
+    zero = int((~matrix.any(axis=1)).sum())
+    if zero:
+        raise malformed(f"returned {zero} all-zero embedding(s), which have no direction", "zero")
     raw = {k: v for k, v in data.items() if k != "data"}
     raw["data_count"] = len(items)
     return EmbeddingResponse(
         vectors=matrix,
         provider=provider,
         model=model,
-        usage=usage_from(data),
+        usage=usage,
         latency_ms=latency_ms,
         raw=raw,
     )

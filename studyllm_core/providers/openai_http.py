@@ -8,6 +8,7 @@ second per process, and third-party servers need none of it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, ClassVar
 
@@ -15,9 +16,20 @@ import httpx
 
 from studyllm_core.providers import openai_format
 from studyllm_core.providers.base import ChatMessage, ChatResponse, EmbeddingResponse, Provider
-from studyllm_core.providers.errors import ProviderConnectionError, ProviderError, ProviderTimeoutError
+from studyllm_core.providers.errors import (
+    ConnectFailedError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+)
 from studyllm_core.providers.http_status import error_for_status
-from studyllm_core.providers.openai_common import OpenAIClientMixin, check_openai_settings, require_model
+from studyllm_core.providers.openai_common import (
+    OpenAIClientMixin,
+    check_openai_settings,
+    check_timeout,
+    connect_reason,
+    require_model,
+)
 from studyllm_core.redaction import redact
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -52,7 +64,7 @@ class OpenAIHTTPProvider(OpenAIClientMixin[httpx.AsyncClient], Provider):
             embedding_encoding=encoding, encoding_may_be_none=True,
         )
         self._api_key = api_key
-        self.timeout = float(timeout)
+        self.timeout = check_timeout(timeout, self.name)
         self.max_connections = int(max_connections)
         self.embedding_encoding = encoding
         self._init_client()
@@ -70,13 +82,23 @@ class OpenAIHTTPProvider(OpenAIClientMixin[httpx.AsyncClient], Provider):
         )
 
     async def _post(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
-        """POST a JSON body; the decoded 2xx JSON and the latency, or a mapped ProviderError."""
+        """POST a JSON body; the decoded 2xx JSON and the latency, or a mapped ProviderError.
+
+        `timeout` bounds the whole request (connect, send, wait and read together): httpx's own
+        timeouts bound each step, so a server trickling its answer could hold a request for ever.
+        """
         start = time.perf_counter()
         error: ProviderError
         try:
-            response = await self._client_for_loop().post(path, json=body)
-        except httpx.TimeoutException:
-            error = ProviderTimeoutError(f"{self.name} request timed out", provider=self.name)
+            async with asyncio.timeout(self.timeout):
+                response = await self._client_for_loop().post(path, json=body)
+        except (httpx.TimeoutException, TimeoutError):
+            error = ProviderTimeoutError(f"{self.name} request timed out after {self.timeout:g} s", provider=self.name)
+        except httpx.ConnectError as exc:
+            error = ConnectFailedError(
+                redact(f"{self.name} cannot connect to {self.base_url} ({connect_reason(exc)})", self.secrets()),
+                provider=self.name,
+            )
         except httpx.TransportError as exc:
             error = ProviderConnectionError(
                 redact(f"{self.name} connection failed: {type(exc).__name__}", self.secrets()), provider=self.name
@@ -129,3 +151,4 @@ class OpenAIHTTPProvider(OpenAIClientMixin[httpx.AsyncClient], Provider):
     async def aclose(self) -> None:
         if self._client_closable():
             await self._client.aclose()
+

@@ -8,6 +8,7 @@ which model name goes on the wire, and whether a key is required.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, ClassVar
 
@@ -17,7 +18,8 @@ from openai._legacy_response import HttpxBinaryResponseContent
 
 from studyllm_core.providers import openai_format
 from studyllm_core.providers.base import ChatMessage, ChatResponse, EmbeddingResponse, Provider
-from studyllm_core.providers.openai_common import OpenAIClientMixin, check_openai_settings, require_model
+from studyllm_core.providers.errors import ProviderTimeoutError
+from studyllm_core.providers.openai_common import OpenAIClientMixin, check_openai_settings, check_timeout, require_model
 from studyllm_core.providers.openai_errors import translate_openai_error
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -51,7 +53,7 @@ class OpenAIProvider(OpenAIClientMixin[openai.AsyncOpenAI], Provider):
         self._api_key = api_key
         self.organization = organization
         self.project = project
-        self.timeout = float(timeout)
+        self.timeout = check_timeout(timeout, self.name)
         self.embedding_encoding = embedding_encoding
         self._default_headers = dict(default_headers or {})
         self._init_client()
@@ -97,12 +99,15 @@ class OpenAIProvider(OpenAIClientMixin[openai.AsyncOpenAI], Provider):
         extra = {k: v for k, v in body.items() if k not in ("model", "messages")}
         start = time.perf_counter()
         try:
-            raw = await self._client_for_loop().chat.completions.with_raw_response.create(
-                model=body["model"], messages=body["messages"], extra_body=extra or None
-            )
-            content = raw.http_response.content
+            async with asyncio.timeout(self.timeout):  # the whole request, not each read (see openai_http)
+                raw = await self._client_for_loop().chat.completions.with_raw_response.create(
+                    model=body["model"], messages=body["messages"], extra_body=extra or None
+                )
+                content = raw.http_response.content
+        except TimeoutError:
+            error = ProviderTimeoutError(f"{self.name} request timed out after {self.timeout:g} s", provider=self.name)
         except (openai.OpenAIError, ValueError) as exc:
-            error = translate_openai_error(exc, provider=self.name, secrets=self.secrets())
+            error = translate_openai_error(exc, provider=self.name, secrets=self.secrets(), base_url=self.base_url)
         else:
             latency_ms = (time.perf_counter() - start) * 1000.0
             data = openai_format.parse_json_body(content, provider=self.name)
@@ -126,15 +131,18 @@ class OpenAIProvider(OpenAIClientMixin[openai.AsyncOpenAI], Provider):
         try:
             # The plain POST skips the SDK's per-item request transform (12 ms for 256 inputs) and
             # its response models; the body is already the wire format and we parse it ourselves.
-            response = await self._client_for_loop().post(
-                "/embeddings",
-                body=body,
-                cast_to=HttpxBinaryResponseContent,
-                options=make_request_options(security={"bearer_auth": True}),
-            )
-            content = response.content
+            async with asyncio.timeout(self.timeout):
+                response = await self._client_for_loop().post(
+                    "/embeddings",
+                    body=body,
+                    cast_to=HttpxBinaryResponseContent,
+                    options=make_request_options(security={"bearer_auth": True}),
+                )
+                content = response.content
+        except TimeoutError:
+            error = ProviderTimeoutError(f"{self.name} request timed out after {self.timeout:g} s", provider=self.name)
         except (openai.OpenAIError, ValueError) as exc:
-            error = translate_openai_error(exc, provider=self.name, secrets=self.secrets())
+            error = translate_openai_error(exc, provider=self.name, secrets=self.secrets(), base_url=self.base_url)
         else:
             latency_ms = (time.perf_counter() - start) * 1000.0
             data = openai_format.parse_json_body(content, provider=self.name)

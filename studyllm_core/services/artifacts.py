@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from sqlalchemy import Engine
 
 from studyllm_core.db.groups import ArtifactRow, GroupRepository
 from studyllm_core.errors import IntegrityError
+from studyllm_core.files import atomic_write
 
 CONTENT_TYPES = {".npy": "application/x-npy", ".parquet": "application/vnd.apache.parquet", ".json": "application/json"}
 _CHUNK = 1 << 20
@@ -107,11 +106,7 @@ class ArtifactService:
     ) -> StoredArtifact:
         """Write `value` atomically at `path` (NPY, Parquet or JSON by suffix) and record it."""
         data = encode(value, path.suffix)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)  # readers never see half a file
+        atomic_write(path, lambda handle: handle.write(data))  # readers never see half a file; a full disk leaves none
         digest = hashlib.sha256(data).hexdigest()
         content_type = CONTENT_TYPES[path.suffix]
         artifact_id = self.groups.record_artifact(

@@ -20,7 +20,7 @@ from studyllm_core.db.calls import NewCall, RawCallRepository
 from studyllm_core.db.engine import transaction
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.providers.errors import ProviderError, ProviderTimeoutError
-from studyllm_core.redaction import redact
+from studyllm_core.redaction import redact, redact_data
 
 
 class CallRecorder:
@@ -128,15 +128,15 @@ def error_json(exc: BaseException, attempt: int) -> dict[str, Any]:
 
 
 def redact_json(value: Any) -> Any:
-    """`value` with known secrets masked in all its strings (one `redact` pass over its JSON text).
+    """`value` with known secret values masked in all its strings (one `redact_data` pass over its JSON text).
 
-    For JSON recorded from user content (prompts, replies, caller metadata), where a pasted key
-    would otherwise be stored.
+    For JSON recorded from user content (prompts, replies, caller metadata): a configured key pasted
+    into a prompt is never stored, and nothing else is changed (see `redaction`).
     """
     if value is None:
         return None
     raw = json.dumps(value, ensure_ascii=False, default=str)
-    cleaned = redact(raw)
+    cleaned = redact_data(raw)
     return value if cleaned == raw else json.loads(cleaned)
 
 
@@ -147,7 +147,9 @@ def shown_input(raw: object) -> str:
     """An input rejected before sending, as its failed raw call keeps it: the text (or its repr),
     made valid UTF-8, cut to RECORDED_INPUT_CHARS, secrets masked."""
     text = raw if isinstance(raw, str) else repr(raw)
-    return redact(text.encode("utf-8", "replace").decode("utf-8")[:RECORDED_INPUT_CHARS])
+    # Surrogates and NUL (which JSONB cannot hold) become U+FFFD and "?": the record shows where they were.
+    text = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    return redact_data(text[:RECORDED_INPUT_CHARS])
 
 
 def input_error_json(message: str) -> dict[str, Any]:

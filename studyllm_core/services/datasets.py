@@ -8,6 +8,7 @@ any API call, instead of failing later.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -20,7 +21,7 @@ from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import InputError, NotFoundError
 from studyllm_core.services.cache_key import unusable_reason
-from studyllm_core.services.inputs import read_texts
+from studyllm_core.services.inputs import CONFIG_OPTIONS, read_texts
 
 DEMO = "demo"
 KINDS = ("file", "demo", "prompt_run")
@@ -61,6 +62,10 @@ def dataset_name(raw: str) -> str:
     return name[:120]
 
 
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
 def demo_corpus_path() -> Path:
     """The bundled labelled demo corpus (TSV: label, text)."""
     return Path(str(resources.files("studyllm_core") / "data" / "demo_corpus.tsv"))
@@ -83,6 +88,23 @@ class DatasetRegistry:
             raise InputError(f"dataset {source.name!r}: file {source.path} does not exist")
         return self.groups.ensure_group("dataset", source.name, metadata={"source": source.to_dict()})
 
+    def file_dataset_name(self, path: Path) -> str:
+        """The dataset name of a file dropped in the watched folder: its stem made a valid name (`My Survey`
+        -> `My-Survey`), plus a hash of the file name when another source holds that name already, so
+        distinct files get distinct names (`a b.csv` and `a-b.csv`, `a.csv` and `a.tsv`).
+        InputError when no letter or digit is left to name it by."""
+        name = dataset_name(path.stem)
+        if not self._held_by_another(name, path):
+            return name
+        return dataset_name(f"{name[:110]}-{_short_hash(path.name)}")
+
+    def _held_by_another(self, name: str, path: Path) -> bool:
+        group = self.groups.lookup("dataset", name)
+        source = (group.metadata_json or {}).get("source") if group is not None else None
+        if not source:
+            return False
+        return source.get("kind") != "file" or Path(source.get("path") or "").resolve() != path.resolve()
+
     def register_demo(self) -> int:
         return self.register(DatasetSource(name=DEMO, kind="demo", label_column="label"))
 
@@ -103,7 +125,11 @@ class DatasetRegistry:
         else:
             path = demo_corpus_path() if source.kind == "demo" else Path(source.path or "")
             label_column = source.label_column if source.kind == "file" else "label"
-            table = read_texts(path, text_column=source.text_column, label_column=label_column, header=source.header)
+            # Datasets are set up in the Dagster UI's run config (or by the sensor): say so in errors.
+            table = read_texts(
+                path, text_column=source.text_column, label_column=label_column, header=source.header,
+                options=CONFIG_OPTIONS,
+            )
             texts, labels = table.texts, table.labels
         kept, kept_labels, rows, dropped = [], [], [], {}
         for row, raw in enumerate(texts):
@@ -120,7 +146,15 @@ class DatasetRegistry:
                 f"dataset {source.name!r} has no usable texts ({len(texts)} rows, all empty or unreadable); "
                 "check the file and its text column"
             )
+        if self.groups.lookup("dataset", source.name) is not None:  # remembered for K checks before a sweep
+            self.groups.ensure_group("dataset", source.name, metadata={"usable_texts": len(kept)})
         return DatasetTexts(kept, kept_labels if labels is not None else None, rows, dropped)
+
+    def usable_texts(self, name: str) -> int | None:
+        """How many usable texts dataset `name` had when last loaded (None: never loaded, or not registered)."""
+        group = self.groups.lookup("dataset", name)
+        count = (group.metadata_json or {}).get("usable_texts") if group else None
+        return int(count) if count is not None else None
 
     def _prompt_run_texts(self, group_id: int | None) -> tuple[list[str], None]:
         """The successful responses of a prompt run, in call order."""

@@ -12,9 +12,12 @@ normalised text). A run:
    one are taken over;
 4. stores each successful batch's vectors together with its raw call in one transaction.
 
-A batch rejected as bad input is split in halves until the offending text stands alone, so one
-bad text costs only itself. Errors that doom every batch (bad key, unknown model, a dimension
-that contradicts the cache) stop the run at once with a one-line message.
+A batch rejected because of one input (a 400 that names the input, such as a context-length
+error, or a content filter) is split in halves until the offending text stands alone, so one bad
+text costs only itself; no other error splits a batch. Errors that doom every batch (bad key,
+unknown model, out of quota, a refused parameter, a dimension that contradicts the cache) stop
+the run at once, and faults that keep coming back stop it after a few requests (`SpendGuard`):
+until one batch has succeeded, batches go out one at a time.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.vectors import NewVectors, VectorRepository
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import EmbeddingResponse, Provider
-from studyllm_core.redaction import redact_many
+from studyllm_core.redaction import redact_data_many
 from studyllm_core.providers.errors import (
     BadRequestError,
     ContentFilterError,
@@ -55,6 +58,7 @@ from studyllm_core.services.capture import (
 )
 from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
 from studyllm_core.services.retry import RetryPolicy, call_with_retries
+from studyllm_core.services.spend import SpendGuard
 from studyllm_core.services.tasks import gather_or_cancel
 
 log = get_logger("services.embedding")
@@ -153,8 +157,11 @@ class EmbeddingService:
         self.limiter = limiter_for(provider_name, rate_limit)
         self.max_chars = max_chars
         self.vectors = VectorRepository(engine)
+        # The server belongs to the embedding space when the provider says so (see Provider.embedding_server).
+        self.server = provider.embedding_server() or ""
         self._hasher = embedding_hasher(
-            provider=provider_name, model=model, dimensions=dimensions, encoding_format=encoding_format
+            provider=provider_name, model=model, dimensions=dimensions, encoding_format=encoding_format,
+            server=self.server,
         )
 
     # -- public API -----------------------------------------------------------------------------
@@ -189,7 +196,8 @@ class EmbeddingService:
         return await run.execute()
 
     def _ensure_group(self, name: str | None) -> int:
-        meta = {"provider": self.provider_name, "model": self.model, "dimensions": self.dimensions}
+        meta = {"provider": self.provider_name, "model": self.model, "dimensions": self.dimensions,
+                "base_url": self.provider.endpoint()}
         return ensure_run_group(
             self.engine, "embedding_batch", name, label=f"embed:{self.provider_name}:{self.model}", metadata=meta
         )
@@ -212,10 +220,16 @@ class _Run:
         self.total = 0  # unique usable texts, known after _prepare
         self.waited = 0
         self.used_call_ids: set[int] = set()
+        self.stored: set[str] = set()  # hashes this run stored (they joined the group's items as they were stored)
         self.lease_conn: Connection | None = None
         self.lease_lock = asyncio.Lock()
-        self.model_key = (service.provider_name, service.model, service.dimensions)
+        self.model_key = (service.provider_name, service.server, service.model, service.dimensions)
         self.expected_dim: int | None = service.dimensions or _validated_models.get(self.model_key)
+        endpoint = service.provider.endpoint()
+        self.guard = SpendGuard(
+            service.provider_name, planned=0, min_failure_budget=service.retry.min_failure_budget,
+            where=f"the base URL {endpoint} (--base-url)" if endpoint else "the provider's settings",
+        )
 
     # -- orchestration --------------------------------------------------------------------------
 
@@ -229,8 +243,12 @@ class _Run:
         if todo:
             await self._embed_uncached(todo)
         if self.group_id is not None and self.used_call_ids:
-            # Cached vectors belong to this run's provenance too: their producing calls join the group.
+            # Cached vectors belong to this run's provenance too: their producing calls join the group,
+            # and the embeddings themselves join its items (export writes exactly those).
             await asyncio.to_thread(GroupRepository(self.s.engine).add_members, self.group_id, sorted(self.used_call_ids))
+            reused = [it.request_hash for it in items if it.request_hash in self.results and it.request_hash not in self.stored]
+            if reused:
+                await asyncio.to_thread(self.s.vectors.add_to_group, self.group_id, reused)
         return self._outcome(index_hash, len(items), len(cached))
 
     def _absorb(self, found: dict[str, tuple[np.ndarray, int]]) -> None:
@@ -257,7 +275,7 @@ class _Run:
         if rejected:
             self.recorder.record(rejected)
         texts = list(unique.values())
-        stored = redact_many(texts)  # a key pasted into a text is sent as given but never stored
+        stored = redact_data_many(texts)  # a configured key pasted into a text is sent as given but never stored
         return index_hash, [_Item(h, t, m) for h, t, m in zip(unique, texts, stored, strict=True)]
 
     def _rejected_call(self, raw: object, problem: str, index: int) -> NewCall:
@@ -274,8 +292,11 @@ class _Run:
         )
 
     async def _embed_uncached(self, todo: list[_Item]) -> None:
+        self.guard.add_planned(-(-len(todo) // self.s.batch_size))
         if self.expected_dim is None:
-            self.expected_dim = await asyncio.to_thread(self.s.vectors.known_dimension, self.s.provider_name, self.s.model)
+            self.expected_dim = await asyncio.to_thread(
+                self.s.vectors.known_dimension, self.s.provider_name, self.s.model, self.s.server
+            )
         self.lease_conn = await asyncio.to_thread(self._open_lease_connection)
         try:
             pending = todo
@@ -326,11 +347,13 @@ class _Run:
                             leased.append(ours)
                 return leased.popleft() if leased else None
 
-        if self.model_key not in _validated_models:
-            # Probe with one batch alone: a wrong key or model fails once, not `concurrency` times.
+        while not self.guard.proven:
+            # One batch at a time until one succeeds: a provider broken from the start (wrong key,
+            # model or URL, a proxy's HTML page) costs a few requests, not `concurrency` of them.
             first = await next_batch(1)
-            if first is not None:
-                await self._send(first)
+            if first is None:
+                break
+            await self._send(first)
 
         async def worker() -> None:
             while (batch := await next_batch(self.s.concurrency)) is not None:
@@ -342,26 +365,31 @@ class _Run:
         return waiting
 
     async def _send(self, batch: list[_Item]) -> None:
-        """Embed a leased batch, splitting it when the provider rejects its content."""
+        """Embed a leased batch, splitting it only when the provider blames one of its inputs."""
         if not batch:
             return
         try:
             await self._call_with_retries(batch)
-        except (BadRequestError, ContentFilterError, MalformedResponseError) as exc:
-            if len(batch) > 1:
+        except (BadRequestError, ContentFilterError) as exc:
+            one_input = isinstance(exc, ContentFilterError) or exc.cause == "input"
+            if one_input and len(batch) > 1:
                 half = len(batch) // 2
+                self.guard.add_planned(1)
                 await self._send(batch[:half])
                 await self._send(batch[half:])
                 return
             await self._give_up(batch, exc)
             return
+        except MalformedResponseError as exc:  # tried max_malformed_attempts times; repeats across batches stop the run
+            await self._give_up(batch, exc)
+            return
         except ProviderError as exc:
             if not exc.retryable:  # auth, unknown model, dimension mismatch: every batch would fail
-                await self._release(batch)
+                await self._release_quietly(batch)
                 raise
             await self._give_up(batch, exc)  # retryable, but the policy gave up
         except BaseException:
-            await self._release(batch)
+            await self._release_quietly(batch)
             raise
 
     async def _give_up(self, batch: list[_Item], exc: BaseException) -> None:
@@ -369,6 +397,14 @@ class _Run:
             self.hash_failures[it.request_hash] = f"{type(exc).__name__}: {exc}"
         await self._release(batch)
         self._report()
+
+    async def _release_quietly(self, batch: list[_Item]) -> None:
+        """Release on the way out of a failure: a database error here must not hide the failure itself
+        (leases of a session that is gone are free anyway)."""
+        try:
+            await self._release(batch)
+        except Exception:  # noqa: BLE001
+            log.debug("could not release %d leases after a failure", len(batch), exc_info=True)
 
     async def _release(self, batch: list[_Item]) -> None:
         if self.lease_conn is not None:
@@ -384,12 +420,14 @@ class _Run:
             if self.s.limiter is not None:
                 await self.s.limiter.acquire(sum(estimate_tokens(t) for t in texts))
             self.api_requests += 1
+            self.guard.attempt()
             started = time.perf_counter()
             try:
                 response = await self.s.provider.embed(texts, model=self.s.model, dimensions=self.s.dimensions)
                 self._check_response(response, len(texts))
             except BaseException as exc:
                 latency = (time.perf_counter() - started) * 1000
+                usage = getattr(exc, "usage", None)  # tokens of a billed but unusable answer
                 call = NewCall(
                     provider=self.s.provider_name,
                     model=self.s.model,
@@ -398,28 +436,43 @@ class _Run:
                     request_json=request,
                     error_json=error_json(exc, n),
                     latency_ms=latency,
+                    tokens_json=usage.as_dict() if usage is not None else None,
                     metadata_json=run_metadata(attempt=n, batch_size=len(texts), group_id=self.group_id),
                     request_hash=batch_hash,
                 )
                 await asyncio.shield(self.recorder.arecord([call]))
                 log.info("embedding attempt %d of %d texts failed: %s", n, len(texts), exc)
+                self.guard.failed_attempt(exc, batch_hash)  # raises SystemicFaultError to stop the run
                 raise
+            self.guard.succeeded()
             latency = (time.perf_counter() - started) * 1000
             call_id = await asyncio.to_thread(self._store, batch, request, response, latency, n, batch_hash)
             for it, vector in zip(batch, response.vectors, strict=True):
                 self.results[it.request_hash] = vector
+                self.stored.add(it.request_hash)
             self.used_call_ids.add(call_id)
             self.embedded += len(batch)
             self._report()
 
-        await call_with_retries(attempt, self.s.retry)
+        await call_with_retries(attempt, self.s.retry, what=f"an embedding batch of {len(texts)} texts")
 
     def _check_response(self, response: EmbeddingResponse, n: int) -> None:
+        """The checks every provider's vectors pass before they are cached (the HTTP ones are also
+        checked while parsing): count, finite values, a direction (not all zeros), the dimension."""
         vectors = response.vectors
+        name = self.s.provider_name
         if vectors.ndim != 2 or vectors.shape[0] != n:
-            raise MalformedResponseError(f"expected {n} vectors, got array of shape {vectors.shape}")
+            raise MalformedResponseError(
+                f"{name} returned an array of shape {vectors.shape} for {n} texts", reason="count"
+            ).with_usage(response.usage)
         if not np.isfinite(vectors).all():
-            raise MalformedResponseError("the provider returned vectors with NaN or infinite values")
+            raise MalformedResponseError(
+                f"{name} returned vectors with NaN or infinite values", reason="nan"
+            ).with_usage(response.usage)
+        if vectors.shape[1] and not vectors.any(axis=1).all():
+            raise MalformedResponseError(
+                f"{name} returned all-zero vectors, which have no direction", reason="zero"
+            ).with_usage(response.usage)
         dim = int(vectors.shape[1])
         if self.expected_dim is None:
             self.expected_dim = dim
@@ -459,12 +512,18 @@ class _Run:
                     provider=self.s.provider_name,
                     model=self.s.model,
                     raw_call_id=call_id,
+                    server=self.s.server,
+                    group_id=self.group_id,
                 ),
             )
         return call_id
 
     def _params(self) -> dict[str, Any]:
-        return {"model": self.s.model, "dimensions": self.s.dimensions, "encoding_format": self.s.encoding_format}
+        """Request fields recorded with every call, the server it went to included."""
+        return {
+            "model": self.s.model, "dimensions": self.s.dimensions, "encoding_format": self.s.encoding_format,
+            "base_url": self.s.provider.endpoint(),
+        }
 
     def _report(self) -> None:
         if self.progress is not None:

@@ -5,9 +5,11 @@ A group covers its own members and those of every group below it (`ProvenanceSer
 
 - `calls.<fmt>`: one row per call (id order) with request, response, error, tokens, latency and
   metadata; Parquet and CSV hold the JSON fields as JSON text, JSONL as nested objects;
-- for the vectors produced by the embedding calls among them, per (provider, model, dimension):
+- the embeddings the group and the groups below it used (`group_embeddings`: exactly their texts,
+  not every text of an API call they shared), per (provider, model, server, dimension):
   `embeddings.npy` (float32, one row per vector) and `embeddings_index.<fmt>` (row -> embedding
-  id, request_hash, text, raw_call_id); several models get `embeddings-<provider>-<model>-<d>.*`.
+  id, request_hash, text, raw_call_id); several models get `embeddings-<provider>-<model>-<d>.*`
+  (with the server's host when there is one).
 
 Everything is read in one REPEATABLE READ snapshot through server-side cursors, `chunk_size`
 rows at a time, so memory stays flat whatever the size. Files appear under their final names
@@ -22,6 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -82,7 +85,8 @@ class ExportResult:
             "format": self.format,
             "calls": f(self.calls),
             "embeddings": [
-                {**{k: e[k] for k in ("provider", "model", "dimension")}, "vectors": f(e["vectors"]), "index": f(e["index"])}
+                {**{k: e[k] for k in ("provider", "model", "server", "dimension")}, "vectors": f(e["vectors"]),
+                 "index": f(e["index"])}
                 for e in self.embeddings
             ],
         }
@@ -119,7 +123,7 @@ class ExportService:
                         f"group {group.name!r} (id {group.id}) and the {len(scope) - 1} groups below it hold no calls; "
                         "nothing to export (list groups with `studyllm groups`)"
                     )
-                embeddings = self._write_embeddings(conn, flt, out, fmt, staged)
+                embeddings = self._write_embeddings(conn, scope, out, fmt, staged)
             for tmp, final in staged:
                 os.replace(tmp, final)
         except BaseException:
@@ -158,30 +162,31 @@ class ExportService:
     # -- embeddings -----------------------------------------------------------------------------
 
     def _write_embeddings(
-        self, conn: Connection, flt: CallFilter, out: Path, fmt: str, staged: list[tuple[Path, Path]]
+        self, conn: Connection, scope: list[int], out: Path, fmt: str, staged: list[tuple[Path, Path]]
     ) -> list[dict[str, Any]]:
-        where, params = flt.where()
-        calls = f"SELECT id FROM raw_calls{where}"
+        items = "SELECT embedding_id FROM group_embeddings WHERE group_id = ANY(%(scope)s)"
+        params: dict[str, Any] = {"scope": list(scope)}
         counts = conn.exec_driver_sql(
-            "SELECT provider, model, dimension, count(*) FROM embedding_vectors "
-            f"WHERE raw_call_id IN ({driver_sql(conn, calls)}) GROUP BY provider, model, dimension ORDER BY provider, model, dimension",
+            "SELECT provider, model, server, dimension, count(*) FROM embedding_vectors "
+            f"WHERE id IN ({items}) GROUP BY provider, model, server, dimension ORDER BY provider, model, server, dimension",
             params,
         ).all()
         written = []
-        for provider, model, dimension, n in counts:
-            stem = "embeddings" if len(counts) == 1 else f"embeddings-{_slug(provider)}-{_slug(model)}-{dimension}"
+        for provider, model, server, dimension, n in counts:
+            host = f"-{_slug(urlsplit(server).netloc)}" if server else ""
+            stem = "embeddings" if len(counts) == 1 else f"embeddings-{_slug(provider)}{host}-{_slug(model)}-{dimension}"
             npy, index = out / f"{stem}.npy", out / f"{stem}_index.{fmt}"
             matrix = np.lib.format.open_memmap(self._stage(npy, staged), mode="w+", dtype=np.float32, shape=(n, dimension))
             sql = (
                 "SELECT id, request_hash, text, raw_call_id, vector FROM embedding_vectors "
-                f"WHERE provider = %(sp)s AND model = %(sm)s AND dimension = %(sd)s AND raw_call_id IN ({driver_sql(conn, calls)}) "
+                f"WHERE provider = %(sp)s AND model = %(sm)s AND server = %(ss)s AND dimension = %(sd)s AND id IN ({items}) "
                 "ORDER BY id"
             )
             row = 0
             with _TableWriter(self._stage(index, staged), INDEX_SCHEMA, fmt) as writer:
                 chunks = self._stream(
-                    conn, sql, {**params, "sp": provider, "sm": model, "sd": dimension}, "export_vectors", raw=True,
-                    vectors_as_bytes=True,
+                    conn, sql, {**params, "sp": provider, "sm": model, "ss": server, "sd": dimension}, "export_vectors",
+                    raw=True, vectors_as_bytes=True,
                 )
                 for chunk in chunks:
                     matrix[row : row + len(chunk)] = decode_vectors([v for *_, v in chunk], int(dimension))
@@ -190,7 +195,7 @@ class ExportService:
                     row += len(chunk)
             matrix.flush()
             del matrix
-            written.append({"provider": provider, "model": model, "dimension": int(dimension),
+            written.append({"provider": provider, "model": model, "server": server, "dimension": int(dimension),
                             "vectors": ExportedFile(npy, row), "index": ExportedFile(index, row)})
         return written
 

@@ -11,12 +11,16 @@ identity. A run (one prompt, a batch, or n samples of a prompt):
 2. collapses identical requests of the run into one, and joins identical requests already in
    flight in this service: one API call and one raw call, shared by all of them. Samples of a
    prompt differ in their sample index, so they are never collapsed;
-3. sends the first request alone (a wrong key or model fails once, not `concurrency` times),
-   then the rest with bounded concurrency under the provider's rate limit, retrying transient
-   errors; every attempt becomes a raw call, written by group commit (`CallQueue`);
+3. sends requests one at a time until one succeeds (a wrong key, model or URL fails once, not
+   `concurrency` times), then the rest with bounded concurrency under the provider's rate limit,
+   retrying transient errors; every attempt becomes a raw call, written by group commit (`CallQueue`);
 4. continues past failures of single requests (reported in the result); an error that dooms
-   every request (bad key, unknown model) stops the run at once and is raised, and attempts
-   still in flight are recorded as cancelled.
+   every request (bad key, unknown model, out of quota, a refused parameter) stops the run at
+   once and is raised, and so does a fault that keeps coming back or a run that used up its
+   failure budget (`SpendGuard`); attempts still in flight are recorded as cancelled.
+
+A run with a group that already holds successful answers sends only the requests without one
+(`resume`): a killed `prompts run` re-run with the same `--group` picks up where it stopped.
 
 Synchronous methods (`run`, `run_batch`, `run_samples`) run the async ones (`arun`, ...) on the
 service's own background loop (`LoopThread`), so they work from plain scripts and from threads.
@@ -35,14 +39,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from studyllm_core.db.calls import NewCall
+from studyllm_core.db.calls import NewCall, RawCallRepository
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import InputError
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import ChatMessage, ChatResponse, Provider, TokenUsage
 from studyllm_core.providers.errors import MalformedResponseError, ProviderError
 from studyllm_core.redaction import redact
-from studyllm_core.services.cache_key import content_hash, unusable_reason
+from studyllm_core.services.cache_key import content_hash, invalid_text_reason, space_provider, unusable_reason
 from studyllm_core.services.capture import (
     CallQueue,
     CallRecorder,
@@ -58,6 +62,7 @@ from studyllm_core.services.loop_thread import LoopThread
 from studyllm_core.services.preprocess import Preprocessor
 from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
 from studyllm_core.services.retry import RetryPolicy, call_with_retries, is_fatal
+from studyllm_core.services.spend import SpendGuard
 from studyllm_core.services.tasks import gather_or_cancel
 
 log = get_logger("services.inference")
@@ -75,7 +80,8 @@ class InferenceResult:
     """The outcome of one request: the reply, or the error after the last attempt.
 
     `raw_call_id` is the successful attempt's raw call (or the last failed one); every attempt's
-    id is in `attempt_call_ids`. `shared` is True when the request joined an identical one.
+    id is in `attempt_call_ids`. `shared` is True when the request joined an identical one;
+    `resumed` when its answer was recorded in the group by an earlier run (nothing was sent).
     """
 
     text: str | None
@@ -90,6 +96,7 @@ class InferenceResult:
     sample_index: int = 0
     request_hash: str | None = None
     shared: bool = False
+    resumed: bool = False
     attempt_call_ids: list[int] = field(default_factory=list)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
@@ -127,6 +134,11 @@ class BatchResult:
         return self.calls - self.succeeded
 
     @property
+    def skipped(self) -> int:
+        """Requests answered by an earlier run in the same group, not sent again."""
+        return sum(r.resumed for r in self.results)
+
+    @property
     def failures(self) -> dict[int, str]:
         """Index -> error message of every failed request."""
         return {i: r.error for i, r in enumerate(self.results) if r.error is not None}
@@ -144,6 +156,7 @@ class BatchResult:
             "calls": self.calls,
             "succeeded": self.succeeded,
             "failed": self.failed,
+            "skipped": self.skipped,
             "api_requests": self.api_requests,
             "group_id": self.group_id,
         }
@@ -219,7 +232,7 @@ class InferenceService:
         settings = {"temperature": temperature, "max_tokens": max_tokens, **params}
         return content_hash(
             REQUEST_KEY_VERSION,
-            self.provider_name,
+            space_provider(self.provider_name, self.provider.embedding_server()),  # the server, where it names the model
             self.model,
             json.dumps(wire, ensure_ascii=False, separators=(",", ":")),
             json.dumps(settings, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":")),
@@ -269,12 +282,18 @@ class InferenceService:
         group_name: str | None = None,
         metadata: dict[str, Any] | None = None,
         progress: ProgressFn | None = None,
+        resume: bool = True,
         **params: Any,
     ) -> BatchResult:
-        """Every prompt (`samples` times each); calls join a `batch` group (given, named, or made for this run)."""
+        """Every prompt (`samples` times each); calls join a `batch` group (given, named, or made for this run).
+
+        With `resume`, requests that already have a successful call in the group are not sent again:
+        their recorded answers come back (`resumed`), so a killed run re-run with its group finishes it.
+        """
         return await self._run_many(
             list(prompts), samples=samples, group_type="batch", temperature=temperature, max_tokens=max_tokens,
             group_id=group_id, group_name=group_name, metadata=metadata, progress=progress, params=params,
+            resume=resume,
         )
 
     def run_batch(
@@ -288,13 +307,14 @@ class InferenceService:
         group_name: str | None = None,
         metadata: dict[str, Any] | None = None,
         progress: ProgressFn | None = None,
+        resume: bool = True,
         **params: Any,
     ) -> BatchResult:
         """Synchronous `arun_batch`."""
         return self.call_sync(
             self.arun_batch(
                 prompts, samples=samples, temperature=temperature, max_tokens=max_tokens, group_id=group_id,
-                group_name=group_name, metadata=metadata, progress=progress, **params,
+                group_name=group_name, metadata=metadata, progress=progress, resume=resume, **params,
             )
         )
 
@@ -313,7 +333,7 @@ class InferenceService:
         """`n` independent samples of one prompt (never collapsed); calls join a `prompt_run` group."""
         return await self._run_many(
             [prompt], samples=n, group_type="prompt_run", temperature=temperature, max_tokens=max_tokens,
-            group_id=group_id, group_name=group_name, metadata=metadata, progress=None, params=params,
+            group_id=group_id, group_name=group_name, metadata=metadata, progress=None, params=params, resume=True,
         )
 
     def run_samples(
@@ -376,6 +396,7 @@ class InferenceService:
         metadata: dict[str, Any] | None,
         progress: ProgressFn | None,
         params: dict[str, Any],
+        resume: bool,
     ) -> BatchResult:
         if samples < 1:
             raise InputError(f"samples must be at least 1, got {samples}")
@@ -385,13 +406,31 @@ class InferenceService:
         requests = [
             self._prepare(prompt, index, sample, settings) for index, prompt in enumerate(prompts) for sample in range(samples)
         ]
+        answered: dict[str, InferenceResult] = {}
+        if resume:
+            hashes = sorted({r.request_hash for r in requests if r.problem is None})
+            answered = await asyncio.to_thread(self._answered, group_id, hashes)
         run = _Run(self, group_id, settings, progress)
-        results = await run.execute(requests, stop_on_fatal=True)
+        results = await run.execute(requests, stop_on_fatal=True, answered=answered)
         return BatchResult(results=results, samples=samples, group_id=group_id, api_requests=run.api_requests)
+
+    def _answered(self, group_id: int, hashes: list[str]) -> dict[str, InferenceResult]:
+        """The recorded successful answer of each of `hashes` in the group, as results (`resumed`)."""
+        found: dict[str, InferenceResult] = {}
+        for request_hash, call in RawCallRepository(self.engine).successes_in_group(group_id, hashes).items():
+            response, tokens = call.response_json or {}, call.tokens_json or {}
+            found[request_hash] = InferenceResult(
+                text=response.get("text"), raw_call_id=call.id, attempts=0,
+                usage=TokenUsage(*(int(tokens.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))),
+                latency_ms=call.latency_ms, finish_reason=response.get("finish_reason"), request_hash=request_hash,
+                resumed=True, attempt_call_ids=[call.id],
+            )
+        return found
 
     def _ensure_group(self, group_type: str, name: str | None, prompts: int, samples: int, settings: _Settings) -> int:
         meta = {
-            "provider": self.provider_name, "model": self.model, "prompts": prompts, "samples": samples,
+            "provider": self.provider_name, "model": self.model, "base_url": self.provider.endpoint(),
+            "prompts": prompts, "samples": samples,
             "temperature": settings.temperature, "max_tokens": settings.max_tokens, "params": settings.params,
             "preprocess": self.preprocess.describe() if self.preprocess else None,
         }
@@ -426,22 +465,35 @@ class _Run:
         self.progress = progress
         self.queue = CallQueue(CallRecorder(service.engine, group_id))
         self.api_requests = 0
+        endpoint = service.provider.endpoint()
+        self.guard = SpendGuard(
+            service.provider_name, planned=0, min_failure_budget=service.retry.min_failure_budget,
+            where=f"the base URL {endpoint} (--base-url)" if endpoint else "the provider's settings",
+        )
         self.joined_call_ids: list[int] = []  # calls of other runs' requests that this run shared
         self.done = 0
         self.total = 0
 
     # -- orchestration --------------------------------------------------------------------------
 
-    async def execute(self, requests: list[_Request], *, stop_on_fatal: bool) -> list[InferenceResult]:
-        """Results in request order; with `stop_on_fatal`, a fatal error is raised instead."""
+    async def execute(
+        self, requests: list[_Request], *, stop_on_fatal: bool, answered: dict[str, InferenceResult] | None = None
+    ) -> list[InferenceResult]:
+        """Results in request order; with `stop_on_fatal`, a fatal error is raised instead.
+
+        Requests in `answered` (by hash) are not sent: their recorded results are used.
+        """
         self.total = len(requests)
+        answered = answered or {}
         try:
             rejected = await self._reject([r for r in requests if r.problem is not None])
             unique: dict[str, _Request] = {}
             for r in requests:
-                if r.problem is None:
+                if r.problem is None and r.request_hash not in answered:
                     unique.setdefault(r.request_hash, r)
+            self._advance(sum(1 for r in requests if r.problem is None and r.request_hash in answered))
             sent = await self._send_all(list(unique.values()), stop_on_fatal)
+            sent.update({h: result for h, result in answered.items() if h not in sent})
             if self.group_id is not None and self.joined_call_ids:
                 await asyncio.to_thread(GroupRepository(self.s.engine).add_members, self.group_id, self.joined_call_ids)
         finally:
@@ -453,6 +505,8 @@ class _Run:
                 results.append(rejected[id(r)])
                 continue
             result = sent[r.request_hash]
+            if result.resumed:
+                result = replace(result, prompt=r.prompt, sample_index=r.sample_index)
             results.append(replace(result, shared=True, sample_index=r.sample_index) if r.request_hash in seen else result)
             seen.add(r.request_hash)
         return results
@@ -490,14 +544,19 @@ class _Run:
 
         async def one(request: _Request) -> None:
             result = await self._shared(request)
+            if result.ok and result.shared:
+                self.guard.succeeded()  # joined another run's success: the provider works
             results[request.request_hash] = result
             self._advance(1)
             if stop_on_fatal and result.exception is not None and is_fatal(result.exception):
                 raise result.exception
 
-        await one(requests[0])  # alone: a bad key or model costs one request, not `concurrency`
+        self.guard.add_planned(len(requests))
+        pending = list(requests)
+        while pending and not self.guard.proven:
+            await one(pending.pop(0))  # alone until one succeeds: a bad key or URL costs one request, not `concurrency`
         # API calls are bounded by the service's slots, so every request can be a task at once.
-        await gather_or_cancel([asyncio.create_task(one(r)) for r in requests[1:]])
+        await gather_or_cancel([asyncio.create_task(one(r)) for r in pending])
         return results
 
     # -- one request, shared while in flight ----------------------------------------------------
@@ -549,6 +608,7 @@ class _Run:
                 if s.limiter is not None:
                     await s.limiter.acquire(tokens)
                 self.api_requests += 1
+                self.guard.attempt()
                 started = time.perf_counter()
                 try:
                     response = await s.provider.chat(
@@ -568,11 +628,14 @@ class _Run:
             call_ids.append(await asyncio.shield(written))
             if failure is not None:
                 log.info("chat attempt %d failed: %s", n, failure)
+                self.guard.failed_attempt(failure, request.request_hash)  # raises SystemicFaultError to stop the run
                 raise failure
+            self.guard.succeeded()
             return response, latency
 
+        what = f"the chat request of row {request.input_index}" + (f" sample {request.sample_index}" if request.sample_index else "")
         try:
-            response, latency = await call_with_retries(attempt, s.retry)
+            response, latency = await call_with_retries(attempt, s.retry, what=what)
         except ProviderError as exc:
             return InferenceResult(
                 text=None, raw_call_id=call_ids[-1] if call_ids else None, attempts=len(call_ids),
@@ -608,6 +671,7 @@ class _Run:
     def _failed_call(
         self, request: _Request, request_json: dict[str, Any], exc: BaseException, attempt: int, latency: float
     ) -> NewCall:
+        usage = getattr(exc, "usage", None)  # tokens of a billed but unusable answer
         return NewCall(
             provider=self.s.provider_name,
             model=self.s.model,
@@ -616,6 +680,7 @@ class _Run:
             request_json=request_json,
             error_json=error_json(exc, attempt),
             latency_ms=latency,
+            tokens_json=usage.as_dict() if usage is not None else None,
             metadata_json=self._metadata(request, attempt=attempt),
             request_hash=request.request_hash,
         )
@@ -631,6 +696,7 @@ class _Run:
             "max_tokens": self.settings.max_tokens,
             "params": self.settings.params,
             "preprocess": self.s.preprocess.describe() if self.s.preprocess else None,
+            "base_url": self.s.provider.endpoint(),
         })
 
     def _metadata(self, request: _Request, *, attempt: int, **extra: Any) -> dict[str, Any]:
@@ -663,6 +729,10 @@ def _to_messages(prompt: PromptInput) -> tuple[list[ChatMessage], str | None]:
             return [], "the messages hold no user message"
     else:
         return [], f"not a prompt ({type(prompt).__name__})"
+    for m in messages:
+        invalid = invalid_text_reason(m.content) or invalid_text_reason(m.role)
+        if invalid is not None:
+            return [], invalid
     last_user = next(m for m in reversed(messages) if m.role == "user")
     problem = unusable_reason(last_user.content, max_chars=sys.maxsize)  # length is Preprocessor.max_chars' job
     return ([], problem) if problem is not None else (messages, None)

@@ -53,6 +53,25 @@ class Provenance:
         }
 
 
+@dataclass(frozen=True)
+class StepRecord:
+    """What a caller knows about one step it ran: its group, the run it belongs to, what it read.
+
+    The pipeline builds one per materialization (asset key and partition make `name`, the Dagster
+    run id goes in `metadata`, upstream asset keys and partitions make `inputs`); `run` names the
+    `run` group that orders the steps of one sweep.
+    """
+
+    group_type: str
+    name: str
+    run: str | None = None
+    position: int = 0
+    inputs: dict[str, str] = field(default_factory=dict)  # upstream group name -> its group type
+    extra_inputs: tuple[int, ...] = ()  # ids of groups outside the graph the step read (a dataset source)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    run_metadata: dict[str, Any] = field(default_factory=dict)
+
+
 SCOPE_LINKS = ("depends_on", "step", "contains")  # edges that lead from a group to the groups it covers
 
 _WALK_SQL = """
@@ -94,6 +113,26 @@ class ProvenanceService:
             self.groups.link_parents(parents, group_id, "depends_on", conn=conn)
             if run_id is not None:
                 self.groups.link(run_id, group_id, "step", position=position, conn=conn)
+        return group_id
+
+    def record(self, step: StepRecord) -> int:
+        """Record one step in one call: its input groups (created by name where missing, one
+        statement per group type), its run group, the step's group, and the links between them."""
+        by_type: dict[str, list[str]] = {}
+        for name, group_type in step.inputs.items():
+            by_type.setdefault(group_type, []).append(name)
+        with transaction(self.groups.engine) as conn:
+            ids: dict[str, int] = {}
+            for group_type, names in by_type.items():
+                ids.update(self.groups.ensure_groups(group_type, names, conn=conn))
+            run_id = None
+            if step.run is not None:
+                run_id = self.groups.ensure_group("run", step.run, metadata=step.run_metadata or None, conn=conn)
+            group_id = self.groups.ensure_group(step.group_type, step.name, metadata=step.metadata, conn=conn)
+            parents = [ids[name] for name in step.inputs] + list(step.extra_inputs)
+            self.groups.link_parents(list(dict.fromkeys(p for p in parents if p != group_id)), group_id, "depends_on", conn=conn)
+            if run_id is not None:
+                self.groups.link(run_id, group_id, "step", position=step.position, conn=conn)
         return group_id
 
     def inputs_of(self, group_id: int) -> list[GroupRow]:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, text
 
-from studyllm_core.db.vectors import MAX_K, VectorRepository, VectorSpace, hnsw_index_name
+from studyllm_core.db.vectors import MAX_K, VectorRepository, VectorSpace, hnsw_index_name, search_method
 from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.errors import InputError, NotFoundError
 from studyllm_core.services.cache_key import normalize_text
@@ -28,35 +28,45 @@ NoticeFn = Callable[[str], None]
 class SimilarityService:
     """Nearest-neighbour search over the embedding cache."""
 
-    def __init__(self, engine: Engine, *, notice: NoticeFn | None = None) -> None:
+    def __init__(self, engine: Engine, *, notice: NoticeFn | None = None, ddl_engine: Engine | None = None) -> None:
         self.engine = engine
+        self.ddl_engine = ddl_engine  # the schema owner's engine, to build indexes (default: `engine`)
         self.vectors = VectorRepository(engine)
         self.notice = notice  # told before a (slow, one-time) index build
         self._ready: set[str] = set()  # indexes known to be built
 
-    def ensure_index(self, provider: str, model: str, dimension: int) -> str:
-        """Create the HNSW index of this space if missing (idempotent, cheap once built); returns its name."""
-        space = VectorSpace(provider, model, int(dimension))
+    def ensure_index(self, provider: str, model: str, dimension: int, server: str = "") -> str | None:
+        """Create the HNSW index of this space if missing (idempotent, cheap once built); returns its name,
+        or None for a space searched exactly (more dimensions than any pgvector index takes)."""
+        space = VectorSpace(provider, model, int(dimension), server=server)
+        if search_method(space.dimension) == "exact":
+            return None
         name = hnsw_index_name(space)
         if name in self._ready or self.vectors.hnsw_index_ready(space):
             self._ready.add(name)
             return name
-        space = self.space(provider, model, dimension)  # NotFoundError when nothing is stored for it
+        space = self.space(provider, model, dimension, server=server)  # NotFoundError when nothing is stored for it
         if self.notice is not None:
-            self.notice(f"building the similarity index for {provider}/{model} ({space.count:,} vectors), once")
-        self.vectors.ensure_hnsw_index(space)
+            self.notice(f"building the similarity index for {space.label()} ({space.count:,} vectors), once")
+        self.vectors.ensure_hnsw_index(space, ddl_engine=self.ddl_engine)
         self._ready.add(name)
         return name
 
-    def space(self, provider: str | None, model: str | None, dimension: int | None = None) -> VectorSpace:
+    def space(
+        self, provider: str | None, model: str | None, dimension: int | None = None, *, server: str | None = None
+    ) -> VectorSpace:
         """The one stored space matching what is given; InputError when several do."""
-        matches = self.spaces(provider, model, dimension)
+        matches = self.spaces(provider, model, dimension, server=server)
         if len(matches) > 1:
-            listing = ", ".join(f"{s.provider}/{s.model} ({s.dimension}-d)" for s in matches)
-            raise InputError(f"several embedding models match; choose one with --provider, --model or --dimensions: {listing}")
+            listing = ", ".join(s.label() for s in matches)
+            raise InputError(
+                f"several embedding models match; choose one with --provider, --model, --dimensions or --base-url: {listing}"
+            )
         return matches[0]
 
-    def spaces(self, provider: str | None, model: str | None, dimension: int | None = None) -> list[VectorSpace]:
+    def spaces(
+        self, provider: str | None, model: str | None, dimension: int | None = None, *, server: str | None = None
+    ) -> list[VectorSpace]:
         """Stored spaces matching what is given (None: any); NotFoundError lists what is stored when none match."""
         stored = self.vectors.spaces()
         if not stored:
@@ -64,19 +74,20 @@ class SimilarityService:
         matches = [
             s for s in stored
             if (provider is None or s.provider == provider) and (model is None or s.model == model)
-            and (dimension is None or s.dimension == dimension)
+            and (dimension is None or s.dimension == dimension) and (server is None or s.server == server)
         ]
         if not matches:
-            listing = ", ".join(f"{s.provider}/{s.model} ({s.dimension}-d, {s.count:,} vectors)" for s in stored)
-            wanted = f"{provider or '*'}/{model or '*'}" + (f" ({dimension}-d)" if dimension else "")
+            listing = ", ".join(f"{s.label()[:-1]}, {s.count:,} vectors)" for s in stored)
+            wanted = f"{provider or '*'}/{model or '*'}" + (f" at {server}" if server else "") + (
+                f" ({dimension}-d)" if dimension else "")
             raise NotFoundError(f"no stored embeddings for {wanted}; stored are: {listing}")
         return matches
 
-    def search_vector(self, vector: np.ndarray, provider: str, model: str, *, k: int = 10) -> pd.DataFrame:
-        """The k stored texts of this provider/model nearest to `vector`, nearest first."""
+    def search_vector(self, vector: np.ndarray, provider: str, model: str, *, k: int = 10, server: str = "") -> pd.DataFrame:
+        """The k stored texts of this provider/model (and server) nearest to `vector`, nearest first."""
         _check_k(k)
-        space = VectorSpace(provider, model, int(np.asarray(vector).size))
-        self.ensure_index(provider, model, space.dimension)
+        space = VectorSpace(provider, model, int(np.asarray(vector).size), server=server)
+        self.ensure_index(provider, model, space.dimension, server)
         return _frame(self.vectors.nearest(vector, space, k=k))
 
     def search_text(self, query: str, embedder: EmbeddingService, *, k: int = 10) -> pd.DataFrame:
@@ -88,14 +99,16 @@ class SimilarityService:
         _check_k(k)
         # Fail before any API call when nothing is stored for the model; an indexed LIMIT 1 look-up,
         # the full listing (a scan) only to word the error.
-        known = self.vectors.known_dimension(embedder.provider_name, embedder.model)
+        known = self.vectors.known_dimension(embedder.provider_name, embedder.model, embedder.server)
         if known is None or embedder.dimensions not in (None, known):
-            self.spaces(embedder.provider_name, embedder.model, embedder.dimensions)
+            self.spaces(embedder.provider_name, embedder.model, embedder.dimensions, server=embedder.server)
         group = f"{QUERY_GROUP}:{embedder.provider_name}:{embedder.model}"
         outcome = embedder.embed([query], group_name=group)
         if outcome.failures:
             raise InputError(f"the query text could not be embedded: {outcome.failures[0]}")
-        found = self.search_vector(outcome.vectors[0], embedder.provider_name, embedder.model, k=min(k + 1, MAX_K))
+        found = self.search_vector(
+            outcome.vectors[0], embedder.provider_name, embedder.model, k=min(k + 1, MAX_K), server=embedder.server
+        )
         own = embedder.request_hash(normalize_text(query))
         if not self._stored_outside_queries(own):
             found = found[found["request_hash"] != own]
@@ -105,7 +118,7 @@ class SimilarityService:
         """The k stored texts nearest to a stored one (by embedding id or request hash), itself excluded."""
         _check_k(k)
         item = self.vectors.find(id_or_hash)
-        self.ensure_index(item.space.provider, item.space.model, item.space.dimension)
+        self.ensure_index(item.space.provider, item.space.model, item.space.dimension, item.space.server)
         found = self.vectors.nearest(item.vector, item.space, k=min(k + 1, MAX_K))
         return _frame([row for row in found if row[0] != item.id][:k])
 

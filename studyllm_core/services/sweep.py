@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studyllm_core.algorithms import BEST_K_RULE, SweepConfig, SweepResult, run_sweep
+from studyllm_core.algorithms import SweepConfig, SweepResult
 from studyllm_core.errors import InputError, StudyllmError
 from studyllm_core.logging_config import get_logger
 from studyllm_core.services.artifacts import ArtifactService
@@ -37,6 +37,7 @@ from studyllm_core.services.capture import ensure_run_group
 from studyllm_core.services.embedding import EmbeddingService, ProgressFn
 from studyllm_core.services.provenance import ProvenanceService
 from studyllm_core.services.summarization import SummarizationService, summarizer_from_spec
+from studyllm_core.services.sweep_recipe import SweepRecipe, label_codes
 
 log = get_logger("services.sweep")
 
@@ -71,7 +72,8 @@ class SweepOutcome:
         """What `studyllm sweep --json` prints: best K, per-K scores, counts, files and the run group."""
         return {
             "best_k": self.result.best_k,
-            "rule": BEST_K_RULE,
+            "rule": self.result.rule,
+            "choice": self.result.choice.to_dict() if self.result.choice else None,
             "per_k": [item.scores.to_row() for item in self.result.per_k],
             "counts": self.report["counts"],
             "pca": self.report["pca"],
@@ -108,6 +110,7 @@ class SweepService:
         self.summarizer: SummarizationService | None = None
         if summarizer is not None:
             self.summarizer = summarizer_from_spec(summarizer, self.engine, base_url=summarizer_base_url, timeout=timeout)
+        self.recipe = SweepRecipe(embedder, self.summarizer)
 
     def __enter__(self) -> SweepService:
         return self
@@ -126,7 +129,7 @@ class SweepService:
         """InputError for settings that cannot work on these texts; returns how many texts are usable.
 
         Runs before any API call: the config, K against the number of usable texts, labels' length,
-        and that summary rounds fit below max_iter.
+        and that summary rounds fit below max_iter (the recipe's checks).
         """
         try:
             config.validate()
@@ -137,19 +140,13 @@ class SweepService:
         usable = usable_count(texts, self.embedder.max_chars)
         if usable == 0:
             raise InputError(f"none of the {len(texts)} texts is usable (all empty or unreadable): check the text column")
-        if config.k_max > usable:
-            unusable = len(texts) - usable
-            extra = f" ({unusable} of {len(texts)} rows are empty or unreadable)" if unusable else ""
-            raise InputError(f"k_max={config.k_max} exceeds the {usable} usable texts{extra}: use k_max <= {usable}")
-        if self._uses_llm(config) and config.llm_rounds * config.iters_per_round >= config.max_iter:
-            raise InputError(
-                f"llm_rounds={config.llm_rounds} x iters_per_round={config.iters_per_round} leaves no iteration "
-                f"of max_iter={config.max_iter}: lower llm_rounds"
-            )
+        unusable = len(texts) - usable
+        extra = f" ({unusable} of {len(texts)} rows are empty or unreadable)" if unusable else ""
+        self.recipe.check(config, usable, f"usable texts{extra}")
         return usable
 
     def _uses_llm(self, config: SweepConfig) -> bool:
-        return self.summarizer is not None and config.llm_rounds > 0
+        return self.recipe.uses_llm(config)
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -222,24 +219,19 @@ class SweepService:
         config_run, pca_note = _fit_pca_dim(config, x.shape[1])
         notes += [pca_note] if pca_note else []
         clustered_texts = [texts[i] for i in rows]
-        truth = _label_codes([labels[i] for i in rows]) if labels is not None else None
+        truth = label_codes([labels[i] for i in rows]) if labels is not None else None
 
-        summarize = embed = None
-        summary_embedding = _SummaryEmbedder(self.embedder, None)
-        summarize_group = None
-        if uses_llm:
-            assert self.summarizer is not None
-            summarize_group, summary_emb_group = self._llm_steps(run_id, emb_group)
-            summarize = self.summarizer.as_summarize_fn(group_id=summarize_group)
-            summary_embedding = _SummaryEmbedder(self.embedder, summary_emb_group)
-            embed = summary_embedding
-
-        try:
-            result = run_sweep(
-                x, clustered_texts, config_run, summarize=summarize, embed=embed, labels=truth, progress=say
-            )
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        groups = self.recipe.llm_groups(emb_group, self._run_name(run_id), self._run_name(run_id), 1) if uses_llm else None
+        sweep = self.recipe.run(x, clustered_texts, config_run, labels=truth, groups=groups, notice=say)
+        if sweep.error is not None:
+            raise sweep.error
+        choice = sweep.choice()
+        assert choice is not None
+        result = SweepResult(
+            config=config_run, per_k=sweep.results, best_k=choice.k, rule=choice.rule, choice=choice, pca=sweep.pca,
+            n_summarize_calls=sweep.n_summarize_calls,
+        )
+        summarize_group = groups[0] if groups else None
         if result.pca is not None and config.pca_dim is not None:
             if result.pca["dim"] < config_run.pca_dim:  # pca_svd_project keeps at most one dimension per text
                 notes.append(f"pca_dim={config_run.pca_dim} is more than the {rows.size} embedded texts: "
@@ -250,14 +242,15 @@ class SweepService:
         counts = {
             **{key: value for key, value in outcome.summary().items() if key != "group_id"},
             "clustered": int(rows.size),
-            "api_requests": outcome.api_requests + summary_embedding.api_requests,
-            "summary_embedding_api_requests": summary_embedding.api_requests,
+            "api_requests": outcome.api_requests + sweep.summary_embedding_api_requests,
+            "summary_embedding_api_requests": sweep.summary_embedding_api_requests,
             "summarize_calls": result.n_summarize_calls,
         }
         report = {
             "run_group_id": run_id,
             "best_k": result.best_k,
             "rule": result.rule,
+            "choice": choice.to_dict(),
             "config": asdict(config),
             "pca": result.pca,
             "embedding": self._embedding_info(emb_group),
@@ -291,22 +284,6 @@ class SweepService:
             metadata=metadata["embedding"],
         )
         return run_id, emb_group
-
-    def _llm_steps(self, run_id: int, emb_group: int) -> tuple[int, int]:
-        """The summarization_batch step (made from the embeddings) and the summaries' embedding_batch step."""
-        assert self.summarizer is not None
-        inference = self.summarizer.inference
-        base = self._run_name(run_id)
-        summarize_group = self.provenance.record_step(
-            "summarization_batch", f"{base}:summaries", inputs=[emb_group], run_id=run_id, position=1,
-            metadata={"provider": inference.provider_name, "model": inference.model, "purpose": "k-LLMmeans rounds"},
-        )
-        summary_emb_group = self.provenance.record_step(
-            "embedding_batch", f"{base}:summary-embeddings", inputs=[summarize_group], run_id=run_id, position=2,
-            metadata={"provider": self.embedder.provider_name, "model": self.embedder.model,
-                      "dimensions": self.embedder.dimensions, "purpose": "summary centroids"},
-        )
-        return summarize_group, summary_emb_group
 
     def _set_run_metadata(self, run_id: int, metadata: dict[str, Any]) -> None:
         """Merge `metadata` into the run group's (status, results)."""
@@ -354,38 +331,12 @@ class SweepService:
         return files
 
 
-@dataclass
-class _SummaryEmbedder:
-    """`embed(summaries) -> vectors` for k-LLMmeans, through the embedding cache, into one group."""
-
-    embedder: EmbeddingService
-    group_id: int | None
-    api_requests: int = 0
-
-    def __call__(self, summaries: list[str]) -> np.ndarray:
-        outcome = self.embedder.embed(summaries, group_id=self.group_id)
-        self.api_requests += outcome.api_requests
-        if outcome.failed:
-            index, reason = next(iter(outcome.failures.items()))
-            raise StudyllmError(
-                f"{outcome.failed} of {len(summaries)} cluster summaries could not be embedded (summary {index}: "
-                f"{reason}); run again (stored vectors are reused) or use another summariser"
-            )
-        return outcome.vectors
-
-
 def _fit_pca_dim(config: SweepConfig, dim: int) -> tuple[SweepConfig, str | None]:
     """The config with pca_dim cut to the embedding dimension, and a note when it was cut."""
     if config.pca_dim is None or config.pca_dim <= dim:
         return config, None
     note = f"pca_dim={config.pca_dim} is more than the {dim} embedding dimensions: projecting to {dim}"
     return replace(config, pca_dim=dim), note
-
-
-def _label_codes(values: Sequence[object]) -> np.ndarray:
-    """Reference labels as integer codes (sorted by their text, so the same labels give the same codes)."""
-    _, codes = np.unique(np.asarray([str(v) for v in values]), return_inverse=True)
-    return codes
 
 
 def _in_input_order(labels: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:

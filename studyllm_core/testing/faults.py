@@ -30,8 +30,14 @@ FAULT_KINDS = (
     "nan",             # 200, one embedding holds NaN
     "wrong_dim",       # 200, the first embedding has one value too many
     "fewer_vectors",   # 200, the last embedding is missing
+    "zero_vectors",    # 200, every embedding is all zeros
+    "html",            # 200 with an HTML page (a proxy or captive portal in front of the API)
+    "insufficient_quota",  # 429 insufficient_quota: the account is out of credit (OpenAI's wording)
+    "context_length",  # 400 context_length_exceeded naming the input
+    "bad_request",     # 400 that names neither a parameter nor the input
+    "slow_drip",       # 200 with a valid body sent one byte every drip_s seconds
 )
-EMBEDDING_ONLY_KINDS = frozenset({"nan", "wrong_dim", "fewer_vectors"})
+EMBEDDING_ONLY_KINDS = frozenset({"nan", "wrong_dim", "fewer_vectors", "zero_vectors"})
 KIND_ALIASES = {"429": "rate_limit", "500": "server_error", "503": "unavailable", "401": "unauthorized", "404": "unknown_model"}
 
 # The mix used when `rate` > 0 and no `kinds` are given: the transient faults a client must survive.
@@ -60,6 +66,10 @@ class FaultConfig:
     shuffle: bool = False
     valid_keys: list[str] | None = None
     known_models: list[str] | None = None
+    drip_s: float = 1.0  # seconds between the bytes of a slow_drip answer
+    reject_dimensions: bool = False  # 400 (param "dimensions") for any request that names dimensions
+    ignore_dimensions: bool = False  # answer with the server's own dimension whatever was asked
+    max_input_chars: int | None = None  # 400 context_length_exceeded for an embedding input longer than this
 
 
 _FIELDS = {f.name for f in fields(FaultConfig)}
@@ -171,6 +181,7 @@ class Stats:
             self._faults: Counter[str] = Counter()
             self._text_total: Counter[str] = Counter()
             self._text_ok: Counter[str] = Counter()
+            self._dropped = 0
 
     def record_request(self, endpoint: str) -> None:
         with self._lock:
@@ -200,6 +211,16 @@ class Stats:
     def record_fault(self, kind: str) -> None:
         with self._lock:
             self._faults[kind] += 1
+
+    def record_dropped(self) -> None:
+        """Count an answer the client hung up on before it was complete (it gave up waiting)."""
+        with self._lock:
+            self._dropped += 1
+
+    @property
+    def answers_dropped(self) -> int:
+        with self._lock:
+            return self._dropped
 
     def record_texts_sent(self, texts: list[str]) -> None:
         """Count texts that reached /embeddings, whatever the answer."""
@@ -242,6 +263,7 @@ class Stats:
                 "requests_in_flight": self._in_flight,
                 "requests_in_flight_peak": self._peak_in_flight,
                 "faults_injected": dict(self._faults),
+                "answers_dropped": self._dropped,
                 "embedding_texts_unique": len(self._text_total),
                 "embedding_texts_sent": sum(self._text_total.values()),
                 "embedding_texts_ok": sum(self._text_ok.values()),

@@ -123,20 +123,38 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        *,
+        content_type: str = "application/json",
+        drip_s: float | None = None,
+    ) -> None:
+        """Answer; with `drip_s`, the body goes out one byte every `drip_s` seconds (a slow server)."""
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        if self.end_in_flight is not None:
+        if self.end_in_flight is not None and drip_s is None:
             self.end_in_flight()  # before the answer goes out: the client cannot see it still counted
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
             self.end_headers()
-            self.wfile.write(data)
+            if drip_s is None:
+                self.wfile.write(data)
+                return
+            self.wfile.flush()
+            for i in range(len(data)):
+                if self.server.stub._closing.wait(drip_s):
+                    break
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
         except OSError:
             self.close_connection = True
+            self.server.stub.stats.record_dropped()
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -355,6 +373,15 @@ class OpenAIStubServer:
             h._send(404, _error_body(f"The {what} `{model}` does not exist", type_="invalid_request_error",
                                      code="DeploymentNotFound" if deployment else "model_not_found"))
             return
+        if kind == "embeddings" and cfg.reject_dimensions and body.get("dimensions") is not None:
+            h._send(400, {"error": {"message": "This model does not support specifying dimensions.",
+                                    "type": "invalid_request_error", "param": "dimensions", "code": None}})
+            return
+        if kind == "embeddings" and cfg.max_input_chars is not None and any(len(t) > cfg.max_input_chars for t in texts):
+            h._send(400, {"error": {"message": "This model's maximum context length is 8192 tokens, however you "
+                                               "requested 9000 tokens. Please reduce the length of the input.",
+                                    "type": "invalid_request_error", "param": "input", "code": "context_length_exceeded"}})
+            return
         if kind == "chat":
             self._chat(h, body, model, fault)
         else:
@@ -384,6 +411,20 @@ class OpenAIStubServer:
             h._send(400, _error_body("The prompt was filtered (stub)", type_="invalid_request_error", code="content_filter"))
         elif fault == "malformed_json":
             h._send(200, b'{"id": "stub", "object": "list", "data": [{"index": 0, "embedding": [0.1, ')
+        elif fault == "html":
+            page = b"<!DOCTYPE html><html><head><title>Sign in to the network</title></head><body>Log in</body></html>"
+            h._send(200, page, content_type="text/html; charset=utf-8")
+        elif fault == "insufficient_quota":
+            h._send(429, _error_body(
+                "You exceeded your current quota, please check your plan and billing details.",
+                type_="insufficient_quota", code="insufficient_quota"))
+        elif fault == "context_length":
+            h._send(400, _error_body(
+                "This model's maximum context length is 8192 tokens, however you requested 9000 tokens "
+                "(9000 in your prompt; 0 for the completion). Please reduce your prompt; or completion length.",
+                type_="invalid_request_error", code="context_length_exceeded"))
+        elif fault == "bad_request":
+            h._send(400, _error_body("Invalid request (stub)", type_="invalid_request_error"))
         else:
             return False
         return True
@@ -413,10 +454,10 @@ class OpenAIStubServer:
             "model": model,
             "choices": choices,
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-        })
+        }, drip_s=self.faults.config.drip_s if fault == "slow_drip" else None)
 
     def _embeddings(self, h: _Handler, body: dict[str, Any], model: str, texts: list[str], fault: str | None) -> None:
-        dim = body.get("dimensions") or self.dim
+        dim = self.dim if self.faults.config.ignore_dimensions else body.get("dimensions") or self.dim
         if not isinstance(dim, int) or dim <= 0:
             h._send(400, _error_body("dimensions must be a positive integer", type_="invalid_request_error"))
             return
@@ -427,6 +468,8 @@ class OpenAIStubServer:
             vectors[0].append(0.0)
         elif fault == "fewer_vectors":
             vectors = vectors[:-1]
+        elif fault == "zero_vectors":
+            vectors = [[0.0] * len(v) for v in vectors]
         b64 = body.get("encoding_format") == "base64"
         data = []
         for i, v in enumerate(vectors):
@@ -440,7 +483,8 @@ class OpenAIStubServer:
         payload = {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
         if fault is None:
             self.stats.record_texts_ok(texts)
-        h._send(200, json.dumps(payload).encode())  # NaN goes out as the bare token NaN, like a buggy server
+        # NaN goes out as the bare token NaN, like a buggy server.
+        h._send(200, json.dumps(payload).encode(), drip_s=self.faults.config.drip_s if fault == "slow_drip" else None)
 
     def _admin(self, h: _Handler, method: str, path: str, query: dict[str, list[str]]) -> None:
         try:

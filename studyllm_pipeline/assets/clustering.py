@@ -1,163 +1,150 @@
-"""clusters, cluster_summaries and cluster_metrics: one partition per (dataset, K)."""
+"""clusters, cluster_summaries and cluster_metrics: one partition per (dataset, K), made by one step.
+
+The step (op `sweep_k`) has a single-run backfill policy: a backfill of K = 9..16 of a dataset is one
+run that loads the dataset once and calls the core's SweepRecipe for those K (what `studyllm sweep`
+runs). Each K's three tables are stored by the core's SweepResults as soon as the K is done, and the
+step reports each done K as a materialization of its partition. A K that fails stops the step, which
+then fails the run: the K done before stay materialized, the others are failed partitions, and
+cluster_metrics' records name them. A K larger than the dataset's texts is refused, reported and
+left unmaterialized (it never turns the assets red); the others run.
+"""
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from studyllm_core.algorithms import SweepConfig, cluster_restarts, item_costs, projection_from_basis, score_k
-from studyllm_core.db.groups import GroupRepository
-from studyllm_pipeline.assets.common import API_POOL, markdown_table, sweep_asset_args, user_errors_as_failures
-from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k
-from studyllm_pipeline.provenance import check_links, record_materialization
+from studyllm_core.algorithms import KResult, SweepConfig, projection_from_basis
+from studyllm_core.services.sweep_recipe import SweepRecipe, label_codes
+from studyllm_core.services.sweep_results import TABLES
+from studyllm_pipeline.assets.common import API_POOL, SWEEP_GROUP, user_errors_as_failures
+from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k, partition_key
+from studyllm_pipeline.provenance import GROUP_TYPE, STEP_POSITION, record_materialization
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 
-
-class ClusteringConfig(dg.Config):
-    """k-LLMmeans settings for one K (summaries of sampled members replace centroids each round)."""
-
-    n_restarts: int = 5
-    metric: str = "cosine"
-    llm_rounds: int = 2
-    iters_per_round: int = 5
-    samples_per_cluster: int = 10
-    seed: int = 0
-    n_representatives: int = 5
-
-    def sweep_config(self, k: int, pca_dim: int | None = None) -> SweepConfig:
-        return SweepConfig(
-            k_min=k, k_max=k, n_restarts=self.n_restarts, metric=self.metric, llm_rounds=self.llm_rounds,
-            iters_per_round=self.iters_per_round, samples_per_cluster=self.samples_per_cluster, seed=self.seed,
-            n_representatives=self.n_representatives, summarize_restarts="best", pca_dim=pca_dim,
-        )
+_DEFAULTS = SweepConfig()
+PREPARED = ("dataset_snapshot", "pca_projection", "pca_basis")
 
 
-@dg.asset(partitions_def=dataset_by_k, pool=API_POOL, **sweep_asset_args("clusters", group_type="step", position=3, io="parquet"))
+class SweepSettings(dg.Config):
+    """The k-LLMmeans settings of the sweep step (defaults are `studyllm sweep`'s); K comes from the partitions."""
+
+    n_restarts: int = _DEFAULTS.n_restarts
+    llm_rounds: int = _DEFAULTS.llm_rounds
+    iters_per_round: int = _DEFAULTS.iters_per_round
+    samples_per_cluster: int = _DEFAULTS.samples_per_cluster
+    n_representatives: int = _DEFAULTS.n_representatives
+    summarize_restarts: str = _DEFAULTS.summarize_restarts
+    metric: str = _DEFAULTS.metric
+    seed: int = _DEFAULTS.seed
+
+    def sweep_config(self) -> SweepConfig:
+        return SweepConfig(**self.model_dump())  # pca_dim None: the inputs are projected already
+
+
+def _spec(name: str, position: int, deps: list[str], description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        name, deps=deps, skippable=True, group_name=SWEEP_GROUP, description=description,
+        metadata={GROUP_TYPE: TABLES[name], STEP_POSITION: position}, kinds={"python", "parquet", "postgres"},
+    )
+
+
+@dg.multi_asset(
+    name="sweep",
+    specs=[
+        _spec("clusters", 3, list(PREPARED), "Cluster of every text at this K: row, k, label, cost."),
+        _spec("cluster_summaries", 4, ["clusters"],
+              "Per cluster: size, summary (the last k-LLMmeans round's), representatives."),
+        _spec("cluster_metrics", 5, ["clusters"], "Scores of this K: silhouette, stability, coverage, label metrics."),
+    ],
+    ins={name: dg.AssetIn() for name in PREPARED},
+    partitions_def=dataset_by_k,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=API_POOL,
+    can_subset=False,
+)
 @user_errors_as_failures
-def clusters(
+def sweep_k(
     context: dg.AssetExecutionContext,
-    config: ClusteringConfig,
-    dataset_snapshot: pd.DataFrame,
-    pca_projection: np.ndarray,
-    pca_basis: np.ndarray,
+    config: SweepSettings,
+    dataset_snapshot,
+    pca_projection,
+    pca_basis,
     database: StudyllmDatabase,
     embedder: EmbedderResource,
     summarizer: SummarizerResource,
 ):
-    """Restarts of k-LLMmeans at this K; the best one's labels and per-item costs, and every restart's labels."""
-    dataset, k = dataset_and_k(context)
-    n = len(dataset_snapshot)
-    if k > n:
-        raise dg.Failure(description=f"K={k} is larger than the {n} texts of dataset {dataset!r}; choose K <= {n}")
+    """k-LLMmeans at every K of the run's partitions, one dataset after the other."""
     engine = database.engine()
-    group_id = record_materialization(context, engine, config=config.model_dump())
-    summarize = embed = None
-    groups = GroupRepository(engine)
-    if config.llm_rounds > 0:
-        summarize_fn = summarizer.service(engine).as_summarize_fn(group_name=f"clusters[{context.partition_key}]:rounds")
-        embedding = embedder.service(engine)
+    recipe = SweepRecipe(embedder.service(engine), summarizer.service(engine))
+    results = database.sweep_results()
+    by_dataset: dict[str, list[int]] = {}
+    for key in context.partition_keys:
+        dataset, k = dataset_and_k(key)
+        by_dataset.setdefault(dataset, []).append(k)
+    one = len(by_dataset) == 1  # the IO manager gives one value for one upstream partition, a dict for several
+    problems = []
+    for dataset, ks in by_dataset.items():
+        snapshot, z, basis = ((value if not one else {dataset: value})[dataset]
+                              for value in (dataset_snapshot, pca_projection, pca_basis))
 
-        def embed(texts: list[str]) -> np.ndarray:
-            outcome = embedding.embed(texts, group_id=group_id)
-            if outcome.failed:
-                raise dg.Failure(description=f"{outcome.failed} cluster summaries could not be embedded; run again")
-            return outcome.vectors
+        def record(item: KResult, dataset: str = dataset, snapshot: pd.DataFrame = snapshot) -> None:
+            scores = results.save(dataset, item, snapshot["row"].to_numpy(), snapshot["text"].tolist(), run_id=context.run.run_id)
+            done[item.k] = scores
 
-        summarize = summarize_fn
-    restarts = cluster_restarts(
-        pca_projection,
-        dataset_snapshot["text"].tolist(),
-        k,
-        config.sweep_config(k),
-        summarize=summarize,
-        embed=embed,
-        project=projection_from_basis(pca_basis),
-    )
-    if summarize is not None and summarize_fn.group_id is not None:
-        groups.link(group_id, summarize_fn.group_id, "contains")
-    chosen = restarts.chosen
-    table = pd.DataFrame(
-        {
-            "row": dataset_snapshot["row"].to_numpy(),
-            "label": chosen.labels,
-            "cost": item_costs(pca_projection, chosen.labels, chosen.centroids, config.metric),
-            "metric": config.metric,  # cluster_metrics scores with the metric the clusters were made with
-        }
-    )
-    for index, run in enumerate(restarts.runs):
-        table[f"restart_{index}"] = run.labels
-    sizes = np.bincount(chosen.labels, minlength=k)
-    metadata = {
-        "k": k,
-        "objective": float(chosen.objective),
-        "restart_objectives": dg.MetadataValue.json([float(r.objective) for r in restarts.runs]),
-        "iterations": int(chosen.n_iter),
-        "converged": bool(chosen.converged),
-        "summarize_calls": int(restarts.n_summarize_calls),
-        "sizes": dg.MetadataValue.json(sizes.tolist()),
-        "group_id": group_id,
-    }
-    if chosen.summaries:
-        rounds = pd.DataFrame({"cluster": range(k), "size": sizes, "round summary": chosen.summaries})
-        metadata["round_summaries"] = markdown_table(rounds)
-    yield dg.Output(table, metadata=metadata)
-    yield check_links(context, engine, group_id)
-
-
-@dg.asset(partitions_def=dataset_by_k, pool=API_POOL, **sweep_asset_args("cluster_summaries", group_type="summarization_batch", position=4, io="parquet"))
-@user_errors_as_failures
-def cluster_summaries(
-    context: dg.AssetExecutionContext,
-    clusters: pd.DataFrame,
-    dataset_snapshot: pd.DataFrame,
-    database: StudyllmDatabase,
-    summarizer: SummarizerResource,
-):
-    """One summary per cluster, from its representatives (the members closest to the centroid)."""
-    dataset, k = dataset_and_k(context)
-    engine = database.engine()
-    group_id = record_materialization(context, engine, config={"summarizer": summarizer.spec})
-    texts = dataset_snapshot["text"].to_numpy()
-    members = [clusters.index[clusters["label"] == c].to_numpy() for c in range(k)]
-    reps = [m[np.argsort(clusters["cost"].to_numpy()[m], kind="stable")[:5]] for m in members]
-    result = summarizer.service(engine).summarize_batch([texts[r].tolist() for r in reps], group_id=group_id)
-    if result.failures:
-        first = next(iter(result.failures.values()))
-        raise dg.Failure(
-            description=f"{len(result.failures)} of {k} clusters could not be summarised ({first}); run again to retry",
+        done: dict[int, dict] = {}
+        groups: dict[int, dict[str, int]] = {}
+        sweep = recipe.begin(  # checks the settings before anything is recorded
+            z, snapshot["text"].tolist(), config.sweep_config(), ks=ks,
+            labels=label_codes(snapshot["label"].tolist()) if "label" in snapshot else None,
+            project=projection_from_basis(basis), groups=lambda k: (groups[k]["cluster_summaries"], groups[k]["clusters"]),
+            refuse_beyond_texts=True, notice=context.log.info, on_k=record,
         )
-    table = pd.DataFrame(
-        {
-            "cluster": range(k),
-            "size": [len(m) for m in members],
-            "summary": result.summaries,
-            "representatives": [texts[r].tolist() for r in reps],
-        }
-    )
-    md = "\n".join(f"- **{row.cluster}** ({row.size}): {row.summary}" for row in table.itertuples())
-    yield dg.Output(table, metadata={"clusters": k, "summaries": dg.MetadataValue.md(md), "group_id": group_id})
-    yield check_links(context, engine, group_id)
+        results.start(dataset, ks, run_id=context.run.run_id)
+        groups.update({k: _record_provenance(context, engine, dataset, k, config) for k in ks})
+        try:
+            for item in sweep:
+                yield from _materializations(dataset, item, done[item.k], groups[item.k])
+        except BaseException as exc:  # noqa: BLE001 - an interrupt between two K: the done ones are reported
+            sweep.run.error = sweep.run.error or exc
+        results.finish(dataset, sweep.run, run_id=context.run.run_id)
+        if sweep.run.refused:
+            context.log.warning(f"{dataset}: " + "; ".join(sweep.run.refused.values()) + ": not clustered")
+        error = sweep.run.error
+        if error is not None and not isinstance(error, Exception):
+            raise error  # an interrupt (a cancelled run): the done K are stored and reported
+        if not sweep.run.complete:
+            problems.append(f"{dataset}: {sweep.run.problem()}")
+    if problems:
+        raise dg.Failure(description="; ".join(problems) + "; the done K are stored, run again for the rest",
+                         allow_retries=False)
 
 
-@dg.asset(partitions_def=dataset_by_k, **sweep_asset_args("cluster_metrics", group_type="metrics", position=5, io="parquet"))
-@user_errors_as_failures
-def cluster_metrics(
-    context: dg.AssetExecutionContext,
-    clusters: pd.DataFrame,
-    pca_projection: np.ndarray,
-    dataset_snapshot: pd.DataFrame,
-    database: StudyllmDatabase,
-):
-    """Quality and stability at this K: silhouette, pairwise ARI of restarts, coverage, dispersion, label metrics."""
-    dataset, k = dataset_and_k(context)
-    engine = database.engine()
-    group_id = record_materialization(context, engine)
-    restart_labels = [clusters[c].to_numpy() for c in clusters.columns if c.startswith("restart_")]
-    truth = dataset_snapshot["label"].to_numpy() if "label" in dataset_snapshot else None
-    settings = ClusteringConfig(metric=str(clusters["metric"].iloc[0])).sweep_config(k)
-    scores = score_k(
-        pca_projection, clusters["label"].to_numpy(), restart_labels, clusters["cost"].to_numpy(), settings, truth=truth
-    )
-    row = {"dataset": dataset, **scores.to_row()}
-    numeric = {key: float(v) for key, v in row.items() if isinstance(v, (int, float)) and v is not None and key != "k"}
-    yield dg.Output(pd.DataFrame([row]), metadata={"k": k, **numeric, "group_id": group_id})
-    yield check_links(context, engine, group_id)
+def _record_provenance(context: dg.AssetExecutionContext, engine, dataset: str, k: int, config: SweepSettings) -> dict[str, int]:  # noqa: ANN001
+    """The provenance groups of one K's three tables, linked to what they are made from."""
+    return {
+        name: record_materialization(context, engine, dg.AssetKey(name), partition=partition_key(dataset, k),
+                                     config=config.model_dump())
+        for name in TABLES
+    }
+
+
+def _materializations(dataset: str, item: KResult, scores: dict, groups: dict[str, int]):
+    """One done K as a materialization of its partition of each of the three assets."""
+    key = partition_key(dataset, item.k)
+    sizes = item.clustering.sizes.tolist()
+    summaries = item.summaries or []
+    yield dg.AssetMaterialization("clusters", partition=key, metadata={
+        "k": item.k, "objective": float(item.clustering.objective), "iterations": int(item.clustering.n_iter),
+        "restart_objectives": dg.MetadataValue.json([float(r.objective) for r in item.restarts.runs]),
+        "sizes": dg.MetadataValue.json(sizes), "group_id": groups["clusters"],
+    })
+    yield dg.AssetMaterialization("cluster_summaries", partition=key, metadata={
+        "summarize_calls": int(item.restarts.n_summarize_calls), "group_id": groups["cluster_summaries"],
+        "summaries": dg.MetadataValue.md("\n".join(f"- **{c}** ({sizes[c]}): {text}" for c, text in enumerate(summaries))
+                                         or "no summaries (llm_rounds=0)"),
+    })
+    numbers = {name: float(value) for name, value in scores.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and name != "k"}
+    yield dg.AssetMaterialization("cluster_metrics", partition=key, metadata={
+        "k": item.k, **numbers, "group_id": groups["cluster_metrics"],
+    })

@@ -105,5 +105,6 @@ def test_row_problems_are_skipped_and_counted(cli, env, tmp_path, stub):
     result = cli(["embed", str(path), "--provider", "openai-compatible", "--model", "stub-embedding", "--json"], env)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["texts"] == 7 and summary["failed"] == 4 and summary["embedded"] == 3
+    assert summary["texts"] == 7 and summary["failed"] == 5 and summary["embedded"] == 2
     assert "row 4: invalid UTF-8" in result.stderr and "exceeds the limit" in result.stderr
+    assert "row 3: invalid text: a NUL character" in result.stderr

@@ -116,3 +116,13 @@ def test_cli_file_names_match_the_service():
     from studyllm_core.services import sweep as service_sweep
 
     assert (cli_sweep.REPORT_FILE, cli_sweep.CLUSTERS_FILE) == (service_sweep.REPORT_FILE, service_sweep.CLUSTERS_FILE)
+
+
+def test_cli_defaults_are_the_recipe_defaults():
+    """`studyllm sweep` names its defaults in --help without importing the algorithms; they are SweepConfig's."""
+    from studyllm_core.algorithms import SweepConfig
+    from studyllm_core.cli import sweep as cli_sweep
+
+    defaults = SweepConfig()
+    assert (cli_sweep.DEFAULT_RESTARTS, cli_sweep.DEFAULT_LLM_ROUNDS) == (defaults.n_restarts, defaults.llm_rounds)
+    assert defaults.summarize_restarts == "best" and defaults.seed == 0

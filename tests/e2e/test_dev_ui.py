@@ -1,12 +1,17 @@
 """`studyllm dev` for real: the webserver answers GraphQL, the asset graph renders in headless
-Chromium (Debian's package), a dataset prepared and a K backfill launched through the UI's own
-GraphQL API run to success on the daemon, and SIGTERM leaves nothing running."""
+Chromium (Debian's package), a dataset prepared through the UI's own GraphQL API, a K range swept
+by `studyllm backfill` on the daemon in one run, UI-launched runs that respect the run limits, a
+backfill cancelled midway whose report names the missing K and a run that recovers them, the
+catalog's K axis, and SIGTERM leaves nothing running."""
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -74,40 +79,171 @@ def wait_for_run(base: str, run_id: str, timeout: float = 300) -> str:
     raise AssertionError(f"run {run_id} did not finish in {timeout} s")
 
 
-def prepare_and_backfill_from_the_ui(base: str, source: Path) -> None:
-    """What a user clicks: add a dataset partition, launch prepare_dataset with its file, backfill K."""
+PER_K = ["clusters", "cluster_summaries", "cluster_metrics"]
+LAUNCH_RUN = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+    __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+RUN = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status tags { key value }
+    stats { ... on RunStatsSnapshot { startTime endTime } } } } }"""
+
+
+def launch(base: str, params: dict) -> str:
+    launched = graphql(base, LAUNCH_RUN, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def materialize_from_the_ui(base: str, dataset: str, k: int) -> str:
+    """What the UI sends for "Materialize" on the per-K assets at one (dataset, K) partition."""
+    return launch(base, {
+        "selector": {**REPO, "jobName": "__ASSET_JOB", "assetSelection": [{"path": [a]} for a in PER_K]},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": f"{dataset}|{k}"},
+                                       {"key": "dagster/partition/dataset", "value": dataset},
+                                       {"key": "dagster/partition/k", "value": str(k)}]},
+    })
+
+
+def run_state(base: str, run_id: str) -> dict:
+    return graphql(base, RUN, {"id": run_id})["runOrError"]
+
+
+def prepare_from_the_ui(base: str, source: Path) -> None:
+    """What a user clicks: add a dataset partition, launch prepare_dataset with its file."""
     graphql(base, """mutation($repo: RepositorySelector!) { addDynamicPartition(repositorySelector: $repo,
         partitionsDefName: "datasets", partitionKey: "e2e") { __typename } }""", {"repo": REPO})
-    launched = graphql(base, """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-        __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""", {"params": {
+    run_id = launch(base, {
         "selector": {**REPO, "jobName": "prepare_dataset"},
         "runConfigData": {"ops": {"dataset_snapshot": {"config": {"source_path": str(source)}}}},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "e2e"}]},
-    }})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    assert wait_for_run(base, launched["run"]["runId"]) == "SUCCESS"
+    })
+    assert wait_for_run(base, run_id) == "SUCCESS"
 
-    backfill = graphql(base, """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-        __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""", {"params": {
-        "selector": {"partitionSetName": "sweep_k_partition_set", "repositorySelector": REPO},
-        "partitionNames": ["e2e|2", "e2e|3"],
-    }})["launchPartitionBackfill"]
-    assert backfill["__typename"] == "LaunchBackfillSuccess", backfill
-    query = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-        ... on PartitionBackfill { status runs(limit: 10) { status tags { key value } } } } }"""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        state = graphql(base, query, {"id": backfill["backfillId"]})["partitionBackfillOrError"]
-        if state["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
+
+REGISTER = """import sys
+from studyllm_core.db.engine import open_database
+from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
+DatasetRegistry(open_database()).register(DatasetSource(name=sys.argv[1], path=sys.argv[2]))
+"""
+
+
+def backfill_with_the_cli(base: str, env: dict, source: Path) -> None:
+    """`studyllm backfill --wait --json` for a dataset studyllm knows and Dagster not yet: the dataset
+    partition and the K values are added, the dataset is prepared, the K range is one run; the daemon
+    tracks the backfill and it tells the truth."""
+    subprocess.run([sys.executable, "-c", REGISTER, "cli-only", str(source)], env=env, check=True, timeout=120)
+    result = subprocess.run([STUDYLLM_EXE, "backfill", "cli-only", "--k-min", "2", "--k-max", "4", "--wait", "--json",
+                             "--url", base], env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "COMPLETED_SUCCESS" and report["per_k"] == {"2": "done", "3": "done", "4": "done"}
+    assert "waiting for the daemon" in result.stderr  # progress on stderr, the JSON alone on stdout
+    tags = [{t["key"]: t["value"] for t in run_state(base, r["runId"])["tags"]} for r in report["runs"]]
+    ranged = [t for t in tags if "dagster/asset_partition_range_start" in t]
+    assert len(ranged) == 1  # the whole K range in one run (the other run prepared the dataset)
+    assert (ranged[0]["dagster/asset_partition_range_start"], ranged[0]["dagster/asset_partition_range_end"]) == (
+        "cli-only|2", "cli-only|4")
+
+
+def ui_runs_respect_the_run_limits(base: str) -> None:
+    """dagster.yaml's limit holds for runs launched from the UI: one run per dataset at a time (the
+    pool alone would let two run)."""
+    run_ids = [materialize_from_the_ui(base, "e2e", k) for k in (2, 3, 4)]
+    assert [wait_for_run(base, run_id) for run_id in run_ids] == ["SUCCESS"] * 3
+    spans = sorted((s["startTime"], s["endTime"]) for s in (run_state(base, r)["stats"] for r in run_ids))
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans
+
+
+def cancel_midway_then_recover(base: str, env: dict, stub) -> None:
+    """A backfill whose run is cancelled after K=3: `studyllm backfill --wait` exits 1 naming the K not
+    done, the done K stay materialized, the report that follows names the missing ones, and the next
+    run recovers them."""
+    stub.faults.set(latency_s=0.4)  # each summary round's embeddings take 0.4 s: a K takes about a second
+    cli = subprocess.Popen([STUDYLLM_EXE, "backfill", "e2e", "--k-min", "2", "--k-max", "20", "--wait", "--json",
+                            "--url", base], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    query = """query { runsOrError(filter: {tags: [{key: "dagster/asset_partition_range_start", value: "e2e|2"}],
+        statuses: [STARTED]}) { ... on Runs { results { runId } } } }"""
+    deadline = time.monotonic() + 180
+    run_id = None
+    while run_id is None or not any(m.startswith("K=3 ") for m in run_messages(base, run_id)):
+        assert time.monotonic() < deadline and cli.poll() is None, cli.communicate()
+        started = graphql(base, query)["runsOrError"]["results"]
+        run_id = run_id or (started[0]["runId"] if started else None)
+        time.sleep(0.3)
+    cancelled_at = time.time()
+    graphql(base, "mutation($id: String!) { terminateRun(runId: $id) { __typename } }", {"id": run_id})
+    out, err = cli.communicate(timeout=180)
+    stub.faults.set(latency_s=0.0)
+    assert cli.returncode == 1, err
+    report = json.loads(out)
+    assert report["status"] in ("COMPLETED_FAILED", "FAILED", "CANCELED")
+    assert report["per_k"]["2"] == report["per_k"]["3"] == "done" and report["per_k"]["20"].startswith("not run")
+
+    query = """query { assetNodeOrError(assetKey: {path: ["sweep_report"]}) { ... on AssetNode {
+        assetMaterializations(partitions: ["e2e"], limit: 1) { runId timestamp metadataEntries { label
+        ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue } } } } } }"""
+    deadline = time.monotonic() + 120  # the report's automation sensor looks every 30 s
+    while True:
+        latest = (graphql(base, query)["assetNodeOrError"]["assetMaterializations"] or [None])[0]
+        if latest and float(latest["timestamp"]) / 1000 > cancelled_at:
             break
+        assert time.monotonic() < deadline, "the report did not follow the cancelled sweep:\n" + "\n".join(run_messages(base, run_id)[-25:])
         time.sleep(2)
-    assert state["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), state
-    partitions = sorted(t["value"] for r in state["runs"] for t in r["tags"] if t["key"] == "dagster/partition")
-    assert partitions == ["e2e|2", "e2e|3"] and all(r["status"] == "SUCCESS" for r in state["runs"])
+    assert wait_for_run(base, latest["runId"]) == "SUCCESS"  # its check is stored after the materialization
+    meta = {e["label"]: e.get("text", e.get("intValue")) for e in latest["metadataEntries"]}
+    assert meta["k_swept"] == 19 and 2 <= meta["k_done"] < 19
+    assert re.fullmatch(r"K \d+\.\.20 missing \(not run\)", meta["missing"]), meta["missing"]
+    checks = [e for e in run_events(base, latest["runId"]) if e["__typename"] == "AssetCheckEvaluationEvent"]
+    k_check = next(e["evaluation"] for e in checks if e["evaluation"]["checkName"] == "requested_k_done")
+    assert not k_check["success"] and k_check["severity"] == "WARN" and k_check["description"] == meta["missing"]
+
+    # The next good run: the K range again as one run (what a schedule or a re-run of the backfill sends).
+    recovery = launch(base, {
+        "selector": {**REPO, "jobName": "sweep_k"},
+        "executionMetadata": {"tags": [{"key": "dagster/asset_partition_range_start", "value": "e2e|2"},
+                                       {"key": "dagster/asset_partition_range_end", "value": "e2e|20"}]},
+    })
+    assert wait_for_run(base, recovery) == "SUCCESS"
+
+
+def run_events(base: str, run_id: str) -> list[dict]:
+    query = """query($id: ID!) { logsForRun(runId: $id, limit: 1000) { ... on EventConnection { events { __typename
+        ... on MessageEvent { message }
+        ... on AssetCheckEvaluationEvent { evaluation { checkName success severity description } } } } } }"""
+    return graphql(base, query, {"id": run_id})["logsForRun"]["events"]
+
+
+def run_messages(base: str, run_id: str) -> list[str]:
+    return [e.get("message") or "" for e in run_events(base, run_id)]
+
+
+def catalog_shows_the_k_axis(base: str, tmp_path: Path) -> None:
+    """After the recovery no partition is failed; e2e has every requested K; cli-only, which asked
+    for K 2..4 only, shows the K other datasets asked for as missing (the shared K axis)."""
+    query = """query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
+        partitionStats { numMaterialized numFailed numPartitions } } } }"""
+    for name in ("dataset_snapshot", "sweep_report"):
+        stats = graphql(base, query, {"key": {"path": [name]}})["assetNodeOrError"]["partitionStats"]
+        assert stats == {"numMaterialized": 2, "numFailed": 0, "numPartitions": 2}, (name, stats)
+    for name in PER_K:  # 2 datasets x K 2..20: e2e's 19 and cli-only's 3 materialized
+        stats = graphql(base, query, {"key": {"path": [name]}})["assetNodeOrError"]["partitionStats"]
+        assert stats == {"numMaterialized": 22, "numFailed": 0, "numPartitions": 38}, (name, stats)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{base}/assets", timeout=120_000)
+        page.get_by_text("38 partitions").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)  # every row's status loads on its own
+        page.screenshot(path=str(tmp_path / "catalog.png"))
+        text = page.inner_text("body")
+        browser.close()
+    # Per-K assets: 22 materialized, 16 missing (cli-only's K 5..20), 0 failed, 0 in progress, of 38.
+    assert len(re.findall(r"22\s+16\s+0\s+0\s+38 partitions", text)) == 3, text
+    assert len(re.findall(r"All\s+0\s+0\s+0\s+2 partitions", text)) == 5, text
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_dev_serves_the_asset_graph_runs_a_ui_backfill_and_stops_cleanly(tmp_path, stub):
+def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_cleanly(tmp_path, stub):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "STUDYLLM_DATABASE_URL"}
     env["STUDYLLM_HOME"] = str(home)
@@ -148,7 +284,11 @@ def test_dev_serves_the_asset_graph_runs_a_ui_backfill_and_stops_cleanly(tmp_pat
             Path(keep).mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, Path(keep) / "asset-graph.png")
 
-        prepare_and_backfill_from_the_ui(base, source)
+        prepare_from_the_ui(base, source)
+        backfill_with_the_cli(base, env, source)
+        ui_runs_respect_the_run_limits(base)
+        cancel_midway_then_recover(base, env, stub)
+        catalog_shows_the_k_axis(base, tmp_path)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -161,3 +301,47 @@ def test_dev_serves_the_asset_graph_runs_a_ui_backfill_and_stops_cleanly(tmp_pat
         time.sleep(0.5)
     leftovers = processes_mentioning(str(home))
     assert not leftovers, [" ".join(p.cmdline()) for p in leftovers]
+
+
+def dagster_processes(home: Path) -> list[psutil.Process]:
+    """Live Dagster processes of this home (dagster dev, webserver, daemon, code server, run workers)."""
+    found = []
+    for proc in processes_mentioning(str(home)):
+        try:
+            if "dagster" in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP], ids=["kill-9", "hangup"])
+def test_dev_takes_its_children_with_it_when_killed_or_its_terminal_closes(tmp_path, sig):
+    """kill -9 of `studyllm dev` (nothing of it runs any more) or SIGHUP (a closed terminal): no Dagster process
+    of it is left, so no daemon goes on running schedules that spend money."""
+    from studyllm_core.db.server import stop_embedded
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "STUDYLLM_DATABASE_URL"}
+    env["STUDYLLM_HOME"] = str(home)
+    port = free_port()
+    log = (tmp_path / "dev.log").open("w")
+    proc = subprocess.Popen([STUDYLLM_EXE, "dev", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/server_info", 180, proc, tmp_path / "dev.log")
+        started = dagster_processes(home)
+        assert len(started) >= 3, [" ".join(p.cmdline()) for p in started]  # dagster dev, webserver, daemon, ...
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while dagster_processes(home) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        leftovers = dagster_processes(home)
+        assert not leftovers, [" ".join(p.cmdline()) for p in leftovers]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+        for p in dagster_processes(home):  # never leave a daemon behind, even when the test fails
+            p.kill()
+        stop_embedded(home / "pg")

@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from studyllm_core.services.datasets import DatasetRegistry
+from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
 from studyllm_pipeline.definitions import defs
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.schedules import nightly_sweep
@@ -20,6 +20,12 @@ def test_definitions_load_with_every_asset_job_schedule_and_sensor():
             "sweep_report", "prompt_run", "provider_comparison", "calls_over_time", "failure_rates"} <= names
     assert {"prepare_dataset", "sweep_k", "sweep_report_job"} <= {j.name for j in defs.resolve_all_job_defs()}
     assert defs.resolve_schedule_def("nightly_sweep") and defs.resolve_sensor_def("new_dataset_files")
+    assert defs.resolve_sensor_def("report_automation").default_status == dg.DefaultSensorStatus.RUNNING
+    # A backfill of a K range is one run (the per-K step's single-run policy).
+    assert graph.get(dg.AssetKey("clusters")).backfill_policy == dg.BackfillPolicy.single_run()
+    # Every run, however launched (the UI's implicit asset job too), runs its steps in its own process.
+    for job in defs.resolve_all_job_defs():
+        assert job.executor_def.name == "in_process", job.name
     # Assets that spend money never run on their own.
     for key in ("embeddings", "clusters", "cluster_summaries", "prompt_run"):
         assert graph.get(dg.AssetKey(key)).automation_condition is None
@@ -51,23 +57,32 @@ def test_sensor_registers_new_files_once(instance, pipeline_env, tmp_path, monke
     assert "My Survey.csv" in json.loads(result.cursor)
 
 
-def test_schedule_requests_one_run_per_dataset_and_k(instance, monkeypatch):
+def test_schedule_requests_one_run_per_dataset_with_its_k_range(instance, pipeline_env, monkeypatch, tmp_path):
     monkeypatch.setenv("STUDYLLM_SWEEP_K_MIN", "3")
     monkeypatch.setenv("STUDYLLM_SWEEP_K_MAX", "5")
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.datetime(2026, 11, 26, 3))
-    assert isinstance(nightly_sweep(context), dg.SkipReason)
-    instance.add_dynamic_partitions(datasets.name, ["a", "b"])
-    requests = nightly_sweep(context)
-    assert sorted(r.partition_key for r in requests) == sorted(f"{d}|{k}" for d in "ab" for k in (3, 4, 5))
-    assert len({r.run_key for r in requests}) == 6
+    resources = {"database": StudyllmDatabase()}
+    when = datetime.datetime(2026, 11, 26, 3)
+    registry = DatasetRegistry(resources["database"].engine())
+    for name, n in (("a", 10), ("b", 4), ("c", 2)):  # b has 4 texts: K 3..4; c has 2: no K fits
+        path = tmp_path / f"{name}.csv"
+        path.write_text("text\n" + "".join(f"text {i} of {name}\n" for i in range(n)))
+        registry.register(DatasetSource(name=name, path=str(path)))
+        registry.load(registry.get(name))
+    with dg.build_schedule_context(instance=instance, resources=resources, scheduled_execution_time=when) as context:
+        assert isinstance(nightly_sweep(context), dg.SkipReason)  # no dataset partition yet
+        instance.add_dynamic_partitions(datasets.name, ["a", "b", "c"])
+        requests = nightly_sweep(context)
+    ranges = {(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in requests}
+    assert ranges == {("a|3", "a|5"), ("b|3", "b|4")}  # one run per dataset; K beyond its texts left out
+    assert instance.get_dynamic_partitions("k") == ["3", "4", "5"]  # the K axis holds the requested K, in order
 
 
 def test_report_follows_new_k_results_on_its_own(instance, resources, tmp_path):
     import pandas as pd
 
     from studyllm_pipeline.definitions import SWEEP_ASSETS
-    from studyllm_pipeline.demo import PER_K, PREPARE
-    from studyllm_pipeline.partitions import sweep_partition_keys
+    from studyllm_pipeline.jobs import PREPARE
+    from support import sweep_ks
 
     path = tmp_path / "d.csv"
     pd.DataFrame({"text": [f"text {i} about {['cats', 'stars', 'bread'][i % 3]}" for i in range(30)]}).to_csv(path, index=False)
@@ -78,8 +93,40 @@ def test_report_follows_new_k_results_on_its_own(instance, resources, tmp_path):
     defs = dg.Definitions(assets=SWEEP_ASSETS, resources=resources)
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert first.total_requested == 0  # nothing clustered yet: no report to make, for either dataset
-    for key in sweep_partition_keys("auto", 2, 3):
-        assert dg.materialize(SWEEP_ASSETS, selection=PER_K, partition_key=key, instance=instance, resources=resources).success
+    assert sweep_ks(instance, resources, "auto", [2, 3]).success
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert second.get_requested_partitions(dg.AssetKey("sweep_report")) == {"auto"}
     assert second.total_requested == 1  # the report only: nothing that spends money starts on its own
+
+    # Once the report is made, nothing is left for the automation to do.
+    assert dg.materialize(SWEEP_ASSETS, selection=["sweep_report"], partition_key="auto", instance=instance,
+                          resources=resources).success
+    third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
+    assert third.total_requested == 0
+
+
+def test_sensor_skips_a_bad_file_name_and_gives_distinct_files_distinct_names(instance, pipeline_env, tmp_path,
+                                                                              monkeypatch, capfd):
+    """`---.csv` (no letter or digit to name it by) is skipped with its reason logged; the files beside it are
+    registered, and `a b.csv` / `a-b.csv` / `a-b.tsv` become three datasets, not one."""
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    monkeypatch.setenv("STUDYLLM_WATCH_DIR", str(folder))
+    for name in ("---.csv", "a b.csv", "a-b.csv", "a-b.tsv", "fine.csv"):
+        (folder / name).write_text(("text\t" if name.endswith("tsv") else "text\n") + f"text of {name}\n")
+    resources = {"database": StudyllmDatabase()}
+    context = dg.build_sensor_context(instance=instance, resources=resources)
+    result = new_dataset_files(context)
+    names = [r.partition_key for r in result.run_requests]
+    assert len(names) == len(set(names)) == 4 and "fine" in names and "a-b" in names
+    registry = DatasetRegistry(resources["database"].engine())
+    paths = {registry.get(n).path for n in names}
+    assert paths == {str((folder / f).resolve()) for f in ("a b.csv", "a-b.csv", "a-b.tsv", "fine.csv")}
+    assert "skipped ---.csv: '---' gives an empty dataset name" in capfd.readouterr().err
+    assert "---.csv" in json.loads(result.cursor)  # remembered: its reason is not logged again every tick
+    # Evaluated again after a file changed, the names stay the same (no file takes another's name).
+    (folder / "a-b.csv").write_text("text\nchanged\n")
+    again = new_dataset_files(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    [request] = again.run_requests
+    assert registry.get(request.partition_key).path == str((folder / "a-b.csv").resolve())
+    assert request.partition_key in names

@@ -1,30 +1,39 @@
-"""`studyllm backfill` queues one sweep_k run per K on the durable instance (the daemon runs them)."""
+"""`studyllm backfill` refuses what cannot work before anything reaches Dagster, in one line each.
+(The backfill itself, through a running `studyllm dev`, is in tests/e2e/test_dev_ui.py.)"""
 
-import os
+import socket
 
-import dagster as dg
-
-from studyllm_pipeline.instance import prepare_dagster_home
-from studyllm_pipeline.partitions import datasets
+from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
 
 
-def test_backfill_queues_one_run_per_k(cli, tmp_path, monkeypatch):
-    monkeypatch.delenv("STUDYLLM_DATABASE_URL", raising=False)
-    monkeypatch.setenv("STUDYLLM_HOME", str(tmp_path / "home"))
-    unknown = cli(["backfill", "nosuch", "--k-min", "2", "--k-max", "3"])
-    assert unknown.returncode != 0 and "has no partition yet" in unknown.stderr
-    bad = cli(["backfill", "demo", "--k-min", "1", "--k-max", "3"])
-    assert bad.returncode != 0 and "K must lie in" in bad.stderr
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
-    # Register the dataset partition on the durable instance, as `studyllm demo` or the sensor would.
-    _, _, dagster_env = prepare_dagster_home()
-    for key, value in dagster_env.items():
-        monkeypatch.setenv(key, value)
-    with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions(datasets.name, ["demo"])
-        result = cli(["backfill", "demo", "--k-min", "4", "--k-max", "6"], dict(os.environ), timeout=300)
-        assert result.returncode == 0, result.stderr
-        assert "queued 3 sweep_k runs" in result.stdout
-        runs = instance.get_runs(dg.RunsFilter(job_name="sweep_k"))
-        assert sorted(r.tags["dagster/partition"] for r in runs) == ["demo|4", "demo|5", "demo|6"]
-        assert {r.tags.get("studyllm/dataset") for r in runs} == {"demo"}
+
+def test_bad_requests_fail_in_one_line_before_dagster_is_asked(cli, db_env, engine, tmp_path):
+    path = tmp_path / "five.csv"
+    path.write_text("text\n" + "".join(f"text number {i}\n" for i in range(5)))
+    registry = DatasetRegistry(engine)
+    registry.register(DatasetSource(name="five", path=str(path)))
+    url = f"http://127.0.0.1:{closed_port()}"  # nothing listens: these must fail before asking it
+
+    def backfill(*args: str) -> list[str]:
+        result = cli(["backfill", *args, "--url", url], db_env)
+        assert result.returncode != 0
+        return result.stderr.strip().splitlines()
+
+    assert backfill("nosuch", "--k-min", "2", "--k-max", "3") == [
+        "error: dataset 'nosuch' is not registered: drop its file in the watched folder, "
+        "or give its path in the run config (source_path)"
+    ]
+    assert backfill("five", "--k-min", "2", "--k-max", "6") == [
+        "error: k_max=6 exceeds the 5 usable texts of dataset 'five': use k_max <= 5"
+    ]
+    assert backfill("five", "--k-min", "1", "--k-max", "3") == [
+        "error: K must be a range with 2 <= k_min <= k_max; got k_min=1, k_max=3"
+    ]
+    assert backfill("five", "--k-min", "2", "--k-max", "5") == [
+        f"error: no Dagster webserver answers at {url}: start it with `studyllm dev` (or pass --url / set STUDYLLM_DAGSTER_URL)"
+    ]

@@ -1,14 +1,18 @@
 """Bad input fails the run with a clear message in the event log; stored data survives, and the fix re-runs cheaply."""
 
+import threading
+import time
+
 import dagster as dg
 import pandas as pd
 import pytest
 from sqlalchemy import text
 
 from studyllm_pipeline.definitions import SWEEP_ASSETS
-from studyllm_pipeline.demo import PER_K, PREPARE
+from studyllm_pipeline.jobs import PREPARE
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.resources import EmbedderResource
+from studyllm_pipeline.resources import EmbedderResource, SummarizerResource
+from support import sweep_ks, sweep_run_config
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
@@ -17,8 +21,9 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
     return " ".join(f.event_specific_data.error.message for f in failures)
 
 
-def materialize(instance, resources, selection, key, path=None):
-    config = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path)}}}} if path else None
+def materialize(instance, resources, selection, key, path=None, config=None):
+    if path:
+        config = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path)}}}}
     return dg.materialize(
         SWEEP_ASSETS, selection=selection, partition_key=key, instance=instance, resources=resources,
         run_config=config, raise_on_error=False,
@@ -34,15 +39,23 @@ def test_dataset_without_usable_texts(instance, resources, tmp_path):
     assert "has no usable texts" in failure_message(result)
 
 
-def test_k_larger_than_the_dataset_and_unknown_k(instance, resources, tmp_path):
+def test_k_larger_than_the_dataset_is_refused_and_never_turns_red(instance, resources, tmp_path, stub):
+    """A K partition beyond the dataset's texts (added by hand in the UI) is refused and reported, the
+    other K of the run are clustered, the run succeeds and nothing is left failed."""
     path = tmp_path / "tiny.csv"
-    pd.DataFrame({"text": ["one text", "another text", "a third"]}).to_csv(path, index=False)
+    pd.DataFrame({"text": ["one text", "another text", "a third", "a fourth one"]}).to_csv(path, index=False)
     instance.add_dynamic_partitions(datasets.name, ["tiny"])
     assert materialize(instance, resources, PREPARE, "tiny", path).success
-    result = materialize(instance, resources, PER_K, dg.MultiPartitionKey({"dataset": "tiny", "k": "5"}))
-    assert not result.success and "K=5 is larger than the 3 texts" in failure_message(result)
-    with pytest.raises(dg.DagsterUnknownPartitionError, match="Could not find a partition with key `tiny|99`"):
-        materialize(instance, resources, PER_K, dg.MultiPartitionKey({"dataset": "tiny", "k": "99"}))
+    result = sweep_ks(instance, resources, "tiny", [3, 4, 5], raise_on_error=False)
+    assert result.success
+    assert {e.partition for e in result.asset_materializations_for_node("sweep")} == {"tiny|3", "tiny|4"}
+    assert any(e.user_message == "tiny: K=5 exceeds the 4 usable texts: not clustered" for e in instance.all_logs(result.run_id))
+    report = materialize(instance, resources, ["sweep_report"], "tiny")
+    assert report.asset_value("sweep_report")["status"].tolist() == ["done", "done", "refused"]
+    check = next(c for c in report.get_asset_check_evaluations() if c.check_name == "requested_k_done")
+    assert not check.passed and check.description == "K=5 refused: K=5 exceeds the 4 usable texts"
+    runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    assert runs == []  # nothing failed: no red partition
 
 
 def test_provider_without_key_then_fixed_reuses_the_cache(instance, resources, tmp_path, monkeypatch, engine, stub):
@@ -68,9 +81,61 @@ def test_provider_without_key_then_fixed_reuses_the_cache(instance, resources, t
         assert conn.execute(text("SELECT count(*) FROM embedding_vectors")).scalar_one() == before
 
 
-def test_demo_with_k_outside_the_partitions_fails_in_one_line(cli, db_env, tmp_path):
-    result = cli(["demo", "--k-min", "1", "--k-max", "5"], {**db_env, "STUDYLLM_HOME": str(tmp_path / "home")})
+@pytest.mark.parametrize(
+    ("k_range", "message"),
+    [
+        (("1", "5"), "error: K must be a range with 2 <= k_min <= k_max; got k_min=1, k_max=5"),
+        (("2", "451"), "error: k_max=451 exceeds the 450 texts of the demo corpus: use k_max <= 450"),
+    ],
+)
+def test_demo_with_k_outside_the_dataset_fails_in_one_line(cli, db_env, tmp_path, k_range, message):
+    result = cli(["demo", "--k-min", k_range[0], "--k-max", k_range[1]], {**db_env, "STUDYLLM_HOME": str(tmp_path / "home")})
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [
-        "error: K must lie in [2, 30] with k_min <= k_max; got [1, 5]: choose --k-min and --k-max within it"
-    ]
+    assert result.stderr.strip().splitlines() == [message]
+
+
+def test_a_k_that_fails_mid_sweep_keeps_the_done_k_and_the_report_names_the_rest(instance, resources, tmp_path, stub):
+    path = tmp_path / "topics.csv"
+    texts = [f"{topic} note {i}" for topic in ("stars", "bread", "trains") for i in range(8)]
+    pd.DataFrame({"text": texts}).to_csv(path, index=False)
+    instance.add_dynamic_partitions(datasets.name, ["mid"])
+    assert materialize(instance, resources, PREPARE, "mid", path).success
+    chat = {**resources, "summarizer": SummarizerResource(spec="openai-compatible:stub-chat", base_url=stub.base_url)}
+    config = sweep_run_config(llm_rounds=1)
+    automation_defs = dg.Definitions(assets=SWEEP_ASSETS, resources=chat)
+    before = dg.evaluate_automation_conditions(defs=automation_defs, instance=instance)  # the sensor's earlier tick
+
+    # The summariser goes away once K=2's two summary calls arrived (the server answers each after
+    # 0.3 s, with the settings it had on arrival): K=3's calls get 404 unknown model.
+    stub.faults.set(latency_s=0.3)
+    watcher = threading.Thread(target=lambda: _when(lambda: stub.stats.snapshot()["requests_by_endpoint"].get("chat", 0) >= 2,
+                                                    lambda: stub.faults.set(known_models=["stub-embedding"])))
+    watcher.start()
+    failed = sweep_ks(instance, chat, "mid", [2, 3, 4], config, raise_on_error=False)
+    watcher.join()
+    assert not failed.success
+    assert "K=3 failed: " in failure_message(failed) and "; K 4 not run; the done K are stored" in failure_message(failed)
+    assert {e.partition for e in failed.asset_materializations_for_node("sweep")} == {"mid|2"}
+    assert instance.get_materialized_partitions(dg.AssetKey("cluster_metrics")) == {"mid|2"}
+
+    automation = dg.evaluate_automation_conditions(defs=automation_defs, instance=instance, cursor=before.cursor)
+    assert automation.get_requested_partitions(dg.AssetKey("sweep_report")) == {"mid"}  # the report follows on its own
+    report = materialize(instance, chat, ["sweep_report"], "mid")  # the run the automation requests
+    assert report.success and report.asset_value("sweep_report")["status"].tolist() == ["done", "failed", "not run"]
+    check = next(c for c in report.get_asset_check_evaluations() if c.check_name == "requested_k_done")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description.startswith("K=3 failed: ") and check.description.endswith("; K 4 missing (not run)")
+
+    stub.faults.reset()  # the provider is back: the next run recovers the missing K
+    fixed = sweep_ks(instance, chat, "mid", [3, 4], config)
+    assert fixed.success and instance.get_materialized_partitions(dg.AssetKey("cluster_metrics")) == {"mid|2", "mid|3", "mid|4"}
+    report = materialize(instance, chat, ["sweep_report"], "mid")
+    assert set(report.asset_value("sweep_report")["status"]) == {"done"}
+    assert all(c.passed for c in report.get_asset_check_evaluations())
+
+
+def _when(condition, action, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    action()

@@ -1,4 +1,4 @@
-"""The whole sweep graph on a small dataset and two K partitions, on a Postgres-backed test instance."""
+"""The whole sweep graph on a small dataset and a K range of two, on a Postgres-backed test instance."""
 
 from pathlib import Path
 
@@ -12,8 +12,9 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.services.artifacts import sha256_of
 from studyllm_core.services.provenance import ProvenanceService
 from studyllm_pipeline.definitions import SWEEP_ASSETS
-from studyllm_pipeline.demo import PER_K, PREPARE
-from studyllm_pipeline.partitions import datasets, sweep_partition_keys
+from studyllm_pipeline.jobs import PREPARE
+from studyllm_pipeline.partitions import datasets
+from support import sweep_ks, sweep_run_config
 
 TOPICS = {"space": "planets orbit the sun in the night sky", "food": "bake bread with flour and yeast", "code": "python functions return values"}
 
@@ -34,12 +35,11 @@ def run(instance, resources, selection, partition_key, run_config=None):
 
 
 def materialize_all(instance, resources, path, ks=(2, 3)):
+    """Prepare; sweep the K partitions in one run (as a single-run backfill does); report."""
     instance.add_dynamic_partitions(datasets.name, ["small"])
     config = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path), "label_column": "label"}}}}
     results = [run(instance, resources, PREPARE, "small", config)]
-    clustering = {"ops": {"clusters": {"config": {"n_restarts": 3, "llm_rounds": 1}}}}
-    for key in sweep_partition_keys("small", min(ks), max(ks)):
-        results.append(run(instance, resources, PER_K, key, clustering))
+    results.append(sweep_ks(instance, resources, "small", ks, sweep_run_config(n_restarts=3, llm_rounds=1)))
     results.append(run(instance, resources, ["sweep_report"], "small"))
     return results
 
@@ -48,18 +48,20 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     results = materialize_all(instance, resources, small_dataset)
     assert all(r.success for r in results)
     checks = [c for r in results for c in r.get_asset_check_evaluations()]
-    assert len(checks) == 3 + 3 * 2 + 1  # snapshot, embeddings, pca; 3 per-K assets x 2; report
+    assert len(checks) == 3 + 2  # snapshot, embeddings, pca; the report's provenance and K checks
     assert all(c.passed for c in checks)
+    materialized = {(e.asset_key.to_user_string(), e.partition) for e in results[1].asset_materializations_for_node("sweep")}
+    assert materialized == {(a, f"small|{k}") for a in ("clusters", "cluster_summaries", "cluster_metrics") for k in (2, 3)}
 
-    report = results[-1].output_for_node("sweep_report")
-    assert sorted(report["k"]) == [2, 3] and report["best"].sum() == 1
+    report = results[-1].asset_value("sweep_report")
+    assert sorted(report["k"]) == [2, 3] and report["best"].sum() == 1 and set(report["status"]) == {"done"}
     assert {"silhouette", "stability_ari", "nmi", "acc", "score"} <= set(report.columns)
 
     # Every artifact on disk matches its call_artifacts row; every output was recorded.
     with engine.connect() as conn:
         artifacts = conn.execute(text("SELECT uri, sha256, byte_size FROM call_artifacts")).all()
     paths = {Path(uri.removeprefix("file://")): (sha, size) for uri, sha, size in artifacts}
-    # snapshot, embeddings, projection, basis; clusters, summaries, metrics x 2; report
+    # snapshot, embeddings, projection, basis; clusters, summaries, metrics of each K; report
     assert len(paths) == 4 + 3 * 2 + 1
     for path, (sha, size) in paths.items():
         assert path.exists() and sha256_of(path) == sha and path.stat().st_size == size
@@ -76,8 +78,8 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     assert inputs("embeddings[small]") == ["dataset_snapshot[small]"]
     assert inputs("pca_projection[small]") == ["embeddings[small]"]
     assert inputs("clusters[small|2]") == ["dataset_snapshot[small]", "pca_basis[small]", "pca_projection[small]"]
-    assert inputs("cluster_summaries[small|3]") == ["clusters[small|3]", "dataset_snapshot[small]"]
-    assert inputs("cluster_metrics[small|3]") == ["clusters[small|3]", "dataset_snapshot[small]", "pca_projection[small]"]
+    assert inputs("cluster_summaries[small|3]") == ["clusters[small|3]"]
+    assert inputs("cluster_metrics[small|3]") == ["clusters[small|3]"]
     assert inputs("sweep_report[small]") == [
         "cluster_metrics[small|2]", "cluster_metrics[small|3]", "cluster_summaries[small|2]", "cluster_summaries[small|3]",
     ]
@@ -86,7 +88,8 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     assert steps[:3] == ["dataset_snapshot[small]", "embeddings[small]", "pca_projection[small]"] and steps[-1] == "sweep_report[small]"
     embedding_group = groups.find_group("embeddings[small]")
     assert embedding_group.group_type == "embedding_batch" and groups.member_ids(embedding_group.id)
-    assert groups.find_group("cluster_summaries[small|2]").group_type == "summarization_batch"
+    summaries = groups.find_group("cluster_summaries[small|2]")
+    assert summaries.group_type == "summarization_batch" and groups.member_ids(summaries.id)  # the round summaries' calls
 
 
 def test_rerun_reuses_cached_embeddings_and_groups(instance, resources, small_dataset, engine, stub):
@@ -108,4 +111,4 @@ def test_integrity_of_artifacts_is_checked_on_load(instance, resources, small_da
     path = Path(uri.removeprefix("file://"))
     np.save(path, np.zeros((3, 3)))  # someone edits the file behind our back
     with pytest.raises(Exception, match="was changed after it was written"):
-        run(instance, resources, PER_K, sweep_partition_keys("small", 2, 2)[0])
+        sweep_ks(instance, resources, "small", [2])

@@ -9,7 +9,7 @@ import sys
 import dagster as dg
 
 from studyllm_pipeline.definitions import SWEEP_ASSETS, build_resources
-from studyllm_pipeline.demo import PREPARE
+from studyllm_pipeline.jobs import PREPARE
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.resources import EmbedderResource
 

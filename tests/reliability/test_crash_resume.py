@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 from sqlalchemy import text
 
 from support import STUDYLLM_EXE, TEST_API_KEY
@@ -59,3 +60,40 @@ def test_kill_9_mid_embed_then_resume(engine, db_env, stub, tmp_path):
         "WHERE r.id IS NULL OR r.status <> 'success' OR r.modality <> 'embedding'",
     ) == 0
     assert _count(engine, "SELECT count(*) FROM embedding_leases") == 0
+
+
+@pytest.mark.slow
+def test_kill_9_mid_prompts_run_then_resume_with_the_same_group(engine, db_env, stub, tmp_path):
+    """A re-run with the same --group sends only the (prompt, sample) pairs without a recorded success."""
+    stub.faults.set(latency_s=0.02)
+    n_prompts, samples = 150, 2
+    path = tmp_path / "prompts.txt"
+    path.write_text("\n".join(f"question {i}: what about item {i}?" for i in range(n_prompts)) + "\n")
+    env = {**db_env, "OPENAI_COMPATIBLE_API_KEY": TEST_API_KEY}
+    args = [STUDYLLM_EXE, "prompts", "run", str(path), "--provider", "openai-compatible", "--base-url", stub.base_url,
+            "--model", "stub-chat", "--samples", str(samples), "--concurrency", "4", "--group", "resumable", "--json"]
+    ok = "SELECT count(DISTINCT request_hash) FROM raw_calls WHERE status = 'success' AND modality = 'chat'"
+
+    victim = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _count(engine, ok) < 100:
+        assert victim.poll() is None, victim.communicate()
+        assert time.monotonic() < deadline, "the first run answered nothing"
+        time.sleep(0.02)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(30)
+    answered = _count(engine, ok)
+    assert 100 <= answered < n_prompts * samples  # really killed mid-run
+
+    stub.stats.reset()
+    rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["succeeded"] == n_prompts * samples and summary["skipped"] == answered
+    assert summary["api_requests"] == stub.stats.requests_total == n_prompts * samples - answered
+    assert f"skipped {answered:,} of {n_prompts * samples:,} calls already answered" in rerun.stderr
+    # Every (prompt, sample) has exactly one success in the group now.
+    assert _count(engine, ok) == n_prompts * samples
+    assert _count(engine, "SELECT count(*) FROM (SELECT r.request_hash FROM raw_calls r JOIN group_members m "
+                          "ON m.call_id = r.id JOIN groups g ON g.id = m.group_id WHERE g.name = 'resumable' "
+                          "AND r.status = 'success' GROUP BY r.request_hash HAVING count(*) > 1) d") == 0

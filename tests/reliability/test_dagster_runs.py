@@ -14,7 +14,7 @@ import yaml
 from sqlalchemy import text
 
 from studyllm_pipeline.definitions import SWEEP_ASSETS
-from studyllm_pipeline.demo import PREPARE
+from studyllm_pipeline.jobs import PREPARE
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.resources import EmbedderResource
 from support import TEST_API_KEY, dagster_instance_config, pg_dump

@@ -47,3 +47,39 @@ def test_fake_key_never_leaks_into_database_logs_or_output(db_env, stub, tmp_pat
     assert FAKE_KEY not in dump
     logs = list((home / "logs").glob("*.log*"))
     assert logs and all(FAKE_KEY not in log.read_text() for log in logs)
+
+
+def test_a_placeholder_key_never_rewrites_data_and_key_like_text_is_kept(db_env, stub, tmp_path):
+    """OPENAI_COMPATIBLE_API_KEY=ollama (Ollama's placeholder): every "ollama" in prompts, replies, texts and
+    model names is stored as written; key-shaped strings matching no configured secret are stored verbatim."""
+    env = {**db_env, "OPENAI_COMPATIBLE_API_KEY": "ollama"}
+    stub.faults.set(valid_keys=["ollama"])
+    shaped = "see sk-abcdefghijklmnop1234 and Bearer abcdefghijklmnop and api_key=abcdefghijklmnop"
+    texts = tmp_path / "t.txt"
+    texts.write_text(f"ollama runs llama3 locally\nwhy do people like ollama\n{shaped}\n")
+    base = ["--provider", "openai-compatible", "--base-url", stub.base_url, "--json"]
+    for args in (["embed", str(texts), "--model", "ollama-embed", *base],
+                 ["prompts", "run", str(texts), "--model", "ollama/llama3", *base, "--out", str(tmp_path / "o.jsonl")]):
+        result = subprocess.run([STUDYLLM_EXE, *args], env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+    dump = pg_dump(db_env["STUDYLLM_DATABASE_URL"])
+    assert "***" not in dump
+    assert "ollama runs llama3 locally" in dump and "stub reply: why do people like ollama" in dump
+    assert "ollama/llama3" in dump and "ollama-embed" in dump
+    assert shaped in dump  # in embedding_vectors.text and in the recorded requests
+    written = (tmp_path / "o.jsonl").read_text()
+    assert "stub reply: ollama runs llama3 locally" in written and shaped in written and "***" not in written
+
+
+def test_a_configured_key_pasted_into_a_prompt_is_masked_in_the_out_file(db_env, stub, tmp_path):
+    env = {**db_env, "OPENAI_COMPATIBLE_API_KEY": FAKE_KEY}
+    stub.faults.set(valid_keys=[FAKE_KEY])
+    prompts = tmp_path / "p.txt"
+    prompts.write_text(f"what does {FAKE_KEY} unlock\n")
+    out = tmp_path / "o.jsonl"
+    result = subprocess.run(
+        [STUDYLLM_EXE, "prompts", "run", str(prompts), "--provider", "openai-compatible", "--base-url", stub.base_url,
+         "--model", "stub-chat", "--out", str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    written = out.read_text()
+    assert FAKE_KEY not in written and "what does *** unlock" in written

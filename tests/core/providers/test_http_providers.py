@@ -122,6 +122,11 @@ FAULTS = [
     ("nan", errors.MalformedResponseError),
     ("wrong_dim", errors.MalformedResponseError),
     ("fewer_vectors", errors.MalformedResponseError),
+    ("zero_vectors", errors.MalformedResponseError),
+    ("html", errors.MalformedResponseError),
+    ("insufficient_quota", errors.QuotaExceededError),
+    ("context_length", errors.BadRequestError),
+    ("bad_request", errors.BadRequestError),
 ]
 
 
@@ -156,6 +161,12 @@ def test_each_fault_maps_to_its_error_class(name, stub, make_provider, run, api_
         assert api_key not in str(exc) and api_key not in json.dumps(info)
         assert exc.__context__ is None and exc.__cause__ is None  # no chained SDK exception quoting the body
     assert caught["rate_limit"].retry_after == 7.0 and caught["rate_limit"].status_code == 429
+    assert {k: caught[k].reason for k in ("malformed_json", "nan", "zero_vectors", "html", "fewer_vectors")} == {
+        "malformed_json": "truncated_json", "nan": "nan", "zero_vectors": "zero", "html": "not_json", "fewer_vectors": "count"}
+    assert "<!DOCTYPE html>" in caught["html"].message
+    assert caught["context_length"].cause == "input" and caught["bad_request"].cause is None
+    assert not caught["insufficient_quota"].retryable and "add credit" in caught["insufficient_quota"].message
+    assert caught["nan"].usage is not None and caught["nan"].usage.prompt_tokens == 4  # billed tokens kept
     assert caught["unavailable"].status_code == 503
     assert stub.stats.snapshot()["faults_injected"]["malformed_json"] == 1
 
@@ -197,6 +208,49 @@ def test_hang_past_client_timeout_is_a_timeout(name, stub, make_provider, run):
     exc, ok = run(go())
     assert exc.retryable and ok.vectors.shape == (1, DIM)
     assert stub.stats.snapshot()["requests_by_endpoint"][_endpoint(name, "embeddings")] == 2  # no hidden retries
+
+
+@pytest.mark.parametrize("name", HTTP_PROVIDERS)
+@pytest.mark.parametrize("kind", ["embeddings", "chat"])
+def test_timeout_bounds_the_whole_request(name, kind, stub, make_provider, run):
+    """A server trickling a valid answer one byte at a time: each read is quick, the request is not.
+    httpx's own timeouts bound each read; `timeout` must bound the whole request."""
+    stub.faults.set(drip_s=0.05)
+    stub.faults.fail_next(1, "slow_drip")
+
+    async def go():
+        p = make_provider(name, timeout=1.0)
+        try:
+            with pytest.raises(errors.ProviderTimeoutError) as info:
+                if kind == "chat":
+                    await p.chat([ChatMessage("user", "hi")], model="gpt-test")
+                else:
+                    await p.embed(["x"] * 4, model="emb-test")  # about 1 KB: 50 s at this pace
+        finally:
+            await p.aclose()
+        return info.value
+
+    exc = run(go())
+    assert "timed out after 1 s" in str(exc)
+    assert stub.stats.snapshot()["faults_injected"] == {"slow_drip": 1}
+
+
+@pytest.mark.parametrize("name", HTTP_PROVIDERS)
+@pytest.mark.parametrize("url, words", [("localhost:8000/v1", "no http:// or https:// scheme"),
+                                        ("ftp://host/v1", "scheme is ftp://"), ("http:///v1", "names no host")])
+def test_unusable_base_urls_fail_at_construction(name, url, words, api_key):
+    from studyllm_core.providers.registry import create_provider
+
+    key = "endpoint" if name == "azure" else "base_url"
+    with pytest.raises(errors.ConfigurationError, match=words):
+        create_provider(name, **{key: url}, api_key=api_key)
+
+
+@pytest.mark.parametrize("name", HTTP_PROVIDERS)
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "soon"])
+def test_unusable_timeouts_fail_at_construction(name, timeout, stub, make_provider):
+    with pytest.raises(errors.ConfigurationError, match="timeout must be a number of seconds above 0"):
+        make_provider(name, timeout=timeout)
 
 
 @pytest.mark.parametrize("name", HTTP_PROVIDERS)
@@ -245,7 +299,9 @@ def test_connection_refused_is_a_connection_error(run, api_key):
 
     for name in ("openai", "hyperbolic"):
         exc = run(go(name))
+        assert isinstance(exc, errors.ConnectFailedError), exc
         assert exc.retryable and api_key not in str(exc)
+        assert "cannot connect to http://127.0.0.1:9/v1 (connection refused)" in str(exc)
 
 
 def test_unknown_model_for_known_model_list(stub, make_provider, run):

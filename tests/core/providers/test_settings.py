@@ -119,20 +119,39 @@ def test_env_example_lists_every_variable():
 
 
 def test_redact_masks_secrets_and_key_shaped_tokens():
-    msg = "bad key sk-abcdefghijklmnop; Authorization: Bearer abc.def-123456789; api_key=xyzxyzxyz123 mine=hunter22"
-    out = redact(msg, ["hunter22", None, ""])
-    for secret in ("sk-abcdefghijklmnop", "abc.def-123456789", "xyzxyzxyz123", "hunter22"):
+    msg = ("bad key sk-abcdefghijklmnop; Authorization: Bearer abc.def-123456789; api_key=xyzxyzxyz123 "
+           "mine=hunter22hunter22hunter")
+    out = redact(msg, ["hunter22hunter22hunter", None, ""])
+    for secret in ("sk-abcdefghijklmnop", "abc.def-123456789", "xyzxyzxyz123", "hunter22hunter22hunter"):
         assert secret not in out
     assert out.startswith("bad key ***") and redact("", ["x"]) == ""
     assert redact("a cat", ["a"]) == "a cat"  # too short to be a key: left alone
 
 
 def test_redact_many_masks_only_the_texts_that_hold_a_secret(monkeypatch):
-    monkeypatch.setenv("SOME_SERVICE_TOKEN", "tok-4242-secret")
-    texts = ["plain text", "uses tok-4242-secret here", "", "BEARER abcdefgh12345", "plain text"]
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", "tok-4242-secret-xyz")
+    texts = ["plain text", "uses tok-4242-secret-xyz here", "", "BEARER abcdefgh12345", "plain text"]
     assert redact_many(texts) == ["plain text", "uses *** here", "", "BEARER ***", "plain text"]
     clean = ["nothing here", "nor here"]
     assert redact_many(clean) == clean and redact_many([]) == []
+
+
+@pytest.mark.parametrize("value, secret", [
+    ("ollama", False), ("lm-studio", False), ("EMPTY", False), ("sk-no-key-required", False),
+    ("tok-4242-secret", False),  # 15 characters: too short
+    ("sk-proj-4f9aC2e8b1d7", True), ("0123456789abcdef0123456789abcdef", True), ("AbCdEfGhIjKlMnOpQr", True),
+])
+def test_only_values_that_look_like_secrets_are_masked(monkeypatch, value, secret):
+    from studyllm_core.redaction import redact_data
+
+    monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", value)
+    text = f"the text says {value} and more"
+    assert (redact_data(text) != text) is secret
+    if not value.startswith("sk-"):  # messages also mask anything shaped like an sk- key, configured or not
+        assert (redact(text) != text) is secret
+    # Key-shaped words that are no configured secret: masked in messages, kept in data.
+    shaped = "look: sk-abcdefghijklmnop1234"
+    assert redact(shaped) == "look: ***" and redact_data(shaped) == shaped
 
 
 def test_parse_retry_after_forms():

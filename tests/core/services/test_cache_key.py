@@ -23,9 +23,12 @@ def test_normalisation_collapses_exactly_the_whitespace_the_regex_did():
 
 def test_prepare_text_reports_unusable_inputs():
     assert prepare_text("  hello \n world ") == (None, "hello world")
-    assert prepare_text(" \t\x00 ")[0] == "empty or whitespace-only text"
+    assert prepare_text(" \t\u3000 ")[0] == "empty or whitespace-only text"
+    assert prepare_text(" \t\x00 ")[0] == "invalid text: a NUL character at character 2 (a binary file?)"
     assert prepare_text(b"bytes")[0] == "not a text (bytes)"
     assert prepare_text("bad \udcff byte")[0] == "invalid UTF-8 in the input"
+    assert prepare_text("json \ud800 escape")[0] == (
+        "invalid text: a lone surrogate (\\ud800) at character 5, which no encoding can hold")
     assert "exceeds the limit" in prepare_text("x" * 11, max_chars=10)[0]
 
 

@@ -112,14 +112,15 @@ def test_bad_key_is_attempted_once_and_stops_the_run(engine, stub):
 def test_unusable_texts_are_skipped_counted_and_recorded(engine, stub):
     inputs = ["fine", "", "   \t\n ", "nul\x00byte", "bad \udcff utf8", "x" * 1_000_000, "fine"]
     out = make_service(engine, stub).embed(inputs)
-    assert out.failed == 4 and sorted(out.failures) == [1, 2, 4, 5]
+    assert out.failed == 5 and sorted(out.failures) == [1, 2, 3, 4, 5]
     assert "empty" in out.failures[1] and "UTF-8" in out.failures[4] and "exceeds the limit" in out.failures[5]
-    assert out.unique == 2 and out.embedded == 2
+    assert "NUL character" in out.failures[3]  # refused, not silently removed
+    assert out.unique == 1 and out.embedded == 1
     assert np.isnan(out.vectors[1]).all() and np.isfinite(out.vectors[0]).all()
-    np.testing.assert_allclose(out.vectors[3], stub.embedding("nulbyte"), rtol=1e-6)
-    assert stub.stats.text_count("nulbyte")["total"] == 1
+    assert stub.stats.text_count("nulbyte")["total"] == 0
     rejected = RawCallRepository(engine).list(CallFilter(status="failed"))
-    assert len(rejected) == 4
+    assert len(rejected) == 5
+    assert "nul\ufffdbyte" in [c.request_json["input"][0] for c in rejected]  # the NUL shown, JSONB-safe
     assert all(c.error_json["type"] == "invalid_input" for c in rejected)
     assert max(len(c.request_json["input"][0]) for c in rejected) <= 2_000
 
@@ -133,16 +134,43 @@ def test_content_rejection_is_narrowed_to_the_offending_batch_half(engine, stub)
 
 
 def test_dimension_contradicting_the_cache_stops_the_run(engine, stub):
+    """The model behind a name changed on the same server: its new vectors contradict the cached dimension."""
     make_service(engine, stub).embed(texts(4))
-    from studyllm_core.testing import OpenAIStubServer
-
     embedding_module._validated_models.clear()
-    with OpenAIStubServer(dim=24, api_keys=[KEY]) as other:
-        with pytest.raises(DimensionMismatchError, match="returned 24-dimensional vectors, but 16"):
-            make_service(engine, other).embed(texts(8, "new"))
+    stub.dim = 24
+    with pytest.raises(DimensionMismatchError, match="returned 24-dimensional vectors, but 16"):
+        make_service(engine, stub).embed(texts(8, "new"))
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM embedding_vectors")).scalar_one() == 4
         assert conn.execute(text("SELECT count(*) FROM embedding_leases")).scalar_one() == 0
+
+
+def test_the_server_is_part_of_the_embedding_space(engine, stub):
+    """Two openai-compatible servers with one model name are two spaces: no vector of one is served for the
+    other, each raw call records the server, and a different dimension on the other server is no contradiction."""
+    from studyllm_core.testing import OpenAIStubServer
+
+    first = make_service(engine, stub).embed(texts(4))
+    with OpenAIStubServer(dim=24, api_keys=[KEY]) as other:
+        second = make_service(engine, other).embed(texts(4))
+        assert second.cached == 0 and second.embedded == 4 and second.vectors.shape == (4, 24)
+        assert other.stats.snapshot()["embedding_texts_unique"] == 4
+        again = make_service(engine, stub).embed(texts(4))  # the first server's vectors are still its own
+        assert again.cached == 4 and np.array_equal(again.vectors, first.vectors)
+        with engine.connect() as conn:
+            servers = dict(conn.execute(text("SELECT server, count(*) FROM embedding_vectors GROUP BY server")).all())
+            urls = set(conn.execute(text("SELECT request_json->>'base_url' FROM raw_calls")).scalars())
+        assert servers == {stub.base_url: 4, other.base_url: 4} and urls == {stub.base_url, other.base_url}
+
+
+def test_all_zero_vectors_are_never_cached(engine, stub):
+    stub.faults.fail_next(1, "zero_vectors", endpoint="embeddings")
+    out = make_service(engine, stub).embed(texts(4))
+    assert out.embedded == 4 and out.api_requests == 2  # the zero answer was retried like any malformed one
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM embedding_vectors WHERE norm = 0")).scalar_one() == 0
+        reason = conn.execute(text("SELECT error_json->>'reason' FROM raw_calls WHERE status = 'failed'")).scalar_one()
+    assert reason == "zero"
 
 
 def test_concurrent_runs_send_each_text_once(engine, stub):

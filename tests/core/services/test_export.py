@@ -39,7 +39,8 @@ def embed(engine, group: int, n: int, dim: int, model: str, prefix: str) -> tupl
     vectors = np.random.default_rng(len(prefix) + n).normal(size=(n, dim)).astype(np.float32)
     hashes = [f"{prefix}{i:05d}" for i in range(n)]
     with engine.begin() as conn:
-        VectorRepository.store(conn, NewVectors(hashes, [f"{prefix} text {i}" for i in range(n)], vectors, "local", model, call_id))
+        VectorRepository.store(conn, NewVectors(hashes, [f"{prefix} text {i}" for i in range(n)], vectors, "local", model,
+                                                call_id, group_id=group))
     return hashes, vectors
 
 
@@ -137,3 +138,30 @@ def test_bad_input_writes_nothing(engine, study, tmp_path):
     assert [p.name for p in (tmp_path / "c").iterdir()] == ["keep.txt"]
     with pytest.raises(InputError, match="--format must be one of parquet, csv, jsonl"):
         service.export("study", tmp_path / "d", "xlsx")
+
+
+def test_export_of_a_group_holds_exactly_its_texts_not_the_rest_of_a_shared_call(engine, stub, tmp_path):
+    """Run A embeds 40 texts in one API call; run B uses 5 of them from the cache (so A's call joins B's
+    group). Exporting B writes B's 5 embeddings, not the 40 of the call they shared."""
+    from studyllm_core.providers.registry import create_provider
+    from studyllm_core.services.embedding import EmbeddingService
+    from support import TEST_API_KEY
+
+    def service():
+        provider = create_provider("openai-compatible", base_url=stub.base_url, api_key=TEST_API_KEY)
+        return EmbeddingService(engine, provider, provider_name="openai-compatible", model="stub-embedding", batch_size=64)
+
+    texts = [f"shared call text {i}" for i in range(40)]
+    service().embed(texts, group_name="run-a")
+    mine = [texts[3], texts[7], texts[11], texts[20], texts[39], "a text only B has"]
+    b = service().embed(mine, group_name="run-b")
+    assert b.cached == 5 and b.embedded == 1
+
+    result = ExportService(engine).export("run-b", tmp_path / "b", "parquet")
+    [space] = result.embeddings
+    index = pd.read_parquet(space["index"].path)
+    assert sorted(index["text"]) == sorted(mine)
+    vectors = np.load(space["vectors"].path)
+    np.testing.assert_allclose(vectors[list(index["text"]).index(texts[7])], stub.embedding(texts[7]), rtol=1e-6)
+    a = ExportService(engine).export("run-a", tmp_path / "a", "parquet")
+    assert a.embeddings[0]["vectors"].rows == 40  # A's own items, not B's extra text

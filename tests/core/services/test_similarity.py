@@ -126,3 +126,32 @@ def test_explain_uses_the_hnsw_index_at_100k_vectors(engine):
     found = service.search_vector(query, "local", "all-MiniLM-L6-v2", k=10)
     order, _ = brute_force(data, query, 10)
     assert len(set(found["request_hash"]) & {f"h{i:08d}" for i in order}) >= 9  # HNSW is approximate; recall@10
+
+
+@pytest.mark.parametrize("dimension, method", [(3_072, "halfvec"), (4_100, "exact")])
+def test_models_over_2000_dimensions_are_searched(engine, dimension, method):
+    """text-embedding-3-large has 3,072 dimensions: past pgvector's 2,000 for a `vector` HNSW index. It gets a
+    `halfvec` HNSW index (up to 4,000 dimensions); larger spaces are searched exactly."""
+    rng = np.random.default_rng(7)
+    data = rng.normal(size=(300, dimension)).astype(np.float32)
+    hashes = store(engine, data, model="big")
+    service = SimilarityService(engine)
+    space = VectorSpace("p", "big", dimension)
+    for q in range(3):
+        query = data[q * 10] + rng.normal(scale=0.5, size=dimension).astype(np.float32)
+        found = service.search_vector(query, "p", "big", k=5)
+        order, distance = brute_force(data, query, 5)
+        assert list(found["request_hash"])[:3] == [hashes[i] for i in order[:3]]
+        np.testing.assert_allclose(found["distance"], distance, atol=2e-3 if method == "halfvec" else 1e-5)
+    repo = VectorRepository(engine)
+    with engine.begin() as conn:  # 300 rows: a sort is cheaper, so forbid it to see that the index can serve the query
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("EXPLAIN " + repo.nearest_sql(space, 5), {"q": repo._query_vector(data[0], space)})
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    if method == "halfvec":
+        assert repo.hnsw_index_ready(space)
+        assert f"Index Scan using {hnsw_index_name(space)}" in plan, plan
+    else:
+        assert service.ensure_index("p", "big", dimension) is None and "hnsw" not in plan
+    assert list(service.neighbours_of(hashes[5], k=3)["request_hash"])[0] != hashes[5]
