@@ -209,7 +209,7 @@ def _demo_text(report: dict) -> str:
     lines = [
         f"demo sweep over K={report['k_min']}..{report['k_max']} on {report['texts']} texts "
         f"({report['labels']} labelled topics), {report['seconds']:.1f} s",
-        f"best K: {report['best_k']}  (highest score: mean of (silhouette + 1) / 2 and restart stability; --json has the full rule)",
+        f"best K: {(report.get('choice') or {}).get('text', 'none')}  (--json has the rule in words)",
     ]
     best = report.get("best") or {}
     if best.get("label_metrics"):

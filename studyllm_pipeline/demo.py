@@ -86,6 +86,7 @@ def run_demo(
         "k_max": high,
         "best_k": report.best_k,
         "rule": report.choice.rule if report.choice else None,
+        "choice": report.choice.to_dict() if report.choice else None,
         "missing": report.problem(),
         "best": next((r for r in per_k if r["k"] == report.best_k), None),
         "per_k": per_k,

@@ -296,7 +296,9 @@ def _stable_choice(ks: list[int], values: Mapping[int, float], tolerance: float,
     """The stability rules on one set of per-K values: (chosen K, the K within `tolerance` of the best)."""
     best = max(values[k] for k in ks)
     stable = [k for k in ks if values[k] >= best - tolerance]
-    return (max(stable) if largest else max(ks, key=lambda c: (values[c], -c))), stable
+    # the most stable K: exact ties (e.g. several K reproduced perfectly, ARI 1) go to the larger K, the
+    # finest partition the data reproduce as well as any coarser one (Ben-Hur et al.'s reading)
+    return (max(stable) if largest else max(ks, key=lambda c: (round(values[c], 9), c))), stable
 
 
 def _bootstrap_interval(
