@@ -115,9 +115,11 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "k": int(record["k"]),
         "status": record["status"],
         "reason": record.get("reason") if isinstance(record.get("reason"), str) else None,
-        "score": _num(record.get("score")),
+        "stability": _num(record.get("subsample_stability")),
+        "bic": _num(record.get("bic")),
         "silhouette": _num(record.get("silhouette")),
-        "stability": _num(record.get("stability_ari")),
+        "score": _num(record.get("score")),
+        "restart_agreement": _num(record.get("stability_ari")),
         "label_metrics": metrics if _num(metrics["nmi"]) is not None else None,
     }
 
