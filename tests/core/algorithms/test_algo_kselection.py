@@ -89,6 +89,13 @@ def test_the_largest_equally_stable_k_wins_over_coarser_merges():
     assert decide(KSelectionConfig(rule="stability_max"), table).k == 2
 
 
+def test_perfectly_stable_ks_tie_to_the_finest():
+    # Well separated blobs: K=2..5 are all reproduced exactly (ARI 1); the most stable K is then the
+    # finest of them, not the coarsest merge.
+    table = {k: {"objective": 10.0 - k, "stability": v} for k, v in {2: 1.0, 3: 1.0, 4: 1.0, 5: 1.0, 6: 0.87}.items()}
+    assert decide(KSelectionConfig(rule="stability_max"), table).k == 5
+
+
 def test_consensus_is_the_median_of_stability_bic_and_knee():
     # Most stable at 2 (a coarse level), BIC lowest at 8 (too many), knee at 5: the median is 5.
     objective = {2: 100.0, 3: 80.0, 4: 62.0, 5: 45.0, 6: 43.0, 7: 41.0, 8: 40.0}
