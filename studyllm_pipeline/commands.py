@@ -209,21 +209,21 @@ def _demo_text(report: dict) -> str:
     lines = [
         f"demo sweep over K={report['k_min']}..{report['k_max']} on {report['texts']} texts "
         f"({report['labels']} labelled topics), {report['seconds']:.1f} s",
-        f"best K: {report['best_k']}  (highest score: mean of (silhouette + 1) / 2 and restart stability; --json has the full rule)",
+        f"best K: {(report.get('choice') or {}).get('text', 'none')}  (--json has the rule in words)",
     ]
     best = report.get("best") or {}
     if best.get("label_metrics"):
         m = best["label_metrics"]
         lines.append(f"at best K: ACC {m['acc']:.3f}  NMI {m['nmi']:.3f}  ARI {m['ari']:.3f}")
     lines.append("")
-    lines.append(f"{'K':>3} {'score':>7} {'silh.':>7} {'stab.':>7} {'ACC':>6} {'NMI':>6}")
+    lines.append(f"{'K':>3} {'stab.':>7} {'BIC':>10} {'silh.':>7} {'ACC':>6} {'NMI':>6}")
     for row in report["per_k"]:
         if row["status"] != "done":
             lines.append(f"{row['k']:>3} {row['status']}" + (f": {row['reason']}" if row.get("reason") else ""))
             continue
         lm = row.get("label_metrics") or {}
         lines.append(
-            f"{row['k']:>3} {row['score']:>7.3f} {row['silhouette']:>7.3f} {_or_nan(row['stability']):>7.3f} "
+            f"{row['k']:>3} {_or_nan(row['stability']):>7.3f} {_or_nan(row['bic']):>10.1f} {row['silhouette']:>7.3f} "
             f"{_or_nan(lm.get('acc')):>6.3f} {_or_nan(lm.get('nmi')):>6.3f}"
         )
     lines.append("")

@@ -86,6 +86,7 @@ def run_demo(
         "k_max": high,
         "best_k": report.best_k,
         "rule": report.choice.rule if report.choice else None,
+        "choice": report.choice.to_dict() if report.choice else None,
         "missing": report.problem(),
         "best": next((r for r in per_k if r["k"] == report.best_k), None),
         "per_k": per_k,
@@ -114,9 +115,11 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "k": int(record["k"]),
         "status": record["status"],
         "reason": record.get("reason") if isinstance(record.get("reason"), str) else None,
-        "score": _num(record.get("score")),
+        "stability": _num(record.get("subsample_stability")),
+        "bic": _num(record.get("bic")),
         "silhouette": _num(record.get("silhouette")),
-        "stability": _num(record.get("stability_ari")),
+        "score": _num(record.get("score")),
+        "restart_agreement": _num(record.get("stability_ari")),
         "label_metrics": metrics if _num(metrics["nmi"]) is not None else None,
     }
 

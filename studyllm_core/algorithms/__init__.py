@@ -22,6 +22,7 @@ from .seeding import kmeans_plusplus
 from .subspaces import k_subspaces
 from .sweep import (
     BEST_K_RULE,
+    K_SELECTION,
     KChoice,
     KResult,
     KScores,
@@ -31,6 +32,7 @@ from .sweep import (
     choose_best_k,
     choose_k,
     cluster_restarts,
+    k_criteria,
     restart_seed,
     run_sweep,
     score_k,
@@ -39,6 +41,7 @@ from .sweep import (
 
 __all__ = [
     "BEST_K_RULE",
+    "K_SELECTION",
     "ClusteringResult",
     "KChoice",
     "KResult",
@@ -56,6 +59,7 @@ __all__ = [
     "coverage",
     "dispersion",
     "item_costs",
+    "k_criteria",
     "k_llmmeans",
     "k_subspaces",
     "kmeans_plusplus",

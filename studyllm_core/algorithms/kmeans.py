@@ -87,6 +87,7 @@ def k_llmmeans(
     tol: float = 1e-4,
     metric: str = "cosine",
     seed: int = 0,
+    anchor_weight: float = 0.0,
 ) -> ClusteringResult:
     """Cluster the rows of Z into K groups with k-LLMmeans (plain k-means++ / Lloyd when no LLM is given).
 
@@ -106,6 +107,13 @@ def k_llmmeans(
     method (`many(list of K text lists) -> K summaries`) gets each round's K calls at once instead,
     so a service can send them concurrently.
 
+    anchor_weight w (0 <= w <= 1, default 0: the schedule above) keeps the last round's summaries in
+    the clustering instead of using them only as a re-seeding: after the last round every Lloyd
+    centroid is (1 - w) x its members' mean + w x its summary centroid (re-normalised for cosine), so
+    the clusters settle around the summaries (a variant the k-LLMmeans paper discusses). Whether that
+    helps depends on the summaries: docs/methods.md measures it with offline summaries (it costs NMI)
+    and with ideal ones (it gains).
+
     metric="cosine" is spherical k-means (rows and centroids unit-normalised; objective sum of 1 - cos);
     "euclidean" minimises the sum of squared distances. Stops on unchanged labels or when the summed
     squared centroid shift is <= tol x mean feature variance (scikit-learn's convention). Deterministic
@@ -118,6 +126,8 @@ def k_llmmeans(
     max_iter = check_positive_int(max_iter, "max_iter")
     if not np.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}.")
+    if not (isinstance(anchor_weight, (int, float)) and 0.0 <= anchor_weight <= 1.0):
+        raise ValueError(f"anchor_weight must be a number in [0, 1], got {anchor_weight!r}.")
     use_llm = summarize is not None or embed is not None
     if use_llm:
         if summarize is None or embed is None:
@@ -152,6 +162,8 @@ def k_llmmeans(
             state, texts, summarize, embed, project, samples_per_cluster, rng
         )
         state.set_centroids(summary_centroids)
+    if anchor_weight > 0 and summary_centroids is not None:
+        state.anchor(summary_centroids, anchor_weight)
     steps, converged = state.run(max_iter - n_iter)
     n_iter += steps
     state.settle()

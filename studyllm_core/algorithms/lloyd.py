@@ -36,6 +36,8 @@ class Lloyd:
         self.counts = np.zeros(k, dtype=np.int64)
         self.centroids = np.empty((k, x.shape[1]), dtype=x.dtype)
         self.consistent = False  # labels are the nearest-centroid labels of the current centroids
+        self.anchors: np.ndarray | None = None  # (K, dim) float64: centroids are pulled toward these
+        self.anchor_weight = 0.0
         self.upper: np.ndarray | None = None  # >= distance to own centroid (None: bounds unknown)
         self.lower: np.ndarray | None = None  # <= distance to every other centroid
         # Round-off allowance of the GEMM distance identity, in squared-distance units per item.
@@ -46,6 +48,12 @@ class Lloyd:
         self.centroids = np.array(centroids, dtype=self.x.dtype, order="C")
         self.consistent = False
         self.upper = self.lower = None
+
+    def anchor(self, anchors: np.ndarray, weight: float) -> None:
+        """From now on every centroid update is (1 - weight) x the members' mean + weight x its anchor
+        (re-normalised when spherical); the distance bounds stay valid as for any centroid move."""
+        self.anchors = np.asarray(anchors, dtype=np.float64)
+        self.anchor_weight = float(weight)
 
     def _bounds_from(self, d1: np.ndarray, d2: np.ndarray, slack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         upper = np.sqrt(d1.astype(np.float64) + slack)
@@ -137,6 +145,12 @@ class Lloyd:
             means[degenerate] = self.centroids[degenerate]
             norms[degenerate] = np.linalg.norm(means[degenerate], axis=1)
             means /= norms[:, None]
+        if self.anchors is not None:
+            means = self.anchor_weight * self.anchors + (1.0 - self.anchor_weight) * means
+            if self.spherical:  # anchor and mean pointing opposite ways: keep the anchor's direction
+                norms = np.linalg.norm(means, axis=1)
+                means[norms <= 1e-12] = self.anchors[norms <= 1e-12]
+                means /= np.linalg.norm(means, axis=1)[:, None]
         return means.astype(self.x.dtype)
 
     def _move_centroids(self, new: np.ndarray) -> float:

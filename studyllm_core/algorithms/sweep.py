@@ -1,16 +1,18 @@
 """Sweep over the number of clusters K: several seeded restarts per K, quality and stability measures
-for each, and a stated rule for choosing K."""
+for each, and a stated rule for choosing K (kselection's default rule, on criteria each K records)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .kmeans import Embed, Project, Summarize, k_llmmeans
+from .kselection import KSelectionConfig, decide, rule_text
+from .kselection import criteria as selection_criteria
 from .metrics import (
     DEFAULT_SILHOUETTE_SAMPLE,
     Silhouette,
@@ -29,6 +31,12 @@ from .validation import as_matrix, check_metric, check_positive_int
 
 METHODS = ("kllmmeans", "ksubspaces")
 SUMMARIZE_RESTARTS = ("all", "best")
+# How K is chosen: kselection's default rule ("consensus"), picked on benchmarks/k_selection.py
+# (docs/methods.md). Each K records the criteria it needs (K_CRITERIA) when it is swept, so the choice
+# is made from the per-K rows alone: the CLI's sweep, its recipe and the Dagster report decide alike.
+K_SELECTION = KSelectionConfig()
+K_CRITERIA = ("objective", "subsample_stability", "bic")
+# The descriptive `score` column of every K (it chose K before kselection; the benchmark's baseline).
 BEST_K_RULE = (
     "best_k maximises score = mean of (silhouette + 1) / 2 and the mean pairwise ARI between restarts "
     "(both in [0, 1]; a term that is undefined, e.g. stability with one restart, is left out); ties go "
@@ -179,7 +187,8 @@ class KScores:
     coverage: float
     dispersion: float
     label_metrics: dict[str, float] | None
-    score: float  # see BEST_K_RULE
+    score: float  # see BEST_K_RULE (descriptive: K is chosen by K_SELECTION)
+    criteria: dict[str, float] = field(default_factory=dict)  # K_CRITERIA of this K (and stability's spread)
 
     def to_row(self) -> dict[str, Any]:
         """Flat JSON-able row (NaN -> None); acc/nmi/ari only when ground truth was given."""
@@ -193,9 +202,23 @@ class KScores:
                 "stability_ari_std": self.stability.std_ari,
                 "coverage": self.coverage,
                 "dispersion": self.dispersion,
+                **self.criteria,
                 **(self.label_metrics or {}),
             }
         )
+
+
+def k_criteria(Z: np.ndarray, chosen: ClusteringResult, seed: int) -> dict[str, float]:
+    """What K_SELECTION needs from one K, computed on the vectors the sweep clustered: the objective,
+    the subsampling stability at K (same half-samples for every K of a seed) and the mixture BIC of
+    the chosen partition."""
+    row = selection_criteria(Z, [chosen], K_SELECTION, seed)[chosen.k]
+    return {
+        "objective": float(row["objective"]),
+        "subsample_stability": float(row["stability"]),
+        "subsample_stability_sd": float(row["stability_sd"]),
+        "bic": float(row["bic"]),
+    }
 
 
 def score_k(
@@ -205,10 +228,12 @@ def score_k(
     costs: np.ndarray,
     config: SweepConfig,
     truth: np.ndarray | None = None,
+    criteria: Mapping[str, float] | None = None,
 ) -> KScores:
     """Score one K from its chosen labels, every restart's labels and the per-item costs (item_costs):
     silhouette (sampled above config.silhouette_sample_size items), stability across restarts,
-    coverage, dispersion (mean cost), label metrics against `truth`, and the score of BEST_K_RULE."""
+    coverage, dispersion (mean cost), label metrics against `truth`, the score of BEST_K_RULE, and
+    the K-selection `criteria` (k_criteria) passed through."""
     labels = np.asarray(labels)
     sil = silhouette(Z, labels, config.metric, config.silhouette_sample_size, seed=config.seed)
     stab = stability(list(restart_labels))
@@ -221,6 +246,7 @@ def score_k(
         dispersion=float(np.mean(costs)),
         label_metrics=label_metrics(truth, labels) if truth is not None else None,
         score=float(np.mean(terms)) if terms else -math.inf,
+        criteria=dict(criteria or {}),
     )
 
 
@@ -240,30 +266,69 @@ def sweep_k(
     restarts = cluster_restarts(Z, texts, k, config, summarize=summarize, embed=embed, project=project)
     chosen = restarts.chosen
     costs = item_costs(Z, chosen.labels, chosen.centroids, config.metric)
-    scores = score_k(Z, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth)
+    scores = score_k(Z, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth,
+                     criteria=k_criteria(Z, chosen, config.seed))
     reps = representatives(Z, chosen.labels, chosen.centroids, config.n_representatives, config.metric)
     return KResult(restarts=restarts, scores=scores, representatives=reps, costs=costs)
 
 
 @dataclass(frozen=True)
 class KChoice:
-    """The chosen K, the rule that chose it, and whatever else the rule reports (e.g. an interval)."""
+    """The chosen K (None when the rule could not decide: `details["notes"]` say why), the rule in
+    words, and what else the rule reports: `interval` (a plausible K range) and `notes` (an edge of
+    the swept range, what each criterion chose)."""
 
-    k: int
+    k: int | None
     rule: str
     details: dict[str, Any]
 
+    @property
+    def interval(self) -> tuple[int, int] | None:
+        found = self.details.get("interval")
+        return (int(found[0]), int(found[1])) if found else None
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self.details.get("notes") or [])
+
+    def describe(self) -> str:
+        """One line for a report: the K and its interval, or why no K was chosen; then the notes."""
+        if self.k is None:
+            head = "no K chosen"
+        else:
+            low, high = self.interval or (self.k, self.k)
+            head = f"K = {self.k} (plausible {low}..{high})"
+        return "; ".join([head, *self.notes])
+
     def to_dict(self) -> dict[str, Any]:
-        return _json({"k": self.k, "rule": self.rule, **self.details})
+        return _json({"k": self.k, "rule": self.rule, **self.details, "text": self.describe()})
 
 
 def choose_k(per_k: Sequence[Mapping[str, Any]]) -> KChoice:
-    """Choose K from the per-K rows (KScores.to_row(): k, score, silhouette, stability_ari, ...).
-
-    The one call every caller makes (CLI sweep, Dagster report), so the rule is swapped here only.
-    """
-    best = choose_best_k({int(row["k"]): row.get("score") for row in per_k})
-    return KChoice(k=best, rule=BEST_K_RULE, details={})
+    """Choose K from the per-K rows (KScores.to_row(): k, objective, subsample_stability, bic, ...) by
+    K_SELECTION. The one call every caller makes (CLI sweep, Dagster report), so the rule lives here only.
+    Never a silent K: rows that lack the criteria, or a range the rule cannot decide, give k=None and a note."""
+    if not per_k:
+        raise ValueError("no K has been scored; cluster at least one K first.")
+    table, missing = {}, []
+    for row in per_k:
+        values = {name: row.get(name) for name in K_CRITERIA}
+        if any(v is None or not math.isfinite(float(v)) for v in values.values()):
+            missing.append(int(row["k"]))
+        table[int(row["k"])] = {"objective": values["objective"], "stability": values["subsample_stability"],
+                                "bic": values["bic"]}
+    if missing:
+        ks = ", ".join(map(str, sorted(missing)))
+        return KChoice(k=None, rule=rule_text(K_SELECTION), details={
+            "interval": None,
+            "notes": [f"K={ks} lack the K-selection criteria (swept by an older version, or not finite): "
+                      "sweep them again to choose K"],
+        })
+    selection = decide(K_SELECTION, table)
+    return KChoice(k=selection.k, rule=selection.rule, details={
+        "interval": list(selection.interval) if selection.interval else None,
+        "notes": selection.notes,
+    })
 
 
 def choose_best_k(scores: Mapping[int, float]) -> int:
@@ -329,8 +394,8 @@ class KResult:
 class SweepResult:
     config: SweepConfig
     per_k: list[KResult]
-    best_k: int
-    rule: str = BEST_K_RULE
+    best_k: int | None  # None when the rule could not decide (choice.notes say why)
+    rule: str = ""
     choice: KChoice | None = None
     pca: dict[str, Any] | None = None  # requested_dim, dim, clamped, explained_variance_ratio
     n_summarize_calls: int = 0
@@ -347,6 +412,7 @@ class SweepResult:
                 "config": asdict(self.config),
                 "best_k": self.best_k,
                 "rule": self.rule,
+                "choice": self.choice.to_dict() if self.choice else None,
                 "pca": self.pca,
                 "n_summarize_calls": self.n_summarize_calls,
                 "per_k": [item.to_dict() for item in self.per_k],

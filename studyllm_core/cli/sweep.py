@@ -118,25 +118,27 @@ def _human(p: dict[str, Any]) -> str:
         "",
     ]
     has_labels = any(row.get("nmi") is not None for row in p["per_k"])
-    columns = ["K", "score", "silhouette", "stability"] + (["ACC", "NMI", "ARI"] if has_labels else [])
+    columns = ["K", "stability", "BIC", "objective", "silhouette", "score"] + (["ACC", "NMI", "ARI"] if has_labels else [])
     rows = [
         {
             "K": str(r["k"]) + (" *" if r["k"] == p["best_k"] else ""),
-            "score": _num(r["score"]),
+            "stability": _num(r.get("subsample_stability")),
+            "BIC": _num(r.get("bic"), ".1f"),
+            "objective": _num(r.get("objective"), ".2f"),
             "silhouette": _num(r["silhouette"]),
-            "stability": _num(r["stability_ari"]),
+            "score": _num(r["score"]),
             "ACC": _num(r.get("acc")),
             "NMI": _num(r.get("nmi")),
             "ARI": _num(r.get("ari")),
         }
         for r in p["per_k"]
     ]
-    lines += [table(rows, columns), "", f"best K = {p['best_k']} (*): highest score = mean of (silhouette + 1) / 2 "
-              "and restart stability (pairwise ARI)"]
+    choice = p.get("choice") or {}
+    lines += [table(rows, columns), "", f"best K (*): {choice.get('text', 'none')}", f"rule: {choice.get('rule', '-')}"]
     files = p["files"]
     lines.append(f"wrote {files['report']}, {files['clusters']} and {len(files['labels'])} labels_kK.npy files")
     return "\n".join(lines)
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _num(value: float | None, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)

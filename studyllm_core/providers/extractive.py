@@ -1,9 +1,16 @@
 """The `extractive` provider: an offline, deterministic summariser behind the chat interface.
 
-In the spirit of k-NLPmeans, a cluster's summary is its most central sentence(s): sentences
-are TF-IDF vectors, and a sentence's centrality is its cosine similarity to the centroid of
-all sentences (for L2-normalised rows, the same ranking as mean similarity to the others).
-Ties go to the earlier sentence, so the same texts always give the same summary.
+Two models, chosen by the model name (`extractive` or `extractive:keyphrases` as a summarizer spec):
+
+* "tfidf-centroid" (default), in the spirit of k-NLPmeans: a cluster's summary is its most central
+  sentence(s): sentences are TF-IDF vectors, and a sentence's centrality is its cosine similarity to
+  the centroid of all sentences (for L2-normalised rows, the same ranking as mean similarity to the
+  others). The summary is a member's sentence, i.e. close to a medoid.
+* "keyphrases": a description written from the texts rather than picked from them: the words and
+  two-word phrases found in the most texts (English stop words left out), e.g.
+  "excel, vba macro, cell, worksheet" (see `describe_texts`).
+
+Ties go to the earlier sentence or phrase, so the same texts always give the same summary.
 
 Message format (what `chat` reads), so a summarisation service can build matching prompts:
 
@@ -27,13 +34,18 @@ from typing import Any, ClassVar
 import numpy as np
 
 from studyllm_core.providers.base import ChatMessage, ChatResponse, Provider, TokenUsage
-from studyllm_core.providers.errors import BadRequestError, ConfigurationError
+from studyllm_core.providers.errors import BadRequestError, ConfigurationError, ModelNotFoundError
 
 DEFAULT_MODEL = "tfidf-centroid"
+KEYPHRASES_MODEL = "keyphrases"
+MODELS = (DEFAULT_MODEL, KEYPHRASES_MODEL)
+DEFAULT_N_PHRASES = 8
 BULLET = "- "
 CONTINUATION = "  "
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|\n+")
+# Words keep inner + # . _ - (c++, c#, asp.net, jquery-ui); a lone letter or digit is a word too.
+_WORD = re.compile(r"[a-z0-9][a-z0-9+#._-]*[a-z0-9+#]|[a-z0-9]")
 
 
 def format_texts(texts: Iterable[str]) -> str:
@@ -114,6 +126,51 @@ def summarize_texts(texts: Sequence[str], n_sentences: int = 1) -> str:
     return " ".join(out)
 
 
+def _phrases(text: str, stop: frozenset[str]) -> list[str]:
+    """Candidate phrases of one text in order: content words and adjacent pairs of content words."""
+    words = [w for w in _WORD.findall(text.lower()) if len(w) > 1 and not w.isdigit()]
+    out: list[str] = []
+    for i, w in enumerate(words):
+        if w in stop:
+            continue
+        out.append(w)
+        if i + 1 < len(words) and words[i + 1] not in stop:
+            out.append(f"{w} {words[i + 1]}")
+    return out
+
+
+def describe_texts(texts: Sequence[str], n_phrases: int = DEFAULT_N_PHRASES) -> str:
+    """A keyphrase description of `texts`: up to `n_phrases` words or two-word phrases, most shared
+    first, joined by ", ". A phrase's weight is the number of texts it occurs in (a two-word phrase
+    needs at least two, and wins a tie with its words); a phrase sharing a word with one already
+    chosen is skipped, so the description names different things. Other ties: the phrase seen first. Texts without a content word
+    (only stop words) fall back to the most central sentence (`summarize_texts`)."""
+    if n_phrases < 1:
+        raise ValueError("n_phrases must be at least 1")
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    counts: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for text in texts:
+        for phrase in dict.fromkeys(_phrases(text or "", ENGLISH_STOP_WORDS)):
+            counts[phrase] = counts.get(phrase, 0) + 1
+            first.setdefault(phrase, len(first))
+    ranked = sorted(
+        (p for p in counts if " " not in p or counts[p] >= 2), key=lambda p: (-counts[p], -p.count(" "), first[p])
+    )
+    chosen: list[str] = []
+    used: set[str] = set()
+    for phrase in ranked:
+        words = set(phrase.split())
+        if words & used:
+            continue
+        chosen.append(phrase)
+        used |= words
+        if len(chosen) == n_phrases:
+            break
+    return ", ".join(chosen) or summarize_texts(texts)
+
+
 def _last_user_content(messages: Iterable[ChatMessage | Mapping[str, Any]]) -> str | None:
     content = None
     for m in messages:
@@ -124,7 +181,8 @@ def _last_user_content(messages: Iterable[ChatMessage | Mapping[str, Any]]) -> s
 
 
 class ExtractiveSummarizer(Provider):
-    """Summaries without a model or network: the most central sentence(s) of the texts in the prompt."""
+    """Summaries without a model or network: the most central sentence(s) of the texts in the prompt
+    (model "tfidf-centroid") or a keyphrase description of them (model "keyphrases")."""
 
     name: ClassVar[str] = "extractive"
 
@@ -143,6 +201,12 @@ class ExtractiveSummarizer(Provider):
         **params: Any,
     ) -> ChatResponse:
         start = time.perf_counter()
+        if model not in MODELS:
+            raise ModelNotFoundError(
+                f"extractive provider has no model {model!r}: use one of {', '.join(MODELS)} "
+                "(e.g. --summarizer extractive:keyphrases)",
+                provider=self.name,
+            )
         content = _last_user_content(messages)
         texts = texts_from_message(content) if content else []
         if not texts:
@@ -153,7 +217,10 @@ class ExtractiveSummarizer(Provider):
         n = int(params.get("n_sentences", self.n_sentences))
         if n < 1:
             raise BadRequestError("n_sentences must be at least 1", provider=self.name)
-        summary = await asyncio.to_thread(summarize_texts, texts, n)  # TF-IDF on big clusters: off the loop
+        if model == KEYPHRASES_MODEL:
+            summary = await asyncio.to_thread(describe_texts, texts, int(params.get("n_phrases", DEFAULT_N_PHRASES)))
+        else:
+            summary = await asyncio.to_thread(summarize_texts, texts, n)  # TF-IDF on big clusters: off the loop
         finish_reason = "stop"
         words = summary.split()
         if max_tokens is not None and len(words) > max_tokens:
@@ -167,7 +234,7 @@ class ExtractiveSummarizer(Provider):
             usage=TokenUsage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens),
             latency_ms=(time.perf_counter() - start) * 1000.0,
             finish_reason=finish_reason,
-            raw={"method": DEFAULT_MODEL, "n_texts": len(texts), "n_sentences": n},
+            raw={"method": model, "n_texts": len(texts), "n_sentences": n},
         )
 
     def __repr__(self) -> str:

@@ -65,7 +65,7 @@ class SweepOutcome:
     failures: dict[int, str] = field(default_factory=dict)  # input row -> why it has no vector
 
     @property
-    def best_k(self) -> int:
+    def best_k(self) -> int | None:
         return self.result.best_k
 
     def summary(self) -> dict[str, Any]:

@@ -331,8 +331,9 @@ def summaries_table(results: Sequence[KResult], rows: np.ndarray, texts: Sequenc
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-METRIC_COLUMNS = ["k", "status", "reason", "score", "silhouette", "silhouette_method", "stability_ari",
-                  "stability_ari_std", "coverage", "dispersion", "objective", "summarize_calls"]
+METRIC_COLUMNS = ["k", "status", "reason", "subsample_stability", "subsample_stability_sd", "bic", "objective",
+                  "score", "silhouette", "silhouette_method", "stability_ari", "stability_ari_std", "coverage",
+                  "dispersion", "summarize_calls"]
 
 
 def metrics_row(item: KResult) -> dict[str, Any]:
@@ -390,7 +391,7 @@ def sweep_report(metrics: pd.DataFrame) -> SweepReport:
     done = table[table["status"] == DONE]
     rows = [{key: _plain(value) for key, value in record.items()} for record in done.to_dict("records")]
     choice = choose_k(rows) if rows else None
-    table["best"] = table["k"] == (choice.k if choice else -1)
+    table["best"] = table["k"] == (choice.k if choice and choice.k is not None else -1)
     by_status = {status: {int(r.k): str(r.reason) for r in table.itertuples() if r.status == status}
                  for status in (FAILED, REFUSED)}
     not_run = [int(k) for k in table.loc[~table["status"].isin([DONE, FAILED, REFUSED]), "k"]]

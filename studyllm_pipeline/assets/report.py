@@ -45,19 +45,21 @@ def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):
     inputs = {k_group_name(name, dataset, int(k)): kind for k in done["k"]
               for name, kind in (("cluster_metrics", "metrics"), ("cluster_summaries", "summarization_batch"))}
     group_id = record_materialization(context, engine, inputs=inputs)
-    best = results.summaries(dataset, report.choice.k)
+    chosen = report.choice.k
+    best = results.summaries(dataset, chosen) if chosen is not None else None
     metadata = {
-        "best_k": report.choice.k,
+        "best_k": chosen,
+        "choice": report.choice.describe(),
         "rule": report.choice.rule,
-        "choice": dg.MetadataValue.json(report.choice.to_dict()),
+        "choice_details": dg.MetadataValue.json(report.choice.to_dict()),
         "k_swept": len(table),
         "k_done": len(done),
         "missing": report.problem() or "none",
         "per_k": markdown_table(table.round(4)),
-        "selection_curve": _curve(done, report.choice.k),
+        "selection_curve": _curve(done, chosen),
         "best_k_summaries": dg.MetadataValue.md("\n".join(
             f"- **{r.cluster}** ({r.size}): {r.summary or '; '.join(r.representatives[:2])}" for r in best.itertuples()
-        )),
+        ) if best is not None else f"no K chosen: {report.choice.describe()}"),
         "group_id": group_id,
     }
     yield dg.Output(table, metadata=metadata)
@@ -72,10 +74,10 @@ def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):
     )
 
 
-def _curve(done: pd.DataFrame, best_k: int) -> dg.MetadataValue:
+def _curve(done: pd.DataFrame, best_k: int | None) -> dg.MetadataValue:
     svg = line_chart_svg(
         done["k"].tolist(),
-        {c: done[c].tolist() for c in ("score", "silhouette", "stability_ari", "nmi") if c in done},
+        {c: done[c].tolist() for c in ("subsample_stability", "silhouette", "stability_ari", "nmi") if c in done},
         title="Selection curve over K",
         x_label="K",
         marker_x=best_k,

@@ -73,14 +73,15 @@ def test_human_output_is_a_table_per_k(cli, env, corpus, tmp_path, stub):
     assert with_labels.returncode == 0, with_labels.stderr
     lines = with_labels.stdout.splitlines()
     header = next(line for line in lines if line.startswith("K "))
-    assert header.split() == ["K", "score", "silhouette", "stability", "ACC", "NMI", "ARI"]
-    assert any(line.startswith("3 *") for line in lines) and "best K = 3" in with_labels.stdout
+    assert header.split() == ["K", "stability", "BIC", "objective", "silhouette", "score", "ACC", "NMI", "ARI"]
+    assert any(line.startswith("rule: the median of three Ks") for line in lines)
+    assert any(line.startswith("3 *") for line in lines) and "best K (*): K = 3" in with_labels.stdout
     assert "summarize_calls 0" in with_labels.stdout
 
     plain = cli(sweep_args(corpus, tmp_path / "b", stub), env)
     assert plain.returncode == 0, plain.stderr
     header = next(line for line in plain.stdout.splitlines() if line.startswith("K "))
-    assert header.split() == ["K", "score", "silhouette", "stability"]
+    assert header.split() == ["K", "stability", "BIC", "objective", "silhouette", "score"]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The whole sweep graph on a small dataset and a K range of two, on a Postgres-backed test instance."""
+"""The whole sweep graph on a small dataset and a K range of three (the fewest the K rule compares), on a Postgres-backed test instance."""
 
 from pathlib import Path
 
@@ -34,7 +34,7 @@ def run(instance, resources, selection, partition_key, run_config=None):
     )
 
 
-def materialize_all(instance, resources, path, ks=(2, 3)):
+def materialize_all(instance, resources, path, ks=(2, 3, 4)):
     """Prepare; sweep the K partitions in one run (as a single-run backfill does); report."""
     instance.add_dynamic_partitions(datasets.name, ["small"])
     config = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path), "label_column": "label"}}}}
@@ -51,10 +51,14 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     assert len(checks) == 3 + 2  # snapshot, embeddings, pca; the report's provenance and K checks
     assert all(c.passed for c in checks)
     materialized = {(e.asset_key.to_user_string(), e.partition) for e in results[1].asset_materializations_for_node("sweep")}
-    assert materialized == {(a, f"small|{k}") for a in ("clusters", "cluster_summaries", "cluster_metrics") for k in (2, 3)}
+    assert materialized == {(a, f"small|{k}") for a in ("clusters", "cluster_summaries", "cluster_metrics") for k in (2, 3, 4)}
 
     report = results[-1].asset_value("sweep_report")
-    assert sorted(report["k"]) == [2, 3] and report["best"].sum() == 1 and set(report["status"]) == {"done"}
+    assert sorted(report["k"]) == [2, 3, 4] and report["best"].sum() == 1 and set(report["status"]) == {"done"}
+    assert report.loc[report["best"], "k"].item() == 3  # the three topics
+    metadata = results[-1].asset_materializations_for_node("sweep_report")[0].metadata
+    assert metadata["best_k"].value == 3 and metadata["choice"].value.startswith("K = 3")
+    assert "BIC" in metadata["rule"].value
     assert {"silhouette", "stability_ari", "nmi", "acc", "score"} <= set(report.columns)
 
     # Every artifact on disk matches its call_artifacts row; every output was recorded.
@@ -62,7 +66,7 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
         artifacts = conn.execute(text("SELECT uri, sha256, byte_size FROM call_artifacts")).all()
     paths = {Path(uri.removeprefix("file://")): (sha, size) for uri, sha, size in artifacts}
     # snapshot, embeddings, projection, basis; clusters, summaries, metrics of each K; report
-    assert len(paths) == 4 + 3 * 2 + 1
+    assert len(paths) == 4 + 3 * 3 + 1
     for path, (sha, size) in paths.items():
         assert path.exists() and sha256_of(path) == sha and path.stat().st_size == size
 
@@ -80,9 +84,7 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     assert inputs("clusters[small|2]") == ["dataset_snapshot[small]", "pca_basis[small]", "pca_projection[small]"]
     assert inputs("cluster_summaries[small|3]") == ["clusters[small|3]"]
     assert inputs("cluster_metrics[small|3]") == ["clusters[small|3]"]
-    assert inputs("sweep_report[small]") == [
-        "cluster_metrics[small|2]", "cluster_metrics[small|3]", "cluster_summaries[small|2]", "cluster_summaries[small|3]",
-    ]
+    assert inputs("sweep_report[small]") == [f"{name}[small|{k}]" for name in ("cluster_metrics", "cluster_summaries") for k in (2, 3, 4)]
     run_group = groups.lookup("run", "sweep[small]")
     steps = [g.name for g in groups.get_run_step_sequence(run_group.id)]
     assert steps[:3] == ["dataset_snapshot[small]", "embeddings[small]", "pca_projection[small]"] and steps[-1] == "sweep_report[small]"

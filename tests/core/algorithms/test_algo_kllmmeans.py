@@ -160,6 +160,38 @@ def test_project_maps_summary_embeddings(blobs):
     assert result.summary_centroids.shape == (3, 4)
 
 
+class OffsetLLM(FakeLLM):
+    """The summary of a cluster embeds as the first sampled item shifted by a fixed offset: a summary
+    that is consistently off the members' mean, so anchoring to it must show."""
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return super().embed(texts) + np.array([0.0, 3.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_anchor_weight_pulls_the_final_centroids_to_the_summaries(blobs, metric):
+    x, _ = blobs(600, 3, 4, seed=11)
+    x = x + 20.0  # away from the origin, so cosine centroids have a direction to keep
+    llm = OffsetLLM(x)
+    settings = dict(summarize=llm.summarize, embed=llm.embed, llm_rounds=2, metric=metric, seed=0)
+    free = k_llmmeans(x, llm.texts, 3, **settings)
+    assert k_llmmeans(x, llm.texts, 3, **settings, anchor_weight=0.0).objective == free.objective
+    pinned = k_llmmeans(x, llm.texts, 3, **settings, anchor_weight=1.0)
+    np.testing.assert_allclose(pinned.centroids, pinned.summary_centroids, atol=1e-6)
+    half = k_llmmeans(x, llm.texts, 3, **settings, anchor_weight=0.5)
+
+    def gap(r):  # distance of the final centroids from their summaries
+        return float(np.linalg.norm(r.centroids - r.summary_centroids))
+
+    assert gap(pinned) < gap(half) < gap(free)
+    assert np.isfinite(half.objective)
+
+
+def test_anchor_weight_out_of_range_is_rejected():
+    with pytest.raises(ValueError, match=r"anchor_weight must be a number in \[0, 1\]"):
+        k_llmmeans(np.random.default_rng(0).normal(size=(10, 2)), None, 2, anchor_weight=1.5)
+
+
 def test_duplicates_force_empty_clusters_without_nan():
     x = np.vstack([np.zeros((50, 3)), np.ones((3, 3))])
     result = k_llmmeans(x, None, 6, metric="euclidean", seed=0)

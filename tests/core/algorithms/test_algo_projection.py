@@ -55,6 +55,17 @@ def test_basis_round_trip():
         projection_from_basis(np.zeros(8))
 
 
+def test_uncentered_projection_keeps_the_offset_on_the_same_axes():
+    x = correlated(200, 8, seed=4) + 5.0
+    centred, kept = pca_svd_project(x, 3), pca_svd_project(x, 3, center=False)
+    np.testing.assert_allclose(kept.components, centred.components)
+    np.testing.assert_allclose(kept.Z, x @ kept.components.T, atol=1e-9)
+    np.testing.assert_allclose(kept.Z - centred.Z, np.tile(x.mean(axis=0) @ kept.components.T, (200, 1)), atol=1e-9)
+    assert not kept.centered and centred.centered
+    np.testing.assert_allclose(kept.transform(x[:5]), kept.Z[:5], atol=1e-9)
+    np.testing.assert_allclose(projection_from_basis(pca_basis(kept))(x[:5]), kept.Z[:5], atol=1e-9)
+
+
 def test_float32_stays_float32():
     x = correlated(200, 8).astype(np.float32)
     proj = pca_svd_project(x, 3)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from studyllm_core.algorithms import SweepConfig, choose_best_k, cluster_restarts, item_costs, run_sweep, score_k
+from studyllm_core.algorithms import SweepConfig, choose_best_k, cluster_restarts, item_costs, k_criteria, run_sweep, score_k
 
 
 def test_best_k_is_the_true_k_on_separated_blobs(blobs):
@@ -18,7 +18,8 @@ def test_best_k_is_the_true_k_on_separated_blobs(blobs):
     assert best.scores.label_metrics["acc"] > 0.95 and best.scores.label_metrics["ari"] > 0.95
     assert best.scores.stability.mean_ari == pytest.approx(1.0)
     assert [item.k for item in result.per_k] == list(range(2, 9))
-    assert "silhouette" in result.rule and "ARI" in result.rule
+    assert "stab" in result.rule and "BIC" in result.rule and "knee" in result.rule
+    assert result.choice.interval[0] <= 5 <= result.choice.interval[1]
 
 
 def test_best_k_with_cosine(directions):
@@ -139,7 +140,8 @@ def test_per_k_pieces_match_the_sweep(blobs):
     assert [r.objective for r in restarts.runs] == [r.objective for r in swept.restarts.runs]
     chosen = restarts.chosen
     costs = item_costs(x, chosen.labels, chosen.centroids, "cosine")
-    scores = score_k(x, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth=truth)
+    scores = score_k(x, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth=truth,
+                     criteria=k_criteria(x, chosen, config.seed))
     assert scores == swept.scores
     row = scores.to_row()
     assert row["k"] == 3 and row["stability_ari"] == pytest.approx(1.0) and row["acc"] > 0.95

@@ -7,6 +7,7 @@ import pytest
 from studyllm_core.providers import errors
 from studyllm_core.providers.base import ChatMessage
 from studyllm_core.providers.extractive import (
+    describe_texts,
     format_texts,
     rank_sentences,
     summarize_texts,
@@ -69,13 +70,32 @@ def test_chat_reads_last_user_message(run):
     assert r.text == summarize_texts(CLUSTER)
     assert (r.provider, r.model, r.finish_reason) == ("extractive", "tfidf-centroid", "stop")
     assert r.usage.prompt_tokens == sum(len(t.split()) for t in CLUSTER) and r.raw["n_texts"] == 5
-    r2 = run(p.chat(messages, model="x", n_sentences=2, max_tokens=3))
+    r2 = run(p.chat(messages, model="tfidf-centroid", n_sentences=2, max_tokens=3))
     assert len(r2.text.split()) == 3 and r2.finish_reason == "length"
+    r3 = run(p.chat(messages, model="keyphrases"))
+    assert r3.text == describe_texts(CLUSTER) and r3.model == "keyphrases" and r3.raw["method"] == "keyphrases"
+    with pytest.raises(errors.ModelNotFoundError, match="no model 'keyphrase'.*tfidf-centroid, keyphrases"):
+        run(p.chat(messages, model="keyphrase"))
+
+
+def test_keyphrases_describe_what_the_texts_share():
+    description = describe_texts(CLUSTER)
+    phrases = description.split(", ")
+    assert phrases[:2] == ["battery", "drains"] or phrases[:2] == ["phone", "battery"]  # in 3 of 5 texts each
+    assert description not in CLUSTER and len(phrases) == 8  # written, not picked
+    assert len({w for p in phrases for w in p.split()}) == sum(len(p.split()) for p in phrases)  # no word twice
+    assert describe_texts(CLUSTER) == description and describe_texts(CLUSTER, n_phrases=2) == ", ".join(phrases[:2])
+    # Two-word phrases need two texts; shared ones come through, ties go to the first seen.
+    assert describe_texts(["c++ template error", "c++ template question", "python"], 1) == "c++ template"
+    assert describe_texts(["the of and.", "a an the."]) == "the of and."  # only stop words: central sentence
+    assert describe_texts([]) == ""
+    with pytest.raises(ValueError):
+        describe_texts(CLUSTER, n_phrases=0)
 
 
 def test_chat_without_texts_and_embed_are_errors(run):
     p = create_provider("extractive")
     with pytest.raises(errors.BadRequestError, match="'- '"):
-        run(p.chat([ChatMessage("system", "hi")], model="x"))
+        run(p.chat([ChatMessage("system", "hi")], model="tfidf-centroid"))
     with pytest.raises(errors.UnsupportedOperation):
         run(p.embed(["x"], model="x"))

@@ -6,7 +6,7 @@ from studyllm_core.db.calls import RawCallRepository
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import InputError
 from studyllm_core.providers.errors import AuthenticationError, ContentFilterError
-from studyllm_core.providers.extractive import summarize_texts
+from studyllm_core.providers.extractive import describe_texts, summarize_texts
 from studyllm_core.providers.registry import create_provider
 from studyllm_core.services.retry import RetryPolicy
 from studyllm_core.services.summarization import NO_TEXTS, SummarizationService, summarizer_from_spec
@@ -51,6 +51,15 @@ def test_extractive_summaries_are_deterministic_and_recorded(engine, services):
     group = GroupRepository(engine).find_group("run-1", "summarization_batch")
     assert group.id == first.group_id and first.group_id != second.group_id
     assert sorted(GroupRepository(engine).member_ids(group.id)) == sorted(first.raw_call_ids)
+
+
+def test_extractive_keyphrases_model_writes_descriptions(engine, services):
+    service = summarizer_from_spec("extractive:keyphrases", engine)
+    services.append(service)
+    out = service.summarize_batch(CLUSTERS)
+    assert out.ok and out.summaries == [describe_texts(cluster) for cluster in CLUSTERS]
+    assert out.summaries[0].startswith("cat, mat") and out.summaries[1].startswith("stocks fell")
+    assert {c.model for c in RawCallRepository(engine).list()} == {"keyphrases"}
 
 
 def test_chat_summaries_through_the_stub_and_partial_failures_are_reported(engine, stub, services):

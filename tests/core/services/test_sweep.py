@@ -74,7 +74,7 @@ def test_recovers_the_topics_and_writes_recorded_files(engine, embedder, service
     assert by_k[3]["ari"] == pytest.approx(1.0) and by_k[3]["acc"] == pytest.approx(1.0)
     assert set(by_k) == {2, 3, 4, 5}
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["best_k"] == 3 and "silhouette" in report["rule"]
+    assert report["best_k"] == 3 and "BIC" in report["rule"] and report["choice"]["text"].startswith("K = 3")
     counts = report["counts"]
     assert (counts["texts"], counts["clustered"], counts["failed"], counts["summarize_calls"]) == (61, 60, 1, 0)
     assert report["failed_rows"] == [{"row": 7, "reason": "empty or whitespace-only text"}]

@@ -1,0 +1,289 @@
+"""How well each K-selection rule finds the true number of clusters, on labelled and synthetic sets.
+
+Run: python benchmarks/k_selection.py [--seeds 5] [--sets agnews_8000 syn_k10 ...] [--rules consensus bic ...]
+
+For every set (the labelled sets of /work/shared/data, embedded once with the packaged MiniLM and cached
+under benchmarks/out/; synthetic von Mises-Fisher blobs on the sphere with unequal sizes and overlapping
+sub-topics, generated from a fixed seed), the vectors are projected by PCA 50 as the sweep does and
+swept over about 0.5x-1.5x the true K (a step for large K) with the sweep's own per-K code
+(cluster_restarts with the default 5 restarts, score_k, representatives), once per seed. Then:
+
+- per rule (studyllm_core.algorithms.kselection: criteria() once per seed, decide() per rule; plus
+  today's silhouette + restart-ARI rule from the same sweep): the chosen K per seed, the mean and worst
+  relative error to the true K, whether every seed's K lies within 5% of their median, whether the
+  stated interval holds the true K, NMI at the chosen K minus NMI at the true K (same seed's sweep),
+  the CPU seconds the rule adds to a sweep and their ratio to the sweep's own (the peer), and the K it
+  picks when the same per-K criteria are cut to 0.5-1.1x and 0.8-1.5x the true K (a rule that follows
+  the swept range moves there); every seed's per-K criteria go to benchmarks/out/k_selection_<set>.pkl;
+- scikit-learn's HDBSCAN on the same projected (unit-normalised) vectors, the peer that chooses its own
+  number of clusters (BERTopic's way): cluster count, noise share, NMI (noise as one cluster).
+
+Goals for the default rule: within 20% of the true K on every set, the same K (+-5%) across seeds,
+NMI at the chosen K >= NMI at the true K - 1 point, at no more than 2x today's sweep time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _labelled import OUT, TRUE_K, load  # noqa: E402
+from studyllm_core.algorithms import (  # noqa: E402
+    SweepConfig,
+    choose_best_k,
+    cluster_restarts,
+    item_costs,
+    pca_svd_project,
+    representatives,
+    score_k,
+)
+from studyllm_core.algorithms.kselection import KSelectionConfig, criteria, decide  # noqa: E402
+
+PCA_DIM = 50
+DEFAULT_RULE = KSelectionConfig().rule
+RULES = ("stability", "stability_max", "bic", "gap", "knee", "consensus")
+TODAY = "today (silhouette + restart ARI)"
+
+
+@dataclass
+class DataSet:
+    name: str
+    x: np.ndarray
+    labels: np.ndarray
+    true_k: int
+    ks: list[int]
+
+
+def synthetic(n: int, k: int, parents: int, kappa: tuple[float, float], child_cos: float, alpha: float,
+              dim: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """von Mises-Fisher blobs on the unit sphere: k mean directions grouped under `parents` topics (each
+    child at cosine `child_cos` to its parent, so siblings overlap), concentrations drawn from `kappa`,
+    Dirichlet(alpha) sizes with at least 10 items per blob."""
+    from scipy.stats import vonmises_fisher
+
+    rng = np.random.default_rng(seed)
+    tops = rng.normal(size=(parents, dim))
+    tops /= np.linalg.norm(tops, axis=1, keepdims=True)
+    means = []
+    for c in range(k):
+        top = tops[c % parents]
+        side = rng.normal(size=dim)
+        side -= (side @ top) * top
+        means.append(child_cos * top + math.sqrt(1 - child_cos**2) * side / np.linalg.norm(side))
+    sizes = rng.multinomial(n - 10 * k, rng.dirichlet(np.full(k, alpha))) + 10
+    kappas = rng.uniform(*kappa, size=k)
+    x = np.vstack([vonmises_fisher(means[c], kappas[c]).rvs(sizes[c], random_state=rng) for c in range(k)])
+    return x.astype(np.float32), np.repeat(np.arange(k), sizes)
+
+
+SYNTHETIC = {
+    "syn_k10": dict(n=4000, k=10, parents=4, kappa=(25, 60), child_cos=0.75, alpha=2.0),
+    "syn_k30": dict(n=9000, k=30, parents=6, kappa=(25, 60), child_cos=0.75, alpha=2.0),
+    "syn_k60_unequal": dict(n=6000, k=60, parents=10, kappa=(30, 80), child_cos=0.75, alpha=0.7),
+}
+
+
+def k_range(true_k: int) -> list[int]:
+    """About 0.5x-1.5x the true K: every K up to 40 values, else a step that keeps about 25 values."""
+    low, high = max(2, round(0.5 * true_k)), max(round(1.5 * true_k), 3)
+    step = 1 if high - low <= 40 else max(1, round((high - low) / 24))
+    ks = list(range(low, high + 1, step))
+    if true_k not in ks:
+        ks = sorted(set(ks) | {true_k})
+    return ks
+
+
+def load_set(name: str) -> DataSet:
+    if name in SYNTHETIC:
+        x, labels = synthetic(**SYNTHETIC[name])
+        true_k = SYNTHETIC[name]["k"]
+    else:
+        data = load(name)
+        x, labels, true_k = data.vectors, data.labels, data.true_k
+    return DataSet(name, x, labels, true_k, k_range(true_k))
+
+
+def sweep(z: np.ndarray, truth: np.ndarray, ks: list[int], seed: int) -> tuple[dict, float]:
+    """The sweep's per-K work (what run_sweep does per K) over `ks`: chosen clustering, scores, NMI."""
+    config = SweepConfig(k_min=min(ks), k_max=max(ks), seed=seed, metric="cosine")
+    started = time.process_time()
+    per_k = {}
+    for k in ks:
+        restarts = cluster_restarts(z, None, k, config)
+        chosen = restarts.chosen
+        costs = item_costs(z, chosen.labels, chosen.centroids, config.metric)
+        scores = score_k(z, chosen.labels, [r.labels for r in restarts.runs], costs, config)
+        representatives(z, chosen.labels, chosen.centroids, config.n_representatives, config.metric)
+        per_k[k] = (chosen, scores)
+    elapsed = time.process_time() - started
+    from sklearn.metrics import normalized_mutual_info_score
+
+    out = {k: {"result": c, "score": s.score, "nmi": normalized_mutual_info_score(truth, c.labels)} for k, (c, s) in per_k.items()}
+    return out, elapsed
+
+
+def hdbscan_peer(z: np.ndarray, truth: np.ndarray) -> dict:
+    from sklearn.cluster import HDBSCAN
+    from sklearn.metrics import normalized_mutual_info_score
+
+    unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+    started = time.process_time()
+    labels = HDBSCAN(min_cluster_size=10, copy=True).fit_predict(unit)
+    return {
+        "clusters": int(labels.max()) + 1,
+        "noise": float(np.mean(labels < 0)),
+        "nmi": float(normalized_mutual_info_score(truth, labels)),
+        "seconds": time.process_time() - started,
+    }
+
+
+SHIFTED = ((0.5, 1.1), (0.8, 1.5))  # sub-ranges the same per-K results are re-decided on
+FAMILIES = {"stability": ("stability",), "bic": ("bic",), "gap": ("gap",), "knee": ()}
+RULE_FAMILIES = {"stability": ("stability",), "stability_max": ("stability",), "bic": ("bic",), "gap": ("gap",),
+                 "knee": ("knee",), "consensus": ("stability", "bic", "knee")}
+
+
+def fmt_ks(ks: list) -> str:
+    return " ".join("-" if k is None else str(k) for k in ks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--sets", nargs="+", default=[*TRUE_K, *SYNTHETIC], choices=[*TRUE_K, *SYNTHETIC])
+    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    parser.add_argument("--no-hdbscan", action="store_true")
+    args = parser.parse_args()
+
+    base = KSelectionConfig()
+    families = sorted({f for r in args.rules for f in RULE_FAMILIES[r]})
+    table = []
+    saved: dict[str, dict] = {}
+    nmi_at_true: dict[str, list[float]] = {}
+    for name in args.sets:
+        data = load_set(name)
+        z = pca_svd_project(data.x, PCA_DIM).Z
+        print(f"{name}: N={len(data.labels):,}, true K={data.true_k}, swept K={data.ks[0]}..{data.ks[-1]} "
+              f"({len(data.ks)} values)", flush=True)
+        rows = {rule: {"k": [], "dnmi": [], "seconds": [], "interval": [], "shifted": []} for rule in (TODAY, *args.rules)}
+        sweep_seconds = []
+        for seed in range(args.seeds):
+            per_k, elapsed = sweep(z, data.labels, data.ks, seed)
+            sweep_seconds.append(elapsed)
+            results = [per_k[k]["result"] for k in data.ks]
+            nmi_true = per_k[data.true_k]["nmi"]
+            nmi_at_true.setdefault(name, []).append(nmi_true)
+            crit: dict[int, dict[str, float]] = {k: {} for k in data.ks}
+            seconds = {}
+            for family in families:
+                started = time.process_time()
+                part = criteria(z, results, base, seed, FAMILIES[family])
+                seconds[family] = time.process_time() - started
+                for k, values in part.items():
+                    crit[k].update(values)
+            today = choose_best_k({k: v["score"] for k, v in per_k.items()})
+            picks = {TODAY: (today, None, 0.0, [])}
+            for rule in args.rules:
+                config = replace(base, rule=rule)
+                selection = decide(config, crit)
+                shifted = []
+                for low, high in SHIFTED:
+                    sub = {k: v for k, v in crit.items() if low * data.true_k - 1e-9 <= k <= high * data.true_k + 1e-9}
+                    shifted.append(decide(config, sub).k)
+                picks[rule] = (selection.k, selection.interval, sum(seconds[f] for f in RULE_FAMILIES[rule]), shifted)
+            for rule, (k, interval, secs, shifted) in picks.items():
+                rows[rule]["k"].append(k)
+                rows[rule]["dnmi"].append(per_k[k]["nmi"] - nmi_true if k is not None else math.nan)
+                rows[rule]["seconds"].append(secs)
+                rows[rule]["interval"].append(interval)
+                rows[rule]["shifted"].append(shifted)
+            print(f"  seed {seed}: sweep {elapsed:.1f} s; " + ", ".join(f"{r.split(' ')[0]}={p[0]}" for r, p in picks.items()),
+                  flush=True)
+            saved.setdefault(name, {})[seed] = {
+                "true_k": data.true_k, "nmi": {k: v["nmi"] for k, v in per_k.items()},
+                "criteria": {k: {n: v for n, v in row.items()} for k, row in crit.items()},
+                "sweep_cpu_s": elapsed, "rule_cpu_s": seconds,
+            }
+        peer = None if args.no_hdbscan else hdbscan_peer(z, data.labels)
+        table.append((data, rows, float(np.mean(sweep_seconds)), peer))
+        OUT.mkdir(parents=True, exist_ok=True)
+        with open(OUT / f"k_selection_{name}.pkl", "wb") as handle:  # per-K criteria, to re-decide offline
+            pickle.dump(saved[name], handle)
+
+    print()
+    print(f"Vectors: all-MiniLM-L6-v2 (labelled sets) or 64-d vMF blobs (syn_*), PCA {PCA_DIM}, spherical k-means, "
+          f"5 restarts per K (the sweep's cluster_restarts/score_k), seeds 0..{args.seeds - 1}.")
+    print(f"Selection settings: {base}")
+    print("Columns: chosen K per seed ('-': undecided); mean and worst relative error to the true K; every seed within "
+          "5% of the seeds' median; true K inside the stated interval (seeds); NMI at the chosen K minus NMI at the "
+          "true K (same seed's sweep, mean, points); the rule's CPU seconds per sweep (process time: the machine is shared) and their ratio to the sweep's own; "
+          f"K chosen from the same per-K results cut to {SHIFTED[0][0]}-{SHIFTED[0][1]}x and "
+          f"{SHIFTED[1][0]}-{SHIFTED[1][1]}x the true K (per seed): a rule that follows the range moves there; "
+          "hits: picks within 20% of the true K over the three ranges.")
+    head = (f"{'set':<16} {'K':>3} {'rule':<16} {'K per seed':<20} {'err':>5} {'worst':>5} {'±5%':>4} {'in int.':>7} "
+            f"{'ΔNMI':>6} {'s':>6} {'x sweep':>7}  {'K on 0.5-1.1x':<20} {'K on 0.8-1.5x':<20} {'hits':>5}")
+    print(head)
+    print("-" * len(head))
+    verdicts = []
+    robust: dict[str, list[int]] = {}
+
+    def within(k: int | None, true_k: int) -> bool:
+        return k is not None and abs(k - true_k) <= 0.2 * true_k
+
+    def hits(r: dict, true_k: int) -> str:
+        picks = r["k"] + [k for sh in r["shifted"] for k in sh]
+        return f"{sum(within(k, true_k) for k in picks)}/{len(picks)}"
+
+    for data, rows, sweep_s, peer in table:
+        for rule, r in rows.items():
+            ks = r["k"]
+            decided = [k for k in ks if k is not None]
+            errs = [abs(k - data.true_k) / data.true_k for k in decided]
+            med = float(np.median(decided)) if decided else math.nan
+            same = bool(decided) and len(decided) == len(ks) and all(abs(k - med) <= 0.05 * med for k in decided)
+            covered = sum(1 for i in r["interval"] if i and i[0] <= data.true_k <= i[1])
+            extra = float(np.mean(r["seconds"]))
+            dnmi = 100 * np.nanmean(r["dnmi"]) if decided else math.nan
+            label = "today" if rule == TODAY else rule
+            interval_txt = f"{covered}/{len(ks)}" if rule != TODAY else "n/a"
+            print(f"{data.name:<16} {data.true_k:>3} {label:<16} {fmt_ks(ks):<20} "
+                  f"{100 * np.mean(errs) if errs else math.nan:4.0f}% {100 * max(errs) if errs else math.nan:4.0f}% "
+                  f"{'yes' if same else 'no':>4} {interval_txt:>7} {dnmi:+6.2f} {extra:6.1f} {extra / sweep_s:6.2f}x  "
+                  f"{fmt_ks([sh[0] for sh in r['shifted']]) if rule != TODAY else '':<20} "
+                  f"{fmt_ks([sh[1] for sh in r['shifted']]) if rule != TODAY else '':<20} "
+                  f"{hits(r, data.true_k) if rule != TODAY else '':>5}")
+            if rule != TODAY:
+                total = robust.setdefault(rule, [0, 0])
+                total[0] += sum(1 for k in ks + [k for sh in r["shifted"] for k in sh] if within(k, data.true_k))
+                total[1] += len(ks) * (1 + len(SHIFTED))
+            if rule == DEFAULT_RULE:
+                ok = (len(decided) == len(ks) and max(errs) <= 0.2, same, dnmi >= -1.0, 1 + extra / sweep_s <= 2.0)
+                verdicts.append((data.name, ok))
+        if peer:
+            print(f"{data.name:<16} {data.true_k:>3} {'HDBSCAN peer':<16} {peer['clusters']} clusters, noise "
+                  f"{100 * peer['noise']:.1f}%, NMI {100 * peer['nmi']:.2f} (k-means at the true K: "
+                  f"{100 * np.mean(nmi_at_true[data.name]):.2f}), {peer['seconds']:.1f} s")
+        print(f"{data.name:<16} {'':>3} {'(sweep itself)':<16} {sweep_s:.1f} CPU s per seed")
+    print()
+    print("Within 20% of the true K over every set, seed and range (the full range and the two cut ones):")
+    for rule, (hit, total) in robust.items():
+        print(f"  {rule:<16} {hit}/{total} ({100 * hit / total:.0f}%)")
+    print()
+    print(f"Goals for the default rule ({DEFAULT_RULE}): within 20% of the true K on every set, the same K (±5%) "
+          "across seeds, NMI at the chosen K >= NMI at the true K - 1 point, sweep + rule <= 2x the sweep.")
+    for name, (err_ok, same_ok, nmi_ok, time_ok) in verdicts:
+        flags = [("within 20%", err_ok), ("same K ±5%", same_ok), ("ΔNMI >= -1", nmi_ok), ("<= 2x time", time_ok)]
+        print(f"  {name:<16} " + ", ".join(f"{t}: {'met' if ok else 'NOT met'}" for t, ok in flags))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""select_k: the stated rule finds a known K, says when it is at an edge, and says what it cannot decide."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from studyllm_core.algorithms import k_llmmeans
+from studyllm_core.algorithms.kselection import RULES, KSelectionConfig, decide, mixture_bic, select_k
+
+
+def sweep(x: np.ndarray, ks: range, metric: str = "cosine") -> list:
+    """The chosen (lowest objective of 3) clustering of every K, as a sweep would hand them over."""
+    return [min((k_llmmeans(x, None, k, metric=metric, seed=s) for s in range(3)), key=lambda r: r.objective) for k in ks]
+
+
+def vmf_like(n: int, k: int, d: int, seed: int, noise: float = 0.15, sizes: np.ndarray | None = None) -> np.ndarray:
+    """Directions around k orthogonal means (unequal sizes when given), like topic clusters on the sphere."""
+    rng = np.random.default_rng(seed)
+    means = np.linalg.qr(rng.normal(size=(d, k)))[0].T
+    labels = np.repeat(np.arange(k), sizes) if sizes is not None else np.arange(n) % k
+    return means[labels] + rng.normal(size=(labels.size, d)) * noise
+
+
+@pytest.fixture(scope="module")
+def five() -> tuple[np.ndarray, list]:
+    x = vmf_like(600, 5, 20, seed=1, sizes=np.array([240, 150, 100, 70, 40]))
+    return x, sweep(x, range(2, 10))
+
+
+def test_finds_the_known_k_with_an_interval_and_no_edge_note(five):
+    x, results = five
+    selection = select_k(x, results, seed=0)
+    assert selection.k == 5 and selection.decided
+    assert selection.interval[0] <= 5 <= selection.interval[1]
+    assert selection.notes == ["stability, BIC, knee chose stability 5, bic 5, knee 5"]
+    assert "median" in selection.rule and selection.config.rule == "consensus"
+    assert selection.criteria[5]["stability"] > selection.criteria[6]["stability"] + 0.03
+
+
+def test_the_stability_rule_finds_it_too_with_a_bootstrap_interval(five):
+    x, results = five
+    selection = select_k(x, results, KSelectionConfig(rule="stability"), seed=0)
+    assert selection.k == 5 and selection.interval == (5, 5) and selection.notes == []
+    assert "largest K" in selection.rule and "Ben-Hur" in selection.rule
+
+
+def test_euclidean_blobs(blobs):
+    x, _ = blobs(500, 4, 6, seed=3, spread=6.0)
+    selection = select_k(x, sweep(x, range(2, 8), metric="euclidean"), seed=1)
+    assert selection.k == 4
+
+
+@pytest.mark.parametrize("rule", ["bic", "knee", "stability_max", "consensus"])
+def test_the_other_rules_find_well_separated_clusters(five, rule):
+    x, results = five
+    assert select_k(x, results, KSelectionConfig(rule=rule)).k == 5
+
+
+def test_best_at_the_top_of_the_range_says_so(five):
+    x, results = five
+    selection = select_k(x, [r for r in results if r.k <= 5])
+    assert selection.k == 5
+    assert any("largest swept" in note and "sweep higher K" in note for note in selection.notes)
+
+
+def test_best_at_the_bottom_of_the_range_says_so(five):
+    x, results = five
+    selection = select_k(x, [r for r in results if r.k >= 5])
+    assert selection.k == 5
+    assert any("smallest swept" in note for note in selection.notes)
+
+
+def test_too_few_k_is_undecided_and_says_why(five):
+    x, results = five
+    selection = select_k(x, results[:2])
+    assert selection.k is None and not selection.decided and selection.interval == (2, 3)
+    assert "2 K value(s)" in selection.notes[0] and "at least 3" in selection.notes[0]
+    assert selection.criteria[2] == {"objective": results[0].objective}  # nothing costly was computed
+
+
+def test_the_largest_equally_stable_k_wins_over_coarser_merges():
+    # Like AG News: merging true topics (K=2, 3) is as reproducible as the true K=4; splitting one is not.
+    table = {2: 0.974, 3: 0.968, 4: 0.952, 5: 0.735, 6: 0.783}
+    table = {k: {"objective": 10.0 - k, "stability": v} for k, v in table.items()}
+    assert decide(KSelectionConfig(rule="stability"), table).k == 4
+    assert decide(KSelectionConfig(rule="stability_max"), table).k == 2
+
+
+def test_perfectly_stable_ks_tie_to_the_finest():
+    # Well separated blobs: K=2..5 are all reproduced exactly (ARI 1); the most stable K is then the
+    # finest of them, not the coarsest merge.
+    table = {k: {"objective": 10.0 - k, "stability": v} for k, v in {2: 1.0, 3: 1.0, 4: 1.0, 5: 1.0, 6: 0.87}.items()}
+    assert decide(KSelectionConfig(rule="stability_max"), table).k == 5
+
+
+def test_consensus_is_the_median_of_stability_bic_and_knee():
+    # Most stable at 2 (a coarse level), BIC lowest at 8 (too many), knee at 5: the median is 5.
+    objective = {2: 100.0, 3: 80.0, 4: 62.0, 5: 45.0, 6: 43.0, 7: 41.0, 8: 40.0}
+    table = {k: {"objective": o, "stability": 0.99 - 0.05 * k, "bic": -float(k)} for k, o in objective.items()}
+    selection = decide(KSelectionConfig(rule="consensus"), table)
+    assert (selection.k, selection.interval) == (5, (2, 8))
+    assert "stability 2, bic 8, knee 5" in selection.notes[0]
+
+
+def test_every_k_alike_is_undecided():
+    # A data set cannot be trusted to tie exactly, so the rule gets tied criteria: it must refuse to pick.
+    table = {k: {"objective": 100.0 - k, "stability": 0.9 + 0.001 * (k % 2), "bic": 0.0} for k in range(4, 9)}
+    selection = decide(KSelectionConfig(rule="stability"), table)
+    assert selection.k is None and selection.interval == (4, 8)
+    assert "every K in 4..8 is as stable as the best" in selection.notes[0]
+    # The consensus says which of its three could not decide: stability (all alike), the knee (a
+    # straight objective); BIC alone is not a consensus.
+    consensus = decide(KSelectionConfig(), table)
+    assert consensus.k is None and "fewer than two" in consensus.notes[0]
+    assert "as stable as the best" in consensus.notes[0] and "no knee" in consensus.notes[0]
+
+
+def test_same_input_and_seed_same_selection(five):
+    x, results = five
+    a, b = select_k(x, results, seed=7), select_k(x, results, seed=7)
+    assert json.dumps(a.to_dict()) == json.dumps(b.to_dict())
+    assert a.criteria[4]["stability"] != select_k(x, results, seed=8).criteria[4]["stability"]  # the seed is used
+
+
+def test_to_dict_is_strict_json(five):
+    x, results = five
+    out = json.loads(json.dumps(select_k(x, results).to_dict(), allow_nan=False))
+    assert out["k"] == 5 and out["config"]["rule"] == "consensus" and "stability_pairs" not in out["criteria"]["5"]
+
+
+def test_bic_prefers_the_true_partition(five):
+    x, results = five
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    by_k = {r.k: mixture_bic(unit, r.labels, r.k) for r in results}
+    assert min(by_k, key=by_k.get) == 5
+
+
+def test_bad_input_is_a_one_line_error(five):
+    x, results = five
+    with pytest.raises(ValueError, match="no clustering"):
+        select_k(x, [])
+    with pytest.raises(ValueError, match="repeats"):
+        select_k(x, [results[0], results[0]])
+    with pytest.raises(ValueError, match="Z has 10 rows"):
+        select_k(x[:10], results)
+    with pytest.raises(ValueError, match="not a K-selection rule"):
+        select_k(x, results, KSelectionConfig(rule="elbow"))
+    with pytest.raises(ValueError, match="fraction"):
+        select_k(x, results, KSelectionConfig(fraction=0.0))
+    assert set(RULES) == {"stability", "stability_max", "bic", "gap", "knee", "consensus"}
+
+
+def test_large_k_for_the_data_is_flagged():
+    x = vmf_like(60, 3, 8, seed=2)
+    selection = select_k(x, sweep(x, range(2, 9)), KSelectionConfig(n_resamples=3, n_init=1))
+    assert any("fewer than 5 items per cluster" in note for note in selection.notes)
