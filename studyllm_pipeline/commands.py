@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from studyllm_core.cli.output import emit
+from studyllm_core.output import emit
 
 STOP_GRACE_S = 20.0
 DEMO_ENVIRONMENT = {

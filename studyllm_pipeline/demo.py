@@ -77,7 +77,7 @@ def run_demo(
     report = SweepResults(engine, get_settings().artifacts_dir).report(DEMO, ks)
     snapshot: pd.DataFrame = runs[0].asset_value("dataset_snapshot")
     per_k = [_row(r) for r in report.table.to_dict("records")]
-    run_group = ProvenanceService(engine).groups.lookup("run", run_group_name(DEMO))
+    run_group = ProvenanceService(engine).lookup("run", run_group_name(DEMO))
     return {
         "dataset": DEMO,
         "texts": len(snapshot),

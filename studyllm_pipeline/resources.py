@@ -11,8 +11,6 @@ from sqlalchemy import Engine
 
 from studyllm_core.config import get_settings
 from studyllm_core.db.engine import open_database
-from studyllm_core.providers.registry import normalize_name
-from studyllm_core.providers.settings import provider_from_env
 from studyllm_core.services.artifacts import ArtifactService
 from studyllm_core.services.capture.embedding import EmbeddingService
 from studyllm_core.services.capture.ratelimit import RateLimit
@@ -47,12 +45,11 @@ class EmbedderResource(dg.ConfigurableResource):
     requests_per_minute: Optional[float] = None
 
     def service(self, engine: Engine) -> EmbeddingService:
-        overrides = {"api_key": self.api_key} if self.api_key else {}
-        provider = provider_from_env(self.provider, base_url=self.base_url, **overrides)
-        return EmbeddingService(
-            engine,
-            provider,
-            provider_name=normalize_name(self.provider),
+        return EmbeddingService.from_name(
+            self.provider,
+            engine=engine,
+            base_url=self.base_url,
+            api_key=self.api_key or None,
             model=self.model,
             dimensions=self.dimensions,
             batch_size=self.batch_size,

@@ -7,8 +7,6 @@ import math
 from datetime import datetime, timezone
 
 from studyllm_core.errors import InputError
-from studyllm_core.providers.base import Provider
-from studyllm_core.providers.settings import provider_from_env
 from studyllm_core.services.inputs import TextTable, read_texts
 
 
@@ -40,11 +38,6 @@ def read_input(args: argparse.Namespace) -> TextTable:
     if not table.texts:
         raise InputError(f"{args.input} holds no texts")
     return table
-
-
-def build_provider(name: str, base_url: str | None, timeout: float | None) -> Provider:
-    """A provider from the environment plus command-line overrides (fails before any request if keys are missing)."""
-    return provider_from_env(name, base_url=base_url, timeout=timeout)
 
 
 def positive_int(value: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from studyllm_core.cli.output import emit
+from studyllm_core.output import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from studyllm_core.cli.common import positive_int
-from studyllm_core.cli.output import emit
+from studyllm_core.output import emit
 
 DEFAULT_SAMPLE = 1_000  # = legacy_import.SAMPLE (a test checks), kept here so --help loads no SQLAlchemy
 

@@ -61,7 +61,7 @@ def test_pipeline_defaults_are_the_cli_defaults():
     from studyllm_core.algorithms import SweepConfig
     from studyllm_core.cli import sweep as cli_sweep
     from studyllm_pipeline.assets.clustering import SweepSettings
-    from studyllm_pipeline.assets.projection import DEFAULT_DIM
+    from studyllm_core.services.sweep.projection import DEFAULT_DIM
 
     assert DEFAULT_DIM == cli_sweep.DEFAULT_PCA_DIM
     settings = SweepSettings().sweep_config()

@@ -17,6 +17,8 @@ from studyllm_core.db.embedding_cache import EmbeddingCache
 from studyllm_core.db.vector_search import MAX_K, VectorSearch, VectorSpace, hnsw_index_name, search_method
 from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.errors import InputError, NotFoundError
+from studyllm_core.providers.openai_common import normalize_server_url
+from studyllm_core.providers.registry import normalize_name
 from studyllm_core.services.capture.cache_key import normalize_text
 from studyllm_core.services.capture.embedding import EmbeddingService
 
@@ -65,6 +67,17 @@ class SimilarityService:
                 f"several embedding models match; choose one with --provider, --model, --dimensions or --base-url: {listing}"
             )
         return matches[0]
+
+    def space_named(
+        self, provider: str | None, model: str | None, dimension: int | None = None, *, base_url: str | None = None
+    ) -> VectorSpace:
+        """`space` for names as a user gives them: a provider name in any spelling, a server's URL in any form."""
+        return self.space(
+            normalize_name(provider) if provider else None,
+            model,
+            dimension,
+            server=normalize_server_url(base_url) if base_url else None,
+        )
 
     def spaces(
         self, provider: str | None, model: str | None, dimension: int | None = None, *, server: str | None = None
