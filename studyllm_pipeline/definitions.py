@@ -8,6 +8,7 @@ import os
 
 import dagster as dg
 
+from studyllm_core.process_policy import apply_process_policy
 from studyllm_pipeline.assets.analytics import ANALYTICS_ASSETS
 from studyllm_pipeline.assets.clustering import sweep_k
 from studyllm_pipeline.assets.dataset import dataset_snapshot
@@ -20,6 +21,10 @@ from studyllm_pipeline.jobs import prepare_job, report_job, sweep_k_job
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 from studyllm_pipeline.schedules import nightly_sweep
 from studyllm_pipeline.sensors import new_dataset_files
+
+# The code location is an entry point: its processes (code server, run workers) load the model offline
+# and pause the collector around heavy imports. Nothing imported above reads these settings yet.
+apply_process_policy()
 
 
 def build_resources() -> dict:

@@ -26,6 +26,7 @@ FRONT_MAY_IMPORT = (
     "studyllm_core.charts",
     "studyllm_core.output",
     "studyllm_core.gc_tuning",
+    "studyllm_core.process_policy",
     "studyllm_core.providers.errors",
     "studyllm_core.db.engine",
     "studyllm_core.db.server",
