@@ -2,11 +2,14 @@
 
 Keys never pass through run config: providers read them from the environment (or `.env`) when
 built, and a resource field set with `dg.EnvVar("NAME")` shows only the variable's name in the UI.
+A resource owns the services it builds: they are closed when the run's execution ends
+(`teardown_after_execution`, which Dagster calls even when the run fails).
 """
 
 from typing import Optional
 
 import dagster as dg
+from pydantic import PrivateAttr
 from sqlalchemy import Engine
 
 from studyllm_core.config import get_settings
@@ -48,7 +51,7 @@ class EmbedderResource(dg.ConfigurableResource):
         return EmbeddingService.from_name(
             self.provider,
             engine=engine,
-            base_url=self.base_url,
+            base_url=self.base_url or None,  # empty (STUDYLLM_EMBED_BASE_URL unset): the provider's default
             api_key=self.api_key or None,
             model=self.model,
             dimensions=self.dimensions,
@@ -63,6 +66,14 @@ class SummarizerResource(dg.ConfigurableResource):
 
     spec: str = "extractive"
     base_url: Optional[str] = None
+    _built: list = PrivateAttr(default_factory=list)
 
     def service(self, engine: Engine) -> SummarizationService:
-        return summarizer_from_spec(self.spec, engine, base_url=self.base_url)
+        """A summariser for this run; closed (its background loop stopped) when the run's execution ends."""
+        service = summarizer_from_spec(self.spec, engine, base_url=self.base_url)
+        self._built.append(service)
+        return service
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        while self._built:
+            self._built.pop().close()

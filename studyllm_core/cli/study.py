@@ -8,7 +8,7 @@ from typing import Any
 from studyllm_core.cli.common import add_call_filter_args
 from studyllm_core.output import emit, records, table
 from studyllm_core.errors import NotFoundError
-from studyllm_core.services.study.prices import ENV_PRICES
+from studyllm_core.config import ENV_PRICES
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
