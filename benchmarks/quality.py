@@ -46,7 +46,7 @@ from studyllm_core.algorithms import (  # noqa: E402
     pca_svd_project,
     restart_seed,
 )
-from studyllm_core.services.summarization import summarizer_from_spec  # noqa: E402
+from studyllm_core.services.capture.summarization import summarizer_from_spec  # noqa: E402
 
 PCA_DIM = 50
 RESTARTS, ROUNDS, SAMPLES = 5, 2, 10  # the CLI's defaults (studyllm sweep)

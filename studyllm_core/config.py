@@ -1,7 +1,9 @@
-"""Core settings read from the environment (and a `.env` file), in one place.
+"""Settings read from the environment (and a `.env` file), in one place, and passed in from here.
 
 `STUDYLLM_HOME` holds the embedded database, artifacts and logs; `STUDYLLM_DATABASE_URL`, when
-set, points at an external Postgres instead of the embedded one.
+set, points at an external Postgres instead of the embedded one. The pipeline's settings (which
+models its resources use, the watched folder, the nightly K range) are read here too. Provider keys
+and URLs are each provider's own (`providers/settings.py`), read when a provider is built.
 """
 
 from __future__ import annotations
@@ -18,6 +20,26 @@ ENV_HOME = "STUDYLLM_HOME"
 ENV_DATABASE_URL = "STUDYLLM_DATABASE_URL"
 ENV_DAGSTER_DATABASE_URL = "STUDYLLM_DAGSTER_DATABASE_URL"
 ENV_LOG_LEVEL = "STUDYLLM_LOG_LEVEL"
+ENV_DATABASE_OWNER_URL = "STUDYLLM_DATABASE_OWNER_URL"
+ENV_PRICES = "STUDYLLM_PRICES"
+ENV_WATCH_DIR = "STUDYLLM_WATCH_DIR"
+ENV_SWEEP_K_MIN = "STUDYLLM_SWEEP_K_MIN"
+ENV_SWEEP_K_MAX = "STUDYLLM_SWEEP_K_MAX"
+ENV_DAGSTER_URL = "STUDYLLM_DAGSTER_URL"
+ENV_EMBED_PROVIDER = "STUDYLLM_EMBED_PROVIDER"
+ENV_EMBED_MODEL = "STUDYLLM_EMBED_MODEL"
+ENV_EMBED_BASE_URL = "STUDYLLM_EMBED_BASE_URL"
+ENV_SUMMARIZER = "STUDYLLM_SUMMARIZER"
+
+# The pipeline's resources read these through `dg.EnvVar`; the code location sets the defaults of the
+# ones left unset (`set_pipeline_defaults`), so the UI shows each resource's variable, never its value.
+PIPELINE_DEFAULTS = {
+    ENV_EMBED_PROVIDER: "local",
+    ENV_EMBED_MODEL: "all-MiniLM-L6-v2",
+    ENV_EMBED_BASE_URL: "",  # empty: the provider's own default
+    ENV_SUMMARIZER: "extractive",
+}
+DEFAULT_SWEEP_K = (2, 12)
 
 _dotenv_loaded = False
 
@@ -37,6 +59,16 @@ class Settings:
     home: Path
     database_url: str | None
     log_level: str
+    dagster_database_url: str | None = None
+    database_owner_url: str | None = None
+    prices_path: str | None = None  # a price file merged over the packaged prices
+    watch_dir: Path | None = None  # None: `datasets_dir`
+    dagster_url: str | None = None  # the webserver `studyllm backfill` asks
+
+    @property
+    def datasets_dir(self) -> Path:
+        """The folder the pipeline's sensor watches for new dataset files."""
+        return self.watch_dir or self.home / "datasets"
 
     @property
     def pgdata(self) -> Path:
@@ -66,4 +98,35 @@ def get_settings() -> Settings:
     level = (os.environ.get(ENV_LOG_LEVEL) or "WARNING").strip().upper()
     if level not in LOG_LEVELS:
         raise ConfigError(f"{ENV_LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}, got {os.environ[ENV_LOG_LEVEL]!r}")
-    return Settings(home=home, database_url=url, log_level=level)
+    watch = os.environ.get(ENV_WATCH_DIR)
+    return Settings(
+        home=home,
+        database_url=url,
+        log_level=level,
+        dagster_database_url=os.environ.get(ENV_DAGSTER_DATABASE_URL) or None,
+        database_owner_url=os.environ.get(ENV_DATABASE_OWNER_URL) or None,
+        prices_path=os.environ.get(ENV_PRICES) or None,
+        watch_dir=Path(watch).expanduser() if watch else None,
+        dagster_url=os.environ.get(ENV_DAGSTER_URL) or None,
+    )
+
+
+def sweep_k_range() -> tuple[int, int]:
+    """The nightly schedule's K range: STUDYLLM_SWEEP_K_MIN..STUDYLLM_SWEEP_K_MAX (default 2..12)."""
+    load_env_file()
+    bounds = []
+    for name, default in zip((ENV_SWEEP_K_MIN, ENV_SWEEP_K_MAX), DEFAULT_SWEEP_K, strict=True):
+        raw = os.environ.get(name)
+        try:
+            bounds.append(int(raw) if raw else default)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}; fix or unset it") from None
+    return bounds[0], bounds[1]
+
+
+def set_pipeline_defaults() -> None:
+    """For the Dagster code location (an entry point): the defaults of the pipeline's settings left
+    unset, so its resources' `dg.EnvVar`s always resolve."""
+    load_env_file()
+    for name, value in PIPELINE_DEFAULTS.items():
+        os.environ.setdefault(name, value)

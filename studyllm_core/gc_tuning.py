@@ -12,6 +12,10 @@ without freezing saves little: the first collections afterwards walk it all anyw
 The price: objects alive at that moment are never examined by the cyclic collector again, so one
 that later becomes garbage only through a reference cycle stays in memory. The model loads once
 per process, normally near its start, so little is alive then besides what the imports made.
+
+That trade is the process's to make, so library code only marks such a block with `heavy_imports()`,
+which pauses and freezes only after an entry point (the `studyllm` console script, the Dagster code
+location) has called `pause_collector_for_heavy_imports()`; in a notebook it does nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from contextlib import contextmanager
 _lock = threading.Lock()
 _depth = 0  # threads inside collector_paused(); the collector is off while it is above zero
 _was_enabled = True
+_heavy_imports_paused = False  # set by an entry point: `heavy_imports()` blocks pause and freeze
 
 
 @contextmanager
@@ -45,3 +50,21 @@ def collector_paused() -> Iterator[None]:
                 gc.freeze()
                 if _was_enabled:
                     gc.enable()
+
+
+def pause_collector_for_heavy_imports() -> None:
+    """Process policy, for entry points only: from now on `heavy_imports()` blocks run with the
+    collector paused and freeze what they built."""
+    global _heavy_imports_paused
+    _heavy_imports_paused = True
+
+
+@contextmanager
+def heavy_imports() -> Iterator[None]:
+    """Mark a block that builds a large, permanent object graph (torch and a model, Dagster): run as
+    `collector_paused()` when the entry point asked for it, as is otherwise."""
+    if _heavy_imports_paused:
+        with collector_paused():
+            yield
+    else:
+        yield

@@ -9,7 +9,6 @@ never prepared gets its preparation in the same backfill. Per-K status comes fro
 progress lines while it runs, then from the per-K records the run stored (the core's SweepResults).
 """
 
-import os
 import re
 import time
 from collections.abc import Callable
@@ -18,12 +17,12 @@ from typing import Any, Optional
 
 import httpx
 
+from studyllm_core.config import ENV_DAGSTER_URL, get_settings
 from studyllm_core.errors import NotFoundError, StudyllmError
 from studyllm_pipeline.jobs import PER_K, PREPARE
 from studyllm_pipeline.partitions import contiguous_ranges, new_k_values, partition_key
 
 DEFAULT_URL = "http://127.0.0.1:3000"
-ENV_URL = "STUDYLLM_DAGSTER_URL"
 REPOSITORY = {"repositoryName": "__repository__", "repositoryLocationName": "studyllm"}
 TERMINAL_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
 TERMINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
@@ -35,7 +34,7 @@ class DagsterUnavailable(StudyllmError):
 
 
 def webserver_url(url: Optional[str] = None) -> str:
-    return (url or os.environ.get(ENV_URL) or DEFAULT_URL).rstrip("/")
+    return (url or get_settings().dagster_url or DEFAULT_URL).rstrip("/")
 
 
 class GraphQL:
@@ -51,7 +50,7 @@ class GraphQL:
         except httpx.HTTPError:
             raise DagsterUnavailable(
                 f"no Dagster webserver answers at {self.url}: start it with `studyllm dev` "
-                f"(or pass --url / set {ENV_URL})"
+                f"(or pass --url / set {ENV_DAGSTER_URL})"
             ) from None
         body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
         if response.status_code != 200 or body.get("errors"):
@@ -202,7 +201,7 @@ def _read_run(graphql: GraphQL, run: dict[str, str], state: BackfillState) -> No
 def _final_statuses(state: BackfillState) -> None:
     """Each K as the backfill's run recorded it (failed or refused, with the reason), else not run."""
     from studyllm_core.db.engine import open_database
-    from studyllm_core.services.sweep_results import SweepResults
+    from studyllm_core.services.sweep.result_store import SweepResults
     from studyllm_core.config import get_settings
 
     runs = {r["runId"] for r in state.runs}
@@ -254,7 +253,7 @@ def check_request(dataset: str, k_min: int, k_max: int) -> tuple[int, bool]:
     """(usable texts, whether the dataset still needs preparing); InputError for K the dataset cannot take."""
     from studyllm_core.db.engine import open_database
     from studyllm_core.services.datasets import DatasetRegistry
-    from studyllm_core.services.sweep_recipe import check_k_range
+    from studyllm_core.services.sweep.recipe import check_k_range
 
     registry = DatasetRegistry(open_database())
     known = registry.usable_texts(dataset)

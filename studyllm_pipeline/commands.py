@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from studyllm_core.cli.output import emit
+from studyllm_core.output import emit
 
 STOP_GRACE_S = 20.0
 DEMO_ENVIRONMENT = {
@@ -144,7 +144,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from studyllm_core.db.server import import_pgserver
-    from studyllm_core.gc_tuning import collector_paused
+    from studyllm_core.gc_tuning import heavy_imports
     from studyllm_pipeline.instance import prepare_dagster_home
 
     start = time.perf_counter()
@@ -154,7 +154,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(1, thread_name_prefix="studyllm-postgres") as pool:
         # Postgres starts (a child process, a second or more on a fresh home) while Dagster imports.
         prepared = pool.submit(prepare_dagster_home)
-        with collector_paused():  # Dagster and the pipeline's definitions: long-lived objects only
+        with heavy_imports():  # Dagster and the pipeline's definitions: long-lived objects only
             from studyllm_pipeline.demo import run_demo
 
         report = run_demo(k_min=args.k_min, k_max=args.k_max, prepared=prepared.result(), started=start)

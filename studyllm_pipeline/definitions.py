@@ -4,10 +4,16 @@ Runs execute their steps in the run's own process (in_process_executor): the swe
 chain, so a process per step only paid Dagster's and torch's imports again for every step.
 """
 
-import os
-
 import dagster as dg
 
+from studyllm_core.config import (
+    ENV_EMBED_BASE_URL,
+    ENV_EMBED_MODEL,
+    ENV_EMBED_PROVIDER,
+    ENV_SUMMARIZER,
+    set_pipeline_defaults,
+)
+from studyllm_core.process_policy import apply_process_policy
 from studyllm_pipeline.assets.analytics import ANALYTICS_ASSETS
 from studyllm_pipeline.assets.clustering import sweep_k
 from studyllm_pipeline.assets.dataset import dataset_snapshot
@@ -21,18 +27,25 @@ from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, Summ
 from studyllm_pipeline.schedules import nightly_sweep
 from studyllm_pipeline.sensors import new_dataset_files
 
+# The code location is an entry point: its processes (code server, run workers) load the model offline
+# and pause the collector around heavy imports, and the pipeline's settings left unset get their
+# defaults (so every dg.EnvVar below resolves). Nothing imported above reads them at import.
+apply_process_policy()
+set_pipeline_defaults()
+
 
 def build_resources() -> dict:
-    """Resources from the environment: STUDYLLM_EMBED_PROVIDER/MODEL and STUDYLLM_SUMMARIZER pick the models."""
+    """Resources configured from the environment when a run starts (dg.EnvVar: the UI shows the variables'
+    names): STUDYLLM_EMBED_PROVIDER/MODEL/BASE_URL and STUDYLLM_SUMMARIZER pick the models."""
     database = StudyllmDatabase()
     return {
         "database": database,
         "embedder": EmbedderResource(
-            provider=os.environ.get("STUDYLLM_EMBED_PROVIDER", "local"),
-            model=os.environ.get("STUDYLLM_EMBED_MODEL", "all-MiniLM-L6-v2"),
-            base_url=os.environ.get("STUDYLLM_EMBED_BASE_URL") or None,
+            provider=dg.EnvVar(ENV_EMBED_PROVIDER),
+            model=dg.EnvVar(ENV_EMBED_MODEL),
+            base_url=dg.EnvVar(ENV_EMBED_BASE_URL),
         ),
-        "summarizer": SummarizerResource(spec=os.environ.get("STUDYLLM_SUMMARIZER", "extractive")),
+        "summarizer": SummarizerResource(spec=dg.EnvVar(ENV_SUMMARIZER)),
         "npy_io": ArtifactIOManagerFactory(database=database, extension=".npy"),
         "parquet_io": ArtifactIOManagerFactory(database=database, extension=".parquet"),
     }

@@ -12,9 +12,9 @@ import dagster as dg
 from upath import UPath
 
 from studyllm_core.config import get_settings
-from studyllm_core.db.groups import GroupRepository
 from studyllm_core.services.artifacts import ArtifactService
-from studyllm_pipeline.provenance import GROUP_TYPE, group_name
+from studyllm_core.services.provenance import ProvenanceService
+from studyllm_pipeline.lineage import GROUP_TYPE, group_name
 from studyllm_pipeline.resources import StudyllmDatabase
 
 
@@ -30,7 +30,7 @@ class RecordedArtifactIOManager(dg.UPathIOManager):
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         partition = context.asset_partition_key if context.has_asset_partitions else None
         group_type = str((context.definition_metadata or {}).get(GROUP_TYPE, "step"))
-        group_id = GroupRepository(self.artifacts.engine).ensure_group(group_type, group_name(context.asset_key, partition))
+        group_id = ProvenanceService(self.artifacts.engine).ensure_group(group_type, group_name(context.asset_key, partition))
         stored = self.artifacts.write(
             obj,
             Path(str(path)),

@@ -2,22 +2,23 @@
 
 Keys never pass through run config: providers read them from the environment (or `.env`) when
 built, and a resource field set with `dg.EnvVar("NAME")` shows only the variable's name in the UI.
+A resource owns the services it builds: they are closed when the run's execution ends
+(`teardown_after_execution`, which Dagster calls even when the run fails).
 """
 
 from typing import Optional
 
 import dagster as dg
+from pydantic import PrivateAttr
 from sqlalchemy import Engine
 
 from studyllm_core.config import get_settings
 from studyllm_core.db.engine import open_database
-from studyllm_core.providers.registry import normalize_name
-from studyllm_core.providers.settings import provider_from_env
 from studyllm_core.services.artifacts import ArtifactService
-from studyllm_core.services.embedding import EmbeddingService
-from studyllm_core.services.ratelimit import RateLimit
-from studyllm_core.services.summarization import SummarizationService, summarizer_from_spec
-from studyllm_core.services.sweep_results import SweepResults
+from studyllm_core.services.capture.embedding import EmbeddingService
+from studyllm_core.services.capture.ratelimit import RateLimit
+from studyllm_core.services.capture.summarization import SummarizationService, summarizer_from_spec
+from studyllm_core.services.sweep.result_store import SweepResults
 
 
 class StudyllmDatabase(dg.ConfigurableResource):
@@ -47,12 +48,11 @@ class EmbedderResource(dg.ConfigurableResource):
     requests_per_minute: Optional[float] = None
 
     def service(self, engine: Engine) -> EmbeddingService:
-        overrides = {"api_key": self.api_key} if self.api_key else {}
-        provider = provider_from_env(self.provider, base_url=self.base_url, **overrides)
-        return EmbeddingService(
-            engine,
-            provider,
-            provider_name=normalize_name(self.provider),
+        return EmbeddingService.from_name(
+            self.provider,
+            engine=engine,
+            base_url=self.base_url or None,  # empty (STUDYLLM_EMBED_BASE_URL unset): the provider's default
+            api_key=self.api_key or None,
             model=self.model,
             dimensions=self.dimensions,
             batch_size=self.batch_size,
@@ -66,6 +66,14 @@ class SummarizerResource(dg.ConfigurableResource):
 
     spec: str = "extractive"
     base_url: Optional[str] = None
+    _built: list = PrivateAttr(default_factory=list)
 
     def service(self, engine: Engine) -> SummarizationService:
-        return summarizer_from_spec(self.spec, engine, base_url=self.base_url)
+        """A summariser for this run; closed (its background loop stopped) when the run's execution ends."""
+        service = summarizer_from_spec(self.spec, engine, base_url=self.base_url)
+        self._built.append(service)
+        return service
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        while self._built:
+            self._built.pop().close()

@@ -1,9 +1,8 @@
 """A schedule that re-runs the K sweep of every prepared dataset (stopped by default: it may spend money)."""
 
-import os
-
 import dagster as dg
 
+from studyllm_core.config import sweep_k_range
 from studyllm_core.services.datasets import DatasetRegistry
 from studyllm_pipeline.jobs import sweep_k_job
 from studyllm_pipeline.partitions import (
@@ -20,7 +19,7 @@ from studyllm_pipeline.resources import StudyllmDatabase
 
 def sweep_range() -> tuple[int, int]:
     """STUDYLLM_SWEEP_K_MIN/MAX (default 2..12)."""
-    return int(os.environ.get("STUDYLLM_SWEEP_K_MIN", 2)), int(os.environ.get("STUDYLLM_SWEEP_K_MAX", 12))
+    return sweep_k_range()
 
 
 @dg.schedule(job=sweep_k_job, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)

@@ -1,7 +1,6 @@
 """A sensor that turns files dropped in a watched folder into datasets and prepares them."""
 
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -17,8 +16,7 @@ from studyllm_pipeline.resources import StudyllmDatabase
 
 def watched_folder() -> Path:
     """STUDYLLM_WATCH_DIR, or $STUDYLLM_HOME/datasets."""
-    raw = os.environ.get("STUDYLLM_WATCH_DIR")
-    return Path(raw).expanduser() if raw else get_settings().home / "datasets"
+    return get_settings().datasets_dir
 
 
 def label_column_of(path: Path) -> str | None:

@@ -29,6 +29,7 @@ from studyllm_core.cli import sweep as sweep_commands
 from studyllm_core.config import get_settings
 from studyllm_core.errors import StudyllmError
 from studyllm_core.logging_config import configure_logging, get_logger
+from studyllm_core.process_policy import apply_process_policy
 from studyllm_core.providers.errors import ProviderError
 from studyllm_core.redaction import redact
 
@@ -106,6 +107,7 @@ def run() -> None:
     # children create (logs rolled over, outputs, Dagster's files under `studyllm dev`) are the user's only.
     os.umask(0o077)
     sys.unraisablehook = _log_unraisable
+    apply_process_policy()  # offline Hugging Face libraries, the collector paused around heavy imports
     code = main()
     gc.freeze()
     sys.exit(code)

@@ -7,8 +7,6 @@ import math
 from datetime import datetime, timezone
 
 from studyllm_core.errors import InputError
-from studyllm_core.providers.base import Provider
-from studyllm_core.providers.settings import provider_from_env
 from studyllm_core.services.inputs import TextTable, read_texts
 
 
@@ -40,11 +38,6 @@ def read_input(args: argparse.Namespace) -> TextTable:
     if not table.texts:
         raise InputError(f"{args.input} holds no texts")
     return table
-
-
-def build_provider(name: str, base_url: str | None, timeout: float | None) -> Provider:
-    """A provider from the environment plus command-line overrides (fails before any request if keys are missing)."""
-    return provider_from_env(name, base_url=base_url, timeout=timeout)
 
 
 def positive_int(value: str) -> int:
@@ -85,7 +78,7 @@ def add_rate_args(parser: argparse.ArgumentParser) -> None:
 
 def add_max_attempts_arg(parser: argparse.ArgumentParser) -> None:
     """--max-attempts: tries per request before it counts as failed."""
-    from studyllm_core.services.retry import RetryPolicy
+    from studyllm_core.services.capture.retry import RetryPolicy
 
     parser.add_argument("--max-attempts", type=positive_int, default=RetryPolicy.max_attempts, metavar="N",
                         help=f"tries per request before it counts as failed (default {RetryPolicy.max_attempts}); "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from studyllm_core.cli.output import emit
+from studyllm_core.output import emit
 from studyllm_core.config import get_settings
 from studyllm_core.redaction import mask_url_password
 

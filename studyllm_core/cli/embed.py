@@ -10,15 +10,13 @@ from studyllm_core.cli.common import (
     add_max_attempts_arg,
     add_provider_args,
     add_rate_args,
-    build_provider,
     positive_int,
     read_input,
 )
-from studyllm_core.cli.output import emit
+from studyllm_core.output import emit
 from studyllm_core.files import atomic_write, check_output_path
 from studyllm_core.cli.progress import Progress
-from studyllm_core.providers.registry import normalize_name
-from studyllm_core.services.retry import RetryPolicy
+from studyllm_core.services.capture.retry import RetryPolicy
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,18 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from studyllm_core.db.engine import open_database
-    from studyllm_core.services.embedding import EmbeddingService
-    from studyllm_core.services.ratelimit import RateLimit
+    from studyllm_core.services.capture.embedding import EmbeddingService
+    from studyllm_core.services.capture.ratelimit import RateLimit
 
     out_path = check_output_path(args.out) if args.out else None  # like file problems: before any API call
     table = read_input(args)  # file problems stop here, before any API call
-    provider = build_provider(args.provider, args.base_url, args.timeout)
-    engine = open_database()
-    service = EmbeddingService(
-        engine,
-        provider,
-        provider_name=normalize_name(args.provider),
+    service = EmbeddingService.from_name(  # missing keys stop here, before the database starts
+        args.provider,
+        base_url=args.base_url,
+        timeout=args.timeout,
         model=args.model,
         dimensions=args.dimensions,
         batch_size=args.batch_size,

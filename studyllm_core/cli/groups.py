@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from studyllm_core.cli.common import positive_int
-from studyllm_core.cli.output import emit, table
+from studyllm_core.output import emit, table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,16 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_groups(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database
-    from studyllm_core.db.groups import GroupRepository
+    from studyllm_core.services.provenance import ProvenanceService
 
-    repo = GroupRepository(open_database())
-    found = repo.list_groups(args.type, limit=args.limit)
-    counts = repo.member_counts([g.id for g in found])
+    found = ProvenanceService(open_database()).list_groups(args.type, limit=args.limit)
     payload = {
         "groups": [
-            {"id": g.id, "type": g.group_type, "name": g.name, "members": counts.get(g.id, 0),
+            {"id": g.id, "type": g.group_type, "name": g.name, "members": members,
              "created_at": g.created_at.isoformat(), "description": g.description}
-            for g in found
+            for g, members in found
         ]
     }
     emit(payload, args.json, lambda p: table(

@@ -13,19 +13,17 @@ from studyllm_core.cli.common import (
     add_max_attempts_arg,
     add_provider_args,
     add_rate_args,
-    build_provider,
     finite_float,
     positive_int,
     read_input,
 )
-from studyllm_core.cli.output import emit
+from studyllm_core.output import emit
 from studyllm_core.files import atomic_write, check_output_path
 from studyllm_core.cli.progress import Progress
-from studyllm_core.providers.registry import normalize_name
-from studyllm_core.services.preprocess import DEFAULT_MAX_CHARS, Preprocessor
+from studyllm_core.services.capture.preprocess import DEFAULT_MAX_CHARS, Preprocessor
 
 if TYPE_CHECKING:
-    from studyllm_core.services.inference import BatchResult
+    from studyllm_core.services.capture.inference import BatchResult
 
 MAX_WARNINGS = 10
 
@@ -63,21 +61,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from studyllm_core.db.engine import open_database
-    from studyllm_core.services.inference import InferenceService
-    from studyllm_core.services.ratelimit import RateLimit
-    from studyllm_core.services.retry import RetryPolicy
+    from studyllm_core.services.capture.inference import InferenceService
+    from studyllm_core.services.capture.ratelimit import RateLimit
+    from studyllm_core.services.capture.retry import RetryPolicy
 
     out_path = check_output_path(args.out) if args.out else None  # like file problems: before any API call
     table = read_input(args)  # file problems stop here, before any API call
     preprocess = Preprocessor(
         clean_whitespace=not args.keep_whitespace, redact_pii=args.redact_pii, max_chars=args.max_chars, template=args.template
     )
-    provider = build_provider(args.provider, args.base_url, args.timeout)
-    service = InferenceService(
-        open_database(),
-        provider,
-        provider_name=normalize_name(args.provider),
+    service = InferenceService.from_name(  # missing keys stop here, before the database starts
+        args.provider,
+        base_url=args.base_url,
+        timeout=args.timeout,
         model=args.model,
         rate_limit=RateLimit(args.rpm, args.tpm),
         retry=RetryPolicy(max_attempts=args.max_attempts),

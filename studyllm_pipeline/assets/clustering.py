@@ -13,12 +13,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from studyllm_core.algorithms import KResult, SweepConfig, projection_from_basis
-from studyllm_core.services.sweep_recipe import SweepRecipe, label_codes
-from studyllm_core.services.sweep_results import TABLES
+from studyllm_core.services.sweep.projection import projector
+from studyllm_core.services.sweep.recipe import KResult, SweepConfig, SweepRecipe, label_codes
+from studyllm_core.services.sweep.result_store import TABLES
 from studyllm_pipeline.assets.common import API_POOL, SWEEP_GROUP, user_errors_as_failures
 from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k, partition_key
-from studyllm_pipeline.provenance import GROUP_TYPE, STEP_POSITION, record_materialization
+from studyllm_pipeline.lineage import GROUP_TYPE, STEP_POSITION, record_materialization
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 
 _DEFAULTS = SweepConfig()
@@ -96,7 +96,7 @@ def sweep_k(
         sweep = recipe.begin(  # checks the settings before anything is recorded
             z, snapshot["text"].tolist(), config.sweep_config(), ks=ks,
             labels=label_codes(snapshot["label"].tolist()) if "label" in snapshot else None,
-            project=projection_from_basis(basis), groups=lambda k: (groups[k]["cluster_summaries"], groups[k]["clusters"]),
+            project=projector(basis), groups=lambda k: (groups[k]["cluster_summaries"], groups[k]["clusters"]),
             refuse_beyond_texts=True, notice=context.log.info, on_k=record,
         )
         results.start(dataset, ks, run_id=context.run.run_id)

@@ -6,9 +6,10 @@ import dagster as dg
 import pandas as pd
 
 from studyllm_core.services.datasets import DEMO, DatasetRegistry, DatasetSource
+from studyllm_core.services.provenance import ProvenanceService
 from studyllm_pipeline.assets.common import markdown_table, sweep_asset_args, user_errors_as_failures
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.provenance import check_links, record_materialization
+from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.resources import StudyllmDatabase
 
 
@@ -42,7 +43,7 @@ def dataset_snapshot(context: dg.AssetExecutionContext, config: DatasetConfig, d
         registry.register_demo()
     source = registry.get(name)
     data = registry.load(source)
-    source_group = registry.groups.lookup("dataset", name)
+    source_group = ProvenanceService(engine).lookup("dataset", name)
     group_id = record_materialization(context, engine, config=source.to_dict(), extra_inputs=[source_group.id])
     frame = pd.DataFrame({"row": data.source_rows, "text": data.texts})
     if data.labels is not None:

@@ -6,10 +6,10 @@ from typing import Optional
 import dagster as dg
 import numpy as np
 
-from studyllm_core.algorithms.projection import pca_basis, pca_svd_project
+from studyllm_core.services.sweep.projection import project_dataset
 from studyllm_pipeline.assets.common import SWEEP_GROUP, user_errors_as_failures
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.provenance import (
+from studyllm_pipeline.lineage import (
     GROUP_TYPE,
     STEP_POSITION,
     check_links,
@@ -26,7 +26,6 @@ class ProjectionConfig(dg.Config):
 
 
 _META = {GROUP_TYPE: "step", STEP_POSITION: 2}
-DEFAULT_DIM = 50
 
 
 @dg.multi_asset(
@@ -42,11 +41,11 @@ DEFAULT_DIM = 50
 def pca(context: dg.AssetExecutionContext, config: ProjectionConfig, embeddings: np.ndarray, database: StudyllmDatabase):
     """Z = (X - mean) @ components.T with deterministic signs; the basis stacks mean and components."""
     engine = database.engine()
-    dim = config.pca_dim or min(DEFAULT_DIM, int(embeddings.shape[1]))
     try:
-        projection = pca_svd_project(embeddings, dim)
+        projected = project_dataset(embeddings, config.pca_dim)
     except ValueError as exc:
         raise dg.Failure(description=f"{exc} (set ops: pca: config: pca_dim in the run config)") from None
+    projection, dim = projected.projection, projected.requested_dim
     settings = {"pca_dim": dim}
     group_id = record_materialization(context, engine, config=settings, key=dg.AssetKey("pca_projection"))
     record_materialization(context, engine, config=settings, key=dg.AssetKey("pca_basis"))
@@ -62,5 +61,5 @@ def pca(context: dg.AssetExecutionContext, config: ProjectionConfig, embeddings:
             "group_id": group_id,
         },
     )
-    yield dg.Output(pca_basis(projection), output_name="pca_basis", metadata={"dim": projection.dim})
+    yield dg.Output(projected.basis, output_name="pca_basis", metadata={"dim": projection.dim})
     yield check_links(context, engine, group_id, key=dg.AssetKey("pca_projection"))

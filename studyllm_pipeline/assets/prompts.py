@@ -5,14 +5,13 @@ from typing import Optional
 import dagster as dg
 import pandas as pd
 
-from studyllm_core.providers.registry import normalize_name
-from studyllm_core.providers.settings import provider_from_env
 from studyllm_core.services.datasets import DatasetRegistry, DatasetSource, dataset_name
-from studyllm_core.services.inference import InferenceService
+from studyllm_core.services.capture.inference import InferenceService
 from studyllm_core.services.inputs import read_texts
+from studyllm_core.services.provenance import ProvenanceService
 from studyllm_pipeline.assets.common import API_POOL, user_errors_as_failures
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.provenance import GROUP_TYPE
+from studyllm_pipeline.lineage import GROUP_TYPE
 from studyllm_pipeline.resources import StudyllmDatabase
 
 
@@ -43,10 +42,10 @@ def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, datab
     """Every prompt x sample as a recorded call (retries, rate limits, de-duplication); replies become a dataset."""
     engine = database.engine()
     prompts = read_texts(config.prompts_path, text_column=config.text_column).texts
-    service = InferenceService(
-        engine,
-        provider_from_env(config.provider, base_url=config.base_url),
-        provider_name=normalize_name(config.provider),
+    service = InferenceService.from_name(
+        config.provider,
+        engine=engine,
+        base_url=config.base_url,
         model=config.model,
         concurrency=config.concurrency,
     )
@@ -66,9 +65,10 @@ def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, datab
     dataset_group = registry.register(DatasetSource(name=name, kind="prompt_run", prompt_group_id=result.group_id))
     context.instance.add_dynamic_partitions(datasets.name, [name])
     # Provenance: this asset's group contains the run's calls; the replies' dataset is made from them.
-    materialization = registry.groups.ensure_group("prompt_run", "prompt_run", metadata={"last_run_id": context.run.run_id})
-    registry.groups.link(materialization, result.group_id, "contains")
-    registry.groups.link(result.group_id, dataset_group, "depends_on")
+    provenance = ProvenanceService(engine)
+    materialization = provenance.ensure_group("prompt_run", "prompt_run", metadata={"last_run_id": context.run.run_id})
+    provenance.link(materialization, result.group_id, "contains")
+    provenance.link(result.group_id, dataset_group, "depends_on")
     frame = pd.DataFrame(
         {
             "prompt_index": [i // result.samples for i in range(result.calls)],  # BatchResult's input order

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from studyllm_core.config import get_settings
-from studyllm_core.services.sweep_results import SweepResults
+from studyllm_core.services.sweep.result_store import SweepResults
 from studyllm_pipeline.definitions import SWEEP_ASSETS
 from studyllm_pipeline.jobs import PREPARE
 from studyllm_pipeline.partitions import datasets
@@ -61,7 +61,7 @@ def test_pipeline_defaults_are_the_cli_defaults():
     from studyllm_core.algorithms import SweepConfig
     from studyllm_core.cli import sweep as cli_sweep
     from studyllm_pipeline.assets.clustering import SweepSettings
-    from studyllm_pipeline.assets.projection import DEFAULT_DIM
+    from studyllm_core.services.sweep.projection import DEFAULT_DIM
 
     assert DEFAULT_DIM == cli_sweep.DEFAULT_PCA_DIM
     settings = SweepSettings().sweep_config()

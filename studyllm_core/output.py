@@ -1,4 +1,5 @@
-"""Printing results: JSON for machines (`--json`), aligned text for people."""
+"""Printing command results: JSON for machines (`--json`), aligned text for people (the `studyllm` CLI and
+the pipeline's commands alike)."""
 
 from __future__ import annotations
 

@@ -25,11 +25,11 @@ from studyllm_core.providers.base import Provider
 from studyllm_core.providers.extractive import BULLET, format_texts
 from studyllm_core.providers.extractive import DEFAULT_MODEL as EXTRACTIVE_MODEL
 from studyllm_core.providers.registry import create_provider, normalize_name
-from studyllm_core.providers.settings import provider_from_env
-from studyllm_core.services.capture import ensure_run_group
-from studyllm_core.services.inference import InferenceService
-from studyllm_core.services.ratelimit import RateLimit
-from studyllm_core.services.retry import RetryPolicy
+from studyllm_core.providers.settings import named_provider_from_env
+from studyllm_core.services.capture.recording import ensure_run_group
+from studyllm_core.services.capture.inference import InferenceService
+from studyllm_core.services.capture.ratelimit import RateLimit
+from studyllm_core.services.capture.retry import RetryPolicy
 
 GROUP_TYPE = "summarization_batch"
 DEFAULT_INSTRUCTIONS = (
@@ -219,7 +219,7 @@ def summarizer_from_spec(
     elif not sep or not key or not model:
         raise InputError(f"summarizer {spec!r} must be 'extractive' or PROVIDER:MODEL, e.g. openai:gpt-4o-mini")
     else:
-        provider = provider_from_env(key, base_url=base_url, timeout=timeout)
+        provider, key = named_provider_from_env(key, base_url=base_url, timeout=timeout)
     if engine is None:
         engine = open_database()
     return SummarizationService(engine, provider, provider_name=key, model=model, **service_options)

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from studyllm_core.config import ENV_PRICES, get_settings
 from studyllm_core.errors import ConfigError
 
-ENV_PRICES = "STUDYLLM_PRICES"
 WILDCARD = "*"
 
 # SQL pieces shared by every priced query: a `_prices` relation built from four array parameters,
@@ -100,7 +99,7 @@ def load_prices(path: str | Path | None = None) -> PriceTable:
     defaults = files("studyllm_core").joinpath("data", "prices.json")
     entries = _parse(json.loads(defaults.read_text(encoding="utf-8")), "the packaged prices.json")
     sources = ["packaged"]
-    override = path if path is not None else os.environ.get(ENV_PRICES) or None
+    override = path if path is not None else get_settings().prices_path
     if override is not None:
         override = Path(override).expanduser()
         entries.update(_parse(_read_file(override), str(override)))

@@ -1,7 +1,7 @@
 """SimilarityService: the stored texts nearest to a text, a vector or a stored item, by cosine distance.
 
 Each (provider, model, dimension) is searched through its own HNSW index, built on first use by
-`ensure_index` (see `db/vectors.py` for why the index is partial and on an expression). A query
+`ensure_index` (see `db/vector_search.py` for why the index is partial and on an expression). A query
 text is embedded through `EmbeddingService`, so it is cached and recorded like any other call.
 """
 
@@ -13,11 +13,14 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, text
 
-from studyllm_core.db.vectors import MAX_K, VectorRepository, VectorSpace, hnsw_index_name, search_method
+from studyllm_core.db.embedding_cache import EmbeddingCache
+from studyllm_core.db.vector_search import MAX_K, VectorSearch, VectorSpace, hnsw_index_name, search_method
 from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.errors import InputError, NotFoundError
-from studyllm_core.services.cache_key import normalize_text
-from studyllm_core.services.embedding import EmbeddingService
+from studyllm_core.providers.openai_common import normalize_server_url
+from studyllm_core.providers.registry import normalize_name
+from studyllm_core.services.capture.cache_key import normalize_text
+from studyllm_core.services.capture.embedding import EmbeddingService
 
 NEIGHBOUR_COLUMNS = ["embedding_id", "request_hash", "text", "raw_call_id", "distance", "similarity"]
 QUERY_GROUP = "similarity-queries"  # embedding_batch group that query texts join, per provider and model
@@ -31,7 +34,8 @@ class SimilarityService:
     def __init__(self, engine: Engine, *, notice: NoticeFn | None = None, ddl_engine: Engine | None = None) -> None:
         self.engine = engine
         self.ddl_engine = ddl_engine  # the schema owner's engine, to build indexes (default: `engine`)
-        self.vectors = VectorRepository(engine)
+        self.vectors = VectorSearch(engine)
+        self.cache = EmbeddingCache(engine)
         self.notice = notice  # told before a (slow, one-time) index build
         self._ready: set[str] = set()  # indexes known to be built
 
@@ -63,6 +67,17 @@ class SimilarityService:
                 f"several embedding models match; choose one with --provider, --model, --dimensions or --base-url: {listing}"
             )
         return matches[0]
+
+    def space_named(
+        self, provider: str | None, model: str | None, dimension: int | None = None, *, base_url: str | None = None
+    ) -> VectorSpace:
+        """`space` for names as a user gives them: a provider name in any spelling, a server's URL in any form."""
+        return self.space(
+            normalize_name(provider) if provider else None,
+            model,
+            dimension,
+            server=normalize_server_url(base_url) if base_url else None,
+        )
 
     def spaces(
         self, provider: str | None, model: str | None, dimension: int | None = None, *, server: str | None = None
@@ -99,7 +114,7 @@ class SimilarityService:
         _check_k(k)
         # Fail before any API call when nothing is stored for the model; an indexed LIMIT 1 look-up,
         # the full listing (a scan) only to word the error.
-        known = self.vectors.known_dimension(embedder.provider_name, embedder.model, embedder.server)
+        known = self.cache.known_dimension(embedder.provider_name, embedder.model, embedder.server)
         if known is None or embedder.dimensions not in (None, known):
             self.spaces(embedder.provider_name, embedder.model, embedder.dimensions, server=embedder.server)
         group = f"{QUERY_GROUP}:{embedder.provider_name}:{embedder.model}"

@@ -2,7 +2,7 @@
 
 Every figure is one SQL statement: Postgres aggregates, Python only shapes the result. All methods
 take a `CallFilter` (since/until, provider, model, status, modality, group). Costs come from the
-price table (`services/prices.py`), joined in SQL; a model without a price has a NULL cost, and
+price table (`services/study/prices.py`), joined in SQL; a model without a price has a NULL cost, and
 aggregates that include such calls have a NULL cost too (with `unpriced_calls` saying how many).
 
 Per provider/model statistics read the covering index `ix_raw_calls_provider_model_created`
@@ -11,6 +11,7 @@ Per provider/model statistics read the covering index `ix_raw_calls_provider_mod
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -18,9 +19,10 @@ from sqlalchemy import Engine, text
 
 from studyllm_core.db.calls import CallFilter
 from studyllm_core.db.engine import driver_sql, translate_db_errors
+from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.vocabulary import PROMPT_TSVECTOR_SQL
 from studyllm_core.errors import InputError
-from studyllm_core.services.prices import (
+from studyllm_core.services.study.prices import (
     INPUT_TOKENS_SQL,
     OUTPUT_TOKENS_SQL,
     PRICED_SQL,
@@ -62,6 +64,19 @@ class StudyService:
     def __init__(self, engine: Engine, prices: PriceTable | None = None) -> None:
         self.engine = engine
         self.prices = prices if prices is not None else load_prices()
+
+    def call_filter(
+        self,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        group: str | int | None = None,
+    ) -> CallFilter:
+        """The filter of these constraints; `group` is a group id or name (NotFoundError for an unknown group)."""
+        group_id = GroupRepository(self.engine).find_group(group).id if group else None
+        return CallFilter(provider=provider, model=model, since=since, until=until, group_id=group_id)
 
     # -- aggregates -----------------------------------------------------------------------------
 
