@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,12 +124,32 @@ def start_embedded(pgdata: Path) -> DatabaseTarget:
     )
 
 
-def stop_embedded(pgdata: Path) -> bool:
-    """Stop the embedded server at `pgdata` if it runs; returns whether one was running."""
-    pgserver = import_pgserver()
-    info = pgserver.utils.PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+def embedded_running(pgdata: Path) -> bool:
+    """Whether a postmaster serves `pgdata`: its process exists and is not a zombie (a stopped server
+    whose exit its parent has not collected yet still has a process id)."""
+    info = import_pgserver().utils.PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
     if info is None or not info.is_running():
         return False
+    import psutil
+
+    try:
+        return info.process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop_embedded(pgdata: Path, wait_s: float = 30.0) -> bool:
+    """Stop the embedded server at `pgdata` if it runs; returns whether one was running. A server
+    already shutting down (its last user stopped it) is waited for, up to `wait_s` seconds."""
+    pgserver = import_pgserver()
+    if not embedded_running(pgdata):
+        return False
+    info = pgserver.utils.PostmasterInfo.read_from_pgdata(pgdata)
+    if info is not None and info.status != "ready":
+        deadline = time.monotonic() + wait_s
+        while embedded_running(pgdata) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return True
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
     server.stop()
     handles = pgdata / ".handle_pids.json"

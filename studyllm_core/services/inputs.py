@@ -201,8 +201,35 @@ def _read_delimited(path: Path, fmt: str, header: bool, options: OptionNames) ->
                 f"{what} must be quoted" + (" (TSV has no quoting: use CSV or remove the tabs)" if fmt == "tsv" else "")
                 + ("" if header else f", or the file has a header row (leave out {options.no_header})")
             )
+    if fmt != "tsv":
+        _refuse_swallowed_rows(rows, lines, width, path)
     padded = [row[:width] + [""] * (width - len(row)) for row in rows]
     return {name: [row[i] for row in padded] for i, name in enumerate(names)}
+
+
+SWALLOWED_MIN_LINES = 3  # inner lines of one quoted cell that look like rows before a quote is doubted
+
+
+def _refuse_swallowed_rows(rows: list[list[str]], lines: list[int], width: int, path: Path) -> None:
+    """InputError when a quoted cell holds line after line that each parse as a whole row of the file
+    (the header's number of cells): a quote opened on one line and closed cleanly many lines later,
+    which strict parsing cannot see, swallows those rows into one text. Parsed rows are compared
+    with physical lines only inside such cells, so real multi-line texts pass."""
+    if width < 2:
+        return
+    for row, line in zip(rows, lines, strict=True):
+        for cell in row:
+            if cell.count("\n") < SWALLOWED_MIN_LINES + 1:
+                continue
+            inner = cell.split("\n")[1:-1]  # the first and last pieces belong to the quoted text itself
+            like_rows = sum(1 for piece in inner if len(next(csv.reader([piece]), [])) == width)
+            if len(inner) >= SWALLOWED_MIN_LINES and like_rows >= 0.9 * len(inner):
+                raise InputError(
+                    f"{path.name} line {line}: a quoted text runs over {len(inner) + 2} lines that each look like a row "
+                    f"of {width} cells (lines {line}-{line + len(inner) + 1}): a quote opened there is closed too late, "
+                    "so those rows would become one text; fix the quotes of that line (each \" inside a text doubled), "
+                    "or, if the text really has these line breaks, save the file as JSONL or Parquet"
+                )
 
 
 def _refuse_duplicates(names: list[object], path: Path) -> None:

@@ -100,6 +100,12 @@ def test_unclosed_quote_in_csv(cli, env, stub, tmp_path):
     rows[4] = "3,row number 3"
     (tmp_path / "q.csv").write_text("\n".join(rows) + "\n")
     assert_fatal(embed(cli, env, tmp_path / "q.csv"), "q.csv line 501: broken CSV quoting", stub)
+    # A quote opened on line 102 and closed cleanly on line 401 is valid CSV to a strict parser: the
+    # 298 rows between would become one text. The rows they look like give it away.
+    rows[500] = "499,row number 499"
+    rows[102], rows[401] = '101,"opens here', '400,closes" here'.replace('" here', '"')
+    (tmp_path / "q.csv").write_text("\n".join(rows) + "\n")
+    assert_fatal(embed(cli, env, tmp_path / "q.csv"), "q.csv line 103: a quoted text runs over 300 lines", stub)
 
 
 def test_duplicated_header(cli, env, stub, tmp_path):

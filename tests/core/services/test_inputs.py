@@ -140,3 +140,16 @@ def test_a_dataset_set_up_in_the_ui_gets_the_run_config_wording(engine, tmp_path
     assert "--" not in str(info.value)
     data = registry.load(DatasetSource(name="h", path=str(path), header=False, text_column="1"))
     assert data.texts == ["The match ended two to one after extra time.", "A new comet was seen."]
+
+
+def test_rows_swallowed_by_a_late_closing_quote_are_refused_real_multiline_texts_pass(tmp_path):
+    rows = ["text,label"] + [f"row {i},L{i % 3}" for i in range(50)]
+    rows[10], rows[30] = '"opens here,L1', 'closes",L2'
+    (tmp_path / "late.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(InputError, match=r"late.csv line 11: a quoted text runs over 21 lines that each look like a row of 2 cells"):
+        read_texts(tmp_path / "late.csv", text_column="text")
+    # A reply with line breaks (even with a comma per line) and a two-line text are texts, not rows.
+    reply = '"Three fruits:\n1. apples\n2. pears, ripe\n3. plums\nThat is all."'
+    two_lines = '"first line, and\nsecond line"'
+    (tmp_path / "ok.csv").write_text(f"text,label\n{reply},a\n{two_lines},b\nplain,c\n")
+    assert len(read_texts(tmp_path / "ok.csv", text_column="text").texts) == 3
