@@ -19,7 +19,6 @@ per-seed NMI differences, whether k-LLMmeans >= k-means on NMI, and the publishe
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 from _db import scratch_database
 from studyllm_core.algorithms import SweepConfig
+from studyllm_core.process_policy import apply_process_policy
 from studyllm_core.providers.registry import create_provider
 from studyllm_core.services.capture.embedding import EmbeddingService
 from studyllm_core.services.inputs import read_texts
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--limit", type=int, help="use a random subset of N texts per set (quick look)")
     args = parser.parse_args()
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    apply_process_policy()  # a script is an entry point: offline model, the collector paused around heavy imports
 
     results: dict[tuple[str, str], dict[str, list[float]]] = {}
     with scratch_database() as (engine, _), tempfile.TemporaryDirectory() as scratch:
