@@ -47,9 +47,10 @@ def read_tsv(name: str) -> tuple[list[str], np.ndarray]:
 
 def embed_texts(texts: list[str]) -> np.ndarray:
     """Unit-norm MiniLM vectors of `texts` with the packaged model (offline)."""
+    from studyllm_core.process_policy import apply_process_policy
     from studyllm_core.providers.local import load_model
 
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    apply_process_policy()  # benchmarks are entry points: the offline switches are theirs to set
     model = load_model()
     return model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
                         show_progress_bar=False).astype(np.float32)

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 from _db import scratch_database
-from studyllm_core.providers.settings import provider_from_env
 from studyllm_core.services.capture.embedding import EmbeddingService
 from studyllm_core.testing import stub_server_process
 
@@ -104,9 +103,8 @@ def main() -> None:
 
         # The same two runs in-process (no interpreter start or imports), for the cached fraction:
         # PAIRS pairs on fresh texts each, the median pair reported (this machine is shared and noisy).
-        service = EmbeddingService(
-            engine, provider_from_env("openai-compatible", base_url=base), provider_name="openai-compatible",
-            model="bench-embed", batch_size=BATCH, concurrency=CONCURRENCY,
+        service = EmbeddingService.from_name(
+            "openai-compatible", engine=engine, base_url=base, model="bench-embed", batch_size=BATCH, concurrency=CONCURRENCY,
         )
         pairs = []
         for p in range(PAIRS):

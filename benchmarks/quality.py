@@ -46,6 +46,7 @@ from studyllm_core.algorithms import (  # noqa: E402
     pca_svd_project,
     restart_seed,
 )
+from studyllm_core.process_policy import apply_process_policy  # noqa: E402
 from studyllm_core.services.capture.summarization import summarizer_from_spec  # noqa: E402
 
 PCA_DIM = 50
@@ -236,7 +237,7 @@ def main() -> None:
     parser.add_argument("--no-defaults", action="store_true")
     parser.add_argument("--defaults-only", action="store_true", help="print only the defaults' table")
     args = parser.parse_args()
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    apply_process_policy()  # a script is an entry point: offline model, the collector paused around heavy imports
     seeds = list(range(args.seeds))
 
     main_lines, verdicts, ablation_lines, default_lines = [], [], [], []

@@ -17,7 +17,7 @@ from studyllm_core.config import get_settings
 from studyllm_core.db.engine import POOL_RECYCLE_SECONDS, open_database
 from studyllm_core.db.server import DatabaseTarget
 from studyllm_core.services.datasets import DEMO, DatasetRegistry
-from studyllm_core.services.provenance import ProvenanceService
+from studyllm_core.services.provenance import ProvenanceService, sweep_run_group
 from studyllm_core.services.sweep.recipe import check_k_range
 from studyllm_core.services.sweep.result_store import SweepResults
 from studyllm_pipeline.definitions import defs
@@ -32,7 +32,6 @@ from studyllm_pipeline.partitions import (
     new_k_values,
     partition_key,
 )
-from studyllm_pipeline.lineage import run_group_name
 
 DEMO_K_RANGE = (6, 14)  # the corpus has 10 topics
 TAGS = {"studyllm/source": "studyllm demo"}
@@ -77,7 +76,7 @@ def run_demo(
     report = SweepResults(engine, get_settings().artifacts_dir).report(DEMO, ks)
     snapshot: pd.DataFrame = runs[0].asset_value("dataset_snapshot")
     per_k = [_row(r) for r in report.table.to_dict("records")]
-    run_group = ProvenanceService(engine).lookup("run", run_group_name(DEMO))
+    run_group = ProvenanceService(engine).lookup("run", sweep_run_group(DEMO))
     return {
         "dataset": DEMO,
         "texts": len(snapshot),

@@ -1,34 +1,30 @@
-"""Lineage mirrored as provenance: each materialization is a Group, each asset edge a GroupLink.
+"""Lineage mirrored as provenance: what Dagster knows about a materialization, handed to the core.
 
-A materialization's group is named after its asset and partition, so re-materializing reuses it
-(its metadata keeps the newest run id and config). The upstream groups are found from the same
-names, so the links reproduce exactly the asset graph Dagster ran. Every sweep asset of one
-dataset is a step of the `run` group `sweep[<dataset>]`. The recording itself is one call of the
-core's ProvenanceService per materialization; this module only says what Dagster knows.
+Each materialization is recorded by one `ProvenanceService.record_materialization` call from the
+facts Dagster has: the asset key, the partition, the run id, the asset's group type and position
+(definition metadata), and the upstream assets and partitions it read. The core names the groups
+(`<asset>[<partition>]`, the run group `sweep[<dataset>]`), so re-materializing reuses a group and the
+links reproduce exactly the asset graph Dagster ran.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import dagster as dg
 from sqlalchemy import Engine
 
-from studyllm_core.services.provenance import ProvenanceService, StepRecord
+from studyllm_core.services.provenance import Materialization, ProvenanceService, dataset_of, materialization_group
 
 GROUP_TYPE = "studyllm/group_type"  # asset metadata key: the group type of its materializations
 STEP_POSITION = "studyllm/step"  # asset metadata key: its position in a sweep run
 CHECK_NAME = "provenance_links"
 
+Upstream = Mapping[tuple[str, Optional[str]], str]  # (asset, partition) read -> its group type
+
 
 def group_name(asset_key: dg.AssetKey, partition_key: Optional[str]) -> str:
     """The name of the group of one materialization of `asset_key` (at `partition_key`)."""
-    base = asset_key.to_user_string()
-    return f"{base}[{partition_key}]" if partition_key else base
-
-
-def run_group_name(dataset: str) -> str:
-    """The `run` group that orders the sweep steps of one dataset."""
-    return f"sweep[{dataset}]"
+    return materialization_group(asset_key.to_user_string(), partition_key)
 
 
 def _partition(context: dg.AssetExecutionContext) -> Optional[str]:
@@ -40,56 +36,45 @@ def meta_of(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, An
     return dict(context.job_def.asset_layer.asset_graph.get(key).metadata or {})
 
 
-def dataset_of(partition: Optional[str]) -> Optional[str]:
-    """The dataset of a partition key (`demo` for both `demo` and `demo|9`)."""
-    return str(partition).split("|")[0] if partition else None
-
-
-def upstream_groups(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: Optional[str] = None) -> dict[str, str]:
-    """Group name -> group type of every upstream materialization the `partition` of `key` reads:
+def upstream_of(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: Optional[str] = None) -> dict[tuple[str, Optional[str]], str]:
+    """(asset, partition) -> group type of every upstream materialization the `partition` of `key` reads:
     the same partition of a parent partitioned alike, the dataset's of a dataset-partitioned one."""
     graph = context.job_def.asset_layer.asset_graph
     node = graph.get(key)
     partition = partition if partition is not None else _partition(context)
-    found: dict[str, str] = {}
+    found: dict[tuple[str, Optional[str]], str] = {}
     for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
         parent_def = graph.get(parent).partitions_def
         mapped = None if parent_def is None else (partition if parent_def == node.partitions_def else dataset_of(partition))
-        found[group_name(parent, mapped)] = str(meta_of(context, parent).get(GROUP_TYPE, "step"))
+        found[(parent.to_user_string(), mapped)] = str(meta_of(context, parent).get(GROUP_TYPE, "step"))
     return found
 
 
-def step_record(
+def materialization(
     context: dg.AssetExecutionContext,
     key: Optional[dg.AssetKey] = None,
     *,
     partition: Optional[str] = None,
-    inputs: Optional[dict[str, str]] = None,
+    upstream: Optional[Upstream] = None,
     config: Optional[dict[str, Any]] = None,
     extra_inputs: Sequence[int] = (),
     metadata: Optional[dict[str, Any]] = None,
-) -> StepRecord:
+) -> Materialization:
     """What Dagster knows about one materialization of `key` (default: the asset of the context) at
-    `partition` (default: the run's); `inputs` replaces the upstream groups of the asset graph."""
+    `partition` (default: the run's); `upstream` replaces the upstream partitions of the asset graph."""
     key = key or context.asset_key
     meta = meta_of(context, key)
     partition = partition if partition is not None else _partition(context)
-    dataset = dataset_of(partition)
-    return StepRecord(
+    return Materialization(
+        asset=key.to_user_string(),
+        partition=partition,
+        run_id=context.run.run_id,
         group_type=str(meta.get(GROUP_TYPE, "step")),
-        name=group_name(key, partition),
-        run=run_group_name(dataset) if dataset else None,
         position=int(meta.get(STEP_POSITION, 0)),
-        inputs=inputs if inputs is not None else upstream_groups(context, key, partition),
+        upstream=dict(upstream) if upstream is not None else upstream_of(context, key, partition),
         extra_inputs=tuple(extra_inputs),
-        metadata={
-            "dagster_run_id": context.run.run_id,
-            "asset_key": key.to_user_string(),
-            "partition": partition,
-            "config": config or {},
-            **(metadata or {}),
-        },
-        run_metadata={"dataset": dataset} if dataset else {},
+        config=config or {},
+        metadata=metadata or {},
     )
 
 
@@ -97,10 +82,10 @@ def record_materialization(
     context: dg.AssetExecutionContext,
     engine: Engine,
     key: Optional[dg.AssetKey] = None,
-    **step: Any,
+    **facts: Any,
 ) -> int:
     """Record one materialization (its group, inputs and place in the sweep run) in one core call."""
-    return ProvenanceService(engine).record(step_record(context, key, **step))
+    return ProvenanceService(engine).record_materialization(materialization(context, key, **facts))
 
 
 def check_links(
@@ -110,12 +95,13 @@ def check_links(
     *,
     extra_inputs: Sequence[str] = (),
     key: Optional[dg.AssetKey] = None,
-    inputs: Optional[Sequence[str]] = None,
+    upstream: Optional[Upstream] = None,
 ) -> dg.AssetCheckResult:
     """Do the group's recorded inputs equal this materialization's upstream assets and partitions
-    (`inputs` when the step read other partitions than the asset graph's)?"""
+    (`upstream` when the step read other partitions than the asset graph's)?"""
     key = key or context.asset_key
-    expected = set(inputs if inputs is not None else upstream_groups(context, key)) | set(extra_inputs)
+    read = upstream if upstream is not None else upstream_of(context, key)
+    expected = {materialization_group(asset, partition) for asset, partition in read} | set(extra_inputs)
     actual = {g.name for g in ProvenanceService(engine).inputs_of(group_id)}
     missing, extra = sorted(expected - actual), sorted(actual - expected)
     return dg.AssetCheckResult(

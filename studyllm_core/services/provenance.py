@@ -9,11 +9,16 @@ Group types: `dataset`, `embedding_batch`, `step`, `summarization_batch`, `metri
 
 Ancestors of a group are reached by walking `depends_on` edges to parents; descendants by
 walking them to children. The pipeline and the CLI use this same code.
+
+A pipeline materialization is recorded by one call, `record_materialization`, from what the
+orchestrator knows (`Materialization`: asset, partition, run id, the upstream assets and partitions it
+read); the naming conventions are here: the group `<asset>[<partition>]`, and for a partition of a
+dataset (`demo` or `demo|7`) a step of the run group `sweep[<dataset>]`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +75,60 @@ class StepRecord:
     extra_inputs: tuple[int, ...] = ()  # ids of groups outside the graph the step read (a dataset source)
     metadata: dict[str, Any] = field(default_factory=dict)
     run_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def materialization_group(asset: str, partition: str | None = None) -> str:
+    """The group name of one materialization of an asset: `<asset>[<partition>]`, or `<asset>` unpartitioned."""
+    return f"{asset}[{partition}]" if partition else asset
+
+
+def dataset_of(partition: str | None) -> str | None:
+    """The dataset of a partition key (`demo` for both `demo` and `demo|7`)."""
+    return str(partition).split("|")[0] if partition else None
+
+
+def sweep_run_group(dataset: str) -> str:
+    """The name of the `run` group that orders the sweep steps of one dataset."""
+    return f"sweep[{dataset}]"
+
+
+@dataclass(frozen=True)
+class Materialization:
+    """What an orchestrator knows about one materialization of an asset (`step()` names its groups)."""
+
+    asset: str
+    partition: str | None
+    run_id: str
+    group_type: str = "step"
+    position: int = 0
+    upstream: Mapping[tuple[str, str | None], str] = field(default_factory=dict)  # (asset, partition) read -> group type
+    extra_inputs: tuple[int, ...] = ()  # ids of groups outside the asset graph it read (a dataset's source)
+    config: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def input_names(self) -> list[str]:
+        """The groups of the upstream materializations it read."""
+        return [materialization_group(asset, partition) for asset, partition in self.upstream]
+
+    def step(self) -> StepRecord:
+        """The StepRecord of this materialization, by the conventions in the module docstring."""
+        dataset = dataset_of(self.partition)
+        return StepRecord(
+            group_type=self.group_type,
+            name=materialization_group(self.asset, self.partition),
+            run=sweep_run_group(dataset) if dataset else None,
+            position=self.position,
+            inputs={materialization_group(a, p): kind for (a, p), kind in self.upstream.items()},
+            extra_inputs=tuple(self.extra_inputs),
+            metadata={
+                "dagster_run_id": self.run_id,
+                "asset_key": self.asset,
+                "partition": self.partition,
+                "config": self.config,
+                **self.metadata,
+            },
+            run_metadata={"dataset": dataset} if dataset else {},
+        )
 
 
 SCOPE_LINKS = ("depends_on", "step", "contains")  # edges that lead from a group to the groups it covers
@@ -152,6 +211,10 @@ class ProvenanceService:
             if run_id is not None:
                 self.groups.link(run_id, group_id, "step", position=step.position, conn=conn)
         return group_id
+
+    def record_materialization(self, materialization: Materialization) -> int:
+        """Record one materialization of a pipeline asset in one call (`record` of its `step()`)."""
+        return self.record(materialization.step())
 
     def inputs_of(self, group_id: int) -> list[GroupRow]:
         """The groups this one was made from (its `depends_on` parents)."""

@@ -4,9 +4,8 @@ import dagster as dg
 import pandas as pd
 
 from studyllm_core.charts import line_chart_svg
-from studyllm_core.services.sweep.result_store import k_group_name
 from studyllm_pipeline.assets.common import markdown_table, sweep_asset_args, user_errors_as_failures
-from studyllm_pipeline.partitions import datasets
+from studyllm_pipeline.partitions import datasets, partition_key
 from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.resources import StudyllmDatabase
 
@@ -42,9 +41,9 @@ def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):
                          "sweep K first (studyllm backfill, or materialize its K partitions)", allow_retries=False)
     table = report.table
     done = table[table["status"] == "done"]
-    inputs = {k_group_name(name, dataset, int(k)): kind for k in done["k"]
-              for name, kind in (("cluster_metrics", "metrics"), ("cluster_summaries", "summarization_batch"))}
-    group_id = record_materialization(context, engine, inputs=inputs)
+    upstream = {(name, partition_key(dataset, int(k))): kind for k in done["k"]
+                for name, kind in (("cluster_metrics", "metrics"), ("cluster_summaries", "summarization_batch"))}
+    group_id = record_materialization(context, engine, upstream=upstream)
     chosen = report.choice.k
     best = results.summaries(dataset, chosen) if chosen is not None else None
     metadata = {
@@ -63,7 +62,7 @@ def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):
         "group_id": group_id,
     }
     yield dg.Output(table, metadata=metadata)
-    yield check_links(context, engine, group_id, inputs=list(inputs))
+    yield check_links(context, engine, group_id, upstream=upstream)
     yield dg.AssetCheckResult(
         check_name=K_CHECK,
         passed=report.problem() is None,

@@ -33,13 +33,12 @@ import numpy as np
 from sqlalchemy import Connection, Engine
 
 from studyllm_core.db.calls import NewCall
-from studyllm_core.db.engine import open_database, translate_db_errors
+from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
 from studyllm_core.db.leases import EmbeddingLeases
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import EmbeddingResponse, Provider
-from studyllm_core.providers.settings import named_provider_from_env
 from studyllm_core.redaction import redact_data_many
 from studyllm_core.providers.errors import (
     BadRequestError,
@@ -48,6 +47,7 @@ from studyllm_core.providers.errors import (
     PermanentError,
     ProviderError,
 )
+from studyllm_core.services.capture.by_name import BuiltByName
 from studyllm_core.services.capture.cache_key import DEFAULT_MAX_CHARS, content_hash, embedding_hasher, prepare_text
 from studyllm_core.services.capture.recording import (
     CallRecorder,
@@ -127,28 +127,8 @@ class _Item:
     stored: str
 
 
-class EmbeddingService:
+class EmbeddingService(BuiltByName):
     """Cached, de-duplicated, recorded embeddings for one provider and model."""
-
-    @classmethod
-    def from_name(
-        cls,
-        provider: str,
-        *,
-        model: str,
-        engine: Engine | None = None,
-        base_url: str | None = None,
-        timeout: float | None = None,
-        api_key: str | None = None,
-        **options: Any,
-    ) -> EmbeddingService:
-        """The service of provider `provider` built by name from the environment (plus these overrides).
-
-        The provider's settings are checked first (a missing key stops here, before any server starts),
-        then `engine` is the database (default: `open_database()`); `options` go to the constructor.
-        """
-        built, name = named_provider_from_env(provider, base_url=base_url, timeout=timeout, api_key=api_key)
-        return cls(engine if engine is not None else open_database(), built, provider_name=name, model=model, **options)
 
     def __init__(
         self,

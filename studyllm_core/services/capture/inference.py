@@ -43,11 +43,10 @@ from studyllm_core.db.calls import NewCall, RawCallRepository
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import InputError
 from studyllm_core.logging_config import get_logger
-from studyllm_core.db.engine import open_database
 from studyllm_core.providers.base import ChatMessage, ChatResponse, Provider, TokenUsage
 from studyllm_core.providers.errors import MalformedResponseError, ProviderError
-from studyllm_core.providers.settings import named_provider_from_env
 from studyllm_core.redaction import redact
+from studyllm_core.services.capture.by_name import BuiltByName
 from studyllm_core.services.capture.cache_key import content_hash, invalid_text_reason, space_provider, unusable_reason
 from studyllm_core.services.capture.recording import (
     CallQueue,
@@ -187,28 +186,8 @@ class _Settings:
     metadata: dict[str, Any]
 
 
-class InferenceService:
+class InferenceService(BuiltByName):
     """Recorded, retried, rate-limited, de-duplicated chat completions for one provider and model."""
-
-    @classmethod
-    def from_name(
-        cls,
-        provider: str,
-        *,
-        model: str,
-        engine: Engine | None = None,
-        base_url: str | None = None,
-        timeout: float | None = None,
-        api_key: str | None = None,
-        **options: Any,
-    ) -> InferenceService:
-        """The service of provider `provider` built by name from the environment (plus these overrides).
-
-        The provider's settings are checked first (a missing key stops here, before any server starts),
-        then `engine` is the database (default: `open_database()`); `options` go to the constructor.
-        """
-        built, name = named_provider_from_env(provider, base_url=base_url, timeout=timeout, api_key=api_key)
-        return cls(engine if engine is not None else open_database(), built, provider_name=name, model=model, **options)
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from studyllm_core.algorithms import KResult
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.services.artifacts import ArtifactService
+from studyllm_core.services.provenance import materialization_group
 from studyllm_core.services.sweep.recipe import (
     DONE,
     SweepReport,
@@ -39,7 +40,7 @@ RUNNING = "running"
 
 def k_group_name(table: str, dataset: str, k: int) -> str:
     """The group of one K's table: `clusters[demo|9]` (the pipeline names K partitions `demo|9`)."""
-    return f"{table}[{dataset}|{k}]"
+    return materialization_group(table, f"{dataset}|{k}")
 
 
 class SweepResults:

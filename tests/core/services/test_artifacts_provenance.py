@@ -73,3 +73,19 @@ def test_provenance_walks_edges_both_ways_and_orders_steps(engine):
     assert p.to_dict()["group"]["name"] == "r"
     with pytest.raises(NotFoundError):
         prov.provenance("missing")
+
+
+def test_a_materialization_is_named_by_the_core_conventions():
+    """The pipeline hands over only what Dagster knows; the core names the groups and the run."""
+    from studyllm_core.services.provenance import Materialization
+
+    step = Materialization(
+        asset="clusters", partition="demo|7", run_id="run-1", group_type="step", position=3,
+        upstream={("pca_projection", "demo"): "step", ("dataset_snapshot", "demo"): "dataset"}, config={"seed": 0},
+    ).step()
+    assert step.name == "clusters[demo|7]" and step.run == "sweep[demo]" and step.position == 3
+    assert step.inputs == {"pca_projection[demo]": "step", "dataset_snapshot[demo]": "dataset"}
+    assert step.metadata == {"dagster_run_id": "run-1", "asset_key": "clusters", "partition": "demo|7", "config": {"seed": 0}}
+    assert step.run_metadata == {"dataset": "demo"}
+    unpartitioned = Materialization(asset="provider_comparison", partition=None, run_id="run-2").step()
+    assert unpartitioned.name == "provider_comparison" and unpartitioned.run is None
