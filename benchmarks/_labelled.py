@@ -6,7 +6,6 @@ Run directly to fill the cache: python benchmarks/_labelled.py [names...]
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass

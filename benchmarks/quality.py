@@ -25,7 +25,6 @@ Printed:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
