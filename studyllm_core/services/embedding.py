@@ -56,6 +56,7 @@ from studyllm_core.services.capture import (
     shown_input,
     status_for,
 )
+from studyllm_core.services.loop_thread import LoopThread
 from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
 from studyllm_core.services.retry import RetryPolicy, call_with_retries
 from studyllm_core.services.spend import SpendGuard
@@ -159,6 +160,7 @@ class EmbeddingService:
         self.vectors = VectorRepository(engine)
         # The server belongs to the embedding space when the provider says so (see Provider.embedding_server).
         self.server = provider.embedding_server() or ""
+        self._sync = LoopThread(f"studyllm-embedding-{provider_name}")
         self._hasher = embedding_hasher(
             provider=provider_name, model=model, dimensions=dimensions, encoding_format=encoding_format,
             server=self.server,
@@ -178,8 +180,22 @@ class EmbeddingService:
         group_name: str | None = None,
         progress: ProgressFn | None = None,
     ) -> EmbedOutcome:
-        """Synchronous `aembed` (runs its own event loop; use `aembed` inside async code)."""
-        return asyncio.run(self.aembed(texts, group_id=group_id, group_name=group_name, progress=progress))
+        """Synchronous `aembed`, run on the service's background loop (`LoopThread`): works in scripts, threads
+        and inside a running event loop (Jupyter); async code awaits `aembed` instead."""
+        return self._sync.run(self.aembed(texts, group_id=group_id, group_name=group_name, progress=progress))
+
+    def close(self) -> None:
+        """Stop the background loop of `embed`, closing the HTTP client the provider opened on it.
+
+        The service stays usable: the next `embed` starts a new loop.
+        """
+        self._sync.shutdown(self.provider.aclose)
+
+    def __enter__(self) -> EmbeddingService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     async def aembed(
         self,

@@ -212,7 +212,6 @@ class InferenceService:
         self.preprocess = preprocess
         self._sync = LoopThread(f"studyllm-inference-{provider_name}")
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
-        self._sync_used = False
         # (event loop, request_hash) -> the result of the identical request in flight
         self._inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[InferenceResult]] = {}
 
@@ -358,7 +357,6 @@ class InferenceService:
 
     def call_sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the service's background loop (the synchronous methods of this and related services)."""
-        self._sync_used = True
         return self._sync.run(coro)
 
     def close(self) -> None:
@@ -366,12 +364,7 @@ class InferenceService:
 
         The provider itself stays usable: on another event loop it opens a new client.
         """
-        if self._sync_used:
-            self._sync_used = False
-            try:
-                self._sync.run(self.provider.aclose())
-            finally:
-                self._sync.close()
+        self._sync.shutdown(self.provider.aclose)
 
     def _slots(self) -> asyncio.Semaphore:
         """The semaphore bounding this service's API calls in flight on the running loop (all its runs together)."""

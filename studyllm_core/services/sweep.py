@@ -20,6 +20,7 @@ summary embeddings (2), chained by `depends_on`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -184,6 +185,23 @@ class SweepService:
             run_id, {"status": "done", "best_k": outcome.best_k, "counts": outcome.report["counts"], "files": outcome.files}
         )
         return outcome
+
+    async def arun(
+        self,
+        texts: Sequence[str],
+        config: SweepConfig,
+        out_dir: str | Path,
+        *,
+        labels: Sequence[object] | None = None,
+        name: str | None = None,
+        source: dict[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+        notice: Notice | None = None,
+    ) -> SweepOutcome:
+        """`run` for async code (a notebook's `await`): runs in a worker thread, the event loop stays free."""
+        return await asyncio.to_thread(
+            self.run, texts, config, out_dir, labels=labels, name=name, source=source, progress=progress, notice=notice
+        )
 
     def _execute(
         self,
