@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dimensions come from the cache; the rest go to the API in batches, each attempt recorded.",
     )
     add_input_args(p)
-    add_provider_args(p)
+    add_provider_args(p, operation="embed")
     p.add_argument("--dimensions", type=positive_int, metavar="N", help="ask the model for N dimensions")
     p.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="texts per request (default 256)")
     p.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="requests in flight (default 8)")

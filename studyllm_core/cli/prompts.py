@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pairs without a recorded success are sent.",
     )
     add_input_args(p)
-    add_provider_args(p)
+    add_provider_args(p, operation="chat")
     p.add_argument("--samples", type=positive_int, default=1, metavar="N", help="independent samples per prompt (default 1)")
     p.add_argument("--temperature", type=finite_float, metavar="T", help="sampling temperature (default: the model's)")
     p.add_argument("--max-tokens", type=positive_int, metavar="N", help="at most N tokens per reply")

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "environment; --base-url is the embedding server's.",
     )
     add_input_args(p, labels=True)
-    add_provider_args(p, prefix="embed-")
+    add_provider_args(p, operation="embed", prefix="embed-")
     p.add_argument("--k-min", type=int, required=True, metavar="A", help="smallest K (at least 2)")
     p.add_argument("--k-max", type=int, required=True, metavar="B", help="largest K (at most the number of texts)")
     p.add_argument("--restarts", type=int, default=DEFAULT_RESTARTS, metavar="N",

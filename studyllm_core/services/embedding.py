@@ -38,6 +38,7 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.vectors import NewVectors, VectorRepository
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import EmbeddingResponse, Provider
+from studyllm_core.providers.registry import require_operation
 from studyllm_core.redaction import redact_data_many
 from studyllm_core.providers.errors import (
     BadRequestError,
@@ -146,6 +147,7 @@ class EmbeddingService:
     ) -> None:
         if batch_size < 1 or concurrency < 1:
             raise ValueError("batch_size and concurrency must be at least 1")
+        require_operation(provider, provider_name, "embed")  # refused here: nothing sent, nothing recorded
         self.engine = engine
         self.provider = provider
         self.provider_name = provider_name

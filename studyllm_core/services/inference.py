@@ -45,6 +45,7 @@ from studyllm_core.errors import InputError
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import ChatMessage, ChatResponse, Provider, TokenUsage
 from studyllm_core.providers.errors import MalformedResponseError, ProviderError
+from studyllm_core.providers.registry import require_operation
 from studyllm_core.redaction import redact
 from studyllm_core.services.cache_key import content_hash, invalid_text_reason, space_provider, unusable_reason
 from studyllm_core.services.capture import (
@@ -202,6 +203,7 @@ class InferenceService:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        require_operation(provider, provider_name, "chat")  # refused here: nothing sent, nothing recorded
         self.engine = engine
         self.provider = provider
         self.provider_name = provider_name
