@@ -229,7 +229,7 @@ def _demo_text(report: dict) -> str:
     lines.append("")
     lines.append(f"artifacts: {report['artifacts_dir']}")
     runs = ", ".join(r[:8] for r in report["run_ids"])
-    lines.append(f"provenance: studyllm provenance {report['run_group_id']}   UI: studyllm dev (runs {runs})")
+    lines.append(f"provenance: studyllm provenance {report['group_id']}   UI: studyllm dev (runs {runs})")
     return "\n".join(lines)
 
 

@@ -90,7 +90,7 @@ def run_demo(
         "best": next((r for r in per_k if r["k"] == report.best_k), None),
         "per_k": per_k,
         "artifacts_dir": str(get_settings().artifacts_dir),
-        "run_group_id": run_group.id if run_group else None,
+        "group_id": run_group.id if run_group else None,
         "run_ids": [r.run_id for r in runs],
         "seconds": time.perf_counter() - start,
     }

@@ -114,4 +114,5 @@ def add_call_filter_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", type=utc_time, metavar="DATE", help="calls before DATE")
     parser.add_argument("--provider", metavar="P", help="only this provider")
     parser.add_argument("--model", metavar="M", help="only this model")
-    parser.add_argument("--group", metavar="GROUP", help="only members of this group (id or name)")
+    parser.add_argument("--group", metavar="GROUP",
+                        help="only calls of GROUP (id or name) and of every group below it, as `export` takes it")

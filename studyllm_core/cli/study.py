@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING, Any
 
 from studyllm_core.cli.common import add_call_filter_args
-from studyllm_core.cli.output import emit, records, table
-from studyllm_core.errors import NotFoundError
+from studyllm_core.cli.output import emit, records, table, when
 from studyllm_core.services.prices import ENV_PRICES
 
 if TYPE_CHECKING:
@@ -27,12 +27,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def call_filter(args: argparse.Namespace, engine) -> CallFilter:  # noqa: ANN001 - an Engine
-    """The CallFilter of --since/--until/--provider/--model/--group (NotFoundError for an unknown group)."""
+    """The CallFilter of --since/--until/--provider/--model/--group (NotFoundError for an unknown group;
+    a group covers its own calls and those of every group below it, as in `export`)."""
     from studyllm_core.db.calls import CallFilter
     from studyllm_core.db.groups import GroupRepository
 
-    group = GroupRepository(engine).find_group(args.group).id if args.group else None
-    return CallFilter(provider=args.provider, model=args.model, since=args.since, until=args.until, group_id=group)
+    from studyllm_core.services.provenance import ProvenanceService
+
+    # GROUP means what it means for `export`: the group and every group below it.
+    scope = ProvenanceService(engine).scope(GroupRepository(engine).find_group(args.group).id) if args.group else None
+    return CallFilter(provider=args.provider, model=args.model, since=args.since, until=args.until, group_ids=scope)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -43,11 +47,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
     flt = call_filter(args, engine)
     service = StudyService(engine)
     summary = service.summary_stats(flt)
-    if summary["calls"] == 0:
+    if summary["calls"] == 0 and not args.json:  # an empty table, exit 0; the note says why
         narrowed = any(v is not None for v in (args.since, args.until, args.provider, args.model, args.group))
-        if narrowed:
-            raise NotFoundError("no recorded calls match these filters; widen --since/--until/--provider/--model/--group")
-        raise NotFoundError("no calls are recorded yet; record some with `studyllm prompts run` or `studyllm embed`")
+        print("note: " + ("no recorded calls match these filters; widen --since/--until/--provider/--model/--group"
+                          if narrowed else "no calls are recorded yet; record some with `studyllm prompts run` or "
+                          "`studyllm embed`"), file=sys.stderr)
     payload = {"summary": summary, "providers": records(service.provider_comparison(flt)), "prices": service.prices.sources}
     emit(payload, args.json, _human)
     return 0
@@ -55,9 +59,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def _human(p: dict[str, Any]) -> str:
     s = p["summary"]
-    first, last = (str(s[k])[:19] for k in ("first_call_at", "last_call_at"))
+    first, last = (when(s[k]) for k in ("first_call_at", "last_call_at"))
     lines = [
-        f"calls {s['calls']:,}  succeeded {s['succeeded']:,} ({s['success_rate']:.1%})  failed {s['failed']:,}  "
+        f"calls {s['calls']:,}  succeeded {s['succeeded']:,} ({_rate(s['success_rate'])})  failed {s['failed']:,}  "
         f"providers {s['providers']}  models {s['models']}  from {first} to {last}",
         f"tokens in {s['input_tokens']:,}  out {s['output_tokens']:,}  cost {_money(s['cost_usd'])}"
         + (f" (priced part {_money(s['priced_cost_usd'])})" if s["cost_usd"] is None else ""),
@@ -66,7 +70,7 @@ def _human(p: dict[str, Any]) -> str:
     rows = [
         {
             **r,
-            "success": f"{r['success_rate']:.1%}",
+            "success": _rate(r["success_rate"]),
             "p50_ms": _num(r["p50_latency_ms"]),
             "p95_ms": _num(r["p95_latency_ms"]),
             "tokens_in": f"{r['input_tokens']:,}",
@@ -81,6 +85,10 @@ def _human(p: dict[str, Any]) -> str:
             f"\ncost unknown for {', '.join(s['unpriced_models'])}: no price; add one in a file named by ${ENV_PRICES}"
         )
     return "\n".join(lines)
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def _money(value: float | None) -> str:

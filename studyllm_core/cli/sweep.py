@@ -114,7 +114,7 @@ def _human(p: dict[str, Any]) -> str:
     lines = [
         f"texts {c['texts']:,}  clustered {c['clustered']:,}  failed {c['failed']:,}  cached {c['cached']:,}  "
         f"embedded {c['embedded']:,}  api_requests {c['api_requests']:,}  summarize_calls {c['summarize_calls']:,}  "
-        f"run group {p['run_group_id']}",
+        f"run group {p['group_id']}",
         "",
     ]
     has_labels = any(row.get("nmi") is not None for row in p["per_k"])

@@ -80,7 +80,7 @@ class SweepOutcome:
             "pca": self.report["pca"],
             "notes": self.report["notes"],
             "files": self.files,
-            "run_group_id": self.run_group_id,
+            "group_id": self.run_group_id,
         }
 
 
@@ -265,7 +265,7 @@ class SweepService:
             "summarize_calls": result.n_summarize_calls,
         }
         report = {
-            "run_group_id": run_id,
+            "group_id": run_id,
             "best_k": result.best_k,
             "rule": result.rule,
             "choice": choice.to_dict(),

@@ -62,7 +62,7 @@ def test_sweep_writes_report_labels_and_table(cli, env, corpus, tmp_path, stub):
     assert json.loads(again.stdout)["counts"]["api_requests"] == 0 and stub.stats.requests_total == requests
     assert json.loads(again.stdout)["per_k"] == summary["per_k"]
 
-    shown = cli(["provenance", str(summary["run_group_id"]), "--json"], env)
+    shown = cli(["provenance", str(summary["group_id"]), "--json"], env)
     steps = [s["type"] for s in json.loads(shown.stdout)["steps"]]
     assert steps == ["embedding_batch", "summarization_batch", "embedding_batch"]
     assert len(json.loads(shown.stdout)["artifacts"]) == 5  # report, clusters, three labels files
