@@ -63,7 +63,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         rate_limit=RateLimit(args.rpm, args.tpm),
         retry=RetryPolicy(max_attempts=args.max_attempts),
     )
-    progress = Progress("embedding")
+    progress = Progress("embedding", quiet=args.json)
     try:
         outcome = service.embed(table.texts, group_name=args.group, progress=progress)
     finally:

@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         preprocess=preprocess,
     )
-    progress = Progress("prompts")
+    progress = Progress("prompts", quiet=args.json)
     try:
         batch = service.run_batch(
             table.texts, samples=args.samples, temperature=args.temperature, max_tokens=args.max_tokens,

@@ -90,7 +90,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     source = {"path": str(table_in.source), "text_column": table_in.text_column, "label_column": args.label_column}
     with SweepService(embedder, args.summarizer, timeout=args.timeout) as service:
-        progress = Progress("embedding")
+        progress = Progress("embedding", quiet=args.json)
         try:
             outcome = service.run(  # checks K, PCA and restarts against the texts before any API call
                 table_in.texts, config, args.out, labels=table_in.labels, source=source,
