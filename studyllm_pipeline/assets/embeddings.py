@@ -6,7 +6,7 @@ import pandas as pd
 
 from studyllm_pipeline.assets.common import API_POOL, sweep_asset_args, user_errors_as_failures
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.provenance import check_links, record_materialization
+from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from studyllm_core.algorithms.projection import pca_basis, pca_svd_project
 from studyllm_pipeline.assets.common import SWEEP_GROUP, user_errors_as_failures
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.provenance import (
+from studyllm_pipeline.lineage import (
     GROUP_TYPE,
     STEP_POSITION,
     check_links,

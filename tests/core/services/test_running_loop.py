@@ -13,12 +13,12 @@ import re
 import studyllm_core
 from studyllm_core.algorithms import SweepConfig
 from studyllm_core.providers.registry import create_provider
-from studyllm_core.services.conversation import ConversationService
-from studyllm_core.services.embedding import EmbeddingService
-from studyllm_core.services.inference import InferenceService
-from studyllm_core.services.retry import RetryPolicy
-from studyllm_core.services.similarity import SimilarityService
-from studyllm_core.services.sweep import SweepService
+from studyllm_core.services.capture.conversation import ConversationService
+from studyllm_core.services.capture.embedding import EmbeddingService
+from studyllm_core.services.capture.inference import InferenceService
+from studyllm_core.services.capture.retry import RetryPolicy
+from studyllm_core.services.study.similarity import SimilarityService
+from studyllm_core.services.sweep.service import SweepService
 
 from support import TEST_API_KEY as KEY
 from support import topic_corpus
