@@ -184,9 +184,9 @@ def test_duplicates_still_give_k_summaries():
         ({"metric": "manhattan"}, "metric='manhattan' is not supported"),
         ({"summarize": lambda t: t[0]}, "need both summarize and embed"),
         ({"summarize": lambda t: t[0], "embed": lambda t: np.zeros((len(t), 2)), "texts": ["a"] * 9},
-         "texts has 9 entries but Z has 10 rows"),
+         "texts has 9 entries but the data has 10 rows"),
         ({"summarize": lambda t: t[0], "embed": lambda t: np.zeros((len(t), 2)), "texts": ["a"] * 10,
-          "max_iter": 10, "llm_rounds": 2, "iters_per_round": 5}, "max_iter=10 leaves no Lloyd iterations"),
+          "max_iter": 10, "llm_rounds": 2, "iters_per_round": 5}, "max_iter=10 leaves no iterations"),
     ],
 )
 def test_invalid_arguments_raise_clear_errors(kwargs, message):
