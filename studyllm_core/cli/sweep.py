@@ -12,6 +12,7 @@ from studyllm_core.files import check_output_path
 from studyllm_core.cli.progress import Progress
 from studyllm_core.errors import InputError
 from studyllm_core.providers.registry import normalize_name
+from studyllm_core.services.sweep.methods import DEFAULT_METHOD, DEFAULT_RANK, METHODS, method_settings
 
 if TYPE_CHECKING:
     from studyllm_core.algorithms import SweepConfig
@@ -27,7 +28,7 @@ MAX_WARNINGS = 10
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
-        help="cluster a file's texts for every K in a range (k-means or k-LLMmeans) and choose K",
+        help="cluster a file's texts for every K in a range (k-means, k-LLMmeans or k-subspaces) and choose K",
         description="Embed the texts of INPUT through the cache, project them by PCA, and cluster them for every K "
         "from --k-min to --k-max with several seeded restarts (spherical k-means; with --summarizer, k-LLMmeans: "
         "summaries of sampled members replace the centroids for --llm-rounds rounds). Each K is scored by "
@@ -51,6 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--llm-rounds", type=int, metavar="N",
                    help=f"summary rounds per k-LLMmeans run (default {DEFAULT_LLM_ROUNDS} with --summarizer); the "
                    "restarts run without the LLM and the best one is re-run with it")
+    p.add_argument("--method", choices=tuple(METHODS), default=DEFAULT_METHOD,
+                   help="kmeans: spherical k-means (k-LLMmeans with --summarizer); ksubspaces: each cluster a "
+                   "rank-R affine subspace (with --summarizer, summaries anchor the subspaces) (default kmeans)")
+    p.add_argument("--rank", type=int, metavar="R",
+                   help=f"subspace rank of --method ksubspaces (default {DEFAULT_RANK}; 0 is k-means)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the restarts (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report, labels and clusters table")
     p.add_argument("--json", action="store_true", help="print one JSON object: best_k, per-K scores, counts, files")
@@ -65,6 +71,7 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         raise InputError("--llm-rounds needs --summarizer (e.g. --summarizer extractive); drop it for plain k-means")
     rounds = args.llm_rounds if args.llm_rounds is not None else DEFAULT_LLM_ROUNDS
     return SweepConfig(
+        **method_settings(args.method, args.rank),
         k_min=args.k_min,
         k_max=args.k_max,
         n_restarts=args.restarts,

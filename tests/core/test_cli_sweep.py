@@ -126,3 +126,13 @@ def test_cli_defaults_are_the_recipe_defaults():
     defaults = SweepConfig()
     assert (cli_sweep.DEFAULT_RESTARTS, cli_sweep.DEFAULT_LLM_ROUNDS) == (defaults.n_restarts, defaults.llm_rounds)
     assert defaults.summarize_restarts == "best" and defaults.seed == 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--rank", "2"], "--rank is the subspace rank of ksubspaces; drop it or use --method ksubspaces"),
+    (["--method", "ksubspaces", "--rank", "20"], "ksubspaces with rank 20 needs k_max x (rank + 1) = 84 texts"),
+])
+def test_method_settings_that_cannot_work_fail_before_any_request(cli, env, corpus, tmp_path, stub, extra, message):
+    result = cli(sweep_args(corpus, tmp_path / "out", stub, *extra), env)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and stub.stats.requests_total == 0

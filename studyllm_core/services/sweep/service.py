@@ -38,6 +38,7 @@ from studyllm_core.services.capture.recording import ensure_run_group
 from studyllm_core.services.capture.embedding import EmbeddingService, ProgressFn
 from studyllm_core.services.provenance import ProvenanceService
 from studyllm_core.services.capture.summarization import SummarizationService, summarizer_from_spec
+from studyllm_core.services.sweep.methods import check_method_fits
 from studyllm_core.services.sweep.recipe import SweepRecipe, label_codes
 
 log = get_logger("services.sweep")
@@ -144,6 +145,7 @@ class SweepService:
         unusable = len(texts) - usable
         extra = f" ({unusable} of {len(texts)} rows are empty or unreadable)" if unusable else ""
         self.recipe.check(config, usable, f"usable texts{extra}")
+        check_method_fits(config.method, config.rank_r, config.k_max, usable, f"usable texts{extra}")
         return usable
 
     def _uses_llm(self, config: SweepConfig) -> bool:
