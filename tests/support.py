@@ -142,3 +142,24 @@ def run_on_terminal(args: list[str], env: dict[str, str], *, timeout: float = 18
         os.close(master)
     reader.join(10)
     return proc.returncode, b"".join(out).decode(), b"".join(shown).decode(errors="replace").replace("\r\n", "\n")
+
+
+class FakeLLM:
+    """For the clustering algorithms' summary rounds: summarize returns the first sampled text; embed maps a
+    text back to its known row of `x` (texts are "item <row>")."""
+
+    def __init__(self, x) -> None:  # noqa: ANN001 - a numpy array
+        self.texts = [f"item {i}" for i in range(len(x))]
+        self.vectors = {t: x[i] for i, t in enumerate(self.texts)}
+        self.summarize_inputs: list[list[str]] = []
+        self.embed_inputs: list[list[str]] = []
+
+    def summarize(self, texts: list[str]) -> str:
+        self.summarize_inputs.append(list(texts))
+        return texts[0]
+
+    def embed(self, texts: list[str]):  # noqa: ANN201 - a numpy array
+        import numpy as np
+
+        self.embed_inputs.append(list(texts))
+        return np.stack([self.vectors[t] for t in texts])

@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from studyllm_core.algorithms import k_llmmeans, k_subspaces
+from support import FakeLLM
 
 
 def best_of(x, k, rank, seeds=(0, 1, 2)):
@@ -67,24 +68,6 @@ def test_invalid_arguments_raise(k, rank, message):
 
 
 # -- k-subspaces with summaries (the k-LLMmeans rounds on subspaces) ----------------------------------------
-
-
-class FakeLLM:
-    """summarize returns the first sampled text; embed maps a text back to its known vector."""
-
-    def __init__(self, x: np.ndarray) -> None:
-        self.texts = [f"item {i}" for i in range(len(x))]
-        self.vectors = {t: x[i] for i, t in enumerate(self.texts)}
-        self.summarize_inputs: list[list[str]] = []
-        self.embed_inputs: list[list[str]] = []
-
-    def summarize(self, texts: list[str]) -> str:
-        self.summarize_inputs.append(list(texts))
-        return texts[0]
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        self.embed_inputs.append(list(texts))
-        return np.stack([self.vectors[t] for t in texts])
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
