@@ -275,6 +275,11 @@ def main() -> None:
     if args.case:
         child(args)
         return
+    import importlib.util
+
+    if importlib.util.find_spec("k_llmmeans") is None:  # the peer of the LLM case, from the bench extra
+        sys.exit("error: the k-llmmeans package (the peer this benchmark measures against) is not installed: "
+                 "pip install -e '.[bench]'")
     if args.quick:
         args.seeds, args.repeats, args.sweep_k_max, args.sweep_restarts = 2, 1, 10, 2
     for n in args.n:

@@ -18,8 +18,10 @@ until the command stopped, its exit code and its one-line message. Goal: at most
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -114,6 +116,7 @@ def main() -> dict:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sl-soak-"))
+    atexit.register(shutil.rmtree, work, True)  # its texts, logs and homes: nothing left behind
     texts = [f"soak text {i}: about item {i * 7 % 1009} and topic {i % 13}" for i in range(args.texts)]
     path = work / "soak.txt"
     path.write_text("\n".join(texts) + "\n")

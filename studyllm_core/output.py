@@ -12,10 +12,24 @@ from typing import Any
 def emit(payload: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], str]) -> None:
     """Print `payload` as one JSON object, or as the text `human` renders from it."""
     if as_json:
-        json.dump(payload, sys.stdout, default=str)
+        json.dump(payload, sys.stdout, default=_json_value)
         sys.stdout.write("\n")
     else:
         print(human(payload))
+
+
+def when(value: Any) -> str:
+    """A time for people: ISO 8601 to the second (`2026-04-01T09:30:00`), `-` when there is none."""
+    if value is None:
+        return "-"
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value).replace(" ", "T", 1)
+    return text[:19]
+
+
+def _json_value(value: Any) -> Any:
+    """JSON for what `json` cannot write: times as ISO 8601, numpy scalars as numbers, the rest as text."""
+    plain = _plain(value)
+    return plain if plain is not value else str(value)
 
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:

@@ -143,11 +143,18 @@ def _kill_group(pgid: int, sig: int) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
+    from studyllm_core.progress import Progress
     from studyllm_core.db.server import import_pgserver
     from studyllm_core.gc_tuning import heavy_imports
     from studyllm_pipeline.instance import prepare_dagster_home
 
     start = time.perf_counter()
+    progress = Progress("demo", quiet=args.json)  # one line per step and per K on a terminal
+
+    def say(what: str) -> None:
+        progress.note(f"demo: {what}", elapsed=True)
+
+    say("starting the embedded Postgres and loading Dagster and the pipeline")
     os.environ.update(DEMO_ENVIRONMENT)  # offline: the packaged model and the extractive summariser
     os.environ.pop("STUDYLLM_EMBED_BASE_URL", None)
     import_pgserver()  # here, so the two threads below never import the same modules at once
@@ -157,7 +164,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         with heavy_imports():  # Dagster and the pipeline's definitions: long-lived objects only
             from studyllm_pipeline.demo import run_demo
 
-        report = run_demo(k_min=args.k_min, k_max=args.k_max, prepared=prepared.result(), started=start)
+        report = run_demo(k_min=args.k_min, k_max=args.k_max, prepared=prepared.result(), started=start, notice=say)
+    say("done")
     emit(report, args.json, _demo_text)
     return 0
 
@@ -229,7 +237,7 @@ def _demo_text(report: dict) -> str:
     lines.append("")
     lines.append(f"artifacts: {report['artifacts_dir']}")
     runs = ", ".join(r[:8] for r in report["run_ids"])
-    lines.append(f"provenance: studyllm provenance {report['run_group_id']}   UI: studyllm dev (runs {runs})")
+    lines.append(f"provenance: studyllm provenance {report['group_id']}   UI: studyllm dev (runs {runs})")
     return "\n".join(lines)
 
 

@@ -7,6 +7,8 @@ the durable instance under $STUDYLLM_HOME/dagster (Postgres storage), so `studyl
 """
 
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +24,18 @@ from studyllm_core.services.sweep.recipe import check_k_range
 from studyllm_core.services.sweep.result_store import SweepResults
 from studyllm_pipeline.definitions import defs
 from studyllm_pipeline.instance import apply_environment, prepare_dagster_home
-from studyllm_pipeline.jobs import prepare_job, report_job, sweep_k_job
+from studyllm_pipeline.jobs import PER_K, prepare_job, report_job, sweep_k_job
 from studyllm_pipeline.partitions import (
     RANGE_END_TAG,
     RANGE_START_TAG,
     contiguous_ranges,
+    dataset_and_k,
     datasets,
     k_values,
     new_k_values,
     partition_key,
 )
+from studyllm_pipeline.run_progress import PartitionWatcher
 
 DEMO_K_RANGE = (6, 14)  # the corpus has 10 topics
 TAGS = {"studyllm/source": "studyllm demo"}
@@ -44,13 +48,16 @@ def run_demo(
     *,
     prepared: tuple[Path, DatabaseTarget, dict[str, str]] | None = None,
     started: float | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Prepare the demo dataset, sweep K = k_min..k_max and report; return the report of exactly those K.
 
     `prepared` is `prepare_dagster_home()`'s result when the caller already started the database;
-    `started` the `time.perf_counter()` the reported seconds count from.
+    `started` the `time.perf_counter()` the reported seconds count from; `notice` gets one line per
+    step and per finished K.
     """
     start = time.perf_counter() if started is None else started
+    say = notice or (lambda message: None)
     low, high = k_min or DEMO_K_RANGE[0], k_max or DEMO_K_RANGE[1]
     _, _, env = prepared or prepare_dagster_home()
     apply_environment(env)
@@ -68,10 +75,21 @@ def run_demo(
         axis = instance.get_dynamic_partitions(k_values.name)
         added = new_k_values(axis, ks)
         instance.add_dynamic_partitions(k_values.name, added)
+        say(f"preparing the demo dataset: snapshot, embeddings of {n} texts (local model), PCA")
         runs = [_run(prepare_job.name, instance, partition_key=DEMO)]
+        done: list[int] = []
+
+        def k_done(key: str) -> None:
+            done.append(dataset_and_k(key)[1])
+            say(f"K={done[-1]} done ({len(done)}/{len(ks)})")
+
         for part in contiguous_ranges(axis + added, ks):
+            say(f"sweeping K={part[0]}..{part[-1]} in one run (restarts, k-LLMmeans rounds, scores)")
             tags = {RANGE_START_TAG: partition_key(DEMO, part[0]), RANGE_END_TAG: partition_key(DEMO, part[-1])}
-            runs.append(_run(sweep_k_job.name, instance, tags=tags))
+            run_id = str(uuid.uuid4())
+            with PartitionWatcher(instance, run_id, PER_K[-1], k_done):
+                runs.append(_run(sweep_k_job.name, instance, tags=tags, run_id=run_id))
+        say("choosing K: the sweep report")
         runs.append(_run(report_job.name, instance, partition_key=DEMO))
     report = SweepResults(engine, get_settings().artifacts_dir).report(DEMO, ks)
     snapshot: pd.DataFrame = runs[0].asset_value("dataset_snapshot")
@@ -90,7 +108,7 @@ def run_demo(
         "best": next((r for r in per_k if r["k"] == report.best_k), None),
         "per_k": per_k,
         "artifacts_dir": str(get_settings().artifacts_dir),
-        "run_group_id": run_group.id if run_group else None,
+        "group_id": run_group.id if run_group else None,
         "run_ids": [r.run_id for r in runs],
         "seconds": time.perf_counter() - start,
     }

@@ -100,3 +100,66 @@ def sweep_ks(instance, resources, dataset: str, ks, run_config=None, **options):
 def sweep_run_config(**settings) -> dict:
     """Run config of the per-K step (SweepSettings' fields)."""
     return {"ops": {"sweep": {"config": settings}}}
+
+
+def run_on_terminal(args: list[str], env: dict[str, str], *, timeout: float = 180):  # noqa: ANN201
+    """Run `studyllm ARGS` with stderr on a pseudo-terminal (as in an interactive shell), stdout piped.
+
+    Returns (returncode, stdout, what the terminal showed). Progress is drawn only on a terminal.
+    """
+    import os
+    import pty
+    import select
+    import subprocess
+    import threading
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([STUDYLLM_EXE, *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=slave)
+    os.close(slave)
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    shown, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the process closed the terminal
+                    break
+                if not data:
+                    break
+                shown.append(data)
+            elif proc.poll() is not None:
+                break
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    reader.join(10)
+    return proc.returncode, b"".join(out).decode(), b"".join(shown).decode(errors="replace").replace("\r\n", "\n")
+
+
+class FakeLLM:
+    """For the clustering algorithms' summary rounds: summarize returns the first sampled text; embed maps a
+    text back to its known row of `x` (texts are "item <row>")."""
+
+    def __init__(self, x) -> None:  # noqa: ANN001 - a numpy array
+        self.texts = [f"item {i}" for i in range(len(x))]
+        self.vectors = {t: x[i] for i, t in enumerate(self.texts)}
+        self.summarize_inputs: list[list[str]] = []
+        self.embed_inputs: list[list[str]] = []
+
+    def summarize(self, texts: list[str]) -> str:
+        self.summarize_inputs.append(list(texts))
+        return texts[0]
+
+    def embed(self, texts: list[str]):  # noqa: ANN201 - a numpy array
+        import numpy as np
+
+        self.embed_inputs.append(list(texts))
+        return np.stack([self.vectors[t] for t in texts])

@@ -24,8 +24,11 @@ Embed = Callable[[list[str]], np.ndarray]
 Project = Callable[[np.ndarray], np.ndarray]
 
 
-def _summary_centroids(
-    state: Lloyd,
+def summary_vectors(
+    x: np.ndarray,
+    labels: np.ndarray,
+    k: int,
+    spherical: bool,
     texts: Sequence[str],
     summarize: Summarize,
     embed: Embed,
@@ -33,43 +36,73 @@ def _summary_centroids(
     samples_per_cluster: int,
     rng: np.random.Generator,
 ) -> tuple[list[str], np.ndarray]:
-    """One LLM round: summarise a k-means++ sample of each cluster, embed all K summaries in one call,
-    project them into the clustering space and return them as the new centroids."""
-    labels = state.labels
+    """One LLM round over the clusters of `labels`: summarise a k-means++ sample of each cluster, embed
+    all K summaries in one call and project them into the clustering space (unit rows when spherical).
+    k-LLMmeans takes them as the new centroids, k-subspaces as the new anchors of its subspaces."""
     order = np.argsort(labels, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=state.k))])
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=k))])
     samples: list[list[str]] = []
-    for cluster in range(state.k):
+    for cluster in range(k):
         members = order[bounds[cluster] : bounds[cluster + 1]]
         if members.size > samples_per_cluster:
-            members = members[kmeans_plusplus(state.x[members], samples_per_cluster, rng)]
+            members = members[kmeans_plusplus(x[members], samples_per_cluster, rng)]
         samples.append([texts[i] for i in members])
     # A summarizer that offers `many` gets the round's K samples at once (e.g. to send them concurrently).
     many = getattr(summarize, "many", None)
     summaries = list(many(samples)) if many is not None else [summarize(sample) for sample in samples]
-    if len(summaries) != state.k:
-        raise ValueError(f"summarize.many returned {len(summaries)} summaries for {state.k} clusters; it must return one per cluster.")
+    if len(summaries) != k:
+        raise ValueError(f"summarize.many returned {len(summaries)} summaries for {k} clusters; it must return one per cluster.")
     for summary in summaries:
         if not isinstance(summary, str):
             raise ValueError(f"summarize must return a str, got {type(summary).__name__}; fix the summarize callable.")
     vectors = np.asarray(embed(summaries), dtype=np.float64)
-    if vectors.ndim != 2 or vectors.shape[0] != state.k:
+    if vectors.ndim != 2 or vectors.shape[0] != k:
         raise ValueError(
-            f"embed returned shape {vectors.shape} for {state.k} summaries; it must return one row per text."
+            f"embed returned shape {vectors.shape} for {k} summaries; it must return one row per text."
         )
     if project is not None:
         vectors = np.asarray(project(vectors), dtype=np.float64)
-    dim = state.x.shape[1]
-    if vectors.shape != (state.k, dim):
+    dim = x.shape[1]
+    if vectors.shape != (k, dim):
         raise ValueError(
-            f"summary vectors have shape {vectors.shape}, expected ({state.k}, {dim}); pass project= to map "
+            f"summary vectors have shape {vectors.shape}, expected ({k}, {dim}); pass project= to map "
             "embed's output into the clustering space (e.g. PCAProjection.transform)."
         )
     if not np.isfinite(vectors).all():
         raise ValueError("embed/project returned NaN or infinite values for a summary; check the embedder.")
-    if state.spherical:
+    if spherical:
         vectors = normalize_rows(vectors, "summary embeddings")
     return summaries, vectors
+
+
+def check_summary_args(
+    n: int,
+    texts: Sequence[str] | None,
+    summarize: Summarize | None,
+    embed: Embed | None,
+    llm_rounds: int,
+    iters_per_round: int,
+    samples_per_cluster: int,
+    max_iter: int,
+) -> bool:
+    """Whether summary rounds are asked for (both `summarize` and `embed`); ValueError for settings that
+    cannot work. Shared by k-LLMmeans and k-subspaces."""
+    if summarize is None and embed is None:
+        return False
+    if summarize is None or embed is None:
+        raise ValueError("summary rounds need both summarize and embed; pass both or neither.")
+    if texts is None or len(texts) != n:
+        got = "None" if texts is None else str(len(texts))
+        raise ValueError(f"texts has {got} entries but the data has {n} rows; pass one text per row.")
+    llm_rounds = check_positive_int(llm_rounds, "llm_rounds", minimum=0)
+    iters_per_round = check_positive_int(iters_per_round, "iters_per_round")
+    check_positive_int(samples_per_cluster, "samples_per_cluster")
+    if max_iter <= llm_rounds * iters_per_round:
+        raise ValueError(
+            f"max_iter={max_iter} leaves no iterations after {llm_rounds} rounds of {iters_per_round}; "
+            f"raise max_iter above {llm_rounds * iters_per_round}."
+        )
+    return True
 
 
 def k_llmmeans(
@@ -128,21 +161,7 @@ def k_llmmeans(
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}.")
     if not (isinstance(anchor_weight, (int, float)) and 0.0 <= anchor_weight <= 1.0):
         raise ValueError(f"anchor_weight must be a number in [0, 1], got {anchor_weight!r}.")
-    use_llm = summarize is not None or embed is not None
-    if use_llm:
-        if summarize is None or embed is None:
-            raise ValueError("summary rounds need both summarize and embed; pass both or neither.")
-        if texts is None or len(texts) != n:
-            got = "None" if texts is None else str(len(texts))
-            raise ValueError(f"texts has {got} entries but Z has {n} rows; pass one text per row of Z.")
-        llm_rounds = check_positive_int(llm_rounds, "llm_rounds", minimum=0)
-        iters_per_round = check_positive_int(iters_per_round, "iters_per_round")
-        samples_per_cluster = check_positive_int(samples_per_cluster, "samples_per_cluster")
-        if max_iter <= llm_rounds * iters_per_round:
-            raise ValueError(
-                f"max_iter={max_iter} leaves no Lloyd iterations after {llm_rounds} rounds of {iters_per_round}; "
-                f"raise max_iter above {llm_rounds * iters_per_round}."
-            )
+    use_llm = check_summary_args(n, texts, summarize, embed, llm_rounds, iters_per_round, samples_per_cluster, max_iter)
     spherical = metric == "cosine"
     if spherical:
         x = normalize_rows(x, "Z")
@@ -158,8 +177,8 @@ def k_llmmeans(
         steps, _ = state.run(iters_per_round)
         n_iter += steps
         state.settle()
-        summaries, summary_centroids = _summary_centroids(
-            state, texts, summarize, embed, project, samples_per_cluster, rng
+        summaries, summary_centroids = summary_vectors(
+            state.x, state.labels, state.k, state.spherical, texts, summarize, embed, project, samples_per_cluster, rng
         )
         state.set_centroids(summary_centroids)
     if anchor_weight > 0 and summary_centroids is not None:

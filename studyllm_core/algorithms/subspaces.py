@@ -4,9 +4,12 @@ low-dimensional flats rather than around centres."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .distances import chunk_rows, column_argmin, row_sq_norms, sq_dist_to_points, transposed
+from .kmeans import Embed, Project, Summarize, check_summary_args, summary_vectors
 from .projection import principal_axes
 from .results import ClusteringResult
 from .seeding import kmeans_plusplus
@@ -100,6 +103,13 @@ def k_subspaces(
     rank_r: int,
     seed: int = 0,
     *,
+    texts: Sequence[str] | None = None,
+    summarize: Summarize | None = None,
+    embed: Embed | None = None,
+    project: Project | None = None,
+    llm_rounds: int = 2,
+    iters_per_round: int = 5,
+    samples_per_cluster: int = 10,
     max_iter: int = 100,
     tol: float = 1e-6,
     metric: str = "euclidean",
@@ -113,6 +123,14 @@ def k_subspaces(
     never reduced. Stops when labels are unchanged or the objective
     (sum of squared residuals) improves by less than tol relative. metric="cosine" unit-normalises rows
     first. Computed in float64 since residuals are small differences of large numbers.
+
+    With `summarize` and `embed` (and one text per row) it is the k-subspaces variant of k-LLMmeans:
+    for each of `llm_rounds` rounds, up to `iters_per_round` iterations, then each cluster's subspace
+    is anchored at the embedding of a summary of a k-means++ sample of its members (kmeans.summary_vectors,
+    the same round as k-LLMmeans: K summarize calls, one embed call, `project` into X's space) while it
+    keeps its principal directions, and items are reassigned to those subspaces; then iterations
+    continue to convergence or `max_iter` in all, so the labels are k-subspaces ones and `summaries` /
+    `summary_centroids` the last round's.
     """
     x = as_matrix(X, "X").astype(np.float64, copy=False)
     n, d = x.shape
@@ -124,25 +142,43 @@ def k_subspaces(
         raise ValueError(f"rank_r={rank_r} must be below the dimension d={d} (a full-rank subspace fits everything).")
     if K * (rank_r + 1) > n:
         raise ValueError(f"K x (rank_r + 1) = {K * (rank_r + 1)} exceeds N={n}; lower K or rank_r.")
+    use_llm = check_summary_args(n, texts, summarize, embed, llm_rounds, iters_per_round, samples_per_cluster, max_iter)
     if metric == "cosine":
         x = normalize_rows(x, "X")
     xt, x_sq = transposed(x), row_sq_norms(x)
-    labels = _local_init(x, xt, x_sq, K, rank_r, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    labels = _local_init(x, xt, x_sq, K, rank_r, rng)
     _refill_small(labels, np.zeros(n), K, rank_r + 1)
-    previous = np.inf
-    converged = False
+
+    def iterate(labels: np.ndarray, budget: int) -> tuple[np.ndarray, int, bool]:
+        previous = np.inf
+        for step in range(1, budget + 1):
+            means, bases, _ = _fit(x, labels, K, rank_r)
+            new_labels, residual = _residuals(xt, x_sq, means, bases)
+            _refill_small(new_labels, residual, K, rank_r + 1)
+            objective = float(residual.sum())
+            unchanged = np.array_equal(new_labels, labels)
+            labels = new_labels
+            if unchanged or (np.isfinite(previous) and previous - objective <= tol * previous):
+                return labels, step, True
+            previous = objective
+        return labels, budget, False
+
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        means, bases, _ = _fit(x, labels, K, rank_r)
-        new_labels, residual = _residuals(xt, x_sq, means, bases)
-        _refill_small(new_labels, residual, K, rank_r + 1)
-        objective = float(residual.sum())
-        unchanged = np.array_equal(new_labels, labels)
-        labels = new_labels
-        if unchanged or (np.isfinite(previous) and previous - objective <= tol * previous):
-            converged = True
-            break
-        previous = objective
+    summaries: list[str] | None = None
+    anchors: np.ndarray | None = None
+    rounds = llm_rounds if use_llm else 0
+    for _ in range(rounds):
+        labels, steps, _ = iterate(labels, iters_per_round)
+        n_iter += steps
+        _, bases, _ = _fit(x, labels, K, rank_r)
+        summaries, anchors = summary_vectors(
+            x, labels, K, metric == "cosine", texts, summarize, embed, project, samples_per_cluster, rng
+        )
+        labels, residual = _residuals(xt, x_sq, anchors, bases)  # the summaries anchor the subspaces
+        _refill_small(labels, residual, K, rank_r + 1)
+    labels, steps, converged = iterate(labels, max_iter - n_iter)
+    n_iter += steps
     means, bases, own = _fit(x, labels, K, rank_r)  # subspaces consistent with the final labels
     return ClusteringResult(
         labels=labels.astype(np.int32),
@@ -153,4 +189,7 @@ def k_subspaces(
         metric=metric,
         seed=seed,
         bases=bases,
+        summaries=summaries,
+        summary_centroids=anchors,
+        n_summarize_calls=K * rounds,
     )

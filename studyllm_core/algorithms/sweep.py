@@ -114,11 +114,8 @@ def _json(value: Any) -> Any:
 
 
 def _check_llm_method(config: SweepConfig, summarize: Summarize | None, embed: Embed | None) -> bool:
-    """Whether summaries are requested; they only exist for k-LLMmeans."""
-    use_llm = summarize is not None or embed is not None
-    if use_llm and config.method != "kllmmeans":
-        raise ValueError("summaries are part of k-LLMmeans; use method='kllmmeans' or drop summarize/embed.")
-    return use_llm
+    """Whether summaries are requested (both methods take them: k-LLMmeans and k-subspaces)."""
+    return summarize is not None or embed is not None
 
 
 @dataclass
@@ -152,7 +149,12 @@ def cluster_restarts(
 
     def run(seed: int, with_llm: bool) -> ClusteringResult:
         if config.method == "ksubspaces":
-            return k_subspaces(Z, k, config.rank_r, seed, max_iter=config.max_iter, metric=config.metric)
+            return k_subspaces(
+                Z, k, config.rank_r, seed, texts=texts, summarize=summarize if with_llm else None,
+                embed=embed if with_llm else None, project=project, llm_rounds=config.llm_rounds,
+                iters_per_round=config.iters_per_round, samples_per_cluster=config.samples_per_cluster,
+                max_iter=config.max_iter, metric=config.metric,
+            )
         return k_llmmeans(
             Z,
             texts,

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except ProviderError as exc:
         print(f"error: {one_line(redact(str(exc)))}", file=sys.stderr)
-        return 4
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

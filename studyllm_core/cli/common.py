@@ -7,13 +7,20 @@ import math
 from datetime import datetime, timezone
 
 from studyllm_core.errors import InputError
+from studyllm_core.services.capture.by_name import CHAT_PROVIDERS, EMBEDDING_PROVIDERS
 from studyllm_core.services.inputs import TextTable, read_texts
 
 
-def add_provider_args(parser: argparse.ArgumentParser, *, prefix: str = "", required: bool = True) -> None:
-    """--provider/--model/--base-url (or --embed-provider ... with prefix="embed-")."""
+def add_provider_args(
+    parser: argparse.ArgumentParser, *, operation: str, prefix: str = "", required: bool = True
+) -> None:
+    """--provider/--model/--base-url (or --embed-provider ... with prefix="embed-") for a provider that can
+    `operation` ("chat" or "embed"): the help lists exactly the built-ins that can."""
+    names = CHAT_PROVIDERS if operation == "chat" else EMBEDDING_PROVIDERS
+    offline = {"extractive": "extractive (offline)", "local": "local (offline)"}
+    listing = ", ".join(offline.get(n, n) for n in names)
     parser.add_argument(f"--{prefix}provider", required=required, metavar="P",
-                        help="provider name: openai, azure, hyperbolic, openai-compatible, local, or a plugin")
+                        help=f"{'chat' if operation == 'chat' else 'embedding'} provider: {listing}, or a plugin")
     parser.add_argument(f"--{prefix}model", required=required, metavar="M", help="model (Azure: deployment) name")
     parser.add_argument("--base-url", metavar="URL", help="server URL (Azure: the endpoint); overrides the environment")
     parser.add_argument("--timeout", type=positive_float, metavar="S",
@@ -100,4 +107,5 @@ def add_call_filter_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", type=utc_time, metavar="DATE", help="calls before DATE")
     parser.add_argument("--provider", metavar="P", help="only this provider")
     parser.add_argument("--model", metavar="M", help="only this model")
-    parser.add_argument("--group", metavar="GROUP", help="only members of this group (id or name)")
+    parser.add_argument("--group", metavar="GROUP",
+                        help="only calls of GROUP (id or name) and of every group below it, as `export` takes it")

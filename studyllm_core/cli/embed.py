@@ -15,7 +15,7 @@ from studyllm_core.cli.common import (
 )
 from studyllm_core.output import emit
 from studyllm_core.files import atomic_write, check_output_path
-from studyllm_core.cli.progress import Progress
+from studyllm_core.progress import Progress
 from studyllm_core.services.capture.retry import RetryPolicy
 
 
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dimensions come from the cache; the rest go to the API in batches, each attempt recorded.",
     )
     add_input_args(p)
-    add_provider_args(p)
+    add_provider_args(p, operation="embed")
     p.add_argument("--dimensions", type=positive_int, metavar="N", help="ask the model for N dimensions")
     p.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="texts per request (default 256)")
     p.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="requests in flight (default 8)")
@@ -58,7 +58,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         rate_limit=RateLimit(args.rpm, args.tpm),
         retry=RetryPolicy(max_attempts=args.max_attempts),
     )
-    progress = Progress("embedding")
+    progress = Progress("embedding", quiet=args.json)
     try:
         outcome = service.embed(table.texts, group_name=args.group, progress=progress)
     finally:

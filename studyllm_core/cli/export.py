@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="write a group's calls and embeddings to files",
-        description="Write the raw calls of GROUP and of every group below it (depends_on, step and contains links) "
+        description="Write the raw calls of GROUP and of every group below it (depends_on, step and contains links; "
+        "`stats --group` covers the same calls) "
         "into the folder OUT: calls.FORMAT, plus embeddings.npy and embeddings_index.FORMAT for the vectors its "
         "embedding calls produced. Streams in chunks; writes nothing if anything fails.",
     )

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from studyllm_core.cli.common import positive_int
-from studyllm_core.output import emit, table
+from studyllm_core.output import emit, table, when
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "provenance",
         help="a group's ancestors, descendants, steps, members and artifacts",
         description="Show where GROUP came from (ancestors through depends_on links), what was made from it "
-        "(descendants), a run's steps in order, the runs it is a step of, its member count and its artifacts.",
+        "(descendants), a run's steps in order, the runs it is a step of, its member count and its artifacts. "
+        "GROUP is one group; the groups it lists as descendants and steps are every group below it, whose calls "
+        "`stats --group` and `export` cover.",
     )
     p.add_argument("group", metavar="GROUP", help="group id or name (see `studyllm groups`)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -41,7 +43,7 @@ def cmd_groups(args: argparse.Namespace) -> int:
         ]
     }
     emit(payload, args.json, lambda p: table(
-        [{**g, "created_at": g["created_at"][:19]} for g in p["groups"]], ["id", "type", "name", "members", "created_at"]))
+        [{**g, "created_at": when(g["created_at"])} for g in p["groups"]], ["id", "type", "name", "members", "created_at"]))
     return 0
 
 
@@ -59,7 +61,7 @@ def _human(p: dict[str, Any]) -> str:
         return f"{g['type']}:{g['name']} (id {g['id']})"
 
     g = p["group"]
-    lines = [f"group     {name(g)}", f"created   {g['created_at'][:19]}", f"members   {p['members']:,}"]
+    lines = [f"group     {name(g)}", f"created   {when(g['created_at'])}", f"members   {p['members']:,}"]
     if p["runs"]:
         lines.append("step of   " + ", ".join(name(r) for r in p["runs"]))
     sections = [

@@ -19,7 +19,7 @@ from studyllm_core.cli.common import (
 )
 from studyllm_core.output import emit
 from studyllm_core.files import atomic_write, check_output_path
-from studyllm_core.cli.progress import Progress
+from studyllm_core.progress import Progress
 from studyllm_core.services.capture.preprocess import DEFAULT_MAX_CHARS, Preprocessor
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pairs without a recorded success are sent.",
     )
     add_input_args(p)
-    add_provider_args(p)
+    add_provider_args(p, operation="chat")
     p.add_argument("--samples", type=positive_int, default=1, metavar="N", help="independent samples per prompt (default 1)")
     p.add_argument("--temperature", type=finite_float, metavar="T", help="sampling temperature (default: the model's)")
     p.add_argument("--max-tokens", type=positive_int, metavar="N", help="at most N tokens per reply")
@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         preprocess=preprocess,
     )
-    progress = Progress("prompts")
+    progress = Progress("prompts", quiet=args.json)
     try:
         batch = service.run_batch(
             table.texts, samples=args.samples, temperature=args.temperature, max_tokens=args.max_tokens,

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from studyllm_core.db.engine import open_database, owner_engine
+    from studyllm_core.db.engine import open_database
     from studyllm_core.services.capture.embedding import EmbeddingService
     from studyllm_core.services.study.similarity import SimilarityService
 
@@ -41,7 +41,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
         raise InputError("give either TEXT to search for or --of ITEM (an embedding id or request hash), not both")
     if args.text is not None and not args.text.strip():
         raise InputError("TEXT is empty; give the text to search for")
-    service = SimilarityService(open_database(), ddl_engine=owner_engine(), notice=lambda msg: print(msg, file=sys.stderr))
+    service = SimilarityService(open_database(), notice=lambda msg: print(msg, file=sys.stderr))
     if args.of is not None:
         found = service.neighbours_of(args.of, k=args.k)
         query: dict[str, Any] = {"of": args.of}

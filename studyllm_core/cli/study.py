@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from studyllm_core.cli.common import add_call_filter_args
-from studyllm_core.output import emit, records, table
-from studyllm_core.errors import NotFoundError
+from studyllm_core.output import emit, records, table, when
 from studyllm_core.config import ENV_PRICES
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,11 +29,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
     service = StudyService(open_database())
     flt = service.call_filter(provider=args.provider, model=args.model, since=args.since, until=args.until, group=args.group)
     summary = service.summary_stats(flt)
-    if summary["calls"] == 0:
+    if summary["calls"] == 0 and not args.json:  # an empty table, exit 0; the note says why
         narrowed = any(v is not None for v in (args.since, args.until, args.provider, args.model, args.group))
-        if narrowed:
-            raise NotFoundError("no recorded calls match these filters; widen --since/--until/--provider/--model/--group")
-        raise NotFoundError("no calls are recorded yet; record some with `studyllm prompts run` or `studyllm embed`")
+        print("note: " + ("no recorded calls match these filters; widen --since/--until/--provider/--model/--group"
+                          if narrowed else "no calls are recorded yet; record some with `studyllm prompts run` or "
+                          "`studyllm embed`"), file=sys.stderr)
     payload = {"summary": summary, "providers": records(service.provider_comparison(flt)), "prices": service.prices.sources}
     emit(payload, args.json, _human)
     return 0
@@ -41,9 +41,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def _human(p: dict[str, Any]) -> str:
     s = p["summary"]
-    first, last = (str(s[k])[:19] for k in ("first_call_at", "last_call_at"))
+    first, last = (when(s[k]) for k in ("first_call_at", "last_call_at"))
     lines = [
-        f"calls {s['calls']:,}  succeeded {s['succeeded']:,} ({s['success_rate']:.1%})  failed {s['failed']:,}  "
+        f"calls {s['calls']:,}  succeeded {s['succeeded']:,} ({_rate(s['success_rate'])})  failed {s['failed']:,}  "
         f"providers {s['providers']}  models {s['models']}  from {first} to {last}",
         f"tokens in {s['input_tokens']:,}  out {s['output_tokens']:,}  cost {_money(s['cost_usd'])}"
         + (f" (priced part {_money(s['priced_cost_usd'])})" if s["cost_usd"] is None else ""),
@@ -52,7 +52,7 @@ def _human(p: dict[str, Any]) -> str:
     rows = [
         {
             **r,
-            "success": f"{r['success_rate']:.1%}",
+            "success": _rate(r["success_rate"]),
             "p50_ms": _num(r["p50_latency_ms"]),
             "p95_ms": _num(r["p95_latency_ms"]),
             "tokens_in": f"{r['input_tokens']:,}",
@@ -67,6 +67,10 @@ def _human(p: dict[str, Any]) -> str:
             f"\ncost unknown for {', '.join(s['unpriced_models'])}: no price; add one in a file named by ${ENV_PRICES}"
         )
     return "\n".join(lines)
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def _money(value: float | None) -> str:

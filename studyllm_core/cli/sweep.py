@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 from studyllm_core.cli.common import add_input_args, add_provider_args, read_input
 from studyllm_core.output import emit, table
 from studyllm_core.files import check_output_path
-from studyllm_core.cli.progress import Progress
+from studyllm_core.progress import Progress
 from studyllm_core.errors import InputError
+from studyllm_core.services.sweep.methods import DEFAULT_METHOD, DEFAULT_RANK, METHODS, method_settings
 
 if TYPE_CHECKING:
     from studyllm_core.services.sweep.recipe import SweepConfig
@@ -26,7 +27,7 @@ MAX_WARNINGS = 10
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
-        help="cluster a file's texts for every K in a range (k-means or k-LLMmeans) and choose K",
+        help="cluster a file's texts for every K in a range (k-means, k-LLMmeans or k-subspaces) and choose K",
         description="Embed the texts of INPUT through the cache, project them by PCA, and cluster them for every K "
         "from --k-min to --k-max with several seeded restarts (spherical k-means; with --summarizer, k-LLMmeans: "
         "summaries of sampled members replace the centroids for --llm-rounds rounds). Each K is scored by "
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "environment; --base-url is the embedding server's.",
     )
     add_input_args(p, labels=True)
-    add_provider_args(p, prefix="embed-")
+    add_provider_args(p, operation="embed", prefix="embed-")
     p.add_argument("--k-min", type=int, required=True, metavar="A", help="smallest K (at least 2)")
     p.add_argument("--k-max", type=int, required=True, metavar="B", help="largest K (at most the number of texts)")
     p.add_argument("--restarts", type=int, default=DEFAULT_RESTARTS, metavar="N",
@@ -50,6 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--llm-rounds", type=int, metavar="N",
                    help=f"summary rounds per k-LLMmeans run (default {DEFAULT_LLM_ROUNDS} with --summarizer); the "
                    "restarts run without the LLM and the best one is re-run with it")
+    p.add_argument("--method", choices=tuple(METHODS), default=DEFAULT_METHOD,
+                   help="kmeans: spherical k-means (k-LLMmeans with --summarizer); ksubspaces: each cluster a "
+                   "rank-R affine subspace (with --summarizer, summaries anchor the subspaces) (default kmeans)")
+    p.add_argument("--rank", type=int, metavar="R",
+                   help=f"subspace rank of --method ksubspaces (default {DEFAULT_RANK}; 0 is k-means)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the restarts (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report, labels and clusters table")
     p.add_argument("--json", action="store_true", help="print one JSON object: best_k, per-K scores, counts, files")
@@ -64,6 +70,7 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         raise InputError("--llm-rounds needs --summarizer (e.g. --summarizer extractive); drop it for plain k-means")
     rounds = args.llm_rounds if args.llm_rounds is not None else DEFAULT_LLM_ROUNDS
     return SweepConfig(
+        **method_settings(args.method, args.rank),
         k_min=args.k_min,
         k_max=args.k_max,
         n_restarts=args.restarts,
@@ -87,7 +94,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     source = {"path": str(table_in.source), "text_column": table_in.text_column, "label_column": args.label_column}
     with SweepService(embedder, args.summarizer, timeout=args.timeout) as service:
-        progress = Progress("embedding")
+        progress = Progress("embedding", quiet=args.json)
         try:
             outcome = service.run(  # checks K, PCA and restarts against the texts before any API call
                 table_in.texts, config, args.out, labels=table_in.labels, source=source,
@@ -111,7 +118,7 @@ def _human(p: dict[str, Any]) -> str:
     lines = [
         f"texts {c['texts']:,}  clustered {c['clustered']:,}  failed {c['failed']:,}  cached {c['cached']:,}  "
         f"embedded {c['embedded']:,}  api_requests {c['api_requests']:,}  summarize_calls {c['summarize_calls']:,}  "
-        f"run group {p['run_group_id']}",
+        f"run group {p['group_id']}",
         "",
     ]
     has_labels = any(row.get("nmi") is not None for row in p["per_k"])

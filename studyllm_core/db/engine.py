@@ -21,6 +21,7 @@ log = get_logger("db")
 POOL_RECYCLE_SECONDS = 1800  # below common idle timeouts of cloud databases and SSL proxies
 
 _engines: dict[str, Engine] = {}
+_targets: dict[int, tuple[Engine, DatabaseTarget]] = {}  # id(engine) -> (engine, target) of get_engine's engines
 _lock = threading.Lock()
 
 
@@ -56,6 +57,7 @@ def get_engine(target: DatabaseTarget | None = None) -> Engine:
             engine = make_engine(target.url)
             check_connection(engine)
             _engines[target.url] = engine
+            _targets[id(engine)] = (engine, target)
         return engine
 
 
@@ -78,6 +80,7 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+        _targets.clear()
 
 
 @contextmanager
@@ -166,6 +169,14 @@ def owner_engine(target: DatabaseTarget | None = None) -> Engine:
             check_connection(engine)
             _engines[target.owner_url] = engine
         return engine
+
+
+def owner_engine_of(engine: Engine) -> Engine:
+    """The schema owner's engine for an engine `open_database`/`get_engine` returned (the embedded server's
+    app role cannot build indexes); any other engine is taken as its own owner."""
+    with _lock:
+        known, target = _targets.get(id(engine), (None, None))
+    return owner_engine(target) if known is engine and target is not None else engine
 
 
 def app_role_of(target: DatabaseTarget) -> str | None:

@@ -73,6 +73,13 @@ class Provider:
 
     name: ClassVar[str] = "base"
 
+    @classmethod
+    def supports(cls, operation: str) -> bool:
+        """Whether the provider offers `operation` ("chat" or "embed"): it overrides the base's refusal."""
+        if operation not in ("chat", "embed"):
+            raise ValueError(f"unknown operation {operation!r}: 'chat' or 'embed'")
+        return getattr(cls, operation) is not getattr(Provider, operation)
+
     async def chat(
         self,
         messages: list[ChatMessage],

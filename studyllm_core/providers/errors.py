@@ -20,6 +20,7 @@ class ProviderError(Exception):
 
     retryable: bool = False
     kind: str = "provider_error"
+    exit_code: int = 4  # of the CLI: a provider failed (2 for settings refused before any request)
 
     def __init__(self, message: str, *, status_code: int | None = None, provider: str | None = None) -> None:
         super().__init__(message)
@@ -180,9 +181,17 @@ class UnsupportedOperation(PermanentError):
 
 
 class ConfigurationError(PermanentError):
-    """The provider cannot be built from the given settings (unknown name, missing setting)."""
+    """The provider cannot be built from the given settings (unknown name, missing setting, an operation
+    it does not offer): refused before any request, a configuration error for the CLI."""
 
     kind = "configuration"
+    exit_code = 2
+
+
+class MissingKeyError(AuthenticationError):
+    """No API key is configured: refused before any request (a configuration error for the CLI, exit 2)."""
+
+    exit_code = 2
 
 
 class QuotaExceededError(PermanentError):

@@ -13,7 +13,7 @@ import os
 from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from studyllm_core.providers.errors import AuthenticationError, BadRequestError, ConfigurationError
+from studyllm_core.providers.errors import BadRequestError, ConfigurationError, MissingKeyError
 from studyllm_core.redaction import mask
 
 EMBEDDING_ENCODINGS = ("float", "base64")
@@ -95,7 +95,7 @@ def check_openai_settings(
     """
     name = provider.name
     if provider.api_key_required and not api_key:
-        raise AuthenticationError(
+        raise MissingKeyError(
             f"{name} provider needs an API key: set {provider.api_key_env} (or pass api_key=...)", provider=name
         )
     base_url = base_url or provider.default_base_url

@@ -32,6 +32,23 @@ BUILTIN_PROVIDERS: dict[str, str] = {
     "extractive": "studyllm_core.providers.extractive:ExtractiveSummarizer",
 }
 
+# What each built-in offers, for help texts and messages without importing the providers (a test checks
+# these against `Provider.supports` of the classes).
+CHAT_PROVIDERS = ("openai", "azure", "hyperbolic", "openai-compatible", "extractive")
+EMBEDDING_PROVIDERS = ("openai", "azure", "hyperbolic", "openai-compatible", "local")
+
+
+def require_operation(provider: Provider, provider_name: str, operation: str) -> None:
+    """ConfigurationError (before anything is sent or recorded) when `provider` cannot do `operation`."""
+    if provider.supports(operation):
+        return
+    what, names = ("chat", CHAT_PROVIDERS) if operation == "chat" else ("embed texts", EMBEDDING_PROVIDERS)
+    raise ConfigurationError(
+        f"the {provider_name} provider cannot {what}; use one that can: {', '.join(names)} (or a plugin)",
+        provider=provider_name,
+    )
+
+
 # Registered at run time with `register_provider` (tests, notebooks); these win over entry points.
 _runtime: dict[str, type[Provider]] = {}
 

@@ -16,7 +16,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from studyllm_core.providers.base import Provider
-from studyllm_core.providers.errors import AuthenticationError, ConfigurationError
+from studyllm_core.providers.errors import ConfigurationError, MissingKeyError
 from studyllm_core.redaction import MASK, redact  # noqa: F401 - re-exported: every error message passes through it
 from studyllm_core.providers.registry import accepted_settings, create_provider, normalize_name, provider_class
 
@@ -159,7 +159,7 @@ def provider_from_env(
 ) -> Provider:
     """Build provider `name` from the environment; `base_url` (Azure: the endpoint) and `overrides` win.
 
-    A missing required variable raises AuthenticationError (keys) or ConfigurationError (the rest)
+    A missing required variable raises MissingKeyError (keys, an AuthenticationError) or ConfigurationError (the rest)
     naming the variable, before any network call.
     """
     settings = settings_from_env(name, environ=environ, dotenv_path=dotenv_path)
@@ -169,7 +169,7 @@ def provider_from_env(
         values["endpoint" if settings.provider == "azure" else "base_url"] = base_url
     for var in env_vars_for(settings.provider):
         if var.required and not values.get(var.setting):
-            error = AuthenticationError if var.secret else ConfigurationError
+            error = MissingKeyError if var.secret else ConfigurationError
             raise error(
                 f"{settings.provider} provider needs {var.name}: set it in the environment or in .env (see .env.example)",
                 provider=settings.provider,

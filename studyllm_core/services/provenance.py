@@ -45,6 +45,7 @@ class Provenance:
             return {"id": row.id, "type": row.group_type, "name": row.name}
 
         return {
+            "group_id": self.group.id,
             "group": {**g(self.group), "metadata": self.group.metadata_json, "created_at": self.group.created_at.isoformat()},
             "ancestors": [{**g(row), "distance": d} for row, d in self.ancestors],
             "descendants": [{**g(row), "distance": d} for row, d in self.descendants],

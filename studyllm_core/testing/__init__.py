@@ -1,20 +1,32 @@
 """Test helpers shipped with studyllm: a loopback OpenAI-compatible server with switchable faults.
 
-Stdlib only, so benchmarks and other projects' tests can use it without extra dependencies.
+Stdlib only, so benchmarks and other projects' tests can use it without extra dependencies. The names
+below are imported on first use (PEP 562), so `python -m studyllm_core.testing.openai_server` runs the
+server module once, without runpy's "found in sys.modules" RuntimeWarning.
 """
 
-from studyllm_core.testing.faults import FAULT_KINDS, FaultConfig, Faults, Stats
-from studyllm_core.testing.openai_server import OpenAIStubServer, stub_embedding, stub_reply
-from studyllm_core.testing.stub_control import StubAdminClient, stub_server_process
+from __future__ import annotations
 
-__all__ = [
-    "FAULT_KINDS",
-    "FaultConfig",
-    "Faults",
-    "OpenAIStubServer",
-    "Stats",
-    "StubAdminClient",
-    "stub_embedding",
-    "stub_reply",
-    "stub_server_process",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "FAULT_KINDS": "faults",
+    "FaultConfig": "faults",
+    "Faults": "faults",
+    "Stats": "faults",
+    "OpenAIStubServer": "openai_server",
+    "stub_embedding": "openai_server",
+    "stub_reply": "openai_server",
+    "StubAdminClient": "stub_control",
+    "stub_server_process": "stub_control",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -9,10 +9,14 @@ cluster_metrics' records name them. A K larger than the dataset's texts is refus
 left unmaterialized (it never turns the assets red); the others run.
 """
 
+from typing import Optional
+
 import dagster as dg
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from studyllm_core.services.sweep.methods import DEFAULT_METHOD, DEFAULT_RANK, method_settings
 from studyllm_core.services.sweep.projection import projector
 from studyllm_core.services.sweep.recipe import KResult, SweepConfig, SweepRecipe, label_codes
 from studyllm_core.services.sweep.result_store import TABLES
@@ -28,6 +32,13 @@ PREPARED = ("dataset_snapshot", "pca_projection", "pca_basis")
 class SweepSettings(dg.Config):
     """The k-LLMmeans settings of the sweep step (defaults are `studyllm sweep`'s); K comes from the partitions."""
 
+    method: str = Field(
+        default=DEFAULT_METHOD,
+        description="kmeans (spherical k-means; k-LLMmeans with the summariser) or ksubspaces (rank-`rank` subspaces)",
+    )
+    rank: Optional[int] = Field(
+        default=None, description=f"subspace rank of method ksubspaces (default {DEFAULT_RANK}; 0 is k-means)"
+    )
     n_restarts: int = _DEFAULTS.n_restarts
     llm_rounds: int = _DEFAULTS.llm_rounds
     iters_per_round: int = _DEFAULTS.iters_per_round
@@ -38,7 +49,10 @@ class SweepSettings(dg.Config):
     seed: int = _DEFAULTS.seed
 
     def sweep_config(self) -> SweepConfig:
-        return SweepConfig(**self.model_dump())  # pca_dim None: the inputs are projected already
+        """The core's SweepConfig (pca_dim None: the inputs are projected already); InputError for a bad method."""
+        settings = self.model_dump()
+        method = method_settings(settings.pop("method"), settings.pop("rank"))
+        return SweepConfig(**settings, **method)
 
 
 def _spec(name: str, position: int, deps: list[str], description: str) -> dg.AssetSpec:

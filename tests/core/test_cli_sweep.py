@@ -62,7 +62,7 @@ def test_sweep_writes_report_labels_and_table(cli, env, corpus, tmp_path, stub):
     assert json.loads(again.stdout)["counts"]["api_requests"] == 0 and stub.stats.requests_total == requests
     assert json.loads(again.stdout)["per_k"] == summary["per_k"]
 
-    shown = cli(["provenance", str(summary["run_group_id"]), "--json"], env)
+    shown = cli(["provenance", str(summary["group_id"]), "--json"], env)
     steps = [s["type"] for s in json.loads(shown.stdout)["steps"]]
     assert steps == ["embedding_batch", "summarization_batch", "embedding_batch"]
     assert len(json.loads(shown.stdout)["artifacts"]) == 5  # report, clusters, three labels files
@@ -127,3 +127,13 @@ def test_cli_defaults_are_the_recipe_defaults():
     defaults = SweepConfig()
     assert (cli_sweep.DEFAULT_RESTARTS, cli_sweep.DEFAULT_LLM_ROUNDS) == (defaults.n_restarts, defaults.llm_rounds)
     assert defaults.summarize_restarts == "best" and defaults.seed == 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--rank", "2"], "--rank is the subspace rank of ksubspaces; drop it or use --method ksubspaces"),
+    (["--method", "ksubspaces", "--rank", "20"], "ksubspaces with rank 20 needs k_max x (rank + 1) = 84 texts"),
+])
+def test_method_settings_that_cannot_work_fail_before_any_request(cli, env, corpus, tmp_path, stub, extra, message):
+    result = cli(sweep_args(corpus, tmp_path / "out", stub, *extra), env)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and stub.stats.requests_total == 0

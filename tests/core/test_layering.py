@@ -25,6 +25,7 @@ FRONT_MAY_IMPORT = (
     "studyllm_core.files",
     "studyllm_core.charts",
     "studyllm_core.output",
+    "studyllm_core.progress",
     "studyllm_core.gc_tuning",
     "studyllm_core.process_policy",
     "studyllm_core.providers.errors",

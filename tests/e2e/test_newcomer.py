@@ -12,8 +12,23 @@ from support import ROOT, quickstart_commands
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def workspace(tmp_path):
+    """The clone, its venv (about 2.5 GB) and the home: removed afterwards, passed or failed."""
+    yield tmp_path
+    from studyllm_core.db.server import stop_embedded
+
+    try:
+        stop_embedded(tmp_path / "studyllm-home" / "pg")  # normally stopped already by the demo's exit
+    except Exception:  # noqa: BLE001 - a server still stopping: removing its folder below is what matters
+        pass
+    for folder in ("clone", "studyllm-home"):
+        shutil.rmtree(tmp_path / folder, ignore_errors=True)
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git to clone the repository")
-def test_clean_clone_install_and_main_job(tmp_path):
+def test_clean_clone_install_and_main_job(workspace):
+    tmp_path = workspace
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", "--depth", "1", f"file://{ROOT}", str(clone)], check=True, timeout=120)
     install, main_job, _ = quickstart_commands()

@@ -13,12 +13,16 @@ from studyllm_core.services.sweep.result_store import SweepResults
 from studyllm_pipeline.definitions import SWEEP_ASSETS
 from studyllm_pipeline.jobs import PREPARE
 from studyllm_pipeline.partitions import datasets
-from support import TEST_API_KEY, sweep_ks, topic_corpus
+from support import TEST_API_KEY, sweep_ks, sweep_run_config, topic_corpus
 
 SCORES = ("score", "silhouette", "stability_ari", "coverage", "dispersion", "acc", "nmi", "ari")
 
 
-def test_cli_sweep_and_dagster_graph_agree(cli, instance, resources, pipeline_env, stub, tmp_path):
+@pytest.mark.parametrize("method", [
+    pytest.param({}, id="kmeans"),
+    pytest.param({"method": "ksubspaces", "rank": 1}, id="ksubspaces"),  # with summaries, like k-LLMmeans
+])
+def test_cli_sweep_and_dagster_graph_agree(cli, instance, resources, pipeline_env, stub, tmp_path, method):
     texts, labels = topic_corpus(per_topic=15)
     path = tmp_path / "topics.csv"
     pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
@@ -27,7 +31,7 @@ def test_cli_sweep_and_dagster_graph_agree(cli, instance, resources, pipeline_en
     result = cli(
         ["sweep", str(path), "--label-column", "label", "--embed-provider", "openai-compatible", "--embed-model",
          "stub-embedding", "--base-url", stub.base_url, "--summarizer", "extractive", "--k-min", "2", "--k-max", "5",
-         "--out", str(out), "--json"],
+         "--out", str(out), "--json", *[f"--{key}={value}" for key, value in method.items()]],
         {**pipeline_env, "OPENAI_COMPATIBLE_API_KEY": TEST_API_KEY},
     )
     assert result.returncode == 0, result.stderr
@@ -37,12 +41,15 @@ def test_cli_sweep_and_dagster_graph_agree(cli, instance, resources, pipeline_en
     source = {"ops": {"dataset_snapshot": {"config": {"source_path": str(path), "label_column": "label"}}}}
     assert dg.materialize(SWEEP_ASSETS, selection=PREPARE, partition_key="topics", instance=instance,
                           resources=resources, run_config=source).success
-    assert sweep_ks(instance, resources, "topics", range(2, 6)).success  # the step's defaults, as the CLI's
+    config = sweep_run_config(**method) if method else None  # else the step's defaults, as the CLI's
+    assert sweep_ks(instance, resources, "topics", range(2, 6), run_config=config).success
     report_run = dg.materialize(SWEEP_ASSETS, selection=["sweep_report"], partition_key="topics", instance=instance,
                                 resources=resources)
     stored = SweepResults(resources["database"].engine(), get_settings().artifacts_dir)
     metrics = report_run.asset_value("sweep_report").set_index("k")
 
+    assert report["config"]["method"] == ("ksubspaces" if method else "kllmmeans")
+    assert report["counts"]["summarize_calls"] > 0
     assert int(metrics.index[metrics["best"]][0]) == report["best_k"]
     for entry in report["per_k"]:
         k = entry["k"]

@@ -78,9 +78,10 @@ def test_refused_connection_stops_after_a_short_window(cli, env, stub, engine, t
     ("localhost:8000/v1", "has no http:// or https:// scheme; use e.g. http://localhost:8000/v1"),
     ("ftp://example.org/v1", "its scheme is ftp://"),
 ])
+# A setting refused before any request is a configuration error: exit 2 (the user guide's table of exit codes).
 def test_bad_urls_fail_before_any_request(cli, env, stub, engine, tmp_path, url, words):
     result = embed(cli, env, tmp_path, "--base-url", url)
-    assert result.returncode == 4 and result.stderr.startswith("error: ") and words in result.stderr, result.stderr
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and words in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and stub.stats.requests_total == 0 and sent_attempts(engine) == 0
 
 

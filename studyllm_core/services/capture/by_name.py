@@ -8,7 +8,10 @@ from typing import Any, Self
 from sqlalchemy import Engine
 
 from studyllm_core.db.engine import open_database
+from studyllm_core.providers.registry import CHAT_PROVIDERS, EMBEDDING_PROVIDERS
 from studyllm_core.providers.settings import named_provider_from_env
+
+__all__ = ["CHAT_PROVIDERS", "EMBEDDING_PROVIDERS", "BuiltByName"]  # the names a front layer may list
 
 
 class BuiltByName:

@@ -39,6 +39,7 @@ from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
 from studyllm_core.db.leases import EmbeddingLeases
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import EmbeddingResponse, Provider
+from studyllm_core.providers.registry import require_operation
 from studyllm_core.redaction import redact_data_many
 from studyllm_core.providers.errors import (
     BadRequestError,
@@ -58,6 +59,7 @@ from studyllm_core.services.capture.recording import (
     shown_input,
     status_for,
 )
+from studyllm_core.services.capture.loop_thread import LoopThread
 from studyllm_core.services.capture.ratelimit import RateLimit, estimate_tokens, limiter_for
 from studyllm_core.services.capture.retry import RetryPolicy, call_with_retries
 from studyllm_core.services.capture.spend import SpendGuard
@@ -147,6 +149,7 @@ class EmbeddingService(BuiltByName):
     ) -> None:
         if batch_size < 1 or concurrency < 1:
             raise ValueError("batch_size and concurrency must be at least 1")
+        require_operation(provider, provider_name, "embed")  # refused here: nothing sent, nothing recorded
         self.engine = engine
         self.provider = provider
         self.provider_name = provider_name
@@ -161,6 +164,7 @@ class EmbeddingService(BuiltByName):
         self.vectors = EmbeddingCache(engine)
         # The server belongs to the embedding space when the provider says so (see Provider.embedding_server).
         self.server = provider.embedding_server() or ""
+        self._sync = LoopThread(f"studyllm-embedding-{provider_name}")
         self._hasher = embedding_hasher(
             provider=provider_name, model=model, dimensions=dimensions, encoding_format=encoding_format,
             server=self.server,
@@ -180,8 +184,22 @@ class EmbeddingService(BuiltByName):
         group_name: str | None = None,
         progress: ProgressFn | None = None,
     ) -> EmbedOutcome:
-        """Synchronous `aembed` (runs its own event loop; use `aembed` inside async code)."""
-        return asyncio.run(self.aembed(texts, group_id=group_id, group_name=group_name, progress=progress))
+        """Synchronous `aembed`, run on the service's background loop (`LoopThread`): works in scripts, threads
+        and inside a running event loop (Jupyter); async code awaits `aembed` instead."""
+        return self._sync.run(self.aembed(texts, group_id=group_id, group_name=group_name, progress=progress))
+
+    def close(self) -> None:
+        """Stop the background loop of `embed`, closing the HTTP client the provider opened on it.
+
+        The service stays usable: the next `embed` starts a new loop.
+        """
+        self._sync.shutdown(self.provider.aclose)
+
+    def __enter__(self) -> EmbeddingService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     async def aembed(
         self,

@@ -45,6 +45,7 @@ from studyllm_core.errors import InputError
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import ChatMessage, ChatResponse, Provider, TokenUsage
 from studyllm_core.providers.errors import MalformedResponseError, ProviderError
+from studyllm_core.providers.registry import require_operation
 from studyllm_core.redaction import redact
 from studyllm_core.services.capture.by_name import BuiltByName
 from studyllm_core.services.capture.cache_key import content_hash, invalid_text_reason, space_provider, unusable_reason
@@ -203,6 +204,7 @@ class InferenceService(BuiltByName):
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        require_operation(provider, provider_name, "chat")  # refused here: nothing sent, nothing recorded
         self.engine = engine
         self.provider = provider
         self.provider_name = provider_name
@@ -213,7 +215,6 @@ class InferenceService(BuiltByName):
         self.preprocess = preprocess
         self._sync = LoopThread(f"studyllm-inference-{provider_name}")
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
-        self._sync_used = False
         # (event loop, request_hash) -> the result of the identical request in flight
         self._inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[InferenceResult]] = {}
 
@@ -359,7 +360,6 @@ class InferenceService(BuiltByName):
 
     def call_sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the service's background loop (the synchronous methods of this and related services)."""
-        self._sync_used = True
         return self._sync.run(coro)
 
     def close(self) -> None:
@@ -367,12 +367,7 @@ class InferenceService(BuiltByName):
 
         The provider itself stays usable: on another event loop it opens a new client.
         """
-        if self._sync_used:
-            self._sync_used = False
-            try:
-                self._sync.run(self.provider.aclose())
-            finally:
-                self._sync.close()
+        self._sync.shutdown(self.provider.aclose)
 
     def _slots(self) -> asyncio.Semaphore:
         """The semaphore bounding this service's API calls in flight on the running loop (all its runs together)."""

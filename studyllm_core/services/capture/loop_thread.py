@@ -1,5 +1,11 @@
 """A private event loop on a daemon thread, behind the synchronous entry points of the services.
 
+This is the core's one bridge from synchronous to asynchronous code: every synchronous method that
+runs a coroutine (`EmbeddingService.embed`, `InferenceService.run*`, and what calls them: sweeps,
+similarity search, summaries, conversations) goes through a `LoopThread`, never `asyncio.run`, so
+each works the same in a script, in a worker thread and inside a running event loop (a Jupyter
+kernel). Async callers await the `a*` methods instead.
+
 `asyncio.run` per call would build a new loop each time, and providers bind their HTTP clients to
 a loop, so every synchronous call would open (and leak) a new client. One long-lived loop keeps
 connections, in-flight de-duplication and rate limits shared by every synchronous call, from any
@@ -12,7 +18,7 @@ import asyncio
 import concurrent.futures
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -58,6 +64,24 @@ class LoopThread:
                 loop.call_soon_threadsafe(lambda: tasks and tasks[0].cancel())  # start() runs first: FIFO
                 finished.wait(CANCEL_GRACE_S)
             raise
+
+    @property
+    def started(self) -> bool:
+        """Whether the loop runs (a synchronous call started it and it was not closed since)."""
+        return self._loop is not None
+
+    def shutdown(self, final: Callable[[], Coroutine[Any, Any, Any]] | None = None) -> None:
+        """If the loop runs: run `final()` on it (e.g. close an HTTP client bound to it), then `close()`.
+
+        Does nothing when no synchronous call started the loop, so closing an unused service is free.
+        """
+        if not self.started:
+            return
+        try:
+            if final is not None:
+                self.run(final())
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Stop the loop (cancelling what still runs) and wait for its thread; `run` starts a new one."""

@@ -74,9 +74,12 @@ class StudyService:
         until: datetime | None = None,
         group: str | int | None = None,
     ) -> CallFilter:
-        """The filter of these constraints; `group` is a group id or name (NotFoundError for an unknown group)."""
-        group_id = GroupRepository(self.engine).find_group(group).id if group else None
-        return CallFilter(provider=provider, model=model, since=since, until=until, group_id=group_id)
+        """The filter of these constraints; `group` is a group id or name (NotFoundError for an unknown group)
+        and covers its own calls and those of every group below it, as in `export`."""
+        from studyllm_core.services.provenance import ProvenanceService
+
+        scope = ProvenanceService(self.engine).scope(GroupRepository(self.engine).find_group(group).id) if group else None
+        return CallFilter(provider=provider, model=model, since=since, until=until, group_ids=scope)
 
     # -- aggregates -----------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from studyllm_core.db.calls import CallFilter
 from studyllm_core.db.engine import driver_sql, translate_db_errors
 from studyllm_core.db.groups import GroupRepository, GroupRow
 from studyllm_core.db.embedding_cache import RawVectorLoader, decode_vectors
-from studyllm_core.errors import InputError, NotFoundError
+from studyllm_core.errors import InputError
 from studyllm_core.services.artifacts import sha256_of
 from studyllm_core.services.provenance import ProvenanceService
 
@@ -80,6 +80,7 @@ class ExportResult:
             return {"path": str(x.path), "rows": x.rows, "sha256": x.sha256}
 
         return {
+            "group_id": self.group.id,
             "group": {"id": self.group.id, "type": self.group.group_type, "name": self.group.name},
             "groups": len(self.group_ids),
             "format": self.format,
@@ -117,12 +118,8 @@ class ExportService:
         try:
             with translate_db_errors(f"exporting group {group.name!r}"), self._snapshot() as conn:
                 calls_path = out / f"calls.{fmt}"
+                # A group without calls exports an empty table (the header only), like any empty result.
                 calls = ExportedFile(calls_path, self._write_calls(conn, flt, self._stage(calls_path, staged), fmt))
-                if calls.rows == 0:
-                    raise NotFoundError(
-                        f"group {group.name!r} (id {group.id}) and the {len(scope) - 1} groups below it hold no calls; "
-                        "nothing to export (list groups with `studyllm groups`)"
-                    )
                 embeddings = self._write_embeddings(conn, scope, out, fmt, staged)
             for tmp, final in staged:
                 os.replace(tmp, final)

@@ -7,6 +7,7 @@ text is embedded through `EmbeddingService`, so it is cached and recorded like a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import numpy as np
@@ -15,7 +16,7 @@ from sqlalchemy import Engine, text
 
 from studyllm_core.db.embedding_cache import EmbeddingCache
 from studyllm_core.db.vector_search import MAX_K, VectorSearch, VectorSpace, hnsw_index_name, search_method
-from studyllm_core.db.engine import translate_db_errors
+from studyllm_core.db.engine import owner_engine_of, translate_db_errors
 from studyllm_core.errors import InputError, NotFoundError
 from studyllm_core.providers.openai_common import normalize_server_url
 from studyllm_core.providers.registry import normalize_name
@@ -33,7 +34,8 @@ class SimilarityService:
 
     def __init__(self, engine: Engine, *, notice: NoticeFn | None = None, ddl_engine: Engine | None = None) -> None:
         self.engine = engine
-        self.ddl_engine = ddl_engine  # the schema owner's engine, to build indexes (default: `engine`)
+        # The schema owner's engine, to build indexes (default: the owner of `engine` when `open_database` made it).
+        self.ddl_engine = ddl_engine if ddl_engine is not None else owner_engine_of(engine)
         self.vectors = VectorSearch(engine)
         self.cache = EmbeddingCache(engine)
         self.notice = notice  # told before a (slow, one-time) index build
@@ -128,6 +130,10 @@ class SimilarityService:
         if not self._stored_outside_queries(own):
             found = found[found["request_hash"] != own]
         return found.head(k).reset_index(drop=True)
+
+    async def asearch_text(self, query: str, embedder: EmbeddingService, *, k: int = 10) -> pd.DataFrame:
+        """`search_text` for async code (a notebook's `await`): runs in a worker thread, the event loop stays free."""
+        return await asyncio.to_thread(self.search_text, query, embedder, k=k)
 
     def neighbours_of(self, id_or_hash: int | str, *, k: int = 10) -> pd.DataFrame:
         """The k stored texts nearest to a stored one (by embedding id or request hash), itself excluded."""

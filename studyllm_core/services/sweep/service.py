@@ -20,6 +20,7 @@ summary embeddings (2), chained by `depends_on`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from studyllm_core.services.capture.recording import ensure_run_group
 from studyllm_core.services.capture.embedding import EmbeddingService, ProgressFn
 from studyllm_core.services.provenance import ProvenanceService
 from studyllm_core.services.capture.summarization import SummarizationService, summarizer_from_spec
+from studyllm_core.services.sweep.methods import check_method_fits
 from studyllm_core.services.sweep.recipe import SweepRecipe, label_codes
 
 log = get_logger("services.sweep")
@@ -79,7 +81,7 @@ class SweepOutcome:
             "pca": self.report["pca"],
             "notes": self.report["notes"],
             "files": self.files,
-            "run_group_id": self.run_group_id,
+            "group_id": self.run_group_id,
         }
 
 
@@ -143,6 +145,7 @@ class SweepService:
         unusable = len(texts) - usable
         extra = f" ({unusable} of {len(texts)} rows are empty or unreadable)" if unusable else ""
         self.recipe.check(config, usable, f"usable texts{extra}")
+        check_method_fits(config.method, config.rank_r, config.k_max, usable, f"usable texts{extra}")
         return usable
 
     def _uses_llm(self, config: SweepConfig) -> bool:
@@ -184,6 +187,23 @@ class SweepService:
             run_id, {"status": "done", "best_k": outcome.best_k, "counts": outcome.report["counts"], "files": outcome.files}
         )
         return outcome
+
+    async def arun(
+        self,
+        texts: Sequence[str],
+        config: SweepConfig,
+        out_dir: str | Path,
+        *,
+        labels: Sequence[object] | None = None,
+        name: str | None = None,
+        source: dict[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+        notice: Notice | None = None,
+    ) -> SweepOutcome:
+        """`run` for async code (a notebook's `await`): runs in a worker thread, the event loop stays free."""
+        return await asyncio.to_thread(
+            self.run, texts, config, out_dir, labels=labels, name=name, source=source, progress=progress, notice=notice
+        )
 
     def _execute(
         self,
@@ -247,7 +267,7 @@ class SweepService:
             "summarize_calls": result.n_summarize_calls,
         }
         report = {
-            "run_group_id": run_id,
+            "group_id": run_id,
             "best_k": result.best_k,
             "rule": result.rule,
             "choice": choice.to_dict(),

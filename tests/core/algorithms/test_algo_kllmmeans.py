@@ -8,6 +8,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from studyllm_core.algorithms import ClusteringResult, k_llmmeans
+from support import FakeLLM
 
 
 def test_recovers_blobs_euclidean(blobs):
@@ -50,24 +51,6 @@ def test_float32_input_is_clustered_in_float32(blobs):
     x, truth = blobs(1000, 4, 6, seed=5)
     result = k_llmmeans(x.astype(np.float32), None, 4, metric="euclidean", seed=0)
     assert adjusted_rand_score(truth, result.labels) > 0.95
-
-
-class FakeLLM:
-    """summarize returns the first sampled text; embed maps a text back to its known vector."""
-
-    def __init__(self, x: np.ndarray) -> None:
-        self.texts = [f"item {i}" for i in range(len(x))]
-        self.vectors = {t: x[i] for i, t in enumerate(self.texts)}
-        self.summarize_inputs: list[list[str]] = []
-        self.embed_inputs: list[list[str]] = []
-
-    def summarize(self, texts: list[str]) -> str:
-        self.summarize_inputs.append(list(texts))
-        return texts[0]
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        self.embed_inputs.append(list(texts))
-        return np.stack([self.vectors[t] for t in texts])
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
@@ -216,9 +199,9 @@ def test_duplicates_still_give_k_summaries():
         ({"metric": "manhattan"}, "metric='manhattan' is not supported"),
         ({"summarize": lambda t: t[0]}, "need both summarize and embed"),
         ({"summarize": lambda t: t[0], "embed": lambda t: np.zeros((len(t), 2)), "texts": ["a"] * 9},
-         "texts has 9 entries but Z has 10 rows"),
+         "texts has 9 entries but the data has 10 rows"),
         ({"summarize": lambda t: t[0], "embed": lambda t: np.zeros((len(t), 2)), "texts": ["a"] * 10,
-          "max_iter": 10, "llm_rounds": 2, "iters_per_round": 5}, "max_iter=10 leaves no Lloyd iterations"),
+          "max_iter": 10, "llm_rounds": 2, "iters_per_round": 5}, "max_iter=10 leaves no iterations"),
     ],
 )
 def test_invalid_arguments_raise_clear_errors(kwargs, message):

@@ -168,3 +168,32 @@ def test_parse_deployments():
     assert parse_deployments(None) is None and parse_deployments(" ") is None
     with pytest.raises(errors.ConfigurationError, match="model=deployment"):
         parse_deployments("a=x,b")
+
+
+def documented_defaults() -> dict[str, str]:
+    """`| `NAME` | `default` | ...` rows of the README's and the user guide's configuration tables."""
+    import re
+
+    root = ENV_EXAMPLE.parent
+    rows = {}
+    for doc in (root / "README.md", root / "docs" / "user-guide.md"):
+        for name, default in re.findall(r"^\| `([A-Z0-9_]+)` \| `([^`]*)` \|", doc.read_text(), re.M):
+            rows.setdefault(name, default)
+    return rows
+
+
+def test_env_example_values_are_the_documented_defaults():
+    """Copying .env.example to .env changes nothing: every value it sets is the default the docs give."""
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    documented = documented_defaults()
+    assert documented["STUDYLLM_LOG_LEVEL"] == "WARNING"
+    for i, line in enumerate(lines):
+        if line.startswith("#") or "=" not in line:
+            continue
+        name, value = line.split("=", 1)
+        if not value:
+            continue
+        if name in documented:
+            assert value == documented[name], (name, value, documented[name])
+        comment = next(lines[j] for j in range(i - 1, -1, -1) if lines[j].startswith("#"))
+        assert "default" in comment and all(part in comment for part in value.split("/")), (name, comment)

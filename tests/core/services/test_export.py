@@ -128,9 +128,8 @@ def test_bad_input_writes_nothing(engine, study, tmp_path):
         service.export("nope", tmp_path / "a", "csv")
     assert not (tmp_path / "a").exists()
     GroupRepository(engine).ensure_group("batch", "empty")
-    with pytest.raises(NotFoundError, match="hold no calls; nothing to export"):
-        service.export("empty", tmp_path / "b", "csv")
-    assert not (tmp_path / "b").exists()
+    empty = service.export("empty", tmp_path / "b", "csv")  # an empty group: an empty table, like any empty result
+    assert empty.calls.rows == 0 and sorted(p.name for p in (tmp_path / "b").iterdir()) == ["calls.csv"]
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "keep.txt").write_text("x")
     with pytest.raises(InputError, match="is not empty; choose a new or empty folder"):

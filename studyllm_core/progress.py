@@ -1,4 +1,4 @@
-"""A progress line on stderr for long work, shown only on a terminal (quiet in logs and CI)."""
+"""A progress line on stderr for long work, shown only on a terminal (quiet in logs, CI and with --json)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import time
 class Progress:
     """`Progress("embedding")(done, total)` redraws one line at most ten times a second."""
 
-    def __init__(self, label: str, *, stream=None, enabled: bool | None = None) -> None:  # noqa: ANN001
+    def __init__(self, label: str, *, stream=None, enabled: bool | None = None, quiet: bool = False) -> None:  # noqa: ANN001
+        """Shown when `enabled`; by default when the stream is a terminal and not `quiet` (a command's --json)."""
         self.label = label
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.enabled = (not quiet and self.stream.isatty()) if enabled is None else enabled
         self._last = 0.0
         self._shown = False
         self._start = time.monotonic()
@@ -30,11 +31,14 @@ class Progress:
         self.stream.flush()
         self._shown = True
 
-    def note(self, message: str) -> None:
-        """One line of news (a finished step) on the terminal, below the progress line; nothing elsewhere."""
+    def note(self, message: str, *, elapsed: bool = False) -> None:
+        """One line of news (a finished step) on the terminal, below the progress line; nothing elsewhere.
+        With `elapsed`, the line starts with the seconds since the progress began."""
         if not self.enabled:
             return
         self.close()
+        if elapsed:
+            message = f"{time.monotonic() - self._start:6.1f} s  {message}"
         self.stream.write(message + "\n")
         self.stream.flush()
 
