@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from studyllm_core.output import emit
+from studyllm_core.progress import Progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +32,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from studyllm_core.files import check_output_path
 
     check_output_path(args.out, folder=True)
-    result = ExportService(open_database()).export(args.group, args.out, args.format)
+    progress = Progress("exporting calls", quiet=args.json)
+    try:
+        result = ExportService(open_database()).export(args.group, args.out, args.format, progress=progress)
+    finally:
+        progress.close()
     emit(result.summary(), args.json, _human)
     return 0
 

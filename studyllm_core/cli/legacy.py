@@ -7,6 +7,7 @@ from typing import Any
 
 from studyllm_core.cli.common import positive_int
 from studyllm_core.output import emit
+from studyllm_core.progress import Progress
 
 DEFAULT_SAMPLE = 1_000  # = legacy_import.SAMPLE (a test checks), kept here so --help loads no SQLAlchemy
 
@@ -31,7 +32,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database
     from studyllm_core.services.study.legacy_import import LegacyImporter
 
-    report = LegacyImporter(open_database(), sample_size=args.sample).run(args.url)
+    progress = Progress("importing v1 rows", quiet=args.json)
+    try:
+        report = LegacyImporter(open_database(), sample_size=args.sample).run(args.url, progress=progress)
+    finally:
+        progress.close()
     emit(report.to_dict(), args.json, _human)
     return 0 if report.parity else 1
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 from studyllm_core.db.calls import CallFilter
 from studyllm_core.db.engine import driver_sql, translate_db_errors
@@ -101,8 +102,12 @@ class ExportService:
         self.chunk_size = chunk_size
         self.provenance = ProvenanceService(engine)
 
-    def export(self, id_or_name: str | int, out_dir: str | Path, fmt: str = "parquet") -> ExportResult:
-        """Export the calls (and embeddings) of a group and its descendants into `out_dir`."""
+    def export(
+        self, id_or_name: str | int, out_dir: str | Path, fmt: str = "parquet", *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ExportResult:
+        """Export the calls (and embeddings) of a group and its descendants into `out_dir`; `progress` gets
+        (calls written, calls) after each chunk."""
         if fmt not in EXPORT_FORMATS:
             raise InputError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
         group = GroupRepository(self.engine).find_group(id_or_name)
@@ -119,7 +124,9 @@ class ExportService:
             with translate_db_errors(f"exporting group {group.name!r}"), self._snapshot() as conn:
                 calls_path = out / f"calls.{fmt}"
                 # A group without calls exports an empty table (the header only), like any empty result.
-                calls = ExportedFile(calls_path, self._write_calls(conn, flt, self._stage(calls_path, staged), fmt))
+                calls = ExportedFile(
+                    calls_path, self._write_calls(conn, flt, self._stage(calls_path, staged), fmt, progress)
+                )
                 embeddings = self._write_embeddings(conn, scope, out, fmt, staged)
             for tmp, final in staged:
                 os.replace(tmp, final)
@@ -137,8 +144,12 @@ class ExportService:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def _write_calls(self, conn: Connection, flt: CallFilter, path: Path, fmt: str) -> int:
+    def _write_calls(
+        self, conn: Connection, flt: CallFilter, path: Path, fmt: str, progress: Callable[[int, int], None] | None
+    ) -> int:
         where, params = flt.where()
+        total = conn.execute(text(f"SELECT count(*) FROM raw_calls{where}"), params).scalar_one() if progress else 0
+        shown = progress or (lambda done, total: None)
         if fmt == "jsonl":
             # Postgres writes each line: JSON fields stay nested objects, times ISO 8601 in UTC.
             pairs = ", ".join(f"'{name}', {name}" for name, _ in _CALL_FIELDS)
@@ -148,12 +159,14 @@ class ExportService:
                 for chunk in self._stream(conn, sql, params, "export_calls"):
                     handle.write("".join(line + "\n" for (line,) in chunk))
                     rows += len(chunk)
+                    shown(rows, total)
             return rows
         columns = ", ".join(f"{name}::text" if name in JSON_COLUMNS else name for name, _ in _CALL_FIELDS)
         sql = f"SELECT {columns} FROM raw_calls{where} ORDER BY id"
         with _TableWriter(path, CALL_SCHEMA, fmt) as writer:
             for chunk in self._stream(conn, sql, params, "export_calls"):
                 writer.write(_table(chunk, CALL_SCHEMA))
+                shown(writer.rows, total)
             return writer.rows
 
     # -- embeddings -----------------------------------------------------------------------------

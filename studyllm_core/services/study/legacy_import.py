@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,8 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.jsonutil import dumps
 from studyllm_core.db.legacy import V1_TABLE, BatchStats, LegacySource, V1Row
 from studyllm_core.logging_config import get_logger
+
+ProgressFn = Callable[[int, int], None]  # (done, total)
 
 log = get_logger("services.legacy")
 
@@ -122,14 +125,18 @@ class LegacyImporter:
         self.calls = RawCallRepository(engine)
         self.groups = GroupRepository(engine)
 
-    def run(self, url: str) -> ImportReport:
-        """Import what is new from the v1 database at `url`, then validate (InputError before any write on bad input)."""
+    def run(self, url: str, *, progress: ProgressFn | None = None) -> ImportReport:
+        """Import what is new from the v1 database at `url`, then validate (InputError before any write on bad input).
+
+        `progress` gets (v1 rows read, v1 rows) after each chunk."""
         with LegacySource(url) as source:
             extra = source.check_schema()
             fingerprint = source.fingerprint()  # InputError on an empty table
             batches = _merge(source.batches())
             total = sum(b.rows for b in batches)  # the GROUP BY counted every row, NULL batch ids too
-            imported, present, statuses, group_ids, umbrella = self._import(source, fingerprint, batches)
+            imported, present, statuses, group_ids, umbrella = self._import(
+                source, fingerprint, batches, lambda done: progress(done, total) if progress else None
+            )
             rows, batch_part, time_part = self._compare_counts(batches, total, group_ids)
             sample = self._sample_parity(source, fingerprint, group_ids)
         return ImportReport(
@@ -143,7 +150,7 @@ class LegacyImporter:
     # -- import ---------------------------------------------------------------------------------
 
     def _import(
-        self, source: LegacySource, fingerprint: str, batches: list[BatchStats]
+        self, source: LegacySource, fingerprint: str, batches: list[BatchStats], read: Callable[[int], None]
     ) -> tuple[int, int, dict[str, int], dict[Any, int], int]:
         imported = present = 0
         statuses: dict[str, int] = {}
@@ -165,6 +172,7 @@ class LegacyImporter:
                 new = self._new_rows(conn, fingerprint, rows)
                 present += len(rows) - len(new)
                 if not new:
+                    read(imported + present)
                     continue
                 calls = [to_call(r, fingerprint) for r in new]
                 call_ids = self.calls.insert_many(calls, chunk_size=self.chunk_size, conn=conn)
@@ -173,6 +181,7 @@ class LegacyImporter:
                 for c in calls:
                     statuses[c.status] = statuses.get(c.status, 0) + 1
                 log.info("imported %d v1 rows (%d so far)", len(new), imported)
+                read(imported + present)
         return imported, present, statuses, group_ids, umbrella
 
     @staticmethod

@@ -122,3 +122,20 @@ def test_summary_arguments_are_checked(flats):
         k_subspaces(x, 2, 1, texts=llm.texts[:59], summarize=llm.summarize, embed=llm.embed)
     with pytest.raises(ValueError, match="max_iter=4 leaves no iterations"):
         k_subspaces(x, 2, 1, texts=llm.texts, summarize=llm.summarize, embed=llm.embed, max_iter=4)
+
+
+def test_the_summaries_anchor_the_next_assignment(flats):
+    """One iteration, the round, one iteration: summaries embedded far from every flat pull the subspaces
+    away, so the items are assigned differently than by two plain iterations."""
+    x, truth = flats(200, 3, 6, 1, seed=0, offset=1.0)
+
+    class FarAway(FakeLLM):
+        def embed(self, texts: list[str]) -> np.ndarray:
+            return np.full_like(super().embed(texts), 1000.0)
+
+    llm = FarAway(x)
+    anchored = k_subspaces(x, 3, 1, seed=0, texts=llm.texts, summarize=llm.summarize, embed=llm.embed,
+                           llm_rounds=1, iters_per_round=1, max_iter=2)
+    plain = k_subspaces(x, 3, 1, seed=0, max_iter=2)
+    assert adjusted_rand_score(truth, plain.labels) > 0.95
+    assert adjusted_rand_score(truth, anchored.labels) < 0.5
