@@ -35,7 +35,22 @@ class StudyllmDatabase(dg.ConfigurableResource):
         return SweepResults(self.engine(), get_settings().artifacts_dir)
 
 
-class EmbedderResource(dg.ConfigurableResource):
+class OwnsServices(dg.ConfigurableResource):
+    """A resource that builds services for a run's steps and closes them (their background loops
+    and HTTP clients) when the run's execution ends, even when it fails."""
+
+    _built: list = PrivateAttr(default_factory=list)
+
+    def _own(self, service):  # noqa: ANN001, ANN202 - any service with close()
+        self._built.append(service)
+        return service
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        while self._built:
+            self._built.pop().close()
+
+
+class EmbedderResource(OwnsServices):
     """Which provider and model embed texts, and how hard to push it."""
 
     provider: str = "local"
@@ -48,7 +63,8 @@ class EmbedderResource(dg.ConfigurableResource):
     requests_per_minute: Optional[float] = None
 
     def service(self, engine: Engine) -> EmbeddingService:
-        return EmbeddingService.from_name(
+        """An embedding service for this run; closed when the run's execution ends."""
+        return self._own(EmbeddingService.from_name(
             self.provider,
             engine=engine,
             base_url=self.base_url or None,  # empty (STUDYLLM_EMBED_BASE_URL unset): the provider's default
@@ -58,22 +74,15 @@ class EmbedderResource(dg.ConfigurableResource):
             batch_size=self.batch_size,
             concurrency=self.concurrency,
             rate_limit=RateLimit(self.requests_per_minute, None),
-        )
+        ))
 
 
-class SummarizerResource(dg.ConfigurableResource):
+class SummarizerResource(OwnsServices):
     """The summariser of clusters: `extractive` (offline) or `PROVIDER:MODEL`."""
 
     spec: str = "extractive"
     base_url: Optional[str] = None
-    _built: list = PrivateAttr(default_factory=list)
 
     def service(self, engine: Engine) -> SummarizationService:
         """A summariser for this run; closed (its background loop stopped) when the run's execution ends."""
-        service = summarizer_from_spec(self.spec, engine, base_url=self.base_url)
-        self._built.append(service)
-        return service
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        while self._built:
-            self._built.pop().close()
+        return self._own(summarizer_from_spec(self.spec, engine, base_url=self.base_url))

@@ -4,11 +4,11 @@ import threading
 
 import dagster as dg
 
-from studyllm_pipeline.resources import SummarizerResource
+from studyllm_pipeline.resources import EmbedderResource, SummarizerResource
 
 
-def _loop_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name.startswith("studyllm-inference-") and t.is_alive()}
+def _loop_threads(prefix: str = "studyllm-inference-") -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith(prefix) and t.is_alive()}
 
 
 def test_the_summarizer_resource_closes_its_services_at_teardown(engine):
@@ -34,3 +34,13 @@ def test_code_location_resources_read_their_settings_when_a_run_starts(monkeypat
         assert built.embedder.model == "model-set-after-loading"
         assert built.summarizer.spec == "openai:gpt-4o-mini"
         assert not built.embedder.base_url
+
+
+def test_the_embedder_resource_closes_its_services_at_teardown(engine, resources):
+    before = _loop_threads("studyllm-embedding-")
+    assert isinstance(resources["embedder"], EmbedderResource)
+    with dg.build_resources({"embedder": resources["embedder"]}) as built:
+        outcome = built.embedder.service(engine).embed(["one text", "another text"])
+        assert outcome.embedded == 2
+        assert _loop_threads("studyllm-embedding-") - before  # embedding ran on the service's background loop
+    assert not _loop_threads("studyllm-embedding-") - before  # the resource's teardown stopped it
