@@ -18,7 +18,6 @@ until the command stopped, its exit code and its one-line message. Goal: at most
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import shutil
@@ -116,7 +115,14 @@ def main() -> dict:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sl-soak-"))
-    atexit.register(shutil.rmtree, work, True)  # its texts, logs and homes: nothing left behind
+    try:
+        return soak(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # its texts and logs: nothing left behind
+
+
+def soak(args: argparse.Namespace, work: Path) -> dict:
+    """The soak and the systemic-fault runs in the folder `work`; the report."""
     texts = [f"soak text {i}: about item {i * 7 % 1009} and topic {i % 13}" for i in range(args.texts)]
     path = work / "soak.txt"
     path.write_text("\n".join(texts) + "\n")
