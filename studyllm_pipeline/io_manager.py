@@ -14,7 +14,7 @@ from upath import UPath
 from studyllm_core.config import get_settings
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.services.artifacts import ArtifactService
-from studyllm_pipeline.provenance import GROUP_TYPE, group_name
+from studyllm_pipeline.provenance import group_name, group_type_of
 from studyllm_pipeline.resources import StudyllmDatabase
 
 
@@ -29,7 +29,7 @@ class RecordedArtifactIOManager(dg.UPathIOManager):
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        group_type = str((context.definition_metadata or {}).get(GROUP_TYPE, "step"))
+        group_type = group_type_of(context.asset_key)
         group_id = GroupRepository(self.artifacts.engine).ensure_group(group_type, group_name(context.asset_key, partition))
         stored = self.artifacts.write(
             obj,

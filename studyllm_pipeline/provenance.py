@@ -1,23 +1,47 @@
 """Lineage mirrored as provenance: each materialization is a Group, each asset edge a GroupLink.
 
 A materialization's group is named after its asset and partition, so re-materializing reuses it
-(its metadata keeps the newest run id and config). The upstream groups are found from the same
-names, so the links reproduce exactly the asset graph Dagster ran. Every sweep asset of one
-dataset is a step of the `run` group `sweep[<dataset>]`. The recording itself is one call of the
-core's ProvenanceService per materialization; this module only says what Dagster knows.
+(its metadata keeps the newest run id and config). The writer names the upstream groups from the
+asset's parents with studyllm's own partition rule (same key for a parent partitioned alike, the
+dataset for a dataset-partitioned one). The `provenance_links` check does not reuse that rule: it
+asks Dagster which upstream partitions this materialization reads (its partition mappings) and
+compares them with the links stored in the database. Every sweep asset of one dataset is a step of
+the `run` group `sweep[<dataset>]`. The recording itself is one call of the core's ProvenanceService
+per materialization; this module only says what Dagster knows.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Optional
 
 import dagster as dg
 from sqlalchemy import Engine
 
 from studyllm_core.services.provenance import ProvenanceService, StepRecord
+from studyllm_pipeline.checks import check_spec
 
-GROUP_TYPE = "studyllm/group_type"  # asset metadata key: the group type of its materializations
-STEP_POSITION = "studyllm/step"  # asset metadata key: its position in a sweep run
 CHECK_NAME = "provenance_links"
+
+# Per asset: the group type of its materializations and its position in a sweep run. Kept here, not
+# in the assets' definition metadata, so the UI's metadata tables show only what users read.
+STEPS: dict[str, tuple[str, int]] = {
+    "dataset_snapshot": ("dataset", 0),
+    "embeddings": ("embedding_batch", 1),
+    "pca_projection": ("step", 2),
+    "pca_basis": ("step", 2),
+    "clusters": ("step", 3),
+    "cluster_summaries": ("summarization_batch", 4),
+    "cluster_metrics": ("metrics", 5),
+    "sweep_report": ("metrics", 6),
+    "prompt_run": ("prompt_run", 0),
+}
+
+ANALYTICS = {"provider_comparison", "calls_over_time", "failure_rates", "usage_summary"}
+
+
+def group_type_of(key: dg.AssetKey) -> str:
+    """The group type of `key`'s materializations (`metrics` for the analytics, `step` otherwise)."""
+    return STEPS.get(key.to_user_string(), ("metrics" if key.to_user_string() in ANALYTICS else "step", 0))[0]
+
 
 
 def group_name(asset_key: dg.AssetKey, partition_key: Optional[str]) -> str:
@@ -35,11 +59,6 @@ def _partition(context: dg.AssetExecutionContext) -> Optional[str]:
     return context.partition_key if context.has_partition_key else None
 
 
-def meta_of(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, Any]:
-    """Definition metadata of an asset of the same job."""
-    return dict(context.job_def.asset_layer.asset_graph.get(key).metadata or {})
-
-
 def dataset_of(partition: Optional[str]) -> Optional[str]:
     """The dataset of a partition key (`demo` for both `demo` and `demo|9`)."""
     return str(partition).split("|")[0] if partition else None
@@ -55,7 +74,7 @@ def upstream_groups(context: dg.AssetExecutionContext, key: dg.AssetKey, partiti
     for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
         parent_def = graph.get(parent).partitions_def
         mapped = None if parent_def is None else (partition if parent_def == node.partitions_def else dataset_of(partition))
-        found[group_name(parent, mapped)] = str(meta_of(context, parent).get(GROUP_TYPE, "step"))
+        found[group_name(parent, mapped)] = group_type_of(parent)
     return found
 
 
@@ -72,14 +91,13 @@ def step_record(
     """What Dagster knows about one materialization of `key` (default: the asset of the context) at
     `partition` (default: the run's); `inputs` replaces the upstream groups of the asset graph."""
     key = key or context.asset_key
-    meta = meta_of(context, key)
     partition = partition if partition is not None else _partition(context)
     dataset = dataset_of(partition)
     return StepRecord(
-        group_type=str(meta.get(GROUP_TYPE, "step")),
+        group_type=group_type_of(key),
         name=group_name(key, partition),
         run=run_group_name(dataset) if dataset else None,
-        position=int(meta.get(STEP_POSITION, 0)),
+        position=STEPS.get(key.to_user_string(), ("", 0))[1],
         inputs=inputs if inputs is not None else upstream_groups(context, key, partition),
         extra_inputs=tuple(extra_inputs),
         metadata={
@@ -103,6 +121,19 @@ def record_materialization(
     return ProvenanceService(engine).record(step_record(context, key, **step))
 
 
+def expected_inputs(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, *, within: Optional[Collection[str]] = None,
+) -> set[str]:
+    """The upstream groups of this materialization of `key` as Dagster sees them: each parent in the
+    asset graph at the partitions Dagster's partition mappings give for this run (`within`: only
+    those upstream partitions, e.g. the K a report compares)."""
+    expected = set()
+    for parent in context.assets_def.asset_deps[key]:
+        partitions = context.asset_partition_keys_for_input(parent.to_python_identifier())
+        expected.update(group_name(parent, p) for p in partitions if within is None or p in within)
+    return expected
+
+
 def check_links(
     context: dg.AssetExecutionContext,
     engine: Engine,
@@ -110,20 +141,23 @@ def check_links(
     *,
     extra_inputs: Sequence[str] = (),
     key: Optional[dg.AssetKey] = None,
-    inputs: Optional[Sequence[str]] = None,
+    within: Optional[Collection[str]] = None,
 ) -> dg.AssetCheckResult:
-    """Do the group's recorded inputs equal this materialization's upstream assets and partitions
-    (`inputs` when the step read other partitions than the asset graph's)?"""
+    """Do the group's stored `depends_on` parents equal the upstream partitions Dagster maps this
+    materialization to (plus `extra_inputs`, groups outside the asset graph such as a dataset source)?"""
     key = key or context.asset_key
-    expected = set(inputs if inputs is not None else upstream_groups(context, key)) | set(extra_inputs)
+    expected = expected_inputs(context, key, within=within) | set(extra_inputs)
     actual = {g.name for g in ProvenanceService(engine).inputs_of(group_id)}
     missing, extra = sorted(expected - actual), sorted(actual - expected)
+    problems = ([f"missing links from {', '.join(missing)}"] if missing else []) + (
+        [f"unexpected links from {', '.join(extra)}"] if extra else [])
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=CHECK_NAME,
-        passed=not missing and not extra,
+        passed=not problems,
+        description="; ".join(problems) or f"{len(expected)} upstream links, as in the asset graph",
         metadata={
-            "group_id": group_id,
+            "group_id": dg.MetadataValue.text(str(group_id)),
             "expected_inputs": dg.MetadataValue.json(sorted(expected)),
             "missing": dg.MetadataValue.json(missing),
             "unexpected": dg.MetadataValue.json(extra),
@@ -131,9 +165,9 @@ def check_links(
     )
 
 
-def provenance_check_spec(asset_name: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
-        name=CHECK_NAME,
-        asset=asset_name,
-        description="The materialization's GroupLinks (depends_on) match its upstream assets and partitions.",
+def provenance_check_spec(asset_name: str, partitions_def: Optional[dg.PartitionsDefinition] = None) -> dg.AssetCheckSpec:
+    return check_spec(
+        asset_name, CHECK_NAME, partitions_def=partitions_def,
+        description="The provenance links stored for this materialization (GroupLinks, depends_on) are exactly "
+                    "the upstream assets and partitions Dagster's asset graph says it reads.",
     )

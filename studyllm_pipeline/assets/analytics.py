@@ -10,11 +10,10 @@ import pandas as pd
 from studyllm_core.charts import line_chart_svg
 from studyllm_core.services.study import StudyService
 from studyllm_pipeline.assets.common import markdown_table, user_errors_as_failures
-from studyllm_pipeline.provenance import GROUP_TYPE
 from studyllm_pipeline.resources import StudyllmDatabase
 
 ANALYTICS_GROUP = "analytics"
-_ARGS = {"group_name": ANALYTICS_GROUP, "io_manager_key": "parquet_io", "metadata": {GROUP_TYPE: "metrics"}, "kinds": {"postgres", "pandas"}}
+_ARGS = {"group_name": ANALYTICS_GROUP, "io_manager_key": "parquet_io", "kinds": {"postgres", "pandas"}}
 
 
 @dg.asset(**_ARGS)

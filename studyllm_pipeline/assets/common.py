@@ -2,7 +2,7 @@
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -12,21 +12,23 @@ from studyllm_core.errors import StudyllmError
 from studyllm_core.providers.errors import PermanentError
 from studyllm_core.redaction import redact
 
-from studyllm_pipeline.provenance import GROUP_TYPE, STEP_POSITION, provenance_check_spec
+from studyllm_pipeline.provenance import provenance_check_spec
 
 SWEEP_GROUP = "sweep"
 USER_ERRORS = (StudyllmError, PermanentError)  # a user can fix these: bad input, missing keys, unknown models
 API_POOL = "provider_api"  # caps parallel API-calling steps across runs (limit set in dagster.yaml)
 
 
-def sweep_asset_args(name: str, *, group_type: str, position: int, io: str) -> dict[str, Any]:
-    """Keyword arguments of @dg.asset for one step of the sweep graph."""
+def sweep_asset_args(
+    name: str, *, io: str, partitions_def: dg.PartitionsDefinition, checks: Sequence[dg.AssetCheckSpec] = (),
+) -> dict[str, Any]:
+    """Keyword arguments of @dg.asset for one step of the sweep graph: its provenance check and `checks`."""
     return {
         "name": name,
         "group_name": SWEEP_GROUP,
         "io_manager_key": f"{io}_io",
-        "metadata": {GROUP_TYPE: group_type, STEP_POSITION: position},
-        "check_specs": [provenance_check_spec(name)],
+        "partitions_def": partitions_def,
+        "check_specs": [provenance_check_spec(name, partitions_def), *checks],
         "kinds": {"python", "numpy" if io == "npy" else "parquet", "postgres"},
     }
 

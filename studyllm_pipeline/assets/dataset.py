@@ -5,8 +5,10 @@ from typing import Optional
 import dagster as dg
 import pandas as pd
 
+from studyllm_core.quality import MAX_DROPPED_RATIO, snapshot_verdict
 from studyllm_core.services.datasets import DEMO, DatasetRegistry, DatasetSource
 from studyllm_pipeline.assets.common import markdown_table, sweep_asset_args, user_errors_as_failures
+from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.provenance import check_links, record_materialization
 from studyllm_pipeline.resources import StudyllmDatabase
@@ -21,7 +23,16 @@ class DatasetConfig(dg.Config):
     no_header: bool = False
 
 
-@dg.asset(partitions_def=datasets, **sweep_asset_args("dataset_snapshot", group_type="dataset", position=0, io="parquet"))
+USABLE = "usable_rows"
+CHECKS = [quality_spec(
+    "dataset_snapshot", USABLE, partitions_def=datasets,
+    description=f"The snapshot has rows; at most {MAX_DROPPED_RATIO:.0%} of the file's rows were dropped as unusable "
+                "(empty, invalid UTF-8, too long: more means the wrong text column or a broken export); and when the "
+                "dataset names a label column, every row has a label. Blocking: embeddings are not paid for otherwise.",
+)]
+
+
+@dg.asset(**sweep_asset_args("dataset_snapshot", io="parquet", partitions_def=datasets, checks=CHECKS))
 @user_errors_as_failures
 def dataset_snapshot(context: dg.AssetExecutionContext, config: DatasetConfig, database: StudyllmDatabase):
     """Texts of the dataset, with unusable rows (empty, invalid UTF-8, too long) dropped and counted."""
@@ -59,3 +70,5 @@ def dataset_snapshot(context: dg.AssetExecutionContext, config: DatasetConfig, d
         },
     )
     yield check_links(context, engine, group_id, extra_inputs=[source_group.name])
+    yield quality_result(snapshot_verdict(len(frame), len(data.dropped), data.labels, label_column=source.labels_from),
+                         asset="dataset_snapshot", name=USABLE)

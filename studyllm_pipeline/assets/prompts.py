@@ -12,7 +12,6 @@ from studyllm_core.services.inference import InferenceService
 from studyllm_core.services.inputs import read_texts
 from studyllm_pipeline.assets.common import API_POOL, user_errors_as_failures
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.provenance import GROUP_TYPE
 from studyllm_pipeline.resources import StudyllmDatabase
 
 
@@ -35,7 +34,6 @@ class PromptRunConfig(dg.Config):
     group_name="prompts",
     io_manager_key="parquet_io",
     pool=API_POOL,
-    metadata={GROUP_TYPE: "prompt_run"},
     kinds={"python", "postgres", "parquet"},
 )
 @user_errors_as_failures

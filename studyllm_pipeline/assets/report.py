@@ -4,9 +4,11 @@ import dagster as dg
 import pandas as pd
 
 from studyllm_core.charts import line_chart_svg
+from studyllm_core.quality import report_verdict
 from studyllm_core.services.sweep_results import k_group_name
 from studyllm_pipeline.assets.common import markdown_table, sweep_asset_args, user_errors_as_failures
-from studyllm_pipeline.partitions import datasets
+from studyllm_pipeline.checks import quality_result, quality_spec
+from studyllm_pipeline.partitions import datasets, partition_key
 from studyllm_pipeline.provenance import check_links, record_materialization
 from studyllm_pipeline.resources import StudyllmDatabase
 
@@ -21,16 +23,15 @@ REPORT_CONDITION = (
 ).with_label("new K results")
 
 
-def _args() -> dict:
-    args = sweep_asset_args("sweep_report", group_type="metrics", position=6, io="parquet")
-    args["check_specs"] = [*args["check_specs"], dg.AssetCheckSpec(
-        K_CHECK, asset="sweep_report",
-        description="Every K a sweep was asked for is done (WARN names the failed, refused or missing ones).",
-    )]
-    return args
+CHECKS = [quality_spec(
+    "sweep_report", K_CHECK, partitions_def=datasets, blocking=False,
+    description="At least two K are done (a choice of K needs two to compare) and every K a sweep was asked for "
+                "is done. WARN: the result names each failed, refused or missing K; run them again to complete it.",
+)]
 
 
-@dg.asset(partitions_def=datasets, deps=["cluster_metrics", "cluster_summaries"], automation_condition=REPORT_CONDITION, **_args())
+@dg.asset(deps=["cluster_metrics", "cluster_summaries"], automation_condition=REPORT_CONDITION,
+          **sweep_asset_args("sweep_report", io="parquet", partitions_def=datasets, checks=CHECKS))
 @user_errors_as_failures
 def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):
     """Every K swept for the dataset with its status and scores; the best done K by the rule stated in the metadata."""
@@ -61,15 +62,10 @@ def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):
         "group_id": group_id,
     }
     yield dg.Output(table, metadata=metadata)
-    yield check_links(context, engine, group_id, inputs=list(inputs))
-    yield dg.AssetCheckResult(
-        check_name=K_CHECK,
-        passed=report.problem() is None,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=report.problem() or "every K swept is done",
-        metadata={"failed": dg.MetadataValue.json({str(k): v for k, v in {**report.failed, **report.refused}.items()}),
-                  "missing": dg.MetadataValue.json(report.not_run)},
-    )
+    yield check_links(context, engine, group_id, within={partition_key(dataset, int(k)) for k in done["k"]})
+    verdict = report_verdict([int(k) for k in done["k"]], report.problem(),
+                             failed={**report.failed, **report.refused}, missing=report.not_run)
+    yield quality_result(verdict, asset="sweep_report", name=K_CHECK, severity=dg.AssetCheckSeverity.WARN)
 
 
 def _curve(done: pd.DataFrame, best_k: int) -> dg.MetadataValue:
