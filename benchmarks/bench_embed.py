@@ -25,7 +25,7 @@ from pathlib import Path
 
 from _db import scratch_database
 from studyllm_core.providers.settings import provider_from_env
-from studyllm_core.services.embedding import EmbeddingService
+from studyllm_core.services.capture.embedding import EmbeddingService
 from studyllm_core.testing import stub_server_process
 
 STUDYLLM = str(Path(sys.executable).with_name("studyllm"))

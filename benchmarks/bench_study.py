@@ -24,9 +24,10 @@ from sqlalchemy import text
 from _db import scratch_database
 from studyllm_core.db.calls import CallFilter, NewCall, RawCallRepository
 from studyllm_core.db.groups import GroupRepository
-from studyllm_core.db.vectors import NewVectors, VectorRepository, VectorSpace
-from studyllm_core.services.similarity import SimilarityService
-from studyllm_core.services.study import StudyService
+from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
+from studyllm_core.db.vector_search import VectorSpace
+from studyllm_core.services.study.similarity import SimilarityService
+from studyllm_core.services.study.analytics import StudyService
 
 MODELS = [
     ("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("openai", "text-embedding-3-small"), ("azure", "gpt-4o-mini"),
@@ -146,7 +147,7 @@ def main() -> None:
         for lo in range(0, args.vectors, 10_000):
             hi = min(lo + 10_000, args.vectors)
             with engine.begin() as conn:
-                VectorRepository.store(conn, NewVectors([f"v{i:09d}" for i in range(lo, hi)], [f"text {i}" for i in range(lo, hi)],
+                EmbeddingCache.store(conn, NewVectors([f"v{i:09d}" for i in range(lo, hi)], [f"text {i}" for i in range(lo, hi)],
                                                         data[lo:hi], "local", "all-MiniLM-L6-v2", call_id))
         copy_s = time.perf_counter() - start
         vacuum(engine, "embedding_vectors")

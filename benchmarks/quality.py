@@ -29,9 +29,9 @@ import numpy as np
 from _db import scratch_database
 from studyllm_core.algorithms import SweepConfig
 from studyllm_core.providers.registry import create_provider
-from studyllm_core.services.embedding import EmbeddingService
+from studyllm_core.services.capture.embedding import EmbeddingService
 from studyllm_core.services.inputs import read_texts
-from studyllm_core.services.sweep import SweepService
+from studyllm_core.services.sweep.service import SweepService
 
 DATA = Path("/work/shared/data")
 SETS = {"stackoverflow": 20, "search_snippets": 8}  # name -> true K

@@ -202,7 +202,7 @@ def _read_run(graphql: GraphQL, run: dict[str, str], state: BackfillState) -> No
 def _final_statuses(state: BackfillState) -> None:
     """Each K as the backfill's run recorded it (failed or refused, with the reason), else not run."""
     from studyllm_core.db.engine import open_database
-    from studyllm_core.services.sweep_results import SweepResults
+    from studyllm_core.services.sweep.result_store import SweepResults
     from studyllm_core.config import get_settings
 
     runs = {r["runId"] for r in state.runs}
@@ -254,7 +254,7 @@ def check_request(dataset: str, k_min: int, k_max: int) -> tuple[int, bool]:
     """(usable texts, whether the dataset still needs preparing); InputError for K the dataset cannot take."""
     from studyllm_core.db.engine import open_database
     from studyllm_core.services.datasets import DatasetRegistry
-    from studyllm_core.services.sweep_recipe import check_k_range
+    from studyllm_core.services.sweep.recipe import check_k_range
 
     registry = DatasetRegistry(open_database())
     known = registry.usable_texts(dataset)

@@ -18,8 +18,8 @@ from studyllm_core.db.engine import POOL_RECYCLE_SECONDS, open_database
 from studyllm_core.db.server import DatabaseTarget
 from studyllm_core.services.datasets import DEMO, DatasetRegistry
 from studyllm_core.services.provenance import ProvenanceService
-from studyllm_core.services.sweep_recipe import check_k_range
-from studyllm_core.services.sweep_results import SweepResults
+from studyllm_core.services.sweep.recipe import check_k_range
+from studyllm_core.services.sweep.result_store import SweepResults
 from studyllm_pipeline.definitions import defs
 from studyllm_pipeline.instance import apply_environment, prepare_dagster_home
 from studyllm_pipeline.jobs import prepare_job, report_job, sweep_k_job
@@ -32,7 +32,7 @@ from studyllm_pipeline.partitions import (
     new_k_values,
     partition_key,
 )
-from studyllm_pipeline.provenance import run_group_name
+from studyllm_pipeline.lineage import run_group_name
 
 DEMO_K_RANGE = (6, 14)  # the corpus has 10 topics
 TAGS = {"studyllm/source": "studyllm demo"}

@@ -14,7 +14,7 @@ from upath import UPath
 from studyllm_core.config import get_settings
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.services.artifacts import ArtifactService
-from studyllm_pipeline.provenance import group_name, group_type_of
+from studyllm_pipeline.lineage import group_name, group_type_of
 from studyllm_pipeline.resources import StudyllmDatabase
 
 

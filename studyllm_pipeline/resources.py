@@ -14,10 +14,10 @@ from studyllm_core.db.engine import open_database
 from studyllm_core.providers.registry import normalize_name
 from studyllm_core.providers.settings import provider_from_env
 from studyllm_core.services.artifacts import ArtifactService
-from studyllm_core.services.embedding import EmbeddingService
-from studyllm_core.services.ratelimit import RateLimit
-from studyllm_core.services.summarization import SummarizationService, summarizer_from_spec
-from studyllm_core.services.sweep_results import SweepResults
+from studyllm_core.services.capture.embedding import EmbeddingService
+from studyllm_core.services.capture.ratelimit import RateLimit
+from studyllm_core.services.capture.summarization import SummarizationService, summarizer_from_spec
+from studyllm_core.services.sweep.result_store import SweepResults
 
 
 class StudyllmDatabase(dg.ConfigurableResource):

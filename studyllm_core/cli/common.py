@@ -85,7 +85,7 @@ def add_rate_args(parser: argparse.ArgumentParser) -> None:
 
 def add_max_attempts_arg(parser: argparse.ArgumentParser) -> None:
     """--max-attempts: tries per request before it counts as failed."""
-    from studyllm_core.services.retry import RetryPolicy
+    from studyllm_core.services.capture.retry import RetryPolicy
 
     parser.add_argument("--max-attempts", type=positive_int, default=RetryPolicy.max_attempts, metavar="N",
                         help=f"tries per request before it counts as failed (default {RetryPolicy.max_attempts}); "

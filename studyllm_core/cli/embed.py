@@ -18,7 +18,7 @@ from studyllm_core.cli.output import emit
 from studyllm_core.files import atomic_write, check_output_path
 from studyllm_core.cli.progress import Progress
 from studyllm_core.providers.registry import normalize_name
-from studyllm_core.services.retry import RetryPolicy
+from studyllm_core.services.capture.retry import RetryPolicy
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,8 +45,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
     from studyllm_core.db.engine import open_database
-    from studyllm_core.services.embedding import EmbeddingService
-    from studyllm_core.services.ratelimit import RateLimit
+    from studyllm_core.services.capture.embedding import EmbeddingService
+    from studyllm_core.services.capture.ratelimit import RateLimit
 
     out_path = check_output_path(args.out) if args.out else None  # like file problems: before any API call
     table = read_input(args)  # file problems stop here, before any API call

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database
-    from studyllm_core.services.export import ExportService
+    from studyllm_core.services.study.export import ExportService
 
     from studyllm_core.files import check_output_path
 

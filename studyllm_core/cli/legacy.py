@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database
-    from studyllm_core.services.legacy_import import LegacyImporter
+    from studyllm_core.services.study.legacy_import import LegacyImporter
 
     report = LegacyImporter(open_database(), sample_size=args.sample).run(args.url)
     emit(report.to_dict(), args.json, _human)

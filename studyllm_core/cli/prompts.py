@@ -22,10 +22,10 @@ from studyllm_core.cli.output import emit
 from studyllm_core.files import atomic_write, check_output_path
 from studyllm_core.cli.progress import Progress
 from studyllm_core.providers.registry import normalize_name
-from studyllm_core.services.preprocess import DEFAULT_MAX_CHARS, Preprocessor
+from studyllm_core.services.capture.preprocess import DEFAULT_MAX_CHARS, Preprocessor
 
 if TYPE_CHECKING:
-    from studyllm_core.services.inference import BatchResult
+    from studyllm_core.services.capture.inference import BatchResult
 
 MAX_WARNINGS = 10
 
@@ -64,9 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database
-    from studyllm_core.services.inference import InferenceService
-    from studyllm_core.services.ratelimit import RateLimit
-    from studyllm_core.services.retry import RetryPolicy
+    from studyllm_core.services.capture.inference import InferenceService
+    from studyllm_core.services.capture.ratelimit import RateLimit
+    from studyllm_core.services.capture.retry import RetryPolicy
 
     out_path = check_output_path(args.out) if args.out else None  # like file problems: before any API call
     table = read_input(args)  # file problems stop here, before any API call

@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_similar(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database, owner_engine
-    from studyllm_core.services.embedding import EmbeddingService
-    from studyllm_core.services.similarity import SimilarityService
+    from studyllm_core.services.capture.embedding import EmbeddingService
+    from studyllm_core.services.study.similarity import SimilarityService
 
     if (args.text is None) == (args.of is None):
         raise InputError("give either TEXT to search for or --of ITEM (an embedding id or request hash), not both")

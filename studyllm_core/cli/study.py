@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from studyllm_core.cli.common import add_call_filter_args
 from studyllm_core.cli.output import emit, records, table
 from studyllm_core.errors import NotFoundError
-from studyllm_core.services.prices import ENV_PRICES
+from studyllm_core.services.study.prices import ENV_PRICES
 
 if TYPE_CHECKING:
     from studyllm_core.db.calls import CallFilter
@@ -37,7 +37,7 @@ def call_filter(args: argparse.Namespace, engine) -> CallFilter:  # noqa: ANN001
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database
-    from studyllm_core.services.study import StudyService
+    from studyllm_core.services.study.analytics import StudyService
 
     engine = open_database()
     flt = call_filter(args, engine)

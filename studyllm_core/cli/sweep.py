@@ -78,8 +78,8 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database
-    from studyllm_core.services.embedding import EmbeddingService
-    from studyllm_core.services.sweep import SweepService
+    from studyllm_core.services.capture.embedding import EmbeddingService
+    from studyllm_core.services.sweep.service import SweepService
 
     check_output_path(args.out, folder=True)  # before any API call
     table_in = read_input(args)  # file and column problems stop here, before any API call

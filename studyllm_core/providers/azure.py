@@ -12,7 +12,7 @@ from typing import ClassVar
 import openai
 
 from studyllm_core.providers.errors import ConfigurationError
-from studyllm_core.providers.openai_provider import DEFAULT_TIMEOUT_S, OpenAIProvider
+from studyllm_core.providers.openai_sdk import DEFAULT_TIMEOUT_S, OpenAIProvider
 from studyllm_core.redaction import mask
 
 DEFAULT_API_VERSION = "2024-10-21"

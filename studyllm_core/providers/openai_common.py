@@ -1,4 +1,4 @@
-"""Pieces shared by the OpenAI-style providers: the httpx one (`openai_http`) and the SDK one (`openai_provider`).
+"""Pieces shared by the two OpenAI-style transports: httpx (`openai_http`) and the SDK (`openai_sdk`).
 
 Settings checks, the per-event-loop client, secrets/repr and the "pass model=" check live here
 once, so the two families cannot drift apart. This module must not import the OpenAI SDK: the

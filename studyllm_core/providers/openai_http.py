@@ -1,9 +1,15 @@
-"""OpenAI-style HTTP APIs over plain httpx: the base of `hyperbolic` and `openai-compatible`.
+"""The httpx transport: OpenAI-style HTTP APIs over plain httpx, the base of `hyperbolic`, and the
+`openai-compatible` provider.
 
 POST {base_url}/chat/completions and {base_url}/embeddings with a Bearer key (when there is one);
 HTTP statuses map onto the same error hierarchy as the SDK-based providers, and no request is
 retried here. Plain httpx keeps these providers light: importing the OpenAI SDK costs half a
 second per process, and third-party servers need none of it.
+
+`openai-compatible` is any server speaking OpenAI's API (vLLM, Ollama, llama.cpp, LM Studio): a base URL
+is required and a key optional (sent only when given, so OpenAI's own key never goes to a third-party
+server by accident). Embeddings are asked for as base64, as the OpenAI SDK does by default; servers that
+ignore the field answer with float lists, which parse the same.
 """
 
 from __future__ import annotations
@@ -152,3 +158,12 @@ class OpenAIHTTPProvider(OpenAIClientMixin[httpx.AsyncClient], Provider):
         if self._client_closable():
             await self._client.aclose()
 
+
+class OpenAICompatibleProvider(OpenAIHTTPProvider):
+    """An OpenAI-compatible server at `base_url`; `api_key` only if the server checks one."""
+
+    name: ClassVar[str] = "openai-compatible"
+    api_key_env: ClassVar[str] = "OPENAI_COMPATIBLE_API_KEY"
+    base_url_env: ClassVar[str] = "OPENAI_COMPATIBLE_BASE_URL"
+    api_key_required: ClassVar[bool] = False
+    default_embedding_encoding: ClassVar[str | None] = "base64"

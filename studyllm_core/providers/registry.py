@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "studyllm.providers"
 
 BUILTIN_PROVIDERS: dict[str, str] = {
-    "openai": "studyllm_core.providers.openai_provider:OpenAIProvider",
-    "openai-compatible": "studyllm_core.providers.openai_compatible:OpenAICompatibleProvider",
+    "openai": "studyllm_core.providers.openai_sdk:OpenAIProvider",
+    "openai-compatible": "studyllm_core.providers.openai_http:OpenAICompatibleProvider",
     "azure": "studyllm_core.providers.azure:AzureOpenAIProvider",
     "hyperbolic": "studyllm_core.providers.hyperbolic:HyperbolicProvider",
     "local": "studyllm_core.providers.local:LocalEmbeddingProvider",

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import InputError, NotFoundError
-from studyllm_core.services.cache_key import unusable_reason
+from studyllm_core.services.capture.cache_key import unusable_reason
 from studyllm_core.services.inputs import CONFIG_OPTIONS, read_texts
 
 DEMO = "demo"

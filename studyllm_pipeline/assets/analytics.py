@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from studyllm_core.charts import line_chart_svg
-from studyllm_core.services.study import StudyService
+from studyllm_core.services.study.analytics import StudyService
 from studyllm_pipeline.assets.common import markdown_table, user_errors_as_failures
 from studyllm_pipeline.resources import StudyllmDatabase
 

@@ -15,12 +15,12 @@ import pandas as pd
 
 from studyllm_core.algorithms import KResult, SweepConfig, projection_from_basis
 from studyllm_core.quality import Verdict, clusters_verdict, combine, summaries_verdict
-from studyllm_core.services.sweep_recipe import SweepRecipe, label_codes
-from studyllm_core.services.sweep_results import TABLES
+from studyllm_core.services.sweep.recipe import SweepRecipe, label_codes
+from studyllm_core.services.sweep.result_store import TABLES
 from studyllm_pipeline.assets.common import API_POOL, SWEEP_GROUP, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k, partition_key
-from studyllm_pipeline.provenance import record_materialization
+from studyllm_pipeline.lineage import record_materialization
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 
 _DEFAULTS = SweepConfig()

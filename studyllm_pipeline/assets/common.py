@@ -12,7 +12,7 @@ from studyllm_core.errors import StudyllmError
 from studyllm_core.providers.errors import PermanentError
 from studyllm_core.redaction import redact
 
-from studyllm_pipeline.provenance import provenance_check_spec
+from studyllm_pipeline.lineage import provenance_check_spec
 
 SWEEP_GROUP = "sweep"
 USER_ERRORS = (StudyllmError, PermanentError)  # a user can fix these: bad input, missing keys, unknown models

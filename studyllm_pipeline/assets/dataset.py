@@ -10,7 +10,7 @@ from studyllm_core.services.datasets import DEMO, DatasetRegistry, DatasetSource
 from studyllm_pipeline.assets.common import markdown_table, sweep_asset_args, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.provenance import check_links, record_materialization
+from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.resources import StudyllmDatabase
 
 

@@ -8,7 +8,7 @@ from studyllm_core.quality import embeddings_verdict
 from studyllm_pipeline.assets.common import API_POOL, sweep_asset_args, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.provenance import check_links, record_materialization
+from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase
 
 

@@ -11,7 +11,7 @@ from studyllm_core.quality import projection_verdict
 from studyllm_pipeline.assets.common import SWEEP_GROUP, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.provenance import check_links, provenance_check_spec, record_materialization
+from studyllm_pipeline.lineage import check_links, provenance_check_spec, record_materialization
 from studyllm_pipeline.resources import StudyllmDatabase
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 from studyllm_core.providers.registry import normalize_name
 from studyllm_core.providers.settings import provider_from_env
 from studyllm_core.services.datasets import DatasetRegistry, DatasetSource, dataset_name
-from studyllm_core.services.inference import InferenceService
+from studyllm_core.services.capture.inference import InferenceService
 from studyllm_core.services.inputs import read_texts
 from studyllm_pipeline.assets.common import API_POOL, user_errors_as_failures
 from studyllm_pipeline.partitions import datasets

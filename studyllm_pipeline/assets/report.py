@@ -5,11 +5,11 @@ import pandas as pd
 
 from studyllm_core.charts import line_chart_svg
 from studyllm_core.quality import report_verdict
-from studyllm_core.services.sweep_results import k_group_name
+from studyllm_core.services.sweep.result_store import k_group_name
 from studyllm_pipeline.assets.common import markdown_table, sweep_asset_args, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
+from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.partitions import datasets, partition_key
-from studyllm_pipeline.provenance import check_links, record_materialization
 from studyllm_pipeline.resources import StudyllmDatabase
 
 K_CHECK = "requested_k_done"

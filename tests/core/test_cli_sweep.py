@@ -113,7 +113,7 @@ def test_bad_input_fails_in_one_line_before_any_request(cli, env, corpus, tmp_pa
 
 def test_cli_file_names_match_the_service():
     from studyllm_core.cli import sweep as cli_sweep
-    from studyllm_core.services import sweep as service_sweep
+    from studyllm_core.services.sweep import service as service_sweep
 
     assert (cli_sweep.REPORT_FILE, cli_sweep.CLUSTERS_FILE) == (service_sweep.REPORT_FILE, service_sweep.CLUSTERS_FILE)
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from studyllm_core.config import get_settings
-from studyllm_core.services.sweep_results import SweepResults
+from studyllm_core.services.sweep.result_store import SweepResults
 from studyllm_pipeline.definitions import SWEEP_ASSETS
 from studyllm_pipeline.jobs import PREPARE
 from studyllm_pipeline.partitions import datasets

@@ -99,7 +99,7 @@ def test_entry_point_provider_is_found_and_built(plugin_dist, run, clean_env, mo
     q = provider_from_env("shout")
     assert (q.api_key, q.base_url) == ("shout-key-123456", "http://127.0.0.1:1")
     # A built-in name cannot be taken over by a plugin.
-    assert type(create_provider("openai", api_key="k-123456")).__module__ == "studyllm_core.providers.openai_provider"
+    assert type(create_provider("openai", api_key="k-123456")).__module__ == "studyllm_core.providers.openai_sdk"
 
 
 def test_bad_entry_points_are_configuration_errors(plugin_dist):

@@ -3,7 +3,7 @@
 import re
 import sys
 
-from studyllm_core.services.cache_key import embedding_request_hash, normalize_text, prepare_text
+from studyllm_core.services.capture.cache_key import embedding_request_hash, normalize_text, prepare_text
 
 _REGEX_DEFINITION = re.compile(r"\s+")  # the normalisation as first defined; the key must not drift from it
 

@@ -9,9 +9,9 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import InputError, NotFoundError
 from studyllm_core.providers.base import ChatMessage
 from studyllm_core.providers.registry import create_provider
-from studyllm_core.services.conversation import ConversationService
-from studyllm_core.services.inference import InferenceService
-from studyllm_core.services.retry import RetryPolicy
+from studyllm_core.services.capture.conversation import ConversationService
+from studyllm_core.services.capture.inference import InferenceService
+from studyllm_core.services.capture.retry import RetryPolicy
 
 from support import TEST_API_KEY as KEY
 

@@ -11,9 +11,9 @@ from studyllm_core.db.calls import CallFilter, RawCallRepository
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.providers.errors import AuthenticationError
 from studyllm_core.providers.registry import create_provider
-from studyllm_core.services import embedding as embedding_module
-from studyllm_core.services.embedding import DimensionMismatchError, EmbeddingService
-from studyllm_core.services.retry import RetryPolicy
+from studyllm_core.services.capture import embedding as embedding_module
+from studyllm_core.services.capture.embedding import DimensionMismatchError, EmbeddingService
+from studyllm_core.services.capture.retry import RetryPolicy
 
 from support import TEST_API_KEY as KEY
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_wait_s=0.01, max_wait_s=0.05)

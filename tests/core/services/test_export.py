@@ -9,9 +9,9 @@ import pytest
 
 from studyllm_core.db.calls import CallFilter, NewCall, RawCallRepository
 from studyllm_core.db.groups import GroupRepository
-from studyllm_core.db.vectors import NewVectors, VectorRepository
+from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
 from studyllm_core.errors import InputError, NotFoundError
-from studyllm_core.services.export import ExportService
+from studyllm_core.services.study.export import ExportService
 
 T0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
 
@@ -39,7 +39,7 @@ def embed(engine, group: int, n: int, dim: int, model: str, prefix: str) -> tupl
     vectors = np.random.default_rng(len(prefix) + n).normal(size=(n, dim)).astype(np.float32)
     hashes = [f"{prefix}{i:05d}" for i in range(n)]
     with engine.begin() as conn:
-        VectorRepository.store(conn, NewVectors(hashes, [f"{prefix} text {i}" for i in range(n)], vectors, "local", model,
+        EmbeddingCache.store(conn, NewVectors(hashes, [f"{prefix} text {i}" for i in range(n)], vectors, "local", model,
                                                 call_id, group_id=group))
     return hashes, vectors
 
@@ -144,7 +144,7 @@ def test_export_of_a_group_holds_exactly_its_texts_not_the_rest_of_a_shared_call
     """Run A embeds 40 texts in one API call; run B uses 5 of them from the cache (so A's call joins B's
     group). Exporting B writes B's 5 embeddings, not the 40 of the call they shared."""
     from studyllm_core.providers.registry import create_provider
-    from studyllm_core.services.embedding import EmbeddingService
+    from studyllm_core.services.capture.embedding import EmbeddingService
     from support import TEST_API_KEY
 
     def service():

@@ -12,10 +12,10 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.providers.base import ChatMessage
 from studyllm_core.providers.errors import AuthenticationError
 from studyllm_core.providers.registry import create_provider
-from studyllm_core.services.inference import InferenceService
-from studyllm_core.services.preprocess import Preprocessor
-from studyllm_core.services.ratelimit import RateLimit
-from studyllm_core.services.retry import RetryPolicy
+from studyllm_core.services.capture.inference import InferenceService
+from studyllm_core.services.capture.preprocess import Preprocessor
+from studyllm_core.services.capture.ratelimit import RateLimit
+from studyllm_core.services.capture.retry import RetryPolicy
 
 from support import TEST_API_KEY as KEY
 from support import WRONG_API_KEY

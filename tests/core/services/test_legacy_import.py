@@ -15,8 +15,8 @@ from studyllm_core.db.calls import CallFilter, RawCallRepository
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.legacy import LegacySource
 from studyllm_core.errors import InputError
-from studyllm_core.services.export import ExportService
-from studyllm_core.services.legacy_import import LegacyImporter, legacy_key
+from studyllm_core.services.study.export import ExportService
+from studyllm_core.services.study.legacy_import import LegacyImporter, legacy_key
 
 V1_DDL = """
 CREATE TABLE inference_runs (
@@ -187,6 +187,6 @@ def test_only_this_source_is_counted(engine, tmp_path):
 def test_the_cli_default_sample_is_the_importers():
     """`import-legacy --help` states the default without importing the importer (SQLAlchemy); the two must agree."""
     from studyllm_core.cli.legacy import DEFAULT_SAMPLE
-    from studyllm_core.services.legacy_import import SAMPLE
+    from studyllm_core.services.study.legacy_import import SAMPLE
 
     assert DEFAULT_SAMPLE == SAMPLE

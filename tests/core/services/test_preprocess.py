@@ -3,7 +3,7 @@
 import pytest
 
 from studyllm_core.errors import InputError
-from studyllm_core.services.preprocess import (
+from studyllm_core.services.capture.preprocess import (
     DEFAULT_MAX_CHARS,
     Preprocessor,
     apply_template,

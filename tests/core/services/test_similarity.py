@@ -5,12 +5,13 @@ import pytest
 from sqlalchemy import text
 
 from studyllm_core.db.calls import NewCall, RawCallRepository
-from studyllm_core.db.vectors import NewVectors, VectorRepository, VectorSpace, hnsw_index_name
+from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
+from studyllm_core.db.vector_search import VectorSearch, VectorSpace, hnsw_index_name
 from studyllm_core.errors import InputError, NotFoundError
 from studyllm_core.providers.registry import create_provider
-from studyllm_core.services import embedding as embedding_module
-from studyllm_core.services.embedding import EmbeddingService
-from studyllm_core.services.similarity import SimilarityService
+from studyllm_core.services.capture import embedding as embedding_module
+from studyllm_core.services.capture.embedding import EmbeddingService
+from studyllm_core.services.study.similarity import SimilarityService
 from support import TEST_API_KEY
 
 
@@ -21,7 +22,7 @@ def store(engine, vectors: np.ndarray, provider: str = "p", model: str = "m", pr
     )
     hashes = [f"{prefix}{i:08d}" for i in range(len(vectors))]
     with engine.begin() as conn:
-        VectorRepository.store(conn, NewVectors(hashes, [f"text {prefix}{i}" for i in range(len(vectors))],
+        EmbeddingCache.store(conn, NewVectors(hashes, [f"text {prefix}{i}" for i in range(len(vectors))],
                                                 np.ascontiguousarray(vectors, dtype=np.float32), provider, model, call_id))
     return hashes
 
@@ -47,8 +48,8 @@ def test_search_returns_the_true_nearest_neighbours_of_its_own_model_only(engine
         assert list(found["request_hash"]) == [hashes[i] for i in order]
         np.testing.assert_allclose(found["distance"], distance, atol=1e-5)
         np.testing.assert_allclose(found["similarity"], 1 - distance, atol=1e-5)
-    assert VectorRepository(engine).hnsw_index_ready(VectorSpace("p", "m", 16))
-    assert not VectorRepository(engine).hnsw_index_ready(VectorSpace("p", "m", 8))
+    assert VectorSearch(engine).hnsw_index_ready(VectorSpace("p", "m", 16))
+    assert not VectorSearch(engine).hnsw_index_ready(VectorSpace("p", "m", 8))
 
 
 def test_neighbours_of_a_stored_item_by_id_or_hash_exclude_the_item(engine):
@@ -60,7 +61,7 @@ def test_neighbours_of_a_stored_item_by_id_or_hash_exclude_the_item(engine):
     want = [hashes[i] for i in order if i != 42][:5]
     by_hash = service.neighbours_of(hashes[42], k=5)
     assert list(by_hash["request_hash"]) == want
-    item_id = VectorRepository(engine).find(hashes[42]).id
+    item_id = VectorSearch(engine).find(hashes[42]).id
     assert list(service.neighbours_of(item_id, k=5)["request_hash"]) == want
     with pytest.raises(NotFoundError, match="no stored embedding with id or request hash"):
         service.neighbours_of("f" * 64)
@@ -143,7 +144,7 @@ def test_models_over_2000_dimensions_are_searched(engine, dimension, method):
         order, distance = brute_force(data, query, 5)
         assert list(found["request_hash"])[:3] == [hashes[i] for i in order[:3]]
         np.testing.assert_allclose(found["distance"], distance, atol=2e-3 if method == "halfvec" else 1e-5)
-    repo = VectorRepository(engine)
+    repo = VectorSearch(engine)
     with engine.begin() as conn:  # 300 rows: a sort is cheaper, so forbid it to see that the index can serve the query
         cursor = conn.connection.driver_connection.cursor()
         cursor.execute("SET LOCAL enable_sort = off")

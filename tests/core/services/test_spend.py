@@ -9,8 +9,8 @@ from studyllm_core.providers.errors import (
     ServerError,
     SystemicFaultError,
 )
-from studyllm_core.services import spend
-from studyllm_core.services.spend import SpendGuard
+from studyllm_core.services.capture import spend
+from studyllm_core.services.capture.spend import SpendGuard
 
 
 def guard(planned: int = 100) -> SpendGuard:

@@ -10,8 +10,8 @@ from sqlalchemy import text
 from studyllm_core.db.calls import CallFilter, NewCall, RawCallRepository
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import ConfigError, InputError
-from studyllm_core.services.prices import Price, PriceTable, load_prices
-from studyllm_core.services.study import StudyService
+from studyllm_core.services.study.prices import Price, PriceTable, load_prices
+from studyllm_core.services.study.analytics import StudyService
 
 MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("azure", "gpt-4o-mini"), ("local", "minilm"), ("hyperbolic", "mystery")]
 PRICES = PriceTable({

@@ -8,8 +8,8 @@ from studyllm_core.errors import InputError
 from studyllm_core.providers.errors import AuthenticationError, ContentFilterError
 from studyllm_core.providers.extractive import summarize_texts
 from studyllm_core.providers.registry import create_provider
-from studyllm_core.services.retry import RetryPolicy
-from studyllm_core.services.summarization import NO_TEXTS, SummarizationService, summarizer_from_spec
+from studyllm_core.services.capture.retry import RetryPolicy
+from studyllm_core.services.capture.summarization import NO_TEXTS, SummarizationService, summarizer_from_spec
 
 from support import TEST_API_KEY as KEY
 

@@ -19,10 +19,10 @@ from studyllm_core.errors import InputError
 from studyllm_core.providers.errors import ConfigurationError
 from studyllm_core.providers.registry import create_provider
 from studyllm_core.services.artifacts import ArtifactService
-from studyllm_core.services.embedding import EmbeddingService
+from studyllm_core.services.capture.embedding import EmbeddingService
 from studyllm_core.services.provenance import ProvenanceService
-from studyllm_core.services.retry import RetryPolicy
-from studyllm_core.services.sweep import SweepService
+from studyllm_core.services.capture.retry import RetryPolicy
+from studyllm_core.services.sweep.service import SweepService
 
 from support import TEST_API_KEY as KEY
 from support import topic_corpus

@@ -8,10 +8,10 @@ import pytest
 from studyllm_core.algorithms import SweepConfig
 from studyllm_core.errors import InputError
 from studyllm_core.providers.registry import create_provider
-from studyllm_core.services.embedding import EmbeddingService
-from studyllm_core.services.retry import RetryPolicy
-from studyllm_core.services.summarization import SummarizationService
-from studyllm_core.services.sweep_recipe import (
+from studyllm_core.services.capture.embedding import EmbeddingService
+from studyllm_core.services.capture.retry import RetryPolicy
+from studyllm_core.services.capture.summarization import SummarizationService
+from studyllm_core.services.sweep.recipe import (
     SweepRecipe,
     format_ks,
     metrics_table,

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from studyllm_core.errors import InputError
-from studyllm_core.services.cache_key import normalize_text
+from studyllm_core.services.capture.cache_key import normalize_text
 
 PLACEHOLDER = "{prompt}"
 DEFAULT_MAX_CHARS = 10_000

@@ -35,7 +35,8 @@ from sqlalchemy import Connection, Engine
 from studyllm_core.db.calls import NewCall
 from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.db.groups import GroupRepository
-from studyllm_core.db.vectors import NewVectors, VectorRepository
+from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
+from studyllm_core.db.leases import EmbeddingLeases
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import EmbeddingResponse, Provider
 from studyllm_core.redaction import redact_data_many
@@ -46,8 +47,8 @@ from studyllm_core.providers.errors import (
     PermanentError,
     ProviderError,
 )
-from studyllm_core.services.cache_key import DEFAULT_MAX_CHARS, content_hash, embedding_hasher, prepare_text
-from studyllm_core.services.capture import (
+from studyllm_core.services.capture.cache_key import DEFAULT_MAX_CHARS, content_hash, embedding_hasher, prepare_text
+from studyllm_core.services.capture.recording import (
     CallRecorder,
     ensure_run_group,
     error_json,
@@ -56,10 +57,10 @@ from studyllm_core.services.capture import (
     shown_input,
     status_for,
 )
-from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
-from studyllm_core.services.retry import RetryPolicy, call_with_retries
-from studyllm_core.services.spend import SpendGuard
-from studyllm_core.services.tasks import gather_or_cancel
+from studyllm_core.services.capture.ratelimit import RateLimit, estimate_tokens, limiter_for
+from studyllm_core.services.capture.retry import RetryPolicy, call_with_retries
+from studyllm_core.services.capture.spend import SpendGuard
+from studyllm_core.services.capture.tasks import gather_or_cancel
 
 log = get_logger("services.embedding")
 
@@ -156,7 +157,7 @@ class EmbeddingService:
         self.retry = retry or RetryPolicy()
         self.limiter = limiter_for(provider_name, rate_limit)
         self.max_chars = max_chars
-        self.vectors = VectorRepository(engine)
+        self.vectors = EmbeddingCache(engine)
         # The server belongs to the embedding space when the provider says so (see Provider.embedding_server).
         self.server = provider.embedding_server() or ""
         self._hasher = embedding_hasher(
@@ -317,7 +318,7 @@ class _Run:
     def _close_lease_connection(self, conn: Connection) -> None:
         """Free leases still held (batches cut short by an error) and return the connection."""
         try:
-            self.s.vectors.release_all(conn)
+            EmbeddingLeases.release_all(conn)
         except Exception:  # noqa: BLE001 - the session is gone, and its leases with it
             conn.invalidate()
         finally:
@@ -339,7 +340,7 @@ class _Run:
                 while not leased and batches:
                     chunk = [batches.popleft() for _ in range(min(count, len(batches)))]
                     hashes = [it.request_hash for batch in chunk for it in batch]
-                    mine = await asyncio.to_thread(self.s.vectors.claim, self.lease_conn, hashes)
+                    mine = await asyncio.to_thread(EmbeddingLeases.claim, self.lease_conn, hashes)
                     for batch in chunk:
                         waiting.extend(it for it in batch if it.request_hash not in mine)
                         ours = [it for it in batch if it.request_hash in mine]
@@ -409,7 +410,7 @@ class _Run:
     async def _release(self, batch: list[_Item]) -> None:
         if self.lease_conn is not None:
             async with self.lease_lock:
-                await asyncio.to_thread(self.s.vectors.release, self.lease_conn, [it.request_hash for it in batch])
+                await asyncio.to_thread(EmbeddingLeases.release, self.lease_conn, [it.request_hash for it in batch])
 
     async def _call_with_retries(self, batch: list[_Item]) -> None:
         texts = [it.text for it in batch]
@@ -503,7 +504,7 @@ class _Run:
         vectors = np.ascontiguousarray(response.vectors, dtype=np.float32)
         with translate_db_errors("storing embeddings"), self.s.engine.begin() as conn:
             [call_id] = self.recorder.record([call], conn=conn)
-            VectorRepository.store(
+            EmbeddingCache.store(
                 conn,
                 NewVectors(
                     request_hashes=[it.request_hash for it in batch],

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from studyllm_core.algorithms import KResult
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.services.artifacts import ArtifactService
-from studyllm_core.services.sweep_recipe import (
+from studyllm_core.services.sweep.recipe import (
     DONE,
     SweepReport,
     SweepRun,

@@ -35,7 +35,7 @@ from sqlalchemy import Connection, Engine
 from studyllm_core.db.calls import CallFilter
 from studyllm_core.db.engine import driver_sql, translate_db_errors
 from studyllm_core.db.groups import GroupRepository, GroupRow
-from studyllm_core.db.vectors import RawVectorLoader, decode_vectors
+from studyllm_core.db.embedding_cache import RawVectorLoader, decode_vectors
 from studyllm_core.errors import InputError, NotFoundError
 from studyllm_core.services.artifacts import sha256_of
 from studyllm_core.services.provenance import ProvenanceService

@@ -26,10 +26,10 @@ from studyllm_core.providers.extractive import BULLET, format_texts
 from studyllm_core.providers.extractive import DEFAULT_MODEL as EXTRACTIVE_MODEL
 from studyllm_core.providers.registry import create_provider, normalize_name
 from studyllm_core.providers.settings import provider_from_env
-from studyllm_core.services.capture import ensure_run_group
-from studyllm_core.services.inference import InferenceService
-from studyllm_core.services.ratelimit import RateLimit
-from studyllm_core.services.retry import RetryPolicy
+from studyllm_core.services.capture.recording import ensure_run_group
+from studyllm_core.services.capture.inference import InferenceService
+from studyllm_core.services.capture.ratelimit import RateLimit
+from studyllm_core.services.capture.retry import RetryPolicy
 
 GROUP_TYPE = "summarization_batch"
 DEFAULT_INSTRUCTIONS = (

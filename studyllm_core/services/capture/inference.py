@@ -46,8 +46,8 @@ from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import ChatMessage, ChatResponse, Provider, TokenUsage
 from studyllm_core.providers.errors import MalformedResponseError, ProviderError
 from studyllm_core.redaction import redact
-from studyllm_core.services.cache_key import content_hash, invalid_text_reason, space_provider, unusable_reason
-from studyllm_core.services.capture import (
+from studyllm_core.services.capture.cache_key import content_hash, invalid_text_reason, space_provider, unusable_reason
+from studyllm_core.services.capture.recording import (
     CallQueue,
     CallRecorder,
     ensure_run_group,
@@ -58,12 +58,12 @@ from studyllm_core.services.capture import (
     run_metadata,
     status_for,
 )
-from studyllm_core.services.loop_thread import LoopThread
-from studyllm_core.services.preprocess import Preprocessor
-from studyllm_core.services.ratelimit import RateLimit, estimate_tokens, limiter_for
-from studyllm_core.services.retry import RetryPolicy, call_with_retries, is_fatal
-from studyllm_core.services.spend import SpendGuard
-from studyllm_core.services.tasks import gather_or_cancel
+from studyllm_core.services.capture.loop_thread import LoopThread
+from studyllm_core.services.capture.preprocess import Preprocessor
+from studyllm_core.services.capture.ratelimit import RateLimit, estimate_tokens, limiter_for
+from studyllm_core.services.capture.retry import RetryPolicy, call_with_retries, is_fatal
+from studyllm_core.services.capture.spend import SpendGuard
+from studyllm_core.services.capture.tasks import gather_or_cancel
 
 log = get_logger("services.inference")
 

@@ -2,7 +2,7 @@
 
 Every figure is one SQL statement: Postgres aggregates, Python only shapes the result. All methods
 take a `CallFilter` (since/until, provider, model, status, modality, group). Costs come from the
-price table (`services/prices.py`), joined in SQL; a model without a price has a NULL cost, and
+price table (`services/study/prices.py`), joined in SQL; a model without a price has a NULL cost, and
 aggregates that include such calls have a NULL cost too (with `unpriced_calls` saying how many).
 
 Per provider/model statistics read the covering index `ix_raw_calls_provider_model_created`
@@ -20,7 +20,7 @@ from studyllm_core.db.calls import CallFilter
 from studyllm_core.db.engine import driver_sql, translate_db_errors
 from studyllm_core.db.vocabulary import PROMPT_TSVECTOR_SQL
 from studyllm_core.errors import InputError
-from studyllm_core.services.prices import (
+from studyllm_core.services.study.prices import (
     INPUT_TOKENS_SQL,
     OUTPUT_TOKENS_SQL,
     PRICED_SQL,

@@ -1,7 +1,7 @@
 """SimilarityService: the stored texts nearest to a text, a vector or a stored item, by cosine distance.
 
 Each (provider, model, dimension) is searched through its own HNSW index, built on first use by
-`ensure_index` (see `db/vectors.py` for why the index is partial and on an expression). A query
+`ensure_index` (see `db/vector_search.py` for why the index is partial and on an expression). A query
 text is embedded through `EmbeddingService`, so it is cached and recorded like any other call.
 """
 
@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, text
 
-from studyllm_core.db.vectors import MAX_K, VectorRepository, VectorSpace, hnsw_index_name, search_method
+from studyllm_core.db.embedding_cache import EmbeddingCache
+from studyllm_core.db.vector_search import MAX_K, VectorSearch, VectorSpace, hnsw_index_name, search_method
 from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.errors import InputError, NotFoundError
-from studyllm_core.services.cache_key import normalize_text
-from studyllm_core.services.embedding import EmbeddingService
+from studyllm_core.services.capture.cache_key import normalize_text
+from studyllm_core.services.capture.embedding import EmbeddingService
 
 NEIGHBOUR_COLUMNS = ["embedding_id", "request_hash", "text", "raw_call_id", "distance", "similarity"]
 QUERY_GROUP = "similarity-queries"  # embedding_batch group that query texts join, per provider and model
@@ -31,7 +32,8 @@ class SimilarityService:
     def __init__(self, engine: Engine, *, notice: NoticeFn | None = None, ddl_engine: Engine | None = None) -> None:
         self.engine = engine
         self.ddl_engine = ddl_engine  # the schema owner's engine, to build indexes (default: `engine`)
-        self.vectors = VectorRepository(engine)
+        self.vectors = VectorSearch(engine)
+        self.cache = EmbeddingCache(engine)
         self.notice = notice  # told before a (slow, one-time) index build
         self._ready: set[str] = set()  # indexes known to be built
 
@@ -99,7 +101,7 @@ class SimilarityService:
         _check_k(k)
         # Fail before any API call when nothing is stored for the model; an indexed LIMIT 1 look-up,
         # the full listing (a scan) only to word the error.
-        known = self.vectors.known_dimension(embedder.provider_name, embedder.model, embedder.server)
+        known = self.cache.known_dimension(embedder.provider_name, embedder.model, embedder.server)
         if known is None or embedder.dimensions not in (None, known):
             self.spaces(embedder.provider_name, embedder.model, embedder.dimensions, server=embedder.server)
         group = f"{QUERY_GROUP}:{embedder.provider_name}:{embedder.model}"

@@ -26,9 +26,9 @@ from studyllm_core.algorithms import KChoice, KResult, SweepConfig, choose_k, sw
 from studyllm_core.algorithms.kmeans import Project
 from studyllm_core.algorithms.sweep import check_sweep, describe_k, sweep_space
 from studyllm_core.errors import InputError, StudyllmError
-from studyllm_core.services.embedding import EmbeddingService
+from studyllm_core.services.capture.embedding import EmbeddingService
 from studyllm_core.services.provenance import ProvenanceService
-from studyllm_core.services.summarization import SummarizationService
+from studyllm_core.services.capture.summarization import SummarizationService
 
 DONE, FAILED, NOT_RUN, REFUSED = "done", "failed", "not run", "refused"
 Notice = Callable[[str], None]

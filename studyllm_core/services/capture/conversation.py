@@ -20,7 +20,7 @@ from studyllm_core.db.calls import CallFilter, RawCallRepository
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import InputError, NotFoundError
 from studyllm_core.providers.base import ChatMessage
-from studyllm_core.services.inference import InferenceResult, InferenceService
+from studyllm_core.services.capture.inference import InferenceResult, InferenceService
 
 GROUP_TYPE = "conversation"
 

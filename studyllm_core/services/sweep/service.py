@@ -32,12 +32,12 @@ from studyllm_core.algorithms import SweepConfig, SweepResult
 from studyllm_core.errors import InputError, StudyllmError
 from studyllm_core.logging_config import get_logger
 from studyllm_core.services.artifacts import ArtifactService
-from studyllm_core.services.cache_key import unusable_reason
-from studyllm_core.services.capture import ensure_run_group
-from studyllm_core.services.embedding import EmbeddingService, ProgressFn
+from studyllm_core.services.capture.cache_key import unusable_reason
+from studyllm_core.services.capture.recording import ensure_run_group
+from studyllm_core.services.capture.embedding import EmbeddingService, ProgressFn
 from studyllm_core.services.provenance import ProvenanceService
-from studyllm_core.services.summarization import SummarizationService, summarizer_from_spec
-from studyllm_core.services.sweep_recipe import SweepRecipe, label_codes
+from studyllm_core.services.capture.summarization import SummarizationService, summarizer_from_spec
+from studyllm_core.services.sweep.recipe import SweepRecipe, label_codes
 
 log = get_logger("services.sweep")
 

@@ -1,15 +1,20 @@
-"""The `openai` provider: chat and embeddings through the official SDK's AsyncOpenAI client.
+"""The SDK transport and the `openai` provider: chat and embeddings through the official SDK's AsyncOpenAI client.
 
 The SDK never retries (`max_retries=0`): the service layer retries with tenacity and records
 each attempt. Responses are read raw and validated by `openai_format`, so OpenAI, Azure and
 compatible servers share one set of checks. Subclasses change only how the client is built,
 which model name goes on the wire, and whether a key is required.
+
+The SDK's exceptions are mapped onto the provider error hierarchy here (`translate_openai_error`). The SDK's
+own messages can quote the server's body, which may echo the API key, so every message is rebuilt from
+the status and body and passed through `redact`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import openai
@@ -18,9 +23,23 @@ from openai._legacy_response import HttpxBinaryResponseContent
 
 from studyllm_core.providers import openai_format
 from studyllm_core.providers.base import ChatMessage, ChatResponse, EmbeddingResponse, Provider
-from studyllm_core.providers.errors import ProviderTimeoutError
-from studyllm_core.providers.openai_common import OpenAIClientMixin, check_openai_settings, check_timeout, require_model
-from studyllm_core.providers.openai_errors import translate_openai_error
+from studyllm_core.providers.errors import (
+    ConfigurationError,
+    ConnectFailedError,
+    MalformedResponseError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+)
+from studyllm_core.providers.http_status import error_for_status
+from studyllm_core.providers.openai_common import (
+    OpenAIClientMixin,
+    check_openai_settings,
+    check_timeout,
+    connect_reason,
+    require_model,
+)
+from studyllm_core.redaction import redact
 
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -154,3 +173,47 @@ class OpenAIProvider(OpenAIClientMixin[openai.AsyncOpenAI], Provider):
     async def aclose(self) -> None:
         if self._client_closable():
             await self._client.close()
+
+
+def translate_openai_error(
+    exc: BaseException, *, provider: str, secrets: Iterable[str | None] = (), base_url: str | None = None
+) -> ProviderError:
+    """The ProviderError for an exception raised by an `openai` SDK call."""
+    secrets = list(secrets)
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, openai.APITimeoutError):  # before APIConnectionError: it is a subclass
+        return ProviderTimeoutError(f"{provider} request timed out", provider=provider)
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        # The SDK's HTTP client may be httpx or a fork of it (httpx2): match the class by name.
+        if cause is not None and any(c.__name__ == "ConnectError" for c in type(cause).__mro__):
+            where = f" to {base_url}" if base_url else ""
+            return ConnectFailedError(
+                redact(f"{provider} cannot connect{where} ({connect_reason(cause)})", secrets), provider=provider
+            )
+        detail = f": {type(cause).__name__}" if cause is not None else ""
+        return ProviderConnectionError(redact(f"{provider} connection failed{detail}", secrets), provider=provider)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return MalformedResponseError(
+            redact(f"{provider} returned a response that does not match the API schema", secrets),
+            status_code=exc.status_code,
+            provider=provider,
+        )
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body
+        try:
+            body = exc.response.json()
+        except Exception:  # noqa: BLE001 - a non-JSON error body is still an error body
+            try:
+                body = exc.response.text
+            except Exception:  # noqa: BLE001
+                pass
+        return error_for_status(
+            exc.status_code, body, headers=exc.response.headers, provider=provider, secrets=secrets
+        )
+    if isinstance(exc, ValueError):  # json.JSONDecodeError and friends from decoding a 2xx body
+        return MalformedResponseError(f"{provider} returned a body that is not valid JSON", provider=provider)
+    if isinstance(exc, openai.OpenAIError):
+        return ConfigurationError(redact(f"{provider} client error: {exc}", secrets), provider=provider)
+    return ProviderError(redact(f"{provider} call failed: {type(exc).__name__}: {exc}", secrets), provider=provider)

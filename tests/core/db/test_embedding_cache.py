@@ -1,4 +1,4 @@
-"""VectorRepository: cache reads and writes, and the leases that share work between processes."""
+"""EmbeddingCache and EmbeddingLeases: cache reads and writes, and the leases that share work between processes."""
 
 import time
 
@@ -6,7 +6,8 @@ import numpy as np
 from sqlalchemy import text
 
 from studyllm_core.db.calls import NewCall, RawCallRepository
-from studyllm_core.db.vectors import NewVectors, VectorRepository
+from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
+from studyllm_core.db.leases import EmbeddingLeases
 
 
 def _call(engine) -> int:
@@ -22,22 +23,22 @@ def test_store_then_lookup_round_trips_vectors(engine):
     call_id = _call(engine)
     batch = _batch(call_id, ["a", "b", "c"])
     with engine.begin() as conn:
-        assert VectorRepository.store(conn, batch) == 3
-    found = VectorRepository(engine).lookup(["c", "a", "zzz"])
+        assert EmbeddingCache.store(conn, batch) == 3
+    found = EmbeddingCache(engine).lookup(["c", "a", "zzz"])
     assert set(found) == {"a", "c"}
     np.testing.assert_array_equal(found["a"][0], batch.vectors[0])
     assert found["c"][1] == call_id
-    assert VectorRepository(engine).known_dimension("p", "m") == 3
+    assert EmbeddingCache(engine).known_dimension("p", "m") == 3
 
 
 def test_store_keeps_existing_rows_when_a_hash_is_already_cached(engine):
     call_id = _call(engine)
     with engine.begin() as conn:
-        VectorRepository.store(conn, _batch(call_id, ["a", "b"], seed=1))
-    original = VectorRepository(engine).lookup(["a"])["a"][0]
+        EmbeddingCache.store(conn, _batch(call_id, ["a", "b"], seed=1))
+    original = EmbeddingCache(engine).lookup(["a"])["a"][0]
     with engine.begin() as conn:
-        assert VectorRepository.store(conn, _batch(call_id, ["b", "c"], seed=2)) == 1  # only c is new
-    found = VectorRepository(engine).lookup(["a", "b", "c"])
+        assert EmbeddingCache.store(conn, _batch(call_id, ["b", "c"], seed=2)) == 1  # only c is new
+    found = EmbeddingCache(engine).lookup(["a", "b", "c"])
     assert set(found) == {"a", "b", "c"}
     np.testing.assert_array_equal(found["a"][0], original)
 
@@ -45,23 +46,23 @@ def test_store_keeps_existing_rows_when_a_hash_is_already_cached(engine):
 def test_claims_exclude_cached_and_live_peers_and_free_on_close(engine):
     call_id = _call(engine)
     with engine.begin() as conn:
-        VectorRepository.store(conn, _batch(call_id, ["cached"]))
+        EmbeddingCache.store(conn, _batch(call_id, ["cached"]))
     first = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     second = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-    assert VectorRepository.claim(first, ["cached", "x", "y"]) == {"x", "y"}
-    assert VectorRepository.claim(second, ["x", "y", "z"]) == {"z"}  # x, y belong to a live session
-    assert VectorRepository.claim(first, ["x"]) == {"x"}  # re-claiming one's own lease is fine
+    assert EmbeddingLeases.claim(first, ["cached", "x", "y"]) == {"x", "y"}
+    assert EmbeddingLeases.claim(second, ["x", "y", "z"]) == {"z"}  # x, y belong to a live session
+    assert EmbeddingLeases.claim(first, ["x"]) == {"x"}  # re-claiming one's own lease is fine
     first.invalidate()  # the owner's session ends (as in a crash): its leases are free once it is gone
     first.close()
     deadline = time.monotonic() + 10
-    while (taken := VectorRepository.claim(second, ["x", "y"])) != {"x", "y"} and time.monotonic() < deadline:
+    while (taken := EmbeddingLeases.claim(second, ["x", "y"])) != {"x", "y"} and time.monotonic() < deadline:
         time.sleep(0.05)  # the backend needs a moment to leave pg_stat_activity
     assert taken == {"x", "y"}
-    VectorRepository.release(second, ["x"])
+    EmbeddingLeases.release(second, ["x"])
     with engine.connect() as conn:
         left = set(conn.execute(text("SELECT request_hash FROM embedding_leases")).scalars())
     assert left == {"y", "z"}
-    VectorRepository.release_all(second)
+    EmbeddingLeases.release_all(second)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM embedding_leases")).scalar_one() == 0
     second.close()
