@@ -50,8 +50,8 @@ class RecordedArtifactIOManager(dg.UPathIOManager):
         last, self._last = self._last, {}
         meta: dict[str, Any] = {
             "sha256": dg.MetadataValue.text(last.get("sha256", "")),
-            "byte_size": dg.MetadataValue.int(int(last.get("byte_size", 0))),
-            "artifact_id": dg.MetadataValue.int(int(last.get("artifact_id", 0))),
+            "byte_size": dg.MetadataValue.text(f"{int(last.get('byte_size', 0)):,} bytes"),  # text: not a series to plot
+            "artifact_id": dg.MetadataValue.text(str(last.get("artifact_id", ""))),
         }
         shape = getattr(obj, "shape", None)
         if shape is not None:

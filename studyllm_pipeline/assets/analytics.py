@@ -1,19 +1,28 @@
 """Analytics over raw_calls: provider comparison, calls over time, failures, tokens and cost.
 
-Each is one query of the core StudyService; the numbers go to the UI as metadata (the Plots tab
-draws the numeric ones across materializations) and the tables as Parquet artifacts.
+Each is one query of the core StudyService; the tables go to the UI as table metadata with described
+columns (and as Parquet artifacts), a few headline numbers as metadata the Plots tab draws across
+materializations.
 """
 
 import dagster as dg
 import pandas as pd
 
 from studyllm_core.charts import line_chart_svg
+from studyllm_core.columns import round_value
 from studyllm_core.services.study.analytics import StudyService
-from studyllm_pipeline.assets.common import markdown_table, user_errors_as_failures
+from studyllm_pipeline.assets.common import user_errors_as_failures
 from studyllm_pipeline.resources import StudyllmDatabase
+from studyllm_pipeline.tables import as_table, table_asset_metadata
 
 ANALYTICS_GROUP = "analytics"
-_ARGS = {"group_name": ANALYTICS_GROUP, "io_manager_key": "parquet_io", "kinds": {"postgres", "pandas"}}
+_ARGS = {"group_name": ANALYTICS_GROUP, "io_manager_key": "parquet_io", "kinds": {"python", "parquet", "postgres"}}
+
+
+def _table_output(frame: pd.DataFrame, *, shown: pd.DataFrame | None = None, **metadata) -> dg.Output:
+    """The frame as the asset's value, with its schema, row count and the table (`shown` rows of it)."""
+    return dg.Output(frame, metadata={**table_asset_metadata(frame), "table": as_table(frame if shown is None else shown),
+                                      **metadata})
 
 
 @dg.asset(**_ARGS)
@@ -22,11 +31,11 @@ def provider_comparison(database: StudyllmDatabase):
     """Per provider and model: calls, success rate, p50/p95 latency, tokens and estimated cost."""
     frame = StudyService(database.engine()).provider_comparison()
     latency = {
-        f"p50_latency_ms/{r.provider}/{r.model}": float(r.p50_latency_ms)
+        f"p50_latency_ms/{r.provider}/{r.model}": round_value("p50_latency_ms", r.p50_latency_ms)
         for r in frame.itertuples()
         if pd.notna(getattr(r, "p50_latency_ms", None))
     }
-    return dg.Output(frame, metadata={"rows": len(frame), "table": markdown_table(frame), **latency})
+    return _table_output(frame, **latency)
 
 
 @dg.asset(**_ARGS)
@@ -34,7 +43,7 @@ def provider_comparison(database: StudyllmDatabase):
 def calls_over_time(database: StudyllmDatabase):
     """Calls, failures, latency and tokens per hour, with a chart of the last week."""
     frame = StudyService(database.engine()).calls_over_time(bucket="hour")
-    metadata = {"buckets": len(frame), "table": markdown_table(frame.tail(48))}
+    metadata = {}
     recent = frame.tail(24 * 7)
     if len(recent) > 1:
         hours = list(range(len(recent)))
@@ -46,7 +55,7 @@ def calls_over_time(database: StudyllmDatabase):
             as_base64=True,
         )
         metadata["chart"] = dg.MetadataValue.md(f"![calls per hour](data:image/svg+xml;base64,{chart})")
-    return dg.Output(frame, metadata=metadata)
+    return _table_output(frame, shown=frame.tail(48).iloc[::-1], **metadata)
 
 
 @dg.asset(**_ARGS)
@@ -54,7 +63,7 @@ def calls_over_time(database: StudyllmDatabase):
 def failure_rates(database: StudyllmDatabase):
     """Failures by provider, model, status and error type, with an example message of each."""
     frame = StudyService(database.engine()).failure_breakdown()
-    return dg.Output(frame, metadata={"rows": len(frame), "failed_calls": int(frame["calls"].sum()) if len(frame) else 0, "table": markdown_table(frame)})
+    return _table_output(frame, failed_calls=int(frame["calls"].sum()) if len(frame) else 0)
 
 
 @dg.asset(**_ARGS)
@@ -63,8 +72,9 @@ def usage_summary(database: StudyllmDatabase):
     """Totals: calls, success rate, tokens and estimated cost (null when a model has no price)."""
     stats = StudyService(database.engine()).summary_stats()
     frame = pd.DataFrame([stats]).astype(object)
-    numeric = {k: float(v) for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return dg.Output(frame.astype(str), metadata={**numeric, "summary": dg.MetadataValue.json(_jsonable(stats))})
+    numeric = {k: round_value(k, v) for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return dg.Output(frame.astype(str), metadata={**numeric, "summary": dg.MetadataValue.json(_jsonable(stats)),
+                                                  "dagster/row_count": 1})
 
 
 def _jsonable(stats: dict) -> dict:

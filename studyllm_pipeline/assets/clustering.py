@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from studyllm_core.algorithms import KResult, SweepConfig, projection_from_basis
+from studyllm_core.columns import round_value
 from studyllm_core.quality import Verdict, clusters_verdict, combine, summaries_verdict
 from studyllm_core.services.sweep.recipe import SweepRecipe, label_codes
 from studyllm_core.services.sweep.result_store import TABLES
@@ -21,6 +22,7 @@ from studyllm_pipeline.assets.common import API_POOL, SWEEP_GROUP, user_errors_a
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k, partition_key
 from studyllm_pipeline.lineage import record_materialization
+from studyllm_pipeline.tables import as_table
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 
 _DEFAULTS = SweepConfig()
@@ -157,17 +159,19 @@ def _materializations(dataset: str, item: KResult, scores: dict, groups: dict[st
     sizes = item.clustering.sizes.tolist()
     summaries = item.summaries or []
     yield dg.AssetMaterialization("clusters", partition=key, metadata={
-        "k": item.k, "objective": float(item.clustering.objective), "iterations": int(item.clustering.n_iter),
-        "restart_objectives": dg.MetadataValue.json([float(r.objective) for r in item.restarts.runs]),
-        "sizes": dg.MetadataValue.json(sizes), "group_id": groups["clusters"],
+        "k": item.k, "dagster/row_count": len(item.clustering.labels),
+        "objective": round_value("objective", item.clustering.objective), "iterations": int(item.clustering.n_iter),
+        "restart_objectives": dg.MetadataValue.json([round_value("objective", r.objective) for r in item.restarts.runs]),
+        "sizes": dg.MetadataValue.json(sizes), "group_id": dg.MetadataValue.text(str(groups["clusters"])),
     })
     yield dg.AssetMaterialization("cluster_summaries", partition=key, metadata={
-        "summarize_calls": int(item.restarts.n_summarize_calls), "group_id": groups["cluster_summaries"],
-        "summaries": dg.MetadataValue.md("\n".join(f"- **{c}** ({sizes[c]}): {text}" for c, text in enumerate(summaries))
-                                         or "no summaries (llm_rounds=0)"),
+        "dagster/row_count": item.k, "summarize_calls": int(item.restarts.n_summarize_calls),
+        "group_id": dg.MetadataValue.text(str(groups["cluster_summaries"])),
+        "summaries": as_table(pd.DataFrame({"cluster": range(item.k), "size": sizes,
+                                            "summary": summaries or [None] * item.k})),
     })
-    numbers = {name: float(value) for name, value in scores.items()
+    numbers = {name: round_value(name, value) for name, value in scores.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and name != "k"}
     yield dg.AssetMaterialization("cluster_metrics", partition=key, metadata={
-        "k": item.k, **numbers, "group_id": groups["cluster_metrics"],
+        "k": item.k, **numbers, "group_id": dg.MetadataValue.text(str(groups["cluster_metrics"])),
     })

@@ -1,4 +1,4 @@
-"""What every sweep asset shares: its metadata conventions and the provenance check."""
+"""What every sweep asset shares: its decorator arguments and how user errors are reported."""
 
 import functools
 import inspect
@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
 from studyllm_core.errors import StudyllmError
 from studyllm_core.providers.errors import PermanentError
@@ -31,22 +30,6 @@ def sweep_asset_args(
         "check_specs": [provenance_check_spec(name, partitions_def), *checks],
         "kinds": {"python", "numpy" if io == "npy" else "parquet", "postgres"},
     }
-
-
-def markdown_table(frame: pd.DataFrame, *, max_rows: int = 30) -> dg.MetadataValue:
-    """A DataFrame as a markdown table for the UI (first `max_rows` rows)."""
-    shown = frame.head(max_rows)
-    header = "| " + " | ".join(str(c) for c in shown.columns) + " |"
-    rule = "|" + "---|" * len(shown.columns)
-    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
-    more = [f"\n_{len(frame) - max_rows} more rows_"] if len(frame) > max_rows else []
-    return dg.MetadataValue.md("\n".join([header, rule, *body, *more]))
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")[:160]
 
 
 def user_errors_as_failures(fn: Callable) -> Callable:

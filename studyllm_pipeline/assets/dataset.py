@@ -7,9 +7,10 @@ import pandas as pd
 
 from studyllm_core.quality import MAX_DROPPED_RATIO, snapshot_verdict
 from studyllm_core.services.datasets import DEMO, DatasetRegistry, DatasetSource
-from studyllm_pipeline.assets.common import markdown_table, sweep_asset_args, user_errors_as_failures
+from studyllm_pipeline.assets.common import sweep_asset_args, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import datasets
+from studyllm_pipeline.tables import as_table, table_asset_metadata
 from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.resources import StudyllmDatabase
 
@@ -61,12 +62,12 @@ def dataset_snapshot(context: dg.AssetExecutionContext, config: DatasetConfig, d
     yield dg.Output(
         frame,
         metadata={
-            "rows": len(frame),
+            **table_asset_metadata(frame),
             "dropped_rows": len(data.dropped),
             "labelled": data.labels is not None,
             "source": dg.MetadataValue.json(source.to_dict()),
-            "preview": markdown_table(frame, max_rows=10),
-            "group_id": group_id,
+            "preview": as_table(frame, max_rows=10),
+            "group_id": dg.MetadataValue.text(str(group_id)),
         },
     )
     yield check_links(context, engine, group_id, extra_inputs=[source_group.name])

@@ -55,7 +55,7 @@ def embeddings(
             "dimension": int(vectors.shape[1]),
             "provider": embedder.provider,
             "model": embedder.model,
-            "group_id": group_id,
+            "group_id": dg.MetadataValue.text(str(group_id)),
         },
     )
     yield check_links(context, engine, group_id)

@@ -65,8 +65,8 @@ def pca(context: dg.AssetExecutionContext, config: ProjectionConfig, embeddings:
             "requested_dim": dim,
             "dim": projection.dim,
             "clamped": projection.clamped,
-            "explained_variance": explained,
-            "group_id": group_id,
+            "explained_variance": round(explained, 4),
+            "group_id": dg.MetadataValue.text(str(group_id)),
         },
     )
     basis = pca_basis(projection)

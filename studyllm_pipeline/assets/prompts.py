@@ -13,6 +13,7 @@ from studyllm_core.services.inputs import read_texts
 from studyllm_pipeline.assets.common import API_POOL, user_errors_as_failures
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.resources import StudyllmDatabase
+from studyllm_pipeline.tables import as_table, table_asset_metadata
 
 
 class PromptRunConfig(dg.Config):
@@ -76,7 +77,6 @@ def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, datab
             "raw_call_id": [r.raw_call_id for r in result.results],
         }
     )
-    return dg.Output(
-        frame,
-        metadata={**result.summary(), "dataset": name},
-    )
+    return dg.Output(frame, metadata={**result.summary(), "group_id": dg.MetadataValue.text(str(result.group_id)),
+                                      "dataset": name, **table_asset_metadata(frame),
+                                      "preview": as_table(frame, max_rows=20)})

@@ -6,10 +6,11 @@ import pandas as pd
 from studyllm_core.charts import line_chart_svg
 from studyllm_core.quality import report_verdict
 from studyllm_core.services.sweep.result_store import k_group_name
-from studyllm_pipeline.assets.common import markdown_table, sweep_asset_args, user_errors_as_failures
+from studyllm_pipeline.assets.common import sweep_asset_args, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.partitions import datasets, partition_key
+from studyllm_pipeline.tables import as_table, table_asset_metadata
 from studyllm_pipeline.resources import StudyllmDatabase
 
 K_CHECK = "requested_k_done"
@@ -48,18 +49,17 @@ def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):
     group_id = record_materialization(context, engine, inputs=inputs)
     best = results.summaries(dataset, report.choice.k)
     metadata = {
+        **table_asset_metadata(table),
         "best_k": report.choice.k,
         "rule": report.choice.rule,
         "choice": dg.MetadataValue.json(report.choice.to_dict()),
         "k_swept": len(table),
         "k_done": len(done),
         "missing": report.problem() or "none",
-        "per_k": markdown_table(table.round(4)),
+        "per_k": as_table(table, max_rows=200),
         "selection_curve": _curve(done, report.choice.k),
-        "best_k_summaries": dg.MetadataValue.md("\n".join(
-            f"- **{r.cluster}** ({r.size}): {r.summary or '; '.join(r.representatives[:2])}" for r in best.itertuples()
-        )),
-        "group_id": group_id,
+        "best_k_summaries": as_table(best[["cluster", "size", "summary", "representatives"]]),
+        "group_id": dg.MetadataValue.text(str(group_id)),
     }
     yield dg.Output(table, metadata=metadata)
     yield check_links(context, engine, group_id, within={partition_key(dataset, int(k)) for k in done["k"]})

@@ -59,6 +59,13 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     materialized = {(e.asset_key.to_user_string(), e.partition) for e in results[1].asset_materializations_for_node("sweep")}
     assert materialized == {(a, f"small|{k}") for a in ("clusters", "cluster_summaries", "cluster_metrics") for k in (2, 3)}
 
+    report_meta = results[-1].asset_materializations_for_node("sweep_report")[0].metadata
+    per_k = report_meta["per_k"]  # a real table: every column there, described, floats rounded
+    assert isinstance(per_k, dg.TableMetadataValue) and {"acc", "nmi", "ari", "score"} <= {c.name for c in per_k.schema.columns}
+    assert all(c.description for c in per_k.schema.columns if c.name in ("acc", "nmi", "ari", "score", "silhouette"))
+    assert all(len(str(r.data["silhouette"]).split(".")[-1]) <= 3 for r in per_k.records if r.data["silhouette"] is not None)
+    assert report_meta["dagster/row_count"].value == 2 and "dagster/column_schema" in report_meta
+    assert isinstance(report_meta["group_id"], dg.TextMetadataValue)  # an id, not a series to plot
     report = results[-1].asset_value("sweep_report")
     assert sorted(report["k"]) == [2, 3] and report["best"].sum() == 1 and set(report["status"]) == {"done"}
     assert {"silhouette", "stability_ari", "nmi", "acc", "score"} <= set(report.columns)
