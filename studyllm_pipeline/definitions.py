@@ -5,6 +5,7 @@ chain, so a process per step only paid Dagster's and torch's imports again for e
 """
 
 import os
+import warnings
 
 import dagster as dg
 
@@ -15,7 +16,7 @@ from studyllm_pipeline.assets.embeddings import embeddings
 from studyllm_pipeline.assets.projection import pca
 from studyllm_pipeline.assets.prompts import prompt_run
 from studyllm_pipeline.assets.report import sweep_report
-from studyllm_pipeline.io_manager import ArtifactIOManagerFactory
+from studyllm_pipeline.io_manager import NpyArtifacts, ParquetArtifacts
 from studyllm_pipeline.jobs import prepare_job, report_job, sweep_k_job
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 from studyllm_pipeline.schedules import nightly_sweep
@@ -33,21 +34,33 @@ def build_resources() -> dict:
             base_url=os.environ.get("STUDYLLM_EMBED_BASE_URL") or None,
         ),
         "summarizer": SummarizerResource(spec=os.environ.get("STUDYLLM_SUMMARIZER", "extractive")),
-        "npy_io": ArtifactIOManagerFactory(database=database, extension=".npy"),
-        "parquet_io": ArtifactIOManagerFactory(database=database, extension=".parquet"),
+        "npy_io": NpyArtifacts(database=database),
+        "parquet_io": ParquetArtifacts(database=database),
     }
 
 
 SWEEP_ASSETS = [dataset_snapshot, embeddings, pca, sweep_k, sweep_report]
 
+
+def with_code_references(assets: list) -> list:
+    """The assets with links to their source in the UI (a beta API of Dagster 1.13: its warnings are
+    silenced for this call only, so the CLI and the code server stay quiet)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=dg.BetaWarning)
+        return dg.with_source_code_references(assets)
+
+
 defs = dg.Definitions(
-    assets=[*SWEEP_ASSETS, prompt_run, *ANALYTICS_ASSETS],
+    assets=with_code_references([*SWEEP_ASSETS, prompt_run, *ANALYTICS_ASSETS]),
     jobs=[prepare_job, sweep_k_job, report_job],
     schedules=[nightly_sweep],
     sensors=[
         new_dataset_files,
         dg.AutomationConditionSensorDefinition(
-            "report_automation", target=[sweep_report], default_status=dg.DefaultSensorStatus.RUNNING
+            "report_automation", target=[sweep_report], default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Re-materialises a dataset's sweep_report when new K results arrive (also after a sweep "
+                        "that stopped part-way) and no sweep of it is running. On by default: the report only reads "
+                        "stored results and calls no API.",
         ),
     ],
     resources=build_resources(),

@@ -6,7 +6,7 @@ row first, so a changed or missing artifact stops the run with a clear message.
 """
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 from upath import UPath
@@ -60,11 +60,27 @@ class RecordedArtifactIOManager(dg.UPathIOManager):
 
 
 class ArtifactIOManagerFactory(dg.ConfigurableIOManagerFactory):
-    """Builds the IO manager for one file format; the database comes from the `database` resource."""
+    """Builds the IO manager for one file format; the database comes from the `database` resource.
+
+    Nothing of it is run config: the format is the subclass's (changing it would make every stored
+    artifact unreadable), so the Launchpad shows no IO manager settings.
+    """
 
     database: dg.ResourceDependency[StudyllmDatabase]
-    extension: str = ".npy"
+    extension: ClassVar[str] = ".npy"
 
     def create_io_manager(self, context: dg.InitResourceContext) -> RecordedArtifactIOManager:
         root = get_settings().artifacts_dir
         return RecordedArtifactIOManager(UPath(root), self.database.artifacts(), self.extension)
+
+
+class NpyArtifacts(ArtifactIOManagerFactory):
+    """Arrays as .npy files."""
+
+    extension: ClassVar[str] = ".npy"
+
+
+class ParquetArtifacts(ArtifactIOManagerFactory):
+    """Tables as .parquet files."""
+
+    extension: ClassVar[str] = ".parquet"

@@ -1,16 +1,23 @@
 """Resources: the studyllm database and the providers, as typed, configurable Dagster resources.
 
 Keys never pass through run config: providers read them from the environment (or `.env`) when
-built, and a resource field set with `dg.EnvVar("NAME")` shows only the variable's name in the UI.
+built. A resource names another variable to read its key from (`api_key_env`), never the key itself,
+so nothing typed in the Launchpad can put a key in the run's stored config.
 """
+
+import os
+import re
 
 from typing import Optional
 
 import dagster as dg
 from sqlalchemy import Engine
 
+from pydantic import field_validator
+
 from studyllm_core.config import get_settings
 from studyllm_core.db.engine import open_database
+from studyllm_core.providers.errors import ConfigurationError
 from studyllm_core.providers.registry import normalize_name
 from studyllm_core.providers.settings import provider_from_env
 from studyllm_core.services.artifacts import ArtifactService
@@ -18,6 +25,9 @@ from studyllm_core.services.capture.embedding import EmbeddingService
 from studyllm_core.services.capture.ratelimit import RateLimit
 from studyllm_core.services.capture.summarization import SummarizationService, summarizer_from_spec
 from studyllm_core.services.sweep.result_store import SweepResults
+
+
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
 class StudyllmDatabase(dg.ConfigurableResource):
@@ -40,14 +50,26 @@ class EmbedderResource(dg.ConfigurableResource):
     provider: str = "local"
     model: str = "all-MiniLM-L6-v2"
     base_url: Optional[str] = None
-    api_key: Optional[str] = None  # e.g. dg.EnvVar("OPENAI_API_KEY"); unset: read from the environment
+    api_key_env: Optional[str] = None  # the variable holding the key (e.g. EMBED_API_KEY); unset: the provider's own
     dimensions: Optional[int] = None
     batch_size: int = 256
     concurrency: int = 4
     requests_per_minute: Optional[float] = None
 
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_variable_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError("api_key_env names an environment variable (e.g. EMBED_API_KEY), never the key itself")
+        return value
+
     def service(self, engine: Engine) -> EmbeddingService:
-        overrides = {"api_key": self.api_key} if self.api_key else {}
+        overrides = {}
+        if self.api_key_env:
+            if not os.environ.get(self.api_key_env):
+                raise ConfigurationError(f"embedder.api_key_env names {self.api_key_env}, which is not set: "
+                                         "set it in the environment or in .env")
+            overrides["api_key"] = os.environ[self.api_key_env]
         provider = provider_from_env(self.provider, base_url=self.base_url, **overrides)
         return EmbeddingService(
             engine,

@@ -38,7 +38,13 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-@dg.sensor(job=prepare_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=prepare_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every 30 s: each new or changed CSV/TSV/Parquet/JSONL/TXT file in STUDYLLM_WATCH_DIR (default "
+                "$STUDYLLM_HOME/datasets) becomes a dataset partition and a prepare_dataset run (snapshot, embed, "
+                "project). On by default: with the default local embedder this costs nothing; with a paid embedder "
+                "each new file is embedded once (the cache keeps it from being paid twice).",
+)
 def new_dataset_files(context: dg.SensorEvaluationContext, database: StudyllmDatabase):
     """Each new (or changed) CSV/TSV/Parquet/JSONL/TXT file becomes a dataset partition and a prepare run.
 

@@ -11,12 +11,12 @@ import pandas as pd
 from studyllm_core.charts import line_chart_svg
 from studyllm_core.columns import round_value
 from studyllm_core.services.study.analytics import StudyService
-from studyllm_pipeline.assets.common import user_errors_as_failures
+from studyllm_pipeline.assets.common import PARQUET, user_errors_as_failures
 from studyllm_pipeline.resources import StudyllmDatabase
 from studyllm_pipeline.tables import as_table, table_asset_metadata
 
 ANALYTICS_GROUP = "analytics"
-_ARGS = {"group_name": ANALYTICS_GROUP, "io_manager_key": "parquet_io", "kinds": {"python", "parquet", "postgres"}}
+_ARGS = {"group_name": ANALYTICS_GROUP, "io_manager_key": "parquet_io", "kinds": PARQUET | {"postgres"}}
 
 
 def _table_output(frame: pd.DataFrame, *, shown: pd.DataFrame | None = None, **metadata) -> dg.Output:

@@ -18,7 +18,7 @@ from studyllm_core.columns import round_value
 from studyllm_core.quality import Verdict, clusters_verdict, combine, summaries_verdict
 from studyllm_core.services.sweep.recipe import SweepRecipe, label_codes
 from studyllm_core.services.sweep.result_store import TABLES
-from studyllm_pipeline.assets.common import API_POOL, SWEEP_GROUP, user_errors_as_failures
+from studyllm_pipeline.assets.common import API_POOL, PARQUET, SPENDS_MONEY, SWEEP_GROUP, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k, partition_key
 from studyllm_pipeline.lineage import record_materialization
@@ -46,10 +46,8 @@ class SweepSettings(dg.Config):
 
 
 def _spec(name: str, deps: list[str], description: str) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        name, deps=deps, skippable=True, group_name=SWEEP_GROUP, description=description,
-        kinds={"python", "parquet", "postgres"},
-    )
+    return dg.AssetSpec(name, deps=deps, skippable=True, group_name=SWEEP_GROUP, description=description,
+                        kinds=PARQUET, **SPENDS_MONEY)  # the k-LLMmeans rounds summarise and embed through providers
 
 
 NO_EMPTY = "no_empty_cluster"

@@ -17,9 +17,17 @@ SWEEP_GROUP = "sweep"
 USER_ERRORS = (StudyllmError, PermanentError)  # a user can fix these: bad input, missing keys, unknown models
 API_POOL = "provider_api"  # caps parallel API-calling steps across runs (limit set in dagster.yaml)
 
+# Assets that call a provider's API: with a paid provider they cost money. The owner answers for the
+# spend; the tag lets a selection (`tag:cost=provider-api`) or an alert find them.
+SPENDS_MONEY: dict[str, Any] = {"owners": ["team:studyllm"], "tags": {"cost": "provider-api"}}
+# Kinds: how an asset is computed (python) and stored (parquet, numpy), plus postgres when its content
+# comes from studyllm's tables (raw_calls, the embedding cache) rather than only from upstream files.
+PARQUET, NUMPY = {"python", "parquet"}, {"python", "numpy"}
+
 
 def sweep_asset_args(
     name: str, *, io: str, partitions_def: dg.PartitionsDefinition, checks: Sequence[dg.AssetCheckSpec] = (),
+    postgres: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments of @dg.asset for one step of the sweep graph: its provenance check and `checks`."""
     return {
@@ -28,7 +36,7 @@ def sweep_asset_args(
         "io_manager_key": f"{io}_io",
         "partitions_def": partitions_def,
         "check_specs": [provenance_check_spec(name, partitions_def), *checks],
-        "kinds": {"python", "numpy" if io == "npy" else "parquet", "postgres"},
+        "kinds": (NUMPY if io == "npy" else PARQUET) | ({"postgres"} if postgres else set()),
     }
 
 

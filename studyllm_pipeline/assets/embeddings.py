@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from studyllm_core.quality import embeddings_verdict
-from studyllm_pipeline.assets.common import API_POOL, sweep_asset_args, user_errors_as_failures
+from studyllm_pipeline.assets.common import API_POOL, SPENDS_MONEY, sweep_asset_args, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.lineage import check_links, record_materialization
@@ -21,7 +21,8 @@ CHECKS = [quality_spec(
 )]
 
 
-@dg.asset(pool=API_POOL, **sweep_asset_args("embeddings", io="npy", partitions_def=datasets, checks=CHECKS))
+@dg.asset(pool=API_POOL, **SPENDS_MONEY,
+          **sweep_asset_args("embeddings", io="npy", partitions_def=datasets, checks=CHECKS, postgres=True))
 @user_errors_as_failures
 def embeddings(
     context: dg.AssetExecutionContext,

@@ -8,7 +8,7 @@ import numpy as np
 
 from studyllm_core.algorithms.projection import pca_basis, pca_svd_project
 from studyllm_core.quality import projection_verdict
-from studyllm_pipeline.assets.common import SWEEP_GROUP, user_errors_as_failures
+from studyllm_pipeline.assets.common import NUMPY, SWEEP_GROUP, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.lineage import check_links, provenance_check_spec, record_materialization
@@ -38,9 +38,9 @@ CHECKS = [
     partitions_def=datasets,
     group_name=SWEEP_GROUP,
     outs={
-        "pca_projection": dg.AssetOut(io_manager_key="npy_io", kinds={"python", "numpy", "postgres"},
+        "pca_projection": dg.AssetOut(io_manager_key="npy_io", kinds=NUMPY,
                                       description="The embeddings projected on their first principal components."),
-        "pca_basis": dg.AssetOut(io_manager_key="npy_io", kinds={"python", "numpy", "postgres"},
+        "pca_basis": dg.AssetOut(io_manager_key="npy_io", kinds=NUMPY,
                                  description="The mean (row 0) and components of the PCA, to project new vectors."),
     },
     check_specs=CHECKS,

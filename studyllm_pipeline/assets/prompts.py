@@ -10,7 +10,7 @@ from studyllm_core.providers.settings import provider_from_env
 from studyllm_core.services.datasets import DatasetRegistry, DatasetSource, dataset_name
 from studyllm_core.services.capture.inference import InferenceService
 from studyllm_core.services.inputs import read_texts
-from studyllm_pipeline.assets.common import API_POOL, user_errors_as_failures
+from studyllm_pipeline.assets.common import API_POOL, PARQUET, SPENDS_MONEY, user_errors_as_failures
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.resources import StudyllmDatabase
 from studyllm_pipeline.tables import as_table, table_asset_metadata
@@ -35,7 +35,8 @@ class PromptRunConfig(dg.Config):
     group_name="prompts",
     io_manager_key="parquet_io",
     pool=API_POOL,
-    kinds={"python", "postgres", "parquet"},
+    kinds=PARQUET | {"postgres"},
+    **SPENDS_MONEY,
 )
 @user_errors_as_failures
 def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, database: StudyllmDatabase):
