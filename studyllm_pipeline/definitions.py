@@ -10,6 +10,7 @@ import warnings
 import dagster as dg
 
 from studyllm_pipeline.assets.analytics import ANALYTICS_ASSETS
+from studyllm_pipeline.assets.capture import CAPTURE_ASSETS
 from studyllm_pipeline.assets.clustering import sweep_k
 from studyllm_pipeline.assets.dataset import dataset_snapshot
 from studyllm_pipeline.assets.embeddings import embeddings
@@ -20,7 +21,7 @@ from studyllm_pipeline.io_manager import NpyArtifacts, ParquetArtifacts
 from studyllm_pipeline.jobs import prepare_job, report_job, sweep_k_job
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 from studyllm_pipeline.schedules import nightly_sweep
-from studyllm_pipeline.sensors import new_dataset_files
+from studyllm_pipeline.sensors import new_dataset_files, replies_to_prepare
 
 
 def build_resources() -> dict:
@@ -51,11 +52,12 @@ def with_code_references(assets: list) -> list:
 
 
 defs = dg.Definitions(
-    assets=with_code_references([*SWEEP_ASSETS, prompt_run, *ANALYTICS_ASSETS]),
+    assets=[*with_code_references([*SWEEP_ASSETS, prompt_run, *ANALYTICS_ASSETS]), *CAPTURE_ASSETS],
     jobs=[prepare_job, sweep_k_job, report_job],
     schedules=[nightly_sweep],
     sensors=[
         new_dataset_files,
+        replies_to_prepare,
         dg.AutomationConditionSensorDefinition(
             "report_automation", target=[sweep_report], default_status=dg.DefaultSensorStatus.RUNNING,
             description="Re-materialises a dataset's sweep_report when new K results arrive (also after a sweep "

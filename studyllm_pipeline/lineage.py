@@ -127,7 +127,9 @@ def expected_inputs(
     """The upstream groups of this materialization of `key` as Dagster sees them: each parent in the
     asset graph at the partitions Dagster's partition mappings give for this run (`within`: only
     those upstream partitions, e.g. the K a report compares)."""
-    expected = set()
+    expected: set[str] = set()
+    if within is not None and not within:
+        return expected  # no upstream partition is read (a file dataset's snapshot and prompt_run)
     for parent in context.assets_def.asset_deps[key]:
         partitions = context.asset_partition_keys_for_input(parent.to_python_identifier())
         expected.update(group_name(parent, p) for p in partitions if within is None or p in within)

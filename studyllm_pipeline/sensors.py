@@ -1,4 +1,4 @@
-"""A sensor that turns files dropped in a watched folder into datasets and prepares them."""
+"""Sensors that prepare new datasets: files dropped in a watched folder, and the replies of prompt runs."""
 
 import json
 import os
@@ -82,3 +82,17 @@ def new_dataset_files(context: dg.SensorEvaluationContext, database: StudyllmDat
         dynamic_partitions_requests=[datasets.build_add_request(names)] if names else [],
         cursor=json.dumps(seen),
     )
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("prompt_run"), job=prepare_job, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After each prompt_run materialization, prepares the dataset its replies became (snapshot, embed, "
+                "project) in a prepare_dataset run of the same partition. On by default: whoever ran the prompts "
+                "chose to study the replies; with a paid embedder this embeds each reply once.",
+)
+def replies_to_prepare(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    """A prompt run's replies are a dataset partition: prepare it."""
+    partition = asset_event.dagster_event.partition if asset_event.dagster_event else None
+    if not partition:
+        return dg.SkipReason("the prompt_run materialization has no partition")
+    return dg.RunRequest(run_key=f"{partition}:{asset_event.run_id}", partition_key=partition)

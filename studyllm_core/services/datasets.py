@@ -110,6 +110,12 @@ class DatasetRegistry:
             return False
         return source.get("kind") != "file" or Path(source.get("path") or "").resolve() != path.resolve()
 
+    def kind_of(self, name: str) -> str | None:
+        """The kind of the registered dataset `name` (file, demo, prompt_run), None when none is registered."""
+        group = self.groups.lookup("dataset", name)
+        source = (group.metadata_json or {}).get("source") if group is not None else None
+        return source.get("kind") if source else None
+
     def register_demo(self) -> int:
         return self.register(DatasetSource(name=DEMO, kind="demo", label_column="label"))
 

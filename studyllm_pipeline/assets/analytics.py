@@ -16,7 +16,7 @@ from studyllm_pipeline.resources import StudyllmDatabase
 from studyllm_pipeline.tables import as_table, table_asset_metadata
 
 ANALYTICS_GROUP = "analytics"
-_ARGS = {"group_name": ANALYTICS_GROUP, "io_manager_key": "parquet_io", "kinds": PARQUET | {"postgres"}}
+_ARGS = {"group_name": ANALYTICS_GROUP, "io_manager_key": "parquet_io", "kinds": PARQUET | {"postgres"}, "deps": ["raw_calls"]}
 
 
 def _table_output(frame: pd.DataFrame, *, shown: pd.DataFrame | None = None, **metadata) -> dg.Output:

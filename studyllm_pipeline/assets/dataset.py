@@ -11,7 +11,7 @@ from studyllm_pipeline.assets.common import sweep_asset_args, user_errors_as_fai
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.tables import as_table, table_asset_metadata
-from studyllm_pipeline.lineage import check_links, record_materialization
+from studyllm_pipeline.lineage import check_links, group_name, record_materialization
 from studyllm_pipeline.resources import StudyllmDatabase
 
 
@@ -24,6 +24,7 @@ class DatasetConfig(dg.Config):
     no_header: bool = False
 
 
+PROMPT_RUN = dg.AssetKey("prompt_run")
 USABLE = "usable_rows"
 CHECKS = [quality_spec(
     "dataset_snapshot", USABLE, partitions_def=datasets,
@@ -33,7 +34,7 @@ CHECKS = [quality_spec(
 )]
 
 
-@dg.asset(**sweep_asset_args("dataset_snapshot", io="parquet", partitions_def=datasets, checks=CHECKS))
+@dg.asset(deps=["prompt_run"], **sweep_asset_args("dataset_snapshot", io="parquet", partitions_def=datasets, checks=CHECKS))
 @user_errors_as_failures
 def dataset_snapshot(context: dg.AssetExecutionContext, config: DatasetConfig, database: StudyllmDatabase):
     """Texts of the dataset, with unusable rows (empty, invalid UTF-8, too long) dropped and counted."""
@@ -55,7 +56,10 @@ def dataset_snapshot(context: dg.AssetExecutionContext, config: DatasetConfig, d
     source = registry.get(name)
     data = registry.load(source)
     source_group = registry.groups.lookup("dataset", name)
-    group_id = record_materialization(context, engine, config=source.to_dict(), extra_inputs=[source_group.id])
+    # A dataset of replies is made from its prompt_run partition; a file or the demo from nothing Dagster makes.
+    replies = source.kind == "prompt_run"
+    group_id = record_materialization(context, engine, config=source.to_dict(), extra_inputs=[source_group.id],
+                                      inputs={group_name(PROMPT_RUN, name): "prompt_run"} if replies else {})
     frame = pd.DataFrame({"row": data.source_rows, "text": data.texts})
     if data.labels is not None:
         frame["label"] = data.labels
@@ -70,6 +74,6 @@ def dataset_snapshot(context: dg.AssetExecutionContext, config: DatasetConfig, d
             "group_id": dg.MetadataValue.text(str(group_id)),
         },
     )
-    yield check_links(context, engine, group_id, extra_inputs=[source_group.name])
+    yield check_links(context, engine, group_id, extra_inputs=[source_group.name], within={name} if replies else set())
     yield quality_result(snapshot_verdict(len(frame), len(data.dropped), data.labels, label_column=source.labels_from),
                          asset="dataset_snapshot", name=USABLE)

@@ -25,6 +25,9 @@ def test_assets_that_spend_money_have_an_owner_and_a_tag_and_every_asset_consist
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node, name = graph.get(key), key.to_user_string()
+        if not node.is_materializable:
+            assert node.kinds == {"postgres"} and node.description, name  # studyllm's own tables
+            continue
         spends = node.tags.get("cost") == "provider-api"
         assert spends == (name in SPENDING) and bool(node.owners) == spends, name
         assert "python" in node.kinds and len(node.kinds & {"parquet", "numpy"}) == 1, (name, node.kinds)
@@ -46,3 +49,22 @@ def test_an_api_key_can_only_be_named_never_given(monkeypatch, db_env):
     monkeypatch.delenv("STUDYLLM_TEST_KEY", raising=False)
     with pytest.raises(Exception, match="^embedder.api_key_env names STUDYLLM_TEST_KEY, which is not set"):
         embedder.service(StudyllmDatabase().engine())
+
+
+def test_lineage_is_whole():
+    """prompt_run leads to the dataset it creates; the steps that call providers lead to raw_calls, which the
+    analytics read; the embedding steps lead to the cache. No asset is an island."""
+    graph = defs.resolve_asset_graph()
+
+    def parents(name):
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert "prompt_run" in parents("dataset_snapshot")
+    assert graph.get(dg.AssetKey("prompt_run")).partitions_def == graph.get(dg.AssetKey("dataset_snapshot")).partitions_def
+    assert parents("raw_calls") == {"prompt_run", "embeddings", "cluster_summaries"}
+    assert parents("embedding_cache") == {"embeddings", "clusters"}
+    for name in ("provider_comparison", "calls_over_time", "failure_rates", "usage_summary"):
+        assert parents(name) == {"raw_calls"}, name
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.parent_keys or node.child_keys, key

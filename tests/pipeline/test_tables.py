@@ -43,7 +43,8 @@ def test_analytics_assets_materialise_on_real_calls(instance, resources, stub, t
     stub.faults.fail_next(1, "bad_request", endpoint="chat")
     config = {"ops": {"prompt_run": {"config": {"prompts_path": str(prompts), "provider": "openai-compatible",
                                                 "model": "stub-chat", "base_url": stub.base_url}}}}
-    assert dg.materialize([prompt_run], instance=instance, resources=resources, run_config=config).success
+    instance.add_dynamic_partitions("datasets", ["replies"])
+    assert dg.materialize([prompt_run], partition_key="replies", instance=instance, resources=resources, run_config=config).success
     result = dg.materialize(ANALYTICS_ASSETS, instance=instance, resources=resources)
     assert result.success
     meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
