@@ -64,6 +64,11 @@ defs = dg.Definitions(
                         "that stopped part-way) and no sweep of it is running. On by default: the report only reads "
                         "stored results and calls no API.",
         ),
+        dg.AutomationConditionSensorDefinition(
+            "analytics_automation", target=ANALYTICS_ASSETS, default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Refreshes the analytics (provider comparison, calls over time, failures, usage) every hour. "
+                        "On by default: they only read raw_calls and call no API.",
+        ),
     ],
     resources=build_resources(),
     executor=dg.in_process_executor,

@@ -1,5 +1,5 @@
 """DataFrames as Dagster table metadata: a real table (sortable, never cut off, its columns described)
-and the `dagster/column_schema` and `dagster/row_count` of table assets.
+and the `dagster/column_schema` and `dagster/row_count` of table assets; charts as markdown images.
 
 Descriptions and meaningful decimals come from the core's column dictionary (studyllm_core.columns);
 ids are shown as text so the UI never plots them as a series.
@@ -11,6 +11,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from studyllm_core.charts import data_uri
 from studyllm_core.columns import describe, rounded
 
 ID_COLUMNS = {"id", "raw_call_id", "group_id", "artifact_id"}
@@ -66,3 +67,8 @@ def as_table(frame: pd.DataFrame, *, max_rows: int = 50, max_chars: int = 300) -
 def table_asset_metadata(frame: pd.DataFrame) -> dict[str, Any]:
     """What Dagster shows for a table asset: its column schema (Overview, Definition) and row count."""
     return {"dagster/column_schema": column_schema(frame), "dagster/row_count": len(frame)}
+
+
+def chart(svg: str, alt: str) -> dg.MetadataValue:
+    """A chart (SVG from studyllm_core.charts) as a markdown image the UI shows inline."""
+    return dg.MetadataValue.md(f"![{alt}]({data_uri(svg)})")

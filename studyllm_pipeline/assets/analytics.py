@@ -8,15 +8,19 @@ materializations.
 import dagster as dg
 import pandas as pd
 
-from studyllm_core.charts import line_chart_svg
+from studyllm_core.charts import bar_chart, time_chart
 from studyllm_core.columns import round_value
 from studyllm_core.services.study.analytics import StudyService
 from studyllm_pipeline.assets.common import PARQUET, user_errors_as_failures
 from studyllm_pipeline.resources import StudyllmDatabase
-from studyllm_pipeline.tables import as_table, table_asset_metadata
+from studyllm_pipeline.tables import as_table, chart, table_asset_metadata
 
 ANALYTICS_GROUP = "analytics"
-_ARGS = {"group_name": ANALYTICS_GROUP, "io_manager_key": "parquet_io", "kinds": PARQUET | {"postgres"}, "deps": ["raw_calls"]}
+# Reading raw_calls costs nothing, so the analytics refresh on their own every hour (the sensor
+# analytics_automation, on by default), and whenever someone materializes them.
+HOURLY = (dg.AutomationCondition.cron_tick_passed("0 * * * *") & ~dg.AutomationCondition.in_progress()).with_label("hourly")
+_ARGS = {"group_name": ANALYTICS_GROUP, "io_manager_key": "parquet_io", "kinds": PARQUET | {"postgres"},
+         "deps": ["raw_calls"], "automation_condition": HOURLY}
 
 
 def _table_output(frame: pd.DataFrame, *, shown: pd.DataFrame | None = None, **metadata) -> dg.Output:
@@ -35,7 +39,16 @@ def provider_comparison(database: StudyllmDatabase):
         for r in frame.itertuples()
         if pd.notna(getattr(r, "p50_latency_ms", None))
     }
-    return _table_output(frame, **latency)
+    charts = {}
+    if len(frame):
+        models = [f"{r.provider}/{r.model}" for r in frame.itertuples()]
+        charts["calls_chart"] = chart(bar_chart(models, {"succeeded": frame["succeeded"].tolist(),
+                                                         "failed": frame["failed"].tolist()},
+                                                title="Calls per model", y_label="calls"), "calls per model")
+        charts["latency_chart"] = chart(bar_chart(models, {"p50": frame["p50_latency_ms"].tolist(),
+                                                           "p95": frame["p95_latency_ms"].tolist()},
+                                                  title="Latency per model", y_label="ms"), "latency per model")
+    return _table_output(frame, **charts, **latency)
 
 
 @dg.asset(**_ARGS)
@@ -45,16 +58,10 @@ def calls_over_time(database: StudyllmDatabase):
     frame = StudyService(database.engine()).calls_over_time(bucket="hour")
     metadata = {}
     recent = frame.tail(24 * 7)
-    if len(recent) > 1:
-        hours = list(range(len(recent)))
-        chart = line_chart_svg(
-            hours,
-            {"calls": recent["calls"].tolist(), "failed": recent["failed"].tolist()},
-            title="Calls per hour (last week)",
-            x_label="hour",
-            as_base64=True,
-        )
-        metadata["chart"] = dg.MetadataValue.md(f"![calls per hour](data:image/svg+xml;base64,{chart})")
+    if len(recent):
+        svg = time_chart(list(recent["bucket"]), {"calls": recent["calls"].tolist(), "failed": recent["failed"].tolist()},
+                         title="Calls per hour (last week)", y_label="calls")
+        metadata["chart"] = chart(svg, "calls per hour")
     return _table_output(frame, shown=frame.tail(48).iloc[::-1], **metadata)
 
 

@@ -3,14 +3,14 @@
 import dagster as dg
 import pandas as pd
 
-from studyllm_core.charts import line_chart_svg
+from studyllm_core.charts import line_chart
 from studyllm_core.quality import report_verdict
 from studyllm_core.services.sweep.result_store import k_group_name
 from studyllm_pipeline.assets.common import sweep_asset_args, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.partitions import datasets, partition_key
-from studyllm_pipeline.tables import as_table, table_asset_metadata
+from studyllm_pipeline.tables import as_table, chart, table_asset_metadata
 from studyllm_pipeline.resources import StudyllmDatabase
 
 K_CHECK = "requested_k_done"
@@ -69,12 +69,9 @@ def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):
 
 
 def _curve(done: pd.DataFrame, best_k: int) -> dg.MetadataValue:
-    svg = line_chart_svg(
+    svg = line_chart(
         done["k"].tolist(),
         {c: done[c].tolist() for c in ("score", "silhouette", "stability_ari", "nmi") if c in done},
-        title="Selection curve over K",
-        x_label="K",
-        marker_x=best_k,
-        as_base64=True,
+        title="Selection curve over K", x_label="K", marker_x=best_k,
     )
-    return dg.MetadataValue.md(f"![selection curve](data:image/svg+xml;base64,{svg})")
+    return chart(svg, "selection curve")

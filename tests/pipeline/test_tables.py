@@ -54,4 +54,21 @@ def test_analytics_assets_materialise_on_real_calls(instance, resources, stub, t
     failures = meta["failure_rates"]["table"].records
     assert len(failures) == 1 and failures[0].data["example_message"]  # the message is there, never cut off
     assert meta["calls_over_time"]["dagster/row_count"].value >= 1
+    # Charts drawn by matplotlib, also for a single hourly bucket.
+    for asset, label in (("provider_comparison", "calls_chart"), ("provider_comparison", "latency_chart"),
+                         ("calls_over_time", "chart")):
+        assert meta[asset][label].value.startswith("![") and "data:image/svg+xml;base64," in meta[asset][label].value
     assert meta["usage_summary"]["calls"].value == 2
+
+
+def test_analytics_refresh_on_their_own_every_hour(instance, resources):
+    import datetime
+
+    start = datetime.datetime(2026, 11, 30, 10, 30, tzinfo=datetime.timezone.utc)
+    analytics = dg.Definitions(assets=ANALYTICS_ASSETS, resources=resources)
+    first = dg.evaluate_automation_conditions(defs=analytics, instance=instance, evaluation_time=start)
+    assert first.total_requested == 0
+    later = dg.evaluate_automation_conditions(defs=analytics, instance=instance, cursor=first.cursor,
+                                              evaluation_time=start + datetime.timedelta(hours=1))
+    refreshed = {r.key.to_user_string() for r in later.results if r.true_subset.size}
+    assert refreshed == {"provider_comparison", "calls_over_time", "failure_rates", "usage_summary"}
