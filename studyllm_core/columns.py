@@ -68,6 +68,7 @@ COLUMNS: dict[str, Column] = {
     # sweeps
     "k": Column("number of clusters K"),
     "reason": Column("why a K failed, was refused or did not run"),
+    "run_id": Column("the Dagster run that last took this K"),
     "best": Column("the K chosen by the rule in the report's metadata"),
     "score": Column("the selection score: mean of (silhouette + 1) / 2 and stability_ari; the best K has the highest", _SCORE),
     "silhouette": Column("mean silhouette (-1..1): how much closer texts are to their cluster than to the next", _SCORE),
