@@ -35,7 +35,7 @@ STEPS: dict[str, tuple[str, int]] = {
     "prompt_run": ("prompt_run", 0),
 }
 
-ANALYTICS = {"provider_comparison", "calls_over_time", "failure_rates", "usage_summary"}
+ANALYTICS = {"provider_comparison", "calls_over_time", "failure_rates", "usage_summary", "recent_calls"}
 
 
 def group_type_of(key: dg.AssetKey) -> str:

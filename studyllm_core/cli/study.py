@@ -1,11 +1,12 @@
-"""`studyllm stats`: compare providers and models over the recorded calls (calls, success, latency, tokens, cost)."""
+"""`studyllm stats` compares providers and models over the recorded calls (calls, success, latency,
+tokens, cost); `studyllm calls` lists the newest calls, or those whose prompt matches a search."""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from studyllm_core.cli.common import add_call_filter_args
+from studyllm_core.cli.common import add_call_filter_args, positive_int
 from studyllm_core.cli.output import emit, records, table
 from studyllm_core.errors import NotFoundError
 from studyllm_core.services.study.prices import ENV_PRICES
@@ -24,6 +25,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_call_filter_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_stats)
+
+    p = sub.add_parser(
+        "calls",
+        help="the newest recorded calls, or those whose prompt matches --search",
+        description="List recorded calls, newest first, with their prompt and reply cut to --chars characters. "
+        "--search uses web-search syntax over prompts (words, \"a phrase\", -word, or).",
+    )
+    p.add_argument("--search", metavar="QUERY", help="only calls whose prompt matches QUERY")
+    p.add_argument("--limit", type=positive_int, default=20, metavar="N", help="at most N calls (default 20)")
+    p.add_argument("--chars", type=positive_int, default=80, metavar="N", help="cut prompt and reply to N characters")
+    add_call_filter_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_calls)
 
 
 def call_filter(args: argparse.Namespace, engine) -> CallFilter:  # noqa: ANN001 - an Engine
@@ -50,6 +64,24 @@ def cmd_stats(args: argparse.Namespace) -> int:
         raise NotFoundError("no calls are recorded yet; record some with `studyllm prompts run` or `studyllm embed`")
     payload = {"summary": summary, "providers": records(service.provider_comparison(flt)), "prices": service.prices.sources}
     emit(payload, args.json, _human)
+    return 0
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    from studyllm_core.db.engine import open_database
+    from studyllm_core.services.study.analytics import StudyService
+
+    engine = open_database()
+    service = StudyService(engine)
+    flt = call_filter(args, engine)
+    if args.search is not None:
+        frame = service.search_prompts(args.search, flt, limit=args.limit, text_chars=args.chars)
+    else:
+        frame = service.recent_calls(flt, limit=args.limit, text_chars=args.chars)
+    payload = {"search": args.search, "calls": records(frame)}
+    emit(payload, args.json, lambda p: table(
+        [{**r, "created_at": str(r["created_at"])[:19], "latency_ms": _num(r["latency_ms"])} for r in p["calls"]],
+        ["id", "created_at", "provider", "model", "status", "latency_ms", "prompt", "response"]))
     return 0
 
 

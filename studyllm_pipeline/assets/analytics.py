@@ -5,6 +5,8 @@ columns (and as Parquet artifacts), a few headline numbers as metadata the Plots
 materializations.
 """
 
+from typing import Optional
+
 import dagster as dg
 import pandas as pd
 
@@ -84,8 +86,27 @@ def usage_summary(database: StudyllmDatabase):
                                                   "dagster/row_count": 1})
 
 
+class CallsQuery(dg.Config):
+    """Which calls to list: the newest, or those whose prompt matches `search` (web-search syntax:
+    words, "a phrase", -word, or)."""
+
+    search: Optional[str] = None
+    limit: int = 50
+
+
+@dg.asset(**_ARGS)
+@user_errors_as_failures
+def recent_calls(config: CallsQuery, database: StudyllmDatabase):
+    """The newest recorded calls, or with `search` in the Launchpad the calls whose prompt matches it:
+    time, provider, model, status, prompt and reply (first 120 characters), latency, tokens, cost."""
+    service = StudyService(database.engine())
+    frame = (service.search_prompts(config.search, limit=config.limit) if config.search is not None
+             else service.recent_calls(limit=config.limit))
+    return _table_output(frame, search=config.search or "(none: the newest calls)")
+
+
 def _jsonable(stats: dict) -> dict:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in stats.items()}
 
 
-ANALYTICS_ASSETS = [provider_comparison, calls_over_time, failure_rates, usage_summary]
+ANALYTICS_ASSETS = [provider_comparison, calls_over_time, failure_rates, usage_summary, recent_calls]

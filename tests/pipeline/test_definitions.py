@@ -64,7 +64,7 @@ def test_lineage_is_whole():
     assert graph.get(dg.AssetKey("prompt_run")).partitions_def == graph.get(dg.AssetKey("dataset_snapshot")).partitions_def
     assert parents("raw_calls") == {"prompt_run", "embeddings", "cluster_summaries"}
     assert parents("embedding_cache") == {"embeddings", "clusters"}
-    for name in ("provider_comparison", "calls_over_time", "failure_rates", "usage_summary"):
+    for name in ("provider_comparison", "calls_over_time", "failure_rates", "usage_summary", "recent_calls"):
         assert parents(name) == {"raw_calls"}, name
     for key in graph.get_all_asset_keys():
         node = graph.get(key)

@@ -59,6 +59,15 @@ def test_analytics_assets_materialise_on_real_calls(instance, resources, stub, t
                          ("calls_over_time", "chart")):
         assert meta[asset][label].value.startswith("![") and "data:image/svg+xml;base64," in meta[asset][label].value
     assert meta["usage_summary"]["calls"].value == 2
+    recent = meta["recent_calls"]["table"].records
+    assert len(recent) == 2 and {r.data["prompt"] for r in recent} == {"What is a comet?", "Name a prime number."}
+
+    # The prompt search from the Launchpad: config `search`.
+    search = {"ops": {"recent_calls": {"config": {"search": "comet"}}}}
+    found = dg.materialize(ANALYTICS_ASSETS, selection=["recent_calls"], instance=instance, resources=resources,
+                           run_config=search)
+    [event] = found.get_asset_materialization_events()
+    assert [r.data["prompt"] for r in event.materialization.metadata["table"].records] == ["What is a comet?"]
 
 
 def test_analytics_refresh_on_their_own_every_hour(instance, resources):
@@ -71,4 +80,4 @@ def test_analytics_refresh_on_their_own_every_hour(instance, resources):
     later = dg.evaluate_automation_conditions(defs=analytics, instance=instance, cursor=first.cursor,
                                               evaluation_time=start + datetime.timedelta(hours=1))
     refreshed = {r.key.to_user_string() for r in later.results if r.true_subset.size}
-    assert refreshed == {"provider_comparison", "calls_over_time", "failure_rates", "usage_summary"}
+    assert refreshed == {"provider_comparison", "calls_over_time", "failure_rates", "usage_summary", "recent_calls"}
