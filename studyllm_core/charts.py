@@ -14,6 +14,7 @@ from datetime import datetime
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 _SIZE = (7.0, 3.4)  # inches at 96 dpi: about 670 x 330 px, the width of a metadata panel
 
@@ -41,6 +42,8 @@ def line_chart(
     if marker_x is not None:
         ax.axvline(marker_x, color="#111", linestyle="--", linewidth=1, label=f"{x_label or 'x'} = {marker_x:g}")
     ax.set(title=title, xlabel=x_label, ylabel=y_label)
+    if all(float(v).is_integer() for v in x):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # K = 3, 4, 5, never 3.25
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
     return _svg(fig)
