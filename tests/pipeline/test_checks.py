@@ -85,3 +85,22 @@ def test_a_report_of_one_k_warns(instance, resources, tmp_path):
     check = evaluations(result)[("sweep_report", "requested_k_done")]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.description == "only 1 K done: a choice of K needs at least two to compare"
+
+
+def test_a_zero_vector_from_a_corrupted_cache_fails_the_embeddings_check_and_stops_the_run(instance, resources, tmp_path,
+                                                                                            engine, stub):
+    """A cache row changed behind studyllm's back (all zeros): the run that reuses it stops at the blocking
+    finite_vectors check, so PCA and the sweep never see the vector."""
+    path = tmp_path / "fine.csv"
+    pd.DataFrame({"text": [f"note {i} about {t}" for i, t in enumerate(["stars", "bread", "trains"] * 4)]}).to_csv(path, index=False)
+    assert prepare(instance, resources, path).success
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE embedding_vectors SET vector = array_fill(0, ARRAY[dimension])::real[]::vector "
+                          "WHERE id = (SELECT min(id) FROM embedding_vectors)"))
+    requests = stub.stats.requests_total
+    result = prepare(instance, resources, path)
+    assert not result.success and stub.stats.requests_total == requests  # everything came from the cache
+    check = evaluations(result)[("embeddings", "finite_vectors")]
+    assert not check.passed and check.description == "1 vectors are all zeros (no direction to compare)"
+    assert check.partition == "small"
+    assert "pca_projection" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
