@@ -70,7 +70,12 @@ COLUMNS: dict[str, Column] = {
     "reason": Column("why a K failed, was refused or did not run"),
     "run_id": Column("the Dagster run that last took this K"),
     "best": Column("the K chosen by the rule in the report's metadata"),
-    "score": Column("the selection score: mean of (silhouette + 1) / 2 and stability_ari; the best K has the highest", _SCORE),
+    "subsample_stability": Column("mean ARI between clusterings of half-samples at this K (1 = stable); a criterion "
+                                  "of the K-selection rule", _SCORE),
+    "subsample_stability_sd": Column("standard deviation of that half-sample ARI", _SCORE),
+    "bic": Column("BIC of the partition read as a mixture (lower is better); a criterion of the K-selection rule", 1),
+    "score": Column("descriptive score: mean of (silhouette + 1) / 2 and stability_ari (K is chosen by the rule in "
+                    "the report's metadata, not by this score)", _SCORE),
     "silhouette": Column("mean silhouette (-1..1): how much closer texts are to their cluster than to the next", _SCORE),
     "silhouette_method": Column("exact, or sampled on large datasets"),
     "stability_ari": Column("mean adjusted Rand index between restarts (1 = every restart agrees)", _SCORE),

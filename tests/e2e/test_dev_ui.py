@@ -289,11 +289,12 @@ def ui_shows_tables_checks_and_analytics(base: str, tmp_path: Path) -> None:
         page.get_by_text("per_k", exact=True).first.wait_for(timeout=60_000)
         page.wait_for_timeout(1500)
         schema = page.inner_text("body")  # the Columns section: the column schema with descriptions
-        assert "the selection score: mean of (silhouette + 1) / 2 and stability_ari" in schema
+        assert "mean ARI between clusterings of half-samples at this K" in schema  # issue 15's criterion, described
         page.get_by_text("per_k", exact=True).first.scroll_into_view_if_needed()
         page.screenshot(path=str(tmp_path / "sweep-report.png"))
         headers = table_headers(page, "per_k")
-        assert headers[:4] == ["k", "status", "reason", "score"] and {"silhouette", "stability_ari", "best"} <= set(headers), headers
+        assert headers[:4] == ["k", "status", "reason", "subsample_stability"], headers
+        assert {"bic", "score", "silhouette", "stability_ari", "best"} <= set(headers), headers
 
         page.goto(f"{base}/assets/dataset_snapshot?view=checks&checkDetail=usable_rows", timeout=120_000)
         page.get_by_text("10 of 20 rows dropped (50% > 20%): is the text column the right one?").first.wait_for(timeout=60_000)

@@ -62,7 +62,8 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     report_meta = results[-1].asset_materializations_for_node("sweep_report")[0].metadata
     per_k = report_meta["per_k"]  # a real table: every column there, described, floats rounded
     assert isinstance(per_k, dg.TableMetadataValue) and {"acc", "nmi", "ari", "score"} <= {c.name for c in per_k.schema.columns}
-    assert all(c.description for c in per_k.schema.columns if c.name in ("acc", "nmi", "ari", "score", "silhouette"))
+    assert {"subsample_stability", "bic"} <= {c.name for c in per_k.schema.columns}  # issue 15's K criteria
+    assert [c.name for c in per_k.schema.columns if not c.description] == []
     assert all(len(str(r.data["silhouette"]).split(".")[-1]) <= 3 for r in per_k.records if r.data["silhouette"] is not None)
     assert report_meta["dagster/row_count"].value == 3 and "dagster/column_schema" in report_meta
     assert isinstance(report_meta["group_id"], dg.TextMetadataValue)  # an id, not a series to plot
