@@ -1,74 +1,86 @@
-"""Small SVG line charts for reports and the Dagster UI, with no plotting library."""
+"""Charts for reports and the Dagster UI, drawn by matplotlib as SVG text.
+
+Figures are built with matplotlib's object API (`Figure`, no pyplot), so nothing here changes the
+process's backend or global state; text stays text in the SVG (small, searchable).
+"""
 
 from __future__ import annotations
 
 import base64
+import io
 import math
 from collections.abc import Mapping, Sequence
-from html import escape
+from datetime import datetime
 
-_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2")
+import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+_SIZE = (7.0, 3.4)  # inches at 96 dpi: about 670 x 330 px, the width of a metadata panel
 
 
-def line_chart_svg(
-    x: Sequence[float],
-    series: Mapping[str, Sequence[float | None]],
-    *,
-    title: str = "",
-    x_label: str = "",
-    marker_x: float | None = None,
-    width: int = 640,
-    height: int = 320,
-    as_base64: bool = False,
+def _svg(fig: Figure) -> str:
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "studyllm"}):  # text as text; stable ids
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return buffer.getvalue()
+
+
+def _finite(values: Sequence[float | None]) -> list[float]:
+    return [float(v) if v is not None and math.isfinite(float(v)) else math.nan for v in values]
+
+
+def line_chart(
+    x: Sequence[float], series: Mapping[str, Sequence[float | None]], *, title: str = "", x_label: str = "",
+    y_label: str = "", marker_x: float | None = None,
 ) -> str:
-    """One line per series over shared x values (None/NaN points are skipped); a dashed line marks `marker_x`."""
-    left, right, top, bottom = 48, 130, 32, 40
-    plot_w, plot_h = width - left - right, height - top - bottom
-    values = [float(v) for ys in series.values() for v in ys if v is not None and math.isfinite(float(v))]
-    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5, hi + 0.5
-    x0, x1 = (min(x), max(x)) if x else (0.0, 1.0)
-    span = (x1 - x0) or 1.0
-
-    def px(v: float) -> float:
-        return left + (v - x0) / span * plot_w
-
-    def py(v: float) -> float:
-        return top + (hi - v) / (hi - lo) * plot_h
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        'font-family="sans-serif" font-size="11">',
-        '<rect width="100%" height="100%" fill="white"/>',
-        f'<text x="{left}" y="18" font-size="13" font-weight="bold">{escape(title)}</text>',
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#444"/>',
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#444"/>',
-    ]
-    for i in range(5):
-        v = lo + (hi - lo) * i / 4
-        parts.append(f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
-        parts.append(f'<line x1="{left}" y1="{py(v):.1f}" x2="{left + plot_w}" y2="{py(v):.1f}" stroke="#eee"/>')
-    for v in x:
-        parts.append(f'<text x="{px(v):.1f}" y="{top + plot_h + 14}" text-anchor="middle">{v:g}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>')
+    """One line with markers per series over shared x values (missing points leave gaps); a dashed line marks `marker_x`."""
+    fig = Figure(figsize=_SIZE, dpi=96)
+    ax = fig.add_subplot()
+    for name, ys in series.items():
+        ax.plot(list(x), _finite(ys), marker="o", markersize=3, linewidth=1.5, label=name)
     if marker_x is not None:
-        parts.append(
-            f'<line x1="{px(marker_x):.1f}" y1="{top}" x2="{px(marker_x):.1f}" y2="{top + plot_h}" '
-            'stroke="#111" stroke-dasharray="4 3"/>'
-        )
-    for index, (name, ys) in enumerate(series.items()):
-        colour = _COLOURS[index % len(_COLOURS)]
-        points = [
-            f"{px(xv):.1f},{py(float(yv)):.1f}"
-            for xv, yv in zip(x, ys)
-            if yv is not None and math.isfinite(float(yv))
-        ]
-        if points:
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(points)}"/>')
-        legend_y = top + 14 * index + 6
-        parts.append(f'<line x1="{left + plot_w + 12}" y1="{legend_y}" x2="{left + plot_w + 30}" y2="{legend_y}" stroke="{colour}" stroke-width="2"/>')
-        parts.append(f'<text x="{left + plot_w + 34}" y="{legend_y + 4}">{escape(name)}</text>')
-    parts.append("</svg>")
-    svg = "".join(parts)
-    return base64.b64encode(svg.encode()).decode() if as_base64 else svg
+        ax.axvline(marker_x, color="#111", linestyle="--", linewidth=1, label=f"{x_label or 'x'} = {marker_x:g}")
+    ax.set(title=title, xlabel=x_label, ylabel=y_label)
+    if all(float(v).is_integer() for v in x):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # K = 3, 4, 5, never 3.25
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
+    return _svg(fig)
+
+
+def bar_chart(categories: Sequence[str], series: Mapping[str, Sequence[float | None]], *, title: str = "",
+              y_label: str = "") -> str:
+    """Grouped bars: one group per category, one bar per series (missing values leave no bar)."""
+    fig = Figure(figsize=_SIZE, dpi=96)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(series))
+    for i, (name, ys) in enumerate(series.items()):
+        positions = [c + (i - (len(series) - 1) / 2) * width for c in range(len(categories))]
+        ax.bar(positions, [0 if math.isnan(v) else v for v in _finite(ys)], width=width, label=name)
+    ax.set_xticks(range(len(categories)), list(categories), rotation=20 if len(categories) > 3 else 0, ha="right"
+                  if len(categories) > 3 else "center", fontsize=8)
+    ax.set(title=title, ylabel=y_label)
+    ax.grid(axis="y", alpha=0.3)
+    if len(series) > 1:
+        ax.legend(frameon=False, fontsize=8)
+    return _svg(fig)
+
+
+def time_chart(times: Sequence[datetime], series: Mapping[str, Sequence[float | None]], *, title: str = "",
+               y_label: str = "") -> str:
+    """Series over time, with markers so a single bucket is drawn too."""
+    fig = Figure(figsize=_SIZE, dpi=96)
+    ax = fig.add_subplot()
+    for name, ys in series.items():
+        ax.plot(list(times), _finite(ys), marker="o", markersize=4, linewidth=1.5, label=name)
+    ax.set(title=title, ylabel=y_label)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    fig.autofmt_xdate()
+    return _svg(fig)
+
+
+def data_uri(svg: str) -> str:
+    """An SVG as a `data:` URI, for markdown images."""
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()

@@ -124,6 +124,13 @@ def sweep_k_range() -> tuple[int, int]:
     return bounds[0], bounds[1]
 
 
+def variable(name: str) -> str | None:
+    """The value of the environment variable `name` (the environment, then `.env`), None when unset or
+    empty: for a setting that names the variable to read (the pipeline embedder's `api_key_env`)."""
+    load_env_file()
+    return os.environ.get(name) or None
+
+
 def set_pipeline_defaults() -> None:
     """For the Dagster code location (an entry point): the defaults of the pipeline's settings left
     unset, so its resources' `dg.EnvVar`s always resolve."""

@@ -6,7 +6,7 @@ row first, so a changed or missing artifact stops the run with a clear message.
 """
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 from upath import UPath
@@ -14,7 +14,7 @@ from upath import UPath
 from studyllm_core.config import get_settings
 from studyllm_core.services.artifacts import ArtifactService
 from studyllm_core.services.provenance import ProvenanceService
-from studyllm_pipeline.lineage import GROUP_TYPE, group_name
+from studyllm_pipeline.lineage import group_name, group_type_of
 from studyllm_pipeline.resources import StudyllmDatabase
 
 
@@ -29,7 +29,7 @@ class RecordedArtifactIOManager(dg.UPathIOManager):
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        group_type = str((context.definition_metadata or {}).get(GROUP_TYPE, "step"))
+        group_type = group_type_of(context.asset_key)
         group_id = ProvenanceService(self.artifacts.engine).ensure_group(group_type, group_name(context.asset_key, partition))
         stored = self.artifacts.write(
             obj,
@@ -50,8 +50,8 @@ class RecordedArtifactIOManager(dg.UPathIOManager):
         last, self._last = self._last, {}
         meta: dict[str, Any] = {
             "sha256": dg.MetadataValue.text(last.get("sha256", "")),
-            "byte_size": dg.MetadataValue.int(int(last.get("byte_size", 0))),
-            "artifact_id": dg.MetadataValue.int(int(last.get("artifact_id", 0))),
+            "byte_size": dg.MetadataValue.text(f"{int(last.get('byte_size', 0)):,} bytes"),  # text: not a series to plot
+            "artifact_id": dg.MetadataValue.text(str(last.get("artifact_id", ""))),
         }
         shape = getattr(obj, "shape", None)
         if shape is not None:
@@ -60,11 +60,27 @@ class RecordedArtifactIOManager(dg.UPathIOManager):
 
 
 class ArtifactIOManagerFactory(dg.ConfigurableIOManagerFactory):
-    """Builds the IO manager for one file format; the database comes from the `database` resource."""
+    """Builds the IO manager for one file format; the database comes from the `database` resource.
+
+    Nothing of it is run config: the format is the subclass's (changing it would make every stored
+    artifact unreadable), so the Launchpad shows no IO manager settings.
+    """
 
     database: dg.ResourceDependency[StudyllmDatabase]
-    extension: str = ".npy"
+    extension: ClassVar[str] = ".npy"
 
     def create_io_manager(self, context: dg.InitResourceContext) -> RecordedArtifactIOManager:
         root = get_settings().artifacts_dir
         return RecordedArtifactIOManager(UPath(root), self.database.artifacts(), self.extension)
+
+
+class NpyArtifacts(ArtifactIOManagerFactory):
+    """Arrays as .npy files."""
+
+    extension: ClassVar[str] = ".npy"
+
+
+class ParquetArtifacts(ArtifactIOManagerFactory):
+    """Tables as .parquet files."""
+
+    extension: ClassVar[str] = ".parquet"

@@ -2,24 +2,46 @@
 
 Each materialization is recorded by one `ProvenanceService.record_materialization` call from the
 facts Dagster has: the asset key, the partition, the run id, the asset's group type and position
-(definition metadata), and the upstream assets and partitions it read. The core names the groups
+(`STEPS`), and the upstream assets and partitions it read. The core names the groups
 (`<asset>[<partition>]`, the run group `sweep[<dataset>]`), so re-materializing reuses a group and the
-links reproduce exactly the asset graph Dagster ran.
+links reproduce exactly the asset graph Dagster ran. The `provenance_links` check does not reuse the
+writer's partition rule: it asks Dagster which upstream partitions this materialization reads (its
+partition mappings) and compares them with the links stored in the database.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Optional
 
 import dagster as dg
 from sqlalchemy import Engine
 
 from studyllm_core.services.provenance import Materialization, ProvenanceService, dataset_of, materialization_group
+from studyllm_pipeline.checks import check_spec
 
-GROUP_TYPE = "studyllm/group_type"  # asset metadata key: the group type of its materializations
-STEP_POSITION = "studyllm/step"  # asset metadata key: its position in a sweep run
 CHECK_NAME = "provenance_links"
 
 Upstream = Mapping[tuple[str, Optional[str]], str]  # (asset, partition) read -> its group type
+
+# Per asset: the group type of its materializations and its position in a sweep run. Kept here, not
+# in the assets' definition metadata, so the UI's metadata tables show only what users read.
+STEPS: dict[str, tuple[str, int]] = {
+    "dataset_snapshot": ("dataset", 0),
+    "embeddings": ("embedding_batch", 1),
+    "pca_projection": ("step", 2),
+    "pca_basis": ("step", 2),
+    "clusters": ("step", 3),
+    "cluster_summaries": ("summarization_batch", 4),
+    "cluster_metrics": ("metrics", 5),
+    "sweep_report": ("metrics", 6),
+    "prompt_run": ("prompt_run", 0),
+}
+
+ANALYTICS = {"provider_comparison", "calls_over_time", "failure_rates", "usage_summary", "recent_calls"}
+
+
+def group_type_of(key: dg.AssetKey) -> str:
+    """The group type of `key`'s materializations (`metrics` for the analytics, `step` otherwise)."""
+    return STEPS.get(key.to_user_string(), ("metrics" if key.to_user_string() in ANALYTICS else "step", 0))[0]
 
 
 def group_name(asset_key: dg.AssetKey, partition_key: Optional[str]) -> str:
@@ -29,11 +51,6 @@ def group_name(asset_key: dg.AssetKey, partition_key: Optional[str]) -> str:
 
 def _partition(context: dg.AssetExecutionContext) -> Optional[str]:
     return context.partition_key if context.has_partition_key else None
-
-
-def meta_of(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, Any]:
-    """Definition metadata of an asset of the same job."""
-    return dict(context.job_def.asset_layer.asset_graph.get(key).metadata or {})
 
 
 def upstream_of(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: Optional[str] = None) -> dict[tuple[str, Optional[str]], str]:
@@ -46,7 +63,7 @@ def upstream_of(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: 
     for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
         parent_def = graph.get(parent).partitions_def
         mapped = None if parent_def is None else (partition if parent_def == node.partitions_def else dataset_of(partition))
-        found[(parent.to_user_string(), mapped)] = str(meta_of(context, parent).get(GROUP_TYPE, "step"))
+        found[(parent.to_user_string(), mapped)] = group_type_of(parent)
     return found
 
 
@@ -63,14 +80,13 @@ def materialization(
     """What Dagster knows about one materialization of `key` (default: the asset of the context) at
     `partition` (default: the run's); `upstream` replaces the upstream partitions of the asset graph."""
     key = key or context.asset_key
-    meta = meta_of(context, key)
     partition = partition if partition is not None else _partition(context)
     return Materialization(
         asset=key.to_user_string(),
         partition=partition,
         run_id=context.run.run_id,
-        group_type=str(meta.get(GROUP_TYPE, "step")),
-        position=int(meta.get(STEP_POSITION, 0)),
+        group_type=group_type_of(key),
+        position=STEPS.get(key.to_user_string(), ("", 0))[1],
         upstream=dict(upstream) if upstream is not None else upstream_of(context, key, partition),
         extra_inputs=tuple(extra_inputs),
         config=config or {},
@@ -88,6 +104,21 @@ def record_materialization(
     return ProvenanceService(engine).record_materialization(materialization(context, key, **facts))
 
 
+def expected_inputs(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, *, within: Optional[Collection[str]] = None,
+) -> set[str]:
+    """The upstream groups of this materialization of `key` as Dagster sees them: each parent in the
+    asset graph at the partitions Dagster's partition mappings give for this run (`within`: only
+    those upstream partitions, e.g. the K a report compares)."""
+    expected: set[str] = set()
+    if within is not None and not within:
+        return expected  # no upstream partition is read (a file dataset's snapshot and prompt_run)
+    for parent in context.assets_def.asset_deps[key]:
+        partitions = context.asset_partition_keys_for_input(parent.to_python_identifier())
+        expected.update(group_name(parent, p) for p in partitions if within is None or p in within)
+    return expected
+
+
 def check_links(
     context: dg.AssetExecutionContext,
     engine: Engine,
@@ -95,21 +126,23 @@ def check_links(
     *,
     extra_inputs: Sequence[str] = (),
     key: Optional[dg.AssetKey] = None,
-    upstream: Optional[Upstream] = None,
+    within: Optional[Collection[str]] = None,
 ) -> dg.AssetCheckResult:
-    """Do the group's recorded inputs equal this materialization's upstream assets and partitions
-    (`upstream` when the step read other partitions than the asset graph's)?"""
+    """Do the group's stored `depends_on` parents equal the upstream partitions Dagster maps this
+    materialization to (plus `extra_inputs`, groups outside the asset graph such as a dataset source)?"""
     key = key or context.asset_key
-    read = upstream if upstream is not None else upstream_of(context, key)
-    expected = {materialization_group(asset, partition) for asset, partition in read} | set(extra_inputs)
+    expected = expected_inputs(context, key, within=within) | set(extra_inputs)
     actual = {g.name for g in ProvenanceService(engine).inputs_of(group_id)}
     missing, extra = sorted(expected - actual), sorted(actual - expected)
+    problems = ([f"missing links from {', '.join(missing)}"] if missing else []) + (
+        [f"unexpected links from {', '.join(extra)}"] if extra else [])
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=CHECK_NAME,
-        passed=not missing and not extra,
+        passed=not problems,
+        description="; ".join(problems) or f"{len(expected)} upstream links, as in the asset graph",
         metadata={
-            "group_id": group_id,
+            "group_id": dg.MetadataValue.text(str(group_id)),
             "expected_inputs": dg.MetadataValue.json(sorted(expected)),
             "missing": dg.MetadataValue.json(missing),
             "unexpected": dg.MetadataValue.json(extra),
@@ -117,9 +150,9 @@ def check_links(
     )
 
 
-def provenance_check_spec(asset_name: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
-        name=CHECK_NAME,
-        asset=asset_name,
-        description="The materialization's GroupLinks (depends_on) match its upstream assets and partitions.",
+def provenance_check_spec(asset_name: str, partitions_def: Optional[dg.PartitionsDefinition] = None) -> dg.AssetCheckSpec:
+    return check_spec(
+        asset_name, CHECK_NAME, partitions_def=partitions_def,
+        description="The provenance links stored for this materialization (GroupLinks, depends_on) are exactly "
+                    "the upstream assets and partitions Dagster's asset graph says it reads.",
     )

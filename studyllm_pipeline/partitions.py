@@ -1,5 +1,5 @@
 """Partitions: datasets and K are both dynamic. A dataset is added by the sensor, the demo,
-`studyllm backfill`, prompt_run or by hand; a K value is added when a sweep asks for it (the demo,
+`studyllm backfill` or by hand (also the one a prompt_run will fill); a K value is added when a sweep asks for it (the demo,
 `studyllm backfill`, the schedule, or by hand in the UI), so the K axis holds only requested K.
 
 The K axis is shared by all datasets: a dataset shows a K as missing when some dataset asked for

@@ -22,7 +22,13 @@ def sweep_range() -> tuple[int, int]:
     return sweep_k_range()
 
 
-@dg.schedule(job=sweep_k_job, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
+@dg.schedule(
+    job=sweep_k_job, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every night at 03:00: one run per prepared dataset over K = STUDYLLM_SWEEP_K_MIN.._MAX (default "
+                "2..12, cut to the dataset's texts); the report follows on its own. Stopped by default because it may "
+                "spend money: with an LLM summariser or a paid embedder every K calls the provider's API. Turn it on "
+                "here when that is what you want.",
+)
 def nightly_sweep(context: dg.ScheduleEvaluationContext, database: StudyllmDatabase):
     """Every night at 03:00: K from STUDYLLM_SWEEP_K_MIN to _MAX (cut to each dataset's usable texts)
     for every prepared dataset, one run per dataset; the report follows on its own."""

@@ -1,4 +1,4 @@
-"""A sensor that turns files dropped in a watched folder into datasets and prepares them."""
+"""Sensors that prepare new datasets: files dropped in a watched folder, and the replies of prompt runs."""
 
 import json
 from pathlib import Path
@@ -36,7 +36,13 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-@dg.sensor(job=prepare_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=prepare_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every 30 s: each new or changed CSV/TSV/Parquet/JSONL/TXT file in STUDYLLM_WATCH_DIR (default "
+                "$STUDYLLM_HOME/datasets) becomes a dataset partition and a prepare_dataset run (snapshot, embed, "
+                "project). On by default: with the default local embedder this costs nothing; with a paid embedder "
+                "each new file is embedded once (the cache keeps it from being paid twice).",
+)
 def new_dataset_files(context: dg.SensorEvaluationContext, database: StudyllmDatabase):
     """Each new (or changed) CSV/TSV/Parquet/JSONL/TXT file becomes a dataset partition and a prepare run.
 
@@ -74,3 +80,17 @@ def new_dataset_files(context: dg.SensorEvaluationContext, database: StudyllmDat
         dynamic_partitions_requests=[datasets.build_add_request(names)] if names else [],
         cursor=json.dumps(seen),
     )
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("prompt_run"), job=prepare_job, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After each prompt_run materialization, prepares the dataset its replies became (snapshot, embed, "
+                "project) in a prepare_dataset run of the same partition. On by default: whoever ran the prompts "
+                "chose to study the replies; with a paid embedder this embeds each reply once.",
+)
+def replies_to_prepare(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    """A prompt run's replies are a dataset partition: prepare it."""
+    partition = asset_event.dagster_event.partition if asset_event.dagster_event else None
+    if not partition:
+        return dg.SkipReason("the prompt_run materialization has no partition")
+    return dg.RunRequest(run_key=f"{partition}:{asset_event.run_id}", partition_key=partition)

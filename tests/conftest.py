@@ -197,7 +197,7 @@ def pipeline_env(db_env, tmp_path, monkeypatch, stub):
 @pytest.fixture
 def resources(pipeline_env, stub):
     """The pipeline's resources on the test database, with the stub server as the embedder."""
-    from studyllm_pipeline.io_manager import ArtifactIOManagerFactory
+    from studyllm_pipeline.io_manager import NpyArtifacts, ParquetArtifacts
     from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 
     database = StudyllmDatabase()
@@ -205,6 +205,6 @@ def resources(pipeline_env, stub):
         "database": database,
         "embedder": EmbedderResource(provider="openai-compatible", model="stub-embedding", base_url=stub.base_url),
         "summarizer": SummarizerResource(spec="extractive"),
-        "npy_io": ArtifactIOManagerFactory(database=database, extension=".npy"),
-        "parquet_io": ArtifactIOManagerFactory(database=database, extension=".parquet"),
+        "npy_io": NpyArtifacts(database=database),
+        "parquet_io": ParquetArtifacts(database=database),
     }

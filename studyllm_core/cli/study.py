@@ -1,4 +1,5 @@
-"""`studyllm stats`: compare providers and models over the recorded calls (calls, success, latency, tokens, cost)."""
+"""`studyllm stats` compares providers and models over the recorded calls (calls, success, latency,
+tokens, cost); `studyllm calls` lists the newest calls, or those whose prompt matches a search."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import argparse
 import sys
 from typing import Any
 
-from studyllm_core.cli.common import add_call_filter_args
-from studyllm_core.output import emit, records, table, when
+from studyllm_core.cli.common import add_call_filter_args, positive_int
 from studyllm_core.config import ENV_PRICES
+from studyllm_core.output import emit, records, table, when
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,6 +22,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_call_filter_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_stats)
+
+    p = sub.add_parser(
+        "calls",
+        help="the newest recorded calls, or those whose prompt matches --search",
+        description="List recorded calls, newest first, with their prompt and reply cut to --chars characters. "
+        "--search uses web-search syntax over prompts (words, \"a phrase\", -word, or).",
+    )
+    p.add_argument("--search", metavar="QUERY", help="only calls whose prompt matches QUERY")
+    p.add_argument("--limit", type=positive_int, default=20, metavar="N", help="at most N calls (default 20)")
+    p.add_argument("--chars", type=positive_int, default=80, metavar="N", help="cut prompt and reply to N characters")
+    add_call_filter_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_calls)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -36,6 +51,23 @@ def cmd_stats(args: argparse.Namespace) -> int:
                           "`studyllm embed`"), file=sys.stderr)
     payload = {"summary": summary, "providers": records(service.provider_comparison(flt)), "prices": service.prices.sources}
     emit(payload, args.json, _human)
+    return 0
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    from studyllm_core.db.engine import open_database
+    from studyllm_core.services.study.analytics import StudyService
+
+    service = StudyService(open_database())
+    flt = service.call_filter(provider=args.provider, model=args.model, since=args.since, until=args.until, group=args.group)
+    if args.search is not None:
+        frame = service.search_prompts(args.search, flt, limit=args.limit, text_chars=args.chars)
+    else:
+        frame = service.recent_calls(flt, limit=args.limit, text_chars=args.chars)
+    payload = {"search": args.search, "calls": records(frame)}
+    emit(payload, args.json, lambda p: table(
+        [{**r, "created_at": when(r["created_at"]), "latency_ms": _num(r["latency_ms"])} for r in p["calls"]],
+        ["id", "created_at", "provider", "model", "status", "latency_ms", "prompt", "response"]))
     return 0
 
 

@@ -43,6 +43,11 @@ class DatasetSource:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def labels_from(self) -> str | None:
+        """The column reference labels are read from: the named one of a file, `label` of the demo, none of replies."""
+        return {"file": self.label_column, "demo": "label"}.get(self.kind)
+
 
 @dataclass
 class DatasetTexts:
@@ -105,6 +110,12 @@ class DatasetRegistry:
             return False
         return source.get("kind") != "file" or Path(source.get("path") or "").resolve() != path.resolve()
 
+    def kind_of(self, name: str) -> str | None:
+        """The kind of the registered dataset `name` (file, demo, prompt_run), None when none is registered."""
+        group = self.groups.lookup("dataset", name)
+        source = (group.metadata_json or {}).get("source") if group is not None else None
+        return source.get("kind") if source else None
+
     def register_demo(self) -> int:
         return self.register(DatasetSource(name=DEMO, kind="demo", label_column="label"))
 
@@ -124,7 +135,7 @@ class DatasetRegistry:
             texts, labels = self._prompt_run_texts(source.prompt_group_id)
         else:
             path = demo_corpus_path() if source.kind == "demo" else Path(source.path or "")
-            label_column = source.label_column if source.kind == "file" else "label"
+            label_column = source.labels_from
             # Datasets are set up in the Dagster UI's run config (or by the sensor): say so in errors.
             table = read_texts(
                 path, text_column=source.text_column, label_column=label_column, header=source.header,

@@ -16,13 +16,17 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from studyllm_core.columns import round_value
+from studyllm_core.quality import Verdict, clusters_verdict, combine, summaries_verdict
 from studyllm_core.services.sweep.methods import DEFAULT_METHOD, DEFAULT_RANK, method_settings
 from studyllm_core.services.sweep.projection import projector
 from studyllm_core.services.sweep.recipe import KResult, SweepConfig, SweepRecipe, label_codes
 from studyllm_core.services.sweep.result_store import TABLES
-from studyllm_pipeline.assets.common import API_POOL, SWEEP_GROUP, user_errors_as_failures
+from studyllm_pipeline.assets.common import API_POOL, PARQUET, SPENDS_MONEY, SWEEP_GROUP, user_errors_as_failures
+from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k, partition_key
-from studyllm_pipeline.lineage import GROUP_TYPE, STEP_POSITION, record_materialization
+from studyllm_pipeline.lineage import record_materialization
+from studyllm_pipeline.tables import as_table
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 
 _DEFAULTS = SweepConfig()
@@ -55,21 +59,33 @@ class SweepSettings(dg.Config):
         return SweepConfig(**settings, **method)
 
 
-def _spec(name: str, position: int, deps: list[str], description: str) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        name, deps=deps, skippable=True, group_name=SWEEP_GROUP, description=description,
-        metadata={GROUP_TYPE: TABLES[name], STEP_POSITION: position}, kinds={"python", "parquet", "postgres"},
-    )
+def _spec(name: str, deps: list[str], description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(name, deps=deps, skippable=True, group_name=SWEEP_GROUP, description=description,
+                        kinds=PARQUET, **SPENDS_MONEY)  # the k-LLMmeans rounds summarise and embed through providers
+
+
+NO_EMPTY = "no_empty_cluster"
+ONE_SUMMARY = "one_summary_per_cluster"
+CHECKS = [
+    quality_spec("clusters", NO_EMPTY, partitions_def=dataset_by_k,
+                 description="K is at most the number of texts and every one of the K clusters has members (an empty "
+                             "cluster makes K a smaller K in disguise). Blocking: the report would compare it. A run "
+                             "over a K range gives one result naming each K that failed."),
+    quality_spec("cluster_summaries", ONE_SUMMARY, partitions_def=dataset_by_k,
+                 description="When the sweep summarises (llm_rounds > 0), every cluster has exactly one non-empty "
+                             "summary. Blocking: the report shows them as what each cluster is about."),
+]
 
 
 @dg.multi_asset(
     name="sweep",
     specs=[
-        _spec("clusters", 3, list(PREPARED), "Cluster of every text at this K: row, k, label, cost."),
-        _spec("cluster_summaries", 4, ["clusters"],
+        _spec("clusters", list(PREPARED), "Cluster of every text at this K: row, k, label, cost."),
+        _spec("cluster_summaries", ["clusters"],
               "Per cluster: size, summary (the last k-LLMmeans round's), representatives."),
-        _spec("cluster_metrics", 5, ["clusters"], "Scores of this K: silhouette, stability, coverage, label metrics."),
+        _spec("cluster_metrics", ["clusters"], "Scores of this K: silhouette, stability, coverage, label metrics."),
     ],
+    check_specs=CHECKS,
     ins={name: dg.AssetIn() for name in PREPARED},
     partitions_def=dataset_by_k,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -97,6 +113,7 @@ def sweep_k(
         by_dataset.setdefault(dataset, []).append(k)
     one = len(by_dataset) == 1  # the IO manager gives one value for one upstream partition, a dict for several
     problems = []
+    verdicts: dict[str, dict[str, Verdict]] = {NO_EMPTY: {}, ONE_SUMMARY: {}}
     for dataset, ks in by_dataset.items():
         snapshot, z, basis = ((value if not one else {dataset: value})[dataset]
                               for value in (dataset_snapshot, pca_projection, pca_basis))
@@ -118,6 +135,9 @@ def sweep_k(
         try:
             for item in sweep:
                 yield from _materializations(dataset, item, done[item.k], groups[item.k])
+                key = partition_key(dataset, item.k)
+                verdicts[NO_EMPTY][key] = clusters_verdict(item.clustering.labels, item.k)
+                verdicts[ONE_SUMMARY][key] = summaries_verdict(item.summaries, item.k, expected=config.llm_rounds > 0)
         except BaseException as exc:  # noqa: BLE001 - an interrupt between two K: the done ones are reported
             sweep.run.error = sweep.run.error or exc
         results.finish(dataset, sweep.run, run_id=context.run.run_id)
@@ -128,6 +148,9 @@ def sweep_k(
             raise error  # an interrupt (a cancelled run): the done K are stored and reported
         if not sweep.run.complete:
             problems.append(f"{dataset}: {sweep.run.problem()}")
+    for name, asset in ((NO_EMPTY, "clusters"), (ONE_SUMMARY, "cluster_summaries")):
+        if verdicts[name]:
+            yield quality_result(combine(verdicts[name]), asset=asset, name=name)
     if problems:
         raise dg.Failure(description="; ".join(problems) + "; the done K are stored, run again for the rest",
                          allow_retries=False)
@@ -148,17 +171,19 @@ def _materializations(dataset: str, item: KResult, scores: dict, groups: dict[st
     sizes = item.clustering.sizes.tolist()
     summaries = item.summaries or []
     yield dg.AssetMaterialization("clusters", partition=key, metadata={
-        "k": item.k, "objective": float(item.clustering.objective), "iterations": int(item.clustering.n_iter),
-        "restart_objectives": dg.MetadataValue.json([float(r.objective) for r in item.restarts.runs]),
-        "sizes": dg.MetadataValue.json(sizes), "group_id": groups["clusters"],
+        "k": item.k, "dagster/row_count": len(item.clustering.labels),
+        "objective": round_value("objective", item.clustering.objective), "iterations": int(item.clustering.n_iter),
+        "restart_objectives": dg.MetadataValue.json([round_value("objective", r.objective) for r in item.restarts.runs]),
+        "sizes": dg.MetadataValue.json(sizes), "group_id": dg.MetadataValue.text(str(groups["clusters"])),
     })
     yield dg.AssetMaterialization("cluster_summaries", partition=key, metadata={
-        "summarize_calls": int(item.restarts.n_summarize_calls), "group_id": groups["cluster_summaries"],
-        "summaries": dg.MetadataValue.md("\n".join(f"- **{c}** ({sizes[c]}): {text}" for c, text in enumerate(summaries))
-                                         or "no summaries (llm_rounds=0)"),
+        "dagster/row_count": item.k, "summarize_calls": int(item.restarts.n_summarize_calls),
+        "group_id": dg.MetadataValue.text(str(groups["cluster_summaries"])),
+        "summaries": as_table(pd.DataFrame({"cluster": range(item.k), "size": sizes,
+                                            "summary": summaries or [None] * item.k})),
     })
-    numbers = {name: float(value) for name, value in scores.items()
+    numbers = {name: round_value(name, value) for name, value in scores.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and name != "k"}
     yield dg.AssetMaterialization("cluster_metrics", partition=key, metadata={
-        "k": item.k, **numbers, "group_id": groups["cluster_metrics"],
+        "k": item.k, **numbers, "group_id": dg.MetadataValue.text(str(groups["cluster_metrics"])),
     })

@@ -1,50 +1,43 @@
-"""What every sweep asset shares: its metadata conventions and the provenance check."""
+"""What every sweep asset shares: its decorator arguments and how user errors are reported."""
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
 from studyllm_core.errors import StudyllmError
 from studyllm_core.providers.errors import PermanentError
 from studyllm_core.redaction import redact
 
-from studyllm_pipeline.lineage import GROUP_TYPE, STEP_POSITION, provenance_check_spec
+from studyllm_pipeline.lineage import provenance_check_spec
 
 SWEEP_GROUP = "sweep"
 USER_ERRORS = (StudyllmError, PermanentError)  # a user can fix these: bad input, missing keys, unknown models
 API_POOL = "provider_api"  # caps parallel API-calling steps across runs (limit set in dagster.yaml)
 
+# Assets that call a provider's API: with a paid provider they cost money. The owner answers for the
+# spend; the tag lets a selection (`tag:cost=provider-api`) or an alert find them.
+SPENDS_MONEY: dict[str, Any] = {"owners": ["team:studyllm"], "tags": {"cost": "provider-api"}}
+# Kinds: how an asset is computed (python) and stored (parquet, numpy), plus postgres when its content
+# comes from studyllm's tables (raw_calls, the embedding cache) rather than only from upstream files.
+PARQUET, NUMPY = {"python", "parquet"}, {"python", "numpy"}
 
-def sweep_asset_args(name: str, *, group_type: str, position: int, io: str) -> dict[str, Any]:
-    """Keyword arguments of @dg.asset for one step of the sweep graph."""
+
+def sweep_asset_args(
+    name: str, *, io: str, partitions_def: dg.PartitionsDefinition, checks: Sequence[dg.AssetCheckSpec] = (),
+    postgres: bool = False,
+) -> dict[str, Any]:
+    """Keyword arguments of @dg.asset for one step of the sweep graph: its provenance check and `checks`."""
     return {
         "name": name,
         "group_name": SWEEP_GROUP,
         "io_manager_key": f"{io}_io",
-        "metadata": {GROUP_TYPE: group_type, STEP_POSITION: position},
-        "check_specs": [provenance_check_spec(name)],
-        "kinds": {"python", "numpy" if io == "npy" else "parquet", "postgres"},
+        "partitions_def": partitions_def,
+        "check_specs": [provenance_check_spec(name, partitions_def), *checks],
+        "kinds": (NUMPY if io == "npy" else PARQUET) | ({"postgres"} if postgres else set()),
     }
-
-
-def markdown_table(frame: pd.DataFrame, *, max_rows: int = 30) -> dg.MetadataValue:
-    """A DataFrame as a markdown table for the UI (first `max_rows` rows)."""
-    shown = frame.head(max_rows)
-    header = "| " + " | ".join(str(c) for c in shown.columns) + " |"
-    rule = "|" + "---|" * len(shown.columns)
-    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
-    more = [f"\n_{len(frame) - max_rows} more rows_"] if len(frame) > max_rows else []
-    return dg.MetadataValue.md("\n".join([header, rule, *body, *more]))
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")[:160]
 
 
 def user_errors_as_failures(fn: Callable) -> Callable:

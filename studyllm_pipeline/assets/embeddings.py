@@ -4,17 +4,25 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from studyllm_pipeline.assets.common import API_POOL, sweep_asset_args, user_errors_as_failures
+from studyllm_core.quality import embeddings_verdict
+from studyllm_pipeline.assets.common import API_POOL, SPENDS_MONEY, sweep_asset_args, user_errors_as_failures
+from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase
 
 
-@dg.asset(
-    partitions_def=datasets,
-    pool=API_POOL,
-    **sweep_asset_args("embeddings", group_type="embedding_batch", position=1, io="npy"),
-)
+FINITE = "finite_vectors"
+CHECKS = [quality_spec(
+    "embeddings", FINITE, partitions_def=datasets,
+    description="One vector per snapshot row, none holding NaN or infinity, none all zeros (a zero vector has no "
+                "direction, so cosine similarity and k-means would misplace its text), and of the embedder's "
+                "configured dimension when one is set. Blocking: PCA and the sweep would use them.",
+)]
+
+
+@dg.asset(pool=API_POOL, **SPENDS_MONEY,
+          **sweep_asset_args("embeddings", io="npy", partitions_def=datasets, checks=CHECKS, postgres=True))
 @user_errors_as_failures
 def embeddings(
     context: dg.AssetExecutionContext,
@@ -48,7 +56,9 @@ def embeddings(
             "dimension": int(vectors.shape[1]),
             "provider": embedder.provider,
             "model": embedder.model,
-            "group_id": group_id,
+            "group_id": dg.MetadataValue.text(str(group_id)),
         },
     )
     yield check_links(context, engine, group_id)
+    yield quality_result(embeddings_verdict(vectors, rows=len(dataset_snapshot), dimension=embedder.dimensions),
+                         asset="embeddings", name=FINITE)

@@ -1,22 +1,28 @@
-"""prompt_run: send a file of prompts to a chat model from the Launchpad; the replies become a dataset."""
+"""prompt_run: send a file of prompts to a chat model from the Launchpad; the replies become a dataset.
+
+Partitioned by dataset: the partition is the dataset the replies become, so each run keeps its own
+table and lineage leads from prompt_run[<name>] to dataset_snapshot[<name>].
+"""
 
 from typing import Optional
 
 import dagster as dg
 import pandas as pd
 
-from studyllm_core.services.datasets import DatasetRegistry, DatasetSource, dataset_name
+from studyllm_core.errors import InputError
+from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
 from studyllm_core.services.capture.inference import InferenceService
 from studyllm_core.services.inputs import read_texts
 from studyllm_core.services.provenance import ProvenanceService
-from studyllm_pipeline.assets.common import API_POOL, user_errors_as_failures
+from studyllm_pipeline.assets.common import API_POOL, PARQUET, SPENDS_MONEY, user_errors_as_failures
+from studyllm_pipeline.lineage import group_name
 from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.lineage import GROUP_TYPE
 from studyllm_pipeline.resources import StudyllmDatabase
+from studyllm_pipeline.tables import as_table, table_asset_metadata
 
 
 class PromptRunConfig(dg.Config):
-    """What to ask, whom, and how often; the replies are registered as dataset `dataset_name`."""
+    """What to ask, whom, and how often; the replies are registered as the dataset named by the partition."""
 
     prompts_path: str
     provider: str
@@ -27,20 +33,25 @@ class PromptRunConfig(dg.Config):
     temperature: Optional[float] = None
     max_tokens: Optional[int] = None
     concurrency: int = 8
-    dataset_name: Optional[str] = None
 
 
 @dg.asset(
+    partitions_def=datasets,
     group_name="prompts",
     io_manager_key="parquet_io",
     pool=API_POOL,
-    metadata={GROUP_TYPE: "prompt_run"},
-    kinds={"python", "postgres", "parquet"},
+    kinds=PARQUET | {"postgres"},
+    **SPENDS_MONEY,
 )
 @user_errors_as_failures
 def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, database: StudyllmDatabase):
     """Every prompt x sample as a recorded call (retries, rate limits, de-duplication); replies become a dataset."""
     engine = database.engine()
+    name = context.partition_key
+    registry = DatasetRegistry(engine)
+    if registry.kind_of(name) not in (None, "prompt_run"):
+        raise InputError(f"dataset {name!r} is a {registry.kind_of(name)} dataset: add a new partition for the replies "
+                         "(the partition names the dataset they become)")
     prompts = read_texts(config.prompts_path, text_column=config.text_column).texts
     service = InferenceService.from_name(
         config.provider,
@@ -60,13 +71,11 @@ def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, datab
         )
     finally:
         service.close()
-    name = dataset_name(config.dataset_name or f"replies-{context.run.run_id[:8]}")
-    registry = DatasetRegistry(engine)
     dataset_group = registry.register(DatasetSource(name=name, kind="prompt_run", prompt_group_id=result.group_id))
-    context.instance.add_dynamic_partitions(datasets.name, [name])
-    # Provenance: this asset's group contains the run's calls; the replies' dataset is made from them.
+    # Provenance: this materialization's group contains the run's calls; the replies' dataset is made from them.
     provenance = ProvenanceService(engine)
-    materialization = provenance.ensure_group("prompt_run", "prompt_run", metadata={"last_run_id": context.run.run_id})
+    materialization = provenance.ensure_group("prompt_run", group_name(context.asset_key, name),
+                                              metadata={"last_run_id": context.run.run_id})
     provenance.link(materialization, result.group_id, "contains")
     provenance.link(result.group_id, dataset_group, "depends_on")
     frame = pd.DataFrame(
@@ -78,7 +87,6 @@ def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, datab
             "raw_call_id": [r.raw_call_id for r in result.results],
         }
     )
-    return dg.Output(
-        frame,
-        metadata={**result.summary(), "dataset": name},
-    )
+    return dg.Output(frame, metadata={**result.summary(), "group_id": dg.MetadataValue.text(str(result.group_id)),
+                                      "dataset": name, **table_asset_metadata(frame),
+                                      "preview": as_table(frame, max_rows=20)})

@@ -3,10 +3,13 @@
 import dagster as dg
 import pandas as pd
 
-from studyllm_core.charts import line_chart_svg
-from studyllm_pipeline.assets.common import markdown_table, sweep_asset_args, user_errors_as_failures
-from studyllm_pipeline.partitions import datasets, partition_key
+from studyllm_core.charts import line_chart
+from studyllm_core.quality import report_verdict
+from studyllm_pipeline.assets.common import sweep_asset_args, user_errors_as_failures
+from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.lineage import check_links, record_materialization
+from studyllm_pipeline.partitions import datasets, partition_key
+from studyllm_pipeline.tables import as_table, chart, table_asset_metadata
 from studyllm_pipeline.resources import StudyllmDatabase
 
 K_CHECK = "requested_k_done"
@@ -20,16 +23,15 @@ REPORT_CONDITION = (
 ).with_label("new K results")
 
 
-def _args() -> dict:
-    args = sweep_asset_args("sweep_report", group_type="metrics", position=6, io="parquet")
-    args["check_specs"] = [*args["check_specs"], dg.AssetCheckSpec(
-        K_CHECK, asset="sweep_report",
-        description="Every K a sweep was asked for is done (WARN names the failed, refused or missing ones).",
-    )]
-    return args
+CHECKS = [quality_spec(
+    "sweep_report", K_CHECK, partitions_def=datasets, blocking=False,
+    description="At least two K are done (a choice of K needs two to compare) and every K a sweep was asked for "
+                "is done. WARN: the result names each failed, refused or missing K; run them again to complete it.",
+)]
 
 
-@dg.asset(partitions_def=datasets, deps=["cluster_metrics", "cluster_summaries"], automation_condition=REPORT_CONDITION, **_args())
+@dg.asset(deps=["cluster_metrics", "cluster_summaries"], automation_condition=REPORT_CONDITION,
+          **sweep_asset_args("sweep_report", io="parquet", partitions_def=datasets, checks=CHECKS))
 @user_errors_as_failures
 def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):
     """Every K swept for the dataset with its status and scores; the best done K by the rule stated in the metadata."""
@@ -47,6 +49,7 @@ def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):
     chosen = report.choice.k
     best = results.summaries(dataset, chosen) if chosen is not None else None
     metadata = {
+        **table_asset_metadata(table),
         "best_k": chosen,
         "choice": report.choice.describe(),
         "rule": report.choice.rule,
@@ -54,32 +57,23 @@ def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):
         "k_swept": len(table),
         "k_done": len(done),
         "missing": report.problem() or "none",
-        "per_k": markdown_table(table.round(4)),
+        "per_k": as_table(table, max_rows=200),
         "selection_curve": _curve(done, chosen),
-        "best_k_summaries": dg.MetadataValue.md("\n".join(
-            f"- **{r.cluster}** ({r.size}): {r.summary or '; '.join(r.representatives[:2])}" for r in best.itertuples()
-        ) if best is not None else f"no K chosen: {report.choice.describe()}"),
-        "group_id": group_id,
+        "best_k_summaries": as_table(best[["cluster", "size", "summary", "representatives"]]) if best is not None
+        else dg.MetadataValue.text(f"no K chosen: {report.choice.describe()}"),
+        "group_id": dg.MetadataValue.text(str(group_id)),
     }
     yield dg.Output(table, metadata=metadata)
-    yield check_links(context, engine, group_id, upstream=upstream)
-    yield dg.AssetCheckResult(
-        check_name=K_CHECK,
-        passed=report.problem() is None,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=report.problem() or "every K swept is done",
-        metadata={"failed": dg.MetadataValue.json({str(k): v for k, v in {**report.failed, **report.refused}.items()}),
-                  "missing": dg.MetadataValue.json(report.not_run)},
-    )
+    yield check_links(context, engine, group_id, within={partition_key(dataset, int(k)) for k in done["k"]})
+    verdict = report_verdict([int(k) for k in done["k"]], report.problem(),
+                             failed={**report.failed, **report.refused}, missing=report.not_run)
+    yield quality_result(verdict, asset="sweep_report", name=K_CHECK, severity=dg.AssetCheckSeverity.WARN)
 
 
 def _curve(done: pd.DataFrame, best_k: int | None) -> dg.MetadataValue:
-    svg = line_chart_svg(
+    svg = line_chart(
         done["k"].tolist(),
         {c: done[c].tolist() for c in ("subsample_stability", "silhouette", "stability_ari", "nmi") if c in done},
-        title="Selection curve over K",
-        x_label="K",
-        marker_x=best_k,
-        as_base64=True,
+        title="Selection curve over K", x_label="K", marker_x=best_k,
     )
-    return dg.MetadataValue.md(f"![selection curve](data:image/svg+xml;base64,{svg})")
+    return chart(svg, "selection curve")

@@ -68,6 +68,18 @@ def test_stats_json_and_text(cli, db_env, recorded):
     assert "cost unknown for hyperbolic/mystery" in human.stdout
 
 
+def test_calls_lists_the_newest_or_the_prompts_that_match(cli, db_env, recorded):
+    newest = cli(["calls", "--limit", "3", "--provider", "openai", "--json"], db_env)
+    assert newest.returncode == 0, newest.stderr
+    rows = json.loads(newest.stdout)["calls"]
+    assert [r["prompt"] for r in rows] == ["question 39", "question 38", "question 37"]
+    found = cli(["calls", "--search", "question 7"], db_env)  # both words: only the prompt "question 7"
+    assert found.returncode == 0, found.stderr
+    assert "question 7" in found.stdout and "question 8" not in found.stdout and found.stdout.startswith("id  ")
+    one_line_error(cli(["calls", "--search", "  "], db_env), "the search query is empty")
+    assert cli(["calls", "--limit", "0"], db_env).returncode == 2
+
+
 def test_stats_on_an_empty_database_or_unknown_group(cli, db_env, engine):
     empty = cli(["stats"], db_env)
     assert empty.returncode == 0 and "calls 0" in empty.stdout, empty.stderr

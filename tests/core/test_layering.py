@@ -13,9 +13,10 @@ ROOT = Path(studyllm_core.__file__).resolve().parent.parent
 
 # What the two front layers (the `studyllm` CLI and the Dagster pipeline) may import from the core:
 # the services, and the cross-cutting pieces every layer uses (settings, errors, logging, secret
-# masking, output files, charts, command output). From `db`, only what opens a connection and manages the
-# server and schema (an engine is what a service is given); never a repository, model or SQL. From
-# `providers`, only the error types (the CLI maps them to exit codes).
+# masking, output files, charts, command output, the column dictionary, the data-quality verdicts).
+# From `db`, only what opens a connection and manages the server and schema (an engine is what a
+# service is given); never a repository, model or SQL. From `providers`, only the error types (the
+# CLI maps them to exit codes).
 FRONT_MAY_IMPORT = (
     "studyllm_core.services",
     "studyllm_core.config",
@@ -24,6 +25,8 @@ FRONT_MAY_IMPORT = (
     "studyllm_core.redaction",
     "studyllm_core.files",
     "studyllm_core.charts",
+    "studyllm_core.columns",
+    "studyllm_core.quality",
     "studyllm_core.output",
     "studyllm_core.progress",
     "studyllm_core.gc_tuning",

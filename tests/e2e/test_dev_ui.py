@@ -2,7 +2,8 @@
 Chromium (Debian's package), a dataset prepared through the UI's own GraphQL API, a K range swept
 by `studyllm backfill` on the daemon in one run, UI-launched runs that respect the run limits, a
 backfill cancelled midway whose report names the missing K and a run that recovers them, the
-catalog's K axis, and SIGTERM leaves nothing running."""
+catalog's K axis, the report's per_k table, a failing blocking check and the analytics page (with
+screenshots), and SIGTERM leaves nothing running."""
 
 import json
 import os
@@ -242,6 +243,82 @@ def catalog_shows_the_k_axis(base: str, tmp_path: Path) -> None:
     assert len(re.findall(r"All\s+0\s+0\s+0\s+2 partitions", text)) == 5, text
 
 
+def wait_for_launch(base: str, params: dict) -> str:
+    run_id = launch(base, params)
+    return wait_for_run(base, run_id)
+
+
+def keep(shot: Path) -> None:
+    """Copy a screenshot to STUDYLLM_E2E_SCREENSHOTS (a folder, e.g. in CI) when it is set."""
+    folder = os.environ.get("STUDYLLM_E2E_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(folder) / shot.name)
+
+
+def table_headers(page, label: str) -> list[str]:
+    """The column names of the table metadata entry `label` in an asset's metadata panel."""
+    row = page.locator("tr", has=page.get_by_text(label, exact=True)).first
+    return [h.strip() for h in row.locator("table th").all_inner_texts()]
+
+
+def ui_shows_tables_checks_and_analytics(base: str, tmp_path: Path) -> None:
+    """What a Dagster user opens, in Chromium: the sweep report's per_k is a real table whose columns are
+    described; a dataset of mostly empty rows fails its blocking check (the run fails, nothing is
+    embedded) and the check's page says why and for which partition; the analytics show the provider
+    table and a chart drawn by matplotlib."""
+    gappy = tmp_path / "gappy.csv"
+    gappy.write_text("text\n" + "".join(f"note {i} about stars\n" if i % 2 else '""\n' for i in range(20)))
+    graphql(base, """mutation($repo: RepositorySelector!) { addDynamicPartition(repositorySelector: $repo,
+        partitionsDefName: "datasets", partitionKey: "gappy") { __typename } }""", {"repo": REPO})
+    assert wait_for_launch(base, {
+        "selector": {**REPO, "jobName": "prepare_dataset"},
+        "runConfigData": {"ops": {"dataset_snapshot": {"config": {"source_path": str(gappy)}}}},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "gappy"}]},
+    }) == "FAILURE"
+    analytics = ["provider_comparison", "calls_over_time", "failure_rates", "usage_summary"]
+    assert wait_for_launch(base, {"selector": {**REPO, "jobName": "__ASSET_JOB",
+                                               "assetSelection": [{"path": [a]} for a in analytics]}}) == "SUCCESS"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+
+        page.goto(f"{base}/assets/sweep_report?partition=e2e", timeout=120_000)
+        page.get_by_text("per_k", exact=True).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        schema = page.inner_text("body")  # the Columns section: the column schema with descriptions
+        assert "mean ARI between clusterings of half-samples at this K" in schema  # issue 15's criterion, described
+        page.get_by_text("per_k", exact=True).first.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "sweep-report.png"))
+        headers = table_headers(page, "per_k")
+        assert headers[:4] == ["k", "status", "reason", "subsample_stability"], headers
+        assert {"bic", "score", "silhouette", "stability_ari", "best"} <= set(headers), headers
+
+        page.goto(f"{base}/assets/dataset_snapshot?view=checks&checkDetail=usable_rows", timeout=120_000)
+        page.get_by_text("10 of 20 rows dropped (50% > 20%): is the text column the right one?").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(tmp_path / "failing-check.png"))
+        text = page.inner_text("body")
+        assert "This is a blocking asset check." in text and re.search(r"Evaluation result\s+Failed", text), text[:2000]
+        assert re.search(r"Partition\s+gappy", text), text[:2000]
+
+        page.goto(f"{base}/assets/provider_comparison", timeout=120_000)
+        page.get_by_text("calls_chart", exact=True).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        headers = table_headers(page, "table")
+        assert headers[:5] == ["provider", "model", "calls", "succeeded", "failed"] and "p50_latency_ms" in headers, headers
+        page.locator("tr", has=page.get_by_text("calls_chart", exact=True)).first.get_by_text("[Show Markdown]").click()
+        page.locator("img[alt='calls per model']").wait_for(timeout=30_000)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(tmp_path / "analytics.png"))
+        browser.close()
+    for name in ("sweep-report.png", "failing-check.png", "analytics.png"):
+        assert (tmp_path / name).stat().st_size > 20_000
+        keep(tmp_path / name)
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_cleanly(tmp_path, stub):
     home = tmp_path / "home"
@@ -279,16 +356,14 @@ def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_clean
             page.screenshot(path=str(shot))
             browser.close()
         assert shot.stat().st_size > 20_000
-        keep = os.environ.get("STUDYLLM_E2E_SCREENSHOTS")  # a folder to keep the screenshot in, e.g. in CI
-        if keep:
-            Path(keep).mkdir(parents=True, exist_ok=True)
-            shutil.copy(shot, Path(keep) / "asset-graph.png")
+        keep(shot)
 
         prepare_from_the_ui(base, source)
         backfill_with_the_cli(base, env, source)
         ui_runs_respect_the_run_limits(base)
         cancel_midway_then_recover(base, env, stub)
         catalog_shows_the_k_axis(base, tmp_path)
+        ui_shows_tables_checks_and_analytics(base, tmp_path)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

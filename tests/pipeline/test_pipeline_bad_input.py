@@ -124,7 +124,8 @@ def test_a_k_that_fails_mid_sweep_keeps_the_done_k_and_the_report_names_the_rest
     assert report.success and report.asset_value("sweep_report")["status"].tolist() == ["done", "failed", "not run"]
     check = next(c for c in report.get_asset_check_evaluations() if c.check_name == "requested_k_done")
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert check.description.startswith("K=3 failed: ") and check.description.endswith("; K 4 missing (not run)")
+    assert check.description.startswith("K=3 failed: ") and check.description.endswith(
+        "; K 4 missing (not run); only 1 K done: a choice of K needs at least two to compare")
 
     stub.faults.reset()  # the provider is back: the next run recovers the missing K
     fixed = sweep_ks(instance, chat, "mid", [3, 4], config)

@@ -48,11 +48,25 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     results = materialize_all(instance, resources, small_dataset)
     assert all(r.success for r in results)
     checks = [c for r in results for c in r.get_asset_check_evaluations()]
-    assert len(checks) == 3 + 2  # snapshot, embeddings, pca; the report's provenance and K checks
-    assert all(c.passed for c in checks)
+    # provenance and data quality of snapshot, embeddings, projection, basis; clusters and summaries; the report's two
+    assert len(checks) == 4 * 2 + 2 + 2
+    assert all(c.passed for c in checks), [c.description for c in checks if not c.passed]
+    partitions = {(c.asset_key.to_user_string(), c.check_name): c.partition for c in checks}
+    assert partitions[("embeddings", "finite_vectors")] == partitions[("sweep_report", "provenance_links")] == "small"
+    clusters_check = next(c for c in checks if c.check_name == "no_empty_cluster")
+    assert clusters_check.partition is None  # a run over a K range: the result names its partitions
+    assert clusters_check.metadata["partitions"].value == ["small|2", "small|3", "small|4"]
     materialized = {(e.asset_key.to_user_string(), e.partition) for e in results[1].asset_materializations_for_node("sweep")}
     assert materialized == {(a, f"small|{k}") for a in ("clusters", "cluster_summaries", "cluster_metrics") for k in (2, 3, 4)}
 
+    report_meta = results[-1].asset_materializations_for_node("sweep_report")[0].metadata
+    per_k = report_meta["per_k"]  # a real table: every column there, described, floats rounded
+    assert isinstance(per_k, dg.TableMetadataValue) and {"acc", "nmi", "ari", "score"} <= {c.name for c in per_k.schema.columns}
+    assert {"subsample_stability", "bic"} <= {c.name for c in per_k.schema.columns}  # issue 15's K criteria
+    assert [c.name for c in per_k.schema.columns if not c.description] == []
+    assert all(len(str(r.data["silhouette"]).split(".")[-1]) <= 3 for r in per_k.records if r.data["silhouette"] is not None)
+    assert report_meta["dagster/row_count"].value == 3 and "dagster/column_schema" in report_meta
+    assert isinstance(report_meta["group_id"], dg.TextMetadataValue)  # an id, not a series to plot
     report = results[-1].asset_value("sweep_report")
     assert sorted(report["k"]) == [2, 3, 4] and report["best"].sum() == 1 and set(report["status"]) == {"done"}
     assert report.loc[report["best"], "k"].item() == 3  # the three topics
