@@ -4,7 +4,6 @@ report warns when fewer than two K are done."""
 
 import dagster as dg
 import pandas as pd
-import pytest
 from sqlalchemy import text
 
 from studyllm_pipeline.definitions import SWEEP_ASSETS
