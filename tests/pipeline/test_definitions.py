@@ -36,7 +36,7 @@ def test_assets_that_spend_money_have_an_owner_and_a_tag_and_every_asset_consist
 
 
 def test_launchpad_config_has_no_io_manager_settings_and_no_api_key():
-    resources = defs.get_job_def("prepare_dataset").run_config_schema.config_type.fields["resources"].config_type
+    resources = defs.resolve_job_def("prepare_dataset").run_config_schema.config_type.fields["resources"].config_type
     fields = {name: list(f.config_type.fields["config"].config_type.fields) for name, f in resources.fields.items()
               if name != "io_manager"}
     assert fields["npy_io"] == fields["parquet_io"] == []
