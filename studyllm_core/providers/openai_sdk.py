@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar
 
 import openai
@@ -99,6 +99,22 @@ class OpenAIProvider(OpenAIClientMixin[openai.AsyncOpenAI], Provider):
         """The model name sent in the request body (Azure sends the deployment name)."""
         return model
 
+    async def _request(self, send: Callable[[], Awaitable[bytes]]) -> tuple[Any, float]:
+        """Run one request under the whole-request timeout (not each read; see openai_http), translate
+        the SDK's errors, and return the parsed JSON body with the latency in ms."""
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout):
+                content = await send()
+        except TimeoutError:
+            error = ProviderTimeoutError(f"{self.name} request timed out after {self.timeout:g} s", provider=self.name)
+        except (openai.OpenAIError, ValueError) as exc:
+            error = translate_openai_error(exc, provider=self.name, secrets=self.secrets(), base_url=self.base_url)
+        else:
+            latency_ms = (time.perf_counter() - start) * 1000.0
+            return openai_format.parse_json_body(content, provider=self.name), latency_ms
+        raise error  # outside `except`, so the SDK exception (which may quote a key) is not chained
+
     # -- the Provider interface ----------------------------------------------------------------
 
     async def chat(
@@ -116,22 +132,15 @@ class OpenAIProvider(OpenAIClientMixin[openai.AsyncOpenAI], Provider):
             max_tokens_field=self.max_tokens_field,
         )
         extra = {k: v for k, v in body.items() if k not in ("model", "messages")}
-        start = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.timeout):  # the whole request, not each read (see openai_http)
-                raw = await self._client_for_loop().chat.completions.with_raw_response.create(
-                    model=body["model"], messages=body["messages"], extra_body=extra or None
-                )
-                content = raw.http_response.content
-        except TimeoutError:
-            error = ProviderTimeoutError(f"{self.name} request timed out after {self.timeout:g} s", provider=self.name)
-        except (openai.OpenAIError, ValueError) as exc:
-            error = translate_openai_error(exc, provider=self.name, secrets=self.secrets(), base_url=self.base_url)
-        else:
-            latency_ms = (time.perf_counter() - start) * 1000.0
-            data = openai_format.parse_json_body(content, provider=self.name)
-            return openai_format.parse_chat(data, provider=self.name, model=model, latency_ms=latency_ms)
-        raise error  # outside `except`, so the SDK exception (which may quote a key) is not chained
+
+        async def send() -> bytes:
+            raw = await self._client_for_loop().chat.completions.with_raw_response.create(
+                model=body["model"], messages=body["messages"], extra_body=extra or None
+            )
+            return raw.http_response.content
+
+        data, latency_ms = await self._request(send)
+        return openai_format.parse_chat(data, provider=self.name, model=model, latency_ms=latency_ms)
 
     async def embed(
         self,
@@ -146,29 +155,22 @@ class OpenAIProvider(OpenAIClientMixin[openai.AsyncOpenAI], Provider):
         body = openai_format.embeddings_body(
             texts, model=self._wire_model(model), dimensions=dimensions, encoding_format=self.embedding_encoding
         )
-        start = time.perf_counter()
-        try:
+
+        async def send() -> bytes:
             # The plain POST skips the SDK's per-item request transform (12 ms for 256 inputs) and
             # its response models; the body is already the wire format and we parse it ourselves.
-            async with asyncio.timeout(self.timeout):
-                response = await self._client_for_loop().post(
-                    "/embeddings",
-                    body=body,
-                    cast_to=HttpxBinaryResponseContent,
-                    options=make_request_options(security={"bearer_auth": True}),
-                )
-                content = response.content
-        except TimeoutError:
-            error = ProviderTimeoutError(f"{self.name} request timed out after {self.timeout:g} s", provider=self.name)
-        except (openai.OpenAIError, ValueError) as exc:
-            error = translate_openai_error(exc, provider=self.name, secrets=self.secrets(), base_url=self.base_url)
-        else:
-            latency_ms = (time.perf_counter() - start) * 1000.0
-            data = openai_format.parse_json_body(content, provider=self.name)
-            return openai_format.parse_embeddings(
-                data, n_inputs=len(texts), dimensions=dimensions, provider=self.name, model=model, latency_ms=latency_ms
+            response = await self._client_for_loop().post(
+                "/embeddings",
+                body=body,
+                cast_to=HttpxBinaryResponseContent,
+                options=make_request_options(security={"bearer_auth": True}),
             )
-        raise error
+            return response.content
+
+        data, latency_ms = await self._request(send)
+        return openai_format.parse_embeddings(
+            data, n_inputs=len(texts), dimensions=dimensions, provider=self.name, model=model, latency_ms=latency_ms
+        )
 
     async def aclose(self) -> None:
         if self._client_closable():
