@@ -1,6 +1,6 @@
 """How well each K-selection rule finds the true number of clusters, on labelled and synthetic sets.
 
-Run: python benchmarks/k_selection.py [--seeds 5] [--sets agnews_8000 syn_k10 ...] [--rules consensus bic ...]
+Run: python benchmarks/k_selection.py [--seeds 5] [--sets agnews_8000 syn_k10 ...] [--rules consensus bic ...] [--uncentered]
 
 For every set (the labelled sets of /work/shared/data, embedded once with the packaged MiniLM and cached
 under benchmarks/out/; synthetic von Mises-Fisher blobs on the sphere with unequal sizes and overlapping
@@ -13,8 +13,11 @@ swept over about 0.5x-1.5x the true K (a step for large K) with the sweep's own 
   relative error to the true K, whether every seed's K lies within 5% of their median, whether the
   stated interval holds the true K, NMI at the chosen K minus NMI at the true K (same seed's sweep),
   the CPU seconds the rule adds to a sweep and their ratio to the sweep's own (the peer), and the K it
-  picks when the same per-K criteria are cut to 0.5-1.1x and 0.8-1.5x the true K (a rule that follows
-  the swept range moves there); every seed's per-K criteria go to benchmarks/out/k_selection_<set>.pkl;
+  picks when the same per-K criteria are cut to 0.5-1.1x, 0.8-1.5x, 0.5-1.0x and 1.0-1.5x the true K (a
+  rule that follows the swept range moves there; on the last two the true K is at an end of the range);
+  every seed's per-K criteria go to benchmarks/out/k_selection_<set>.pkl;
+- a null peer that knows only the range: its middle K. On ranges centred on the true K it meets every
+  goal, so the goals alone cannot tell a rule from the range; the edge cuts can;
 - scikit-learn's HDBSCAN on the same projected (unit-normalised) vectors, the peer that chooses its own
   number of clusters (BERTopic's way): cluster count, noise share, NMI (noise as one cluster).
 
@@ -52,6 +55,7 @@ PCA_DIM = 50
 DEFAULT_RULE = KSelectionConfig().rule
 RULES = ("stability", "stability_max", "bic", "gap", "knee", "consensus")
 TODAY = "today (silhouette + restart ARI)"
+MIDDLE = "middle"  # the null peer: the middle of the swept range, snapped to a swept K
 
 
 @dataclass
@@ -146,10 +150,16 @@ def hdbscan_peer(z: np.ndarray, truth: np.ndarray) -> dict:
     }
 
 
-SHIFTED = ((0.5, 1.1), (0.8, 1.5))  # sub-ranges the same per-K results are re-decided on
+# sub-ranges the same per-K results are re-decided on; on the last two the true K is at an end
+SHIFTED = ((0.5, 1.1), (0.8, 1.5), (0.5, 1.0), (1.0, 1.5))
 FAMILIES = {"stability": ("stability",), "bic": ("bic",), "gap": ("gap",), "knee": ()}
 RULE_FAMILIES = {"stability": ("stability",), "stability_max": ("stability",), "bic": ("bic",), "gap": ("gap",),
                  "knee": ("knee",), "consensus": ("stability", "bic", "knee")}
+
+
+def middle(ks: list[int]) -> int:
+    """The null rule: the swept K at or above the middle of the range."""
+    return min(k for k in ks if k >= (ks[0] + ks[-1]) / 2)
 
 
 def fmt_ks(ks: list) -> str:
@@ -162,6 +172,11 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=[*TRUE_K, *SYNTHETIC], choices=[*TRUE_K, *SYNTHETIC])
     parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
     parser.add_argument("--no-hdbscan", action="store_true")
+    parser.add_argument("--from-saved", action="store_true",
+                        help="re-decide every rule from the per-K criteria a previous run saved (no sweep): the rule's "
+                             "half, seconds as that run measured them")
+    parser.add_argument("--uncentered", action="store_true",
+                        help="project on the same PCA axes without subtracting the mean (pca_svd_project(center=False))")
     args = parser.parse_args()
 
     base = KSelectionConfig()
@@ -169,68 +184,87 @@ def main() -> None:
     table = []
     saved: dict[str, dict] = {}
     nmi_at_true: dict[str, list[float]] = {}
+    suffix = "_uncentered" if args.uncentered else ""
     for name in args.sets:
-        data = load_set(name)
-        z = pca_svd_project(data.x, PCA_DIM).Z
-        print(f"{name}: N={len(data.labels):,}, true K={data.true_k}, swept K={data.ks[0]}..{data.ks[-1]} "
-              f"({len(data.ks)} values)", flush=True)
-        rows = {rule: {"k": [], "dnmi": [], "seconds": [], "interval": [], "shifted": []} for rule in (TODAY, *args.rules)}
+        if args.from_saved:  # re-decide a run's per-K criteria: no sweep, no criterion is recomputed
+            with open(OUT / f"k_selection_{name}{suffix}.pkl", "rb") as handle:
+                runs = pickle.load(handle)
+            first = runs[0]
+            data = DataSet(name, np.empty((0, 0)), np.empty(0), first["true_k"], sorted(first["criteria"]))
+            print(f"{name}: true K={data.true_k}, swept K={data.ks[0]}..{data.ks[-1]} ({len(data.ks)} values), "
+                  f"re-decided from {OUT.name}/k_selection_{name}{suffix}.pkl", flush=True)
+        else:
+            data = load_set(name)
+            z = pca_svd_project(data.x, PCA_DIM, center=not args.uncentered).Z
+            print(f"{name}: N={len(data.labels):,}, true K={data.true_k}, swept K={data.ks[0]}..{data.ks[-1]} "
+                  f"({len(data.ks)} values)", flush=True)
+        rows = {rule: {"k": [], "dnmi": [], "seconds": [], "interval": [], "shifted": []}
+                for rule in (TODAY, MIDDLE, *args.rules)}
         sweep_seconds = []
         for seed in range(args.seeds):
-            per_k, elapsed = sweep(z, data.labels, data.ks, seed)
+            if args.from_saved:
+                run = runs[seed]
+                nmi, crit, elapsed, seconds = run["nmi"], run["criteria"], run["sweep_cpu_s"], run["rule_cpu_s"]
+                today = run.get("today")  # not kept by runs before the null peer was added
+            else:
+                per_k, elapsed = sweep(z, data.labels, data.ks, seed)
+                results = [per_k[k]["result"] for k in data.ks]
+                nmi = {k: v["nmi"] for k, v in per_k.items()}
+                crit = {k: {} for k in data.ks}
+                seconds = {}
+                for family in families:
+                    started = time.process_time()
+                    part = criteria(z, results, base, seed, FAMILIES[family])
+                    seconds[family] = time.process_time() - started
+                    for k, values in part.items():
+                        crit[k].update(values)
+                today = choose_best_k({k: v["score"] for k, v in per_k.items()})
             sweep_seconds.append(elapsed)
-            results = [per_k[k]["result"] for k in data.ks]
-            nmi_true = per_k[data.true_k]["nmi"]
+            nmi_true = nmi[data.true_k]
             nmi_at_true.setdefault(name, []).append(nmi_true)
-            crit: dict[int, dict[str, float]] = {k: {} for k in data.ks}
-            seconds = {}
-            for family in families:
-                started = time.process_time()
-                part = criteria(z, results, base, seed, FAMILIES[family])
-                seconds[family] = time.process_time() - started
-                for k, values in part.items():
-                    crit[k].update(values)
-            today = choose_best_k({k: v["score"] for k, v in per_k.items()})
-            picks = {TODAY: (today, None, 0.0, [])}
+            cuts = [[k for k in data.ks if low * data.true_k - 1e-9 <= k <= high * data.true_k + 1e-9]
+                    for low, high in SHIFTED]
+            picks = {TODAY: (today, None, 0.0, []), MIDDLE: (middle(data.ks), None, 0.0, [middle(c) for c in cuts])}
             for rule in args.rules:
                 config = replace(base, rule=rule)
                 selection = decide(config, crit)
-                shifted = []
-                for low, high in SHIFTED:
-                    sub = {k: v for k, v in crit.items() if low * data.true_k - 1e-9 <= k <= high * data.true_k + 1e-9}
-                    shifted.append(decide(config, sub).k)
+                shifted = [decide(config, {k: crit[k] for k in cut}).k for cut in cuts]
                 picks[rule] = (selection.k, selection.interval, sum(seconds[f] for f in RULE_FAMILIES[rule]), shifted)
             for rule, (k, interval, secs, shifted) in picks.items():
                 rows[rule]["k"].append(k)
-                rows[rule]["dnmi"].append(per_k[k]["nmi"] - nmi_true if k is not None else math.nan)
+                rows[rule]["dnmi"].append(nmi[k] - nmi_true if k is not None else math.nan)
                 rows[rule]["seconds"].append(secs)
                 rows[rule]["interval"].append(interval)
                 rows[rule]["shifted"].append(shifted)
             print(f"  seed {seed}: sweep {elapsed:.1f} s; " + ", ".join(f"{r.split(' ')[0]}={p[0]}" for r, p in picks.items()),
                   flush=True)
             saved.setdefault(name, {})[seed] = {
-                "true_k": data.true_k, "nmi": {k: v["nmi"] for k, v in per_k.items()},
-                "criteria": {k: {n: v for n, v in row.items()} for k, row in crit.items()},
+                "true_k": data.true_k, "nmi": nmi, "today": today,
+                "criteria": {k: dict(row) for k, row in crit.items()},
                 "sweep_cpu_s": elapsed, "rule_cpu_s": seconds,
             }
-        peer = None if args.no_hdbscan else hdbscan_peer(z, data.labels)
+        peer = None if args.no_hdbscan or args.from_saved else hdbscan_peer(z, data.labels)
         table.append((data, rows, float(np.mean(sweep_seconds)), peer))
-        OUT.mkdir(parents=True, exist_ok=True)
-        with open(OUT / f"k_selection_{name}.pkl", "wb") as handle:  # per-K criteria, to re-decide offline
-            pickle.dump(saved[name], handle)
+        if not args.from_saved:
+            OUT.mkdir(parents=True, exist_ok=True)
+            with open(OUT / f"k_selection_{name}{suffix}.pkl", "wb") as handle:  # per-K criteria, to re-decide offline
+                pickle.dump(saved[name], handle)
 
     print()
-    print(f"Vectors: all-MiniLM-L6-v2 (labelled sets) or 64-d vMF blobs (syn_*), PCA {PCA_DIM}, spherical k-means, "
+    print(f"Vectors: all-MiniLM-L6-v2 (labelled sets) or 64-d vMF blobs (syn_*), PCA {PCA_DIM}"
+          f"{' uncentered' if args.uncentered else ''}, spherical k-means, "
           f"5 restarts per K (the sweep's cluster_restarts/score_k), seeds 0..{args.seeds - 1}.")
     print(f"Selection settings: {base}")
     print("Columns: chosen K per seed ('-': undecided); mean and worst relative error to the true K; every seed within "
           "5% of the seeds' median; true K inside the stated interval (seeds); NMI at the chosen K minus NMI at the "
           "true K (same seed's sweep, mean, points); the rule's CPU seconds per sweep (process time: the machine is shared) and their ratio to the sweep's own; "
-          f"K chosen from the same per-K results cut to {SHIFTED[0][0]}-{SHIFTED[0][1]}x and "
-          f"{SHIFTED[1][0]}-{SHIFTED[1][1]}x the true K (per seed): a rule that follows the range moves there; "
-          "hits: picks within 20% of the true K over the three ranges.")
+          "K chosen from the same per-K results cut to " + ", ".join(f"{a}-{b}x" for a, b in SHIFTED)
+          + " the true K (per seed): a rule that follows the range moves there (on the last two the true K is at an "
+          f"end); hits: picks within 20% of the true K over the {1 + len(SHIFTED)} ranges; '{MIDDLE}': the null peer, "
+          "the middle of the range.")
     head = (f"{'set':<16} {'K':>3} {'rule':<16} {'K per seed':<20} {'err':>5} {'worst':>5} {'±5%':>4} {'in int.':>7} "
-            f"{'ΔNMI':>6} {'s':>6} {'x sweep':>7}  {'K on 0.5-1.1x':<20} {'K on 0.8-1.5x':<20} {'hits':>5}")
+            f"{'ΔNMI':>6} {'s':>6} {'x sweep':>7}  " + " ".join(f"{f'K on {a}-{b}x':<16}" for a, b in SHIFTED)
+            + f" {'hits':>5}")
     print(head)
     print("-" * len(head))
     verdicts = []
@@ -246,6 +280,8 @@ def main() -> None:
     for data, rows, sweep_s, peer in table:
         for rule, r in rows.items():
             ks = r["k"]
+            if rule == TODAY and all(k is None for k in ks):  # re-decided from a run that did not keep it
+                continue
             decided = [k for k in ks if k is not None]
             errs = [abs(k - data.true_k) / data.true_k for k in decided]
             med = float(np.median(decided)) if decided else math.nan
@@ -254,17 +290,19 @@ def main() -> None:
             extra = float(np.mean(r["seconds"]))
             dnmi = 100 * np.nanmean(r["dnmi"]) if decided else math.nan
             label = "today" if rule == TODAY else rule
-            interval_txt = f"{covered}/{len(ks)}" if rule != TODAY else "n/a"
+            interval_txt = f"{covered}/{len(ks)}" if rule not in (TODAY, MIDDLE) else "n/a"
             print(f"{data.name:<16} {data.true_k:>3} {label:<16} {fmt_ks(ks):<20} "
                   f"{100 * np.mean(errs) if errs else math.nan:4.0f}% {100 * max(errs) if errs else math.nan:4.0f}% "
                   f"{'yes' if same else 'no':>4} {interval_txt:>7} {dnmi:+6.2f} {extra:6.1f} {extra / sweep_s:6.2f}x  "
-                  f"{fmt_ks([sh[0] for sh in r['shifted']]) if rule != TODAY else '':<20} "
-                  f"{fmt_ks([sh[1] for sh in r['shifted']]) if rule != TODAY else '':<20} "
-                  f"{hits(r, data.true_k) if rule != TODAY else '':>5}")
+                  + " ".join(f"{fmt_ks([sh[i] for sh in r['shifted']]) if rule != TODAY else '':<16}"
+                             for i in range(len(SHIFTED)))
+                  + f" {hits(r, data.true_k) if rule != TODAY else '':>5}")
             if rule != TODAY:
-                total = robust.setdefault(rule, [0, 0])
+                total = robust.setdefault(rule, [0, 0, 0, 0])
                 total[0] += sum(1 for k in ks + [k for sh in r["shifted"] for k in sh] if within(k, data.true_k))
                 total[1] += len(ks) * (1 + len(SHIFTED))
+                total[2] += sum(1 for sh in r["shifted"] for k in sh[2:] if within(k, data.true_k))
+                total[3] += len(ks) * len(SHIFTED[2:])
             if rule == DEFAULT_RULE:
                 ok = (len(decided) == len(ks) and max(errs) <= 0.2, same, dnmi >= -1.0, 1 + extra / sweep_s <= 2.0)
                 verdicts.append((data.name, ok))
@@ -274,9 +312,10 @@ def main() -> None:
                   f"{100 * np.mean(nmi_at_true[data.name]):.2f}), {peer['seconds']:.1f} s")
         print(f"{data.name:<16} {'':>3} {'(sweep itself)':<16} {sweep_s:.1f} CPU s per seed")
     print()
-    print("Within 20% of the true K over every set, seed and range (the full range and the two cut ones):")
-    for rule, (hit, total) in robust.items():
-        print(f"  {rule:<16} {hit}/{total} ({100 * hit / total:.0f}%)")
+    print(f"Within 20% of the true K over every set, seed and range (the full range and the {len(SHIFTED)} cut ones; "
+          "then on the two cuts with the true K at an end):")
+    for rule, (hit, total, edge, edges) in robust.items():
+        print(f"  {rule:<16} {hit}/{total} ({100 * hit / total:.0f}%)   at an end: {edge}/{edges} ({100 * edge / edges:.0f}%)")
     print()
     print(f"Goals for the default rule ({DEFAULT_RULE}): within 20% of the true K on every set, the same K (±5%) "
           "across seeds, NMI at the chosen K >= NMI at the true K - 1 point, sweep + rule <= 2x the sweep.")
