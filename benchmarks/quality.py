@@ -1,6 +1,6 @@
 """Does k-LLMmeans earn its cost? Paired seeds of k-means and k-LLMmeans at the true K, with ablations.
 
-Run: python benchmarks/quality.py [--seeds 10] [--sets stackoverflow tweet ...] [--no-ablations] [--no-defaults]
+Run: python benchmarks/quality.py [--seeds 10] [--sets stackoverflow tweet ...] [--no-ablations] [--no-defaults] [--uncentered]
 
 Each labelled set of /work/shared/data (MiniLM vectors cached under benchmarks/out/ by _labelled.py)
 is projected by PCA 50 and clustered at its true K with the sweep's own per-K code (cluster_restarts)
@@ -235,6 +235,8 @@ def main() -> None:
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--no-defaults", action="store_true")
     parser.add_argument("--defaults-only", action="store_true", help="print only the defaults' table")
+    parser.add_argument("--uncentered", action="store_true",
+                        help="project on the same PCA 50 axes without subtracting the mean (pca_svd_project(center=False))")
     args = parser.parse_args()
     apply_process_policy()  # a script is an entry point: offline model, the collector paused around heavy imports
     seeds = list(range(args.seeds))
@@ -248,7 +250,7 @@ def main() -> None:
             summarizers = {name: service.as_summarize_fn() for name, service in services.items()}
             for name in args.sets:
                 data = load(name)
-                projection = pca_svd_project(data.vectors, PCA_DIM)
+                projection = pca_svd_project(data.vectors, PCA_DIM, center=not args.uncentered)
                 print(f"{name}: {len(data.texts):,} texts, true K={data.true_k}", flush=True)
                 if args.defaults_only:
                     lines = defaults_table(data, seeds[:5])
