@@ -6,7 +6,9 @@ runs). Each K's three tables are stored by the core's SweepResults as soon as th
 step reports each done K as a materialization of its partition. A K that fails stops the step, which
 then fails the run: the K done before stay materialized, the others are failed partitions, and
 cluster_metrics' records name them. A K larger than the dataset's texts is refused, reported and
-left unmaterialized (it never turns the assets red); the others run.
+left unmaterialized (it never turns the assets red); the others run. The step holds each
+dataset's sweep lock while it sweeps it (SweepResults.hold): a second run of the same dataset,
+ranged or not, waits with a line saying for which run; runs of other datasets go on.
 """
 
 from typing import Optional
@@ -118,36 +120,39 @@ def sweep_k(
         snapshot, z, basis = ((value if not one else {dataset: value})[dataset]
                               for value in (dataset_snapshot, pca_projection, pca_basis))
 
-        def record(item: KResult, dataset: str = dataset, snapshot: pd.DataFrame = snapshot) -> None:
-            scores = results.save(dataset, item, snapshot["row"].to_numpy(), snapshot["text"].tolist(), run_id=context.run.run_id)
-            done[item.k] = scores
+        # One run per dataset at a time, however it was launched (a ranged run carries no partition tag
+        # for the run queue to limit): a second one waits here, saying for which run.
+        with results.hold(dataset, holder=f"run {context.run.run_id}", notice=context.log.info):
+            def record(item: KResult, dataset: str = dataset, snapshot: pd.DataFrame = snapshot) -> None:
+                scores = results.save(dataset, item, snapshot["row"].to_numpy(), snapshot["text"].tolist(), run_id=context.run.run_id)
+                done[item.k] = scores
 
-        done: dict[int, dict] = {}
-        groups: dict[int, dict[str, int]] = {}
-        sweep = recipe.begin(  # checks the settings before anything is recorded
-            z, snapshot["text"].tolist(), config.sweep_config(), ks=ks,
-            labels=label_codes(snapshot["label"].tolist()) if "label" in snapshot else None,
-            project=projector(basis), groups=lambda k: (groups[k]["cluster_summaries"], groups[k]["clusters"]),
-            refuse_beyond_texts=True, notice=context.log.info, on_k=record,
-        )
-        results.start(dataset, ks, run_id=context.run.run_id)
-        groups.update({k: _record_provenance(context, engine, dataset, k, config) for k in ks})
-        try:
-            for item in sweep:
-                yield from _materializations(dataset, item, done[item.k], groups[item.k])
-                key = partition_key(dataset, item.k)
-                verdicts[NO_EMPTY][key] = clusters_verdict(item.clustering.labels, item.k)
-                verdicts[ONE_SUMMARY][key] = summaries_verdict(item.summaries, item.k, expected=config.llm_rounds > 0)
-        except BaseException as exc:  # noqa: BLE001 - an interrupt between two K: the done ones are reported
-            sweep.run.error = sweep.run.error or exc
-        results.finish(dataset, sweep.run, run_id=context.run.run_id)
-        if sweep.run.refused:
-            context.log.warning(f"{dataset}: " + "; ".join(sweep.run.refused.values()) + ": not clustered")
-        error = sweep.run.error
-        if error is not None and not isinstance(error, Exception):
-            raise error  # an interrupt (a cancelled run): the done K are stored and reported
-        if not sweep.run.complete:
-            problems.append(f"{dataset}: {sweep.run.problem()}")
+            done: dict[int, dict] = {}
+            groups: dict[int, dict[str, int]] = {}
+            sweep = recipe.begin(  # checks the settings before anything is recorded
+                z, snapshot["text"].tolist(), config.sweep_config(), ks=ks,
+                labels=label_codes(snapshot["label"].tolist()) if "label" in snapshot else None,
+                project=projector(basis), groups=lambda k: (groups[k]["cluster_summaries"], groups[k]["clusters"]),
+                refuse_beyond_texts=True, notice=context.log.info, on_k=record,
+            )
+            results.start(dataset, ks, run_id=context.run.run_id)
+            groups.update({k: _record_provenance(context, engine, dataset, k, config) for k in ks})
+            try:
+                for item in sweep:
+                    yield from _materializations(dataset, item, done[item.k], groups[item.k])
+                    key = partition_key(dataset, item.k)
+                    verdicts[NO_EMPTY][key] = clusters_verdict(item.clustering.labels, item.k)
+                    verdicts[ONE_SUMMARY][key] = summaries_verdict(item.summaries, item.k, expected=config.llm_rounds > 0)
+            except BaseException as exc:  # noqa: BLE001 - an interrupt between two K: the done ones are reported
+                sweep.run.error = sweep.run.error or exc
+            results.finish(dataset, sweep.run, run_id=context.run.run_id)
+            if sweep.run.refused:
+                context.log.warning(f"{dataset}: " + "; ".join(sweep.run.refused.values()) + ": not clustered")
+            error = sweep.run.error
+            if error is not None and not isinstance(error, Exception):
+                raise error  # an interrupt (a cancelled run): the done K are stored and reported
+            if not sweep.run.complete:
+                problems.append(f"{dataset}: {sweep.run.problem()}")
     for name, asset in ((NO_EMPTY, "clusters"), (ONE_SUMMARY, "cluster_summaries")):
         if verdicts[name]:
             yield quality_result(combine(verdicts[name]), asset=asset, name=name)
