@@ -27,7 +27,7 @@ from studyllm_core.services.sweep.result_store import TABLES
 from studyllm_pipeline.assets.common import API_POOL, PARQUET, SPENDS_MONEY, SWEEP_GROUP, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k, partition_key
-from studyllm_pipeline.lineage import record_materialization
+from studyllm_pipeline.lineage import check_partition_links, provenance_check_spec, record_materialization
 from studyllm_pipeline.tables import as_table
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 
@@ -76,6 +76,7 @@ CHECKS = [
     quality_spec("cluster_summaries", ONE_SUMMARY, partitions_def=dataset_by_k,
                  description="When the sweep summarises (llm_rounds > 0), every cluster has exactly one non-empty "
                              "summary. Blocking: the report shows them as what each cluster is about."),
+    *(provenance_check_spec(name, dataset_by_k) for name in TABLES),  # a result per K, also in a ranged run
 ]
 
 
@@ -116,6 +117,7 @@ def sweep_k(
     one = len(by_dataset) == 1  # the IO manager gives one value for one upstream partition, a dict for several
     problems = []
     verdicts: dict[str, dict[str, Verdict]] = {NO_EMPTY: {}, ONE_SUMMARY: {}}
+    made: list[tuple[str, str, int]] = []  # (asset, partition, provenance group) of every done K
     for dataset, ks in by_dataset.items():
         snapshot, z, basis = ((value if not one else {dataset: value})[dataset]
                               for value in (dataset_snapshot, pca_projection, pca_basis))
@@ -143,6 +145,7 @@ def sweep_k(
                     key = partition_key(dataset, item.k)
                     verdicts[NO_EMPTY][key] = clusters_verdict(item.clustering.labels, item.k)
                     verdicts[ONE_SUMMARY][key] = summaries_verdict(item.summaries, item.k, expected=config.llm_rounds > 0)
+                    made += [(name, key, group) for name, group in groups[item.k].items()]
             except BaseException as exc:  # noqa: BLE001 - an interrupt between two K: the done ones are reported
                 sweep.run.error = sweep.run.error or exc
             results.finish(dataset, sweep.run, run_id=context.run.run_id)
@@ -156,6 +159,8 @@ def sweep_k(
     for name, asset in ((NO_EMPTY, "clusters"), (ONE_SUMMARY, "cluster_summaries")):
         if verdicts[name]:
             yield quality_result(combine(verdicts[name]), asset=asset, name=name)
+    if made:
+        yield from check_partition_links(context, engine, made)
     if problems:
         raise dg.Failure(description="; ".join(problems) + "; the done K are stored, run again for the rest",
                          allow_retries=False)
