@@ -29,7 +29,7 @@ def waiter(engine, dataset: str, holder: str, log: list[str]) -> threading.Threa
     return thread
 
 
-def wait_until(predicate, what: str, thread: threading.Thread | None = None) -> None:
+def wait_until(predicate, what: str) -> None:
     import time
 
     deadline = time.monotonic() + 60
