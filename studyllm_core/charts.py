@@ -11,15 +11,23 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import matplotlib
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+if TYPE_CHECKING:  # matplotlib is imported by the first chart drawn: a run that draws none never pays for it
+    from matplotlib.figure import Figure
 
 _SIZE = (7.0, 3.4)  # inches at 96 dpi: about 670 x 330 px, the width of a metadata panel
 
 
+def _figure() -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=_SIZE, dpi=96)
+
+
 def _svg(fig: Figure) -> str:
+    import matplotlib
+
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "studyllm"}):  # text as text; stable ids
         fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
@@ -35,7 +43,7 @@ def line_chart(
     y_label: str = "", marker_x: float | None = None,
 ) -> str:
     """One line with markers per series over shared x values (missing points leave gaps); a dashed line marks `marker_x`."""
-    fig = Figure(figsize=_SIZE, dpi=96)
+    fig = _figure()
     ax = fig.add_subplot()
     for name, ys in series.items():
         ax.plot(list(x), _finite(ys), marker="o", markersize=3, linewidth=1.5, label=name)
@@ -43,6 +51,8 @@ def line_chart(
         ax.axvline(marker_x, color="#111", linestyle="--", linewidth=1, label=f"{x_label or 'x'} = {marker_x:g}")
     ax.set(title=title, xlabel=x_label, ylabel=y_label)
     if all(float(v).is_integer() for v in x):
+        from matplotlib.ticker import MaxNLocator
+
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # K = 3, 4, 5, never 3.25
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
@@ -52,7 +62,7 @@ def line_chart(
 def bar_chart(categories: Sequence[str], series: Mapping[str, Sequence[float | None]], *, title: str = "",
               y_label: str = "") -> str:
     """Grouped bars: one group per category, one bar per series (missing values leave no bar)."""
-    fig = Figure(figsize=_SIZE, dpi=96)
+    fig = _figure()
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(series))
     for i, (name, ys) in enumerate(series.items()):
@@ -70,7 +80,7 @@ def bar_chart(categories: Sequence[str], series: Mapping[str, Sequence[float | N
 def time_chart(times: Sequence[datetime], series: Mapping[str, Sequence[float | None]], *, title: str = "",
                y_label: str = "") -> str:
     """Series over time, with markers so a single bucket is drawn too."""
-    fig = Figure(figsize=_SIZE, dpi=96)
+    fig = _figure()
     ax = fig.add_subplot()
     for name, ys in series.items():
         ax.plot(list(times), _finite(ys), marker="o", markersize=4, linewidth=1.5, label=name)

@@ -133,21 +133,75 @@ def check_links(
     key = key or context.asset_key
     expected = expected_inputs(context, key, within=within) | set(extra_inputs)
     actual = {g.name for g in ProvenanceService(engine).inputs_of(group_id)}
+    return dg.AssetCheckResult(asset_key=key, check_name=CHECK_NAME, **_links_verdict(group_id, expected, actual))
+
+
+def _links_verdict(group_id: int, expected: set[str], actual: set[str]) -> dict[str, Any]:
+    """passed, description and metadata of a provenance_links result: stored links against expected ones."""
     missing, extra = sorted(expected - actual), sorted(actual - expected)
     problems = ([f"missing links from {', '.join(missing)}"] if missing else []) + (
         [f"unexpected links from {', '.join(extra)}"] if extra else [])
-    return dg.AssetCheckResult(
-        asset_key=key,
-        check_name=CHECK_NAME,
-        passed=not problems,
-        description="; ".join(problems) or f"{len(expected)} upstream links, as in the asset graph",
-        metadata={
+    return {
+        "passed": not problems,
+        "description": "; ".join(problems) or f"{len(expected)} upstream links, as in the asset graph",
+        "metadata": {
             "group_id": dg.MetadataValue.text(str(group_id)),
             "expected_inputs": dg.MetadataValue.json(sorted(expected)),
             "missing": dg.MetadataValue.json(missing),
             "unexpected": dg.MetadataValue.json(extra),
         },
-    )
+    }
+
+
+def partition_inputs(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str) -> set[str]:
+    """The upstream groups of one (dataset, K) `partition` of `key` made by a step over one or several
+    partitions: a parent made by the same step, at that partition (Dagster maps like-partitioned assets
+    one to one); a parent read as an input, at the partitions Dagster maps the run to, of that dataset."""
+    partitions_def = context.assets_def.partitions_def
+    dimensions = (partitions_def.get_partition_key_from_str(partition).keys_by_dimension
+                  if isinstance(partitions_def, dg.MultiPartitionsDefinition) else {})
+    expected: set[str] = set()
+    for parent in context.assets_def.asset_deps[key]:
+        if parent in context.assets_def.keys:
+            expected.add(group_name(parent, partition))
+            continue
+        for upstream in context.asset_partition_keys_for_input(parent.to_python_identifier()):
+            if upstream in dimensions.values() or not dimensions:
+                expected.add(group_name(parent, upstream))
+    return expected
+
+
+def check_partition_links(
+    context: dg.AssetExecutionContext, engine: Engine, made: Sequence[tuple[str, str, int]],
+) -> list[Any]:
+    """provenance_links of every (asset, partition, group id) a step made, in one query.
+
+    A step over a range of partitions (a single-run backfill) gets from Dagster no partition for an
+    AssetCheckResult, so each partition's result is an AssetCheckEvaluation naming its partition, and
+    one AssetCheckResult per asset (the check's output) sums the step up, naming the failed partitions.
+    A step of one partition gives its AssetCheckResult only (Dagster stores it for that partition).
+    """
+    stored = ProvenanceService(engine).input_names_of([group for *_, group in made])
+    per_asset: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for asset, partition, group in made:
+        verdict = _links_verdict(group, partition_inputs(context, dg.AssetKey(asset), partition), stored[group])
+        per_asset.setdefault(asset, []).append((partition, verdict))
+    events: list[Any] = []
+    for asset, verdicts in per_asset.items():
+        if context.has_partition_key:
+            events.append(dg.AssetCheckResult(asset_key=asset, check_name=CHECK_NAME, **verdicts[0][1]))
+            continue
+        events += [dg.AssetCheckEvaluation(asset_key=dg.AssetKey(asset), check_name=CHECK_NAME, partition=partition, blocking=False,
+                                           **{**verdict, "metadata": {**verdict["metadata"], "partition": partition}})
+                   for partition, verdict in verdicts]
+        failed = [partition for partition, verdict in verdicts if not verdict["passed"]]
+        events.append(dg.AssetCheckResult(
+            asset_key=asset, check_name=CHECK_NAME, passed=not failed,
+            description=(f"{len(failed)} of {len(verdicts)} partitions with wrong links: {', '.join(failed)}" if failed
+                         else f"the links of {len(verdicts)} partitions, as in the asset graph"),
+            metadata={"partitions": dg.MetadataValue.json([p for p, _ in verdicts]), "failed": dg.MetadataValue.json(failed)},
+        ))
+    return events
 
 
 def provenance_check_spec(asset_name: str, partitions_def: Optional[dg.PartitionsDefinition] = None) -> dg.AssetCheckSpec:

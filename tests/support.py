@@ -92,7 +92,7 @@ def sweep_ks(instance, resources, dataset: str, ks, run_config=None, **options):
 
     ks = sorted(ks)
     instance.add_dynamic_partitions(k_values.name, new_k_values(instance.get_dynamic_partitions(k_values.name), ks))
-    tags = {RANGE_START_TAG: partition_key(dataset, ks[0]), RANGE_END_TAG: partition_key(dataset, ks[-1])}
+    tags = {**options.pop("tags", {}), RANGE_START_TAG: partition_key(dataset, ks[0]), RANGE_END_TAG: partition_key(dataset, ks[-1])}
     return dg.materialize(SWEEP_ASSETS, selection=PER_K, instance=instance, resources=resources, tags=tags,
                           run_config=run_config, **options)
 

@@ -268,6 +268,16 @@ class GroupRepository:
         with translate_db_errors("reading group links"), self.engine.connect() as conn:
             return [GroupRow(*row) for row in conn.execute(text(sql), {"c": child_id, "t": link_type})]
 
+    def parent_names(self, child_ids: Sequence[int], link_type: str) -> dict[int, set[str]]:
+        """Child id -> the names of its parents by `link_type`, for many children in one query."""
+        sql = ("SELECT l.child_group_id, g.name FROM group_links l JOIN groups g ON g.id = l.parent_group_id "
+               "WHERE l.child_group_id = ANY(:c) AND l.link_type = :t")
+        found: dict[int, set[str]] = {int(c): set() for c in child_ids}
+        with translate_db_errors("reading group links"), self.engine.connect() as conn:
+            for child, name in conn.execute(text(sql), {"c": list(found), "t": link_type}):
+                found[int(child)].add(name)
+        return found
+
     def children(self, parent_id: int, link_type: str | None = None) -> list[LinkRow]:
         return self._links("parent_group_id", parent_id, link_type)
 

@@ -221,6 +221,10 @@ class ProvenanceService:
         """The groups this one was made from (its `depends_on` parents)."""
         return self.groups.parent_groups(group_id, "depends_on")
 
+    def input_names_of(self, group_ids: Sequence[int]) -> dict[int, set[str]]:
+        """Group id -> the names of the groups it was made from, for many groups in one query."""
+        return self.groups.parent_names(group_ids, "depends_on")
+
     def walk(
         self, group_id: int, *, direction: str, link_types: Sequence[str] = ("depends_on",)
     ) -> list[tuple[GroupRow, int]]:

@@ -6,7 +6,9 @@ runs). Each K's three tables are stored by the core's SweepResults as soon as th
 step reports each done K as a materialization of its partition. A K that fails stops the step, which
 then fails the run: the K done before stay materialized, the others are failed partitions, and
 cluster_metrics' records name them. A K larger than the dataset's texts is refused, reported and
-left unmaterialized (it never turns the assets red); the others run.
+left unmaterialized (it never turns the assets red); the others run. The step holds each
+dataset's sweep lock while it sweeps it (SweepResults.hold): a second run of the same dataset,
+ranged or not, waits with a line saying for which run; runs of other datasets go on.
 """
 
 from typing import Optional
@@ -25,7 +27,7 @@ from studyllm_core.services.sweep.result_store import TABLES
 from studyllm_pipeline.assets.common import API_POOL, PARQUET, SPENDS_MONEY, SWEEP_GROUP, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k, partition_key
-from studyllm_pipeline.lineage import record_materialization
+from studyllm_pipeline.lineage import check_partition_links, provenance_check_spec, record_materialization
 from studyllm_pipeline.tables import as_table
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 
@@ -74,6 +76,7 @@ CHECKS = [
     quality_spec("cluster_summaries", ONE_SUMMARY, partitions_def=dataset_by_k,
                  description="When the sweep summarises (llm_rounds > 0), every cluster has exactly one non-empty "
                              "summary. Blocking: the report shows them as what each cluster is about."),
+    *(provenance_check_spec(name, dataset_by_k) for name in TABLES),  # a result per K, also in a ranged run
 ]
 
 
@@ -114,43 +117,50 @@ def sweep_k(
     one = len(by_dataset) == 1  # the IO manager gives one value for one upstream partition, a dict for several
     problems = []
     verdicts: dict[str, dict[str, Verdict]] = {NO_EMPTY: {}, ONE_SUMMARY: {}}
+    made: list[tuple[str, str, int]] = []  # (asset, partition, provenance group) of every done K
     for dataset, ks in by_dataset.items():
         snapshot, z, basis = ((value if not one else {dataset: value})[dataset]
                               for value in (dataset_snapshot, pca_projection, pca_basis))
 
-        def record(item: KResult, dataset: str = dataset, snapshot: pd.DataFrame = snapshot) -> None:
-            scores = results.save(dataset, item, snapshot["row"].to_numpy(), snapshot["text"].tolist(), run_id=context.run.run_id)
-            done[item.k] = scores
+        # One run per dataset at a time, however it was launched (a ranged run carries no partition tag
+        # for the run queue to limit): a second one waits here, saying for which run.
+        with results.hold(dataset, holder=f"run {context.run.run_id}", notice=context.log.info):
+            def record(item: KResult, dataset: str = dataset, snapshot: pd.DataFrame = snapshot) -> None:
+                scores = results.save(dataset, item, snapshot["row"].to_numpy(), snapshot["text"].tolist(), run_id=context.run.run_id)
+                done[item.k] = scores
 
-        done: dict[int, dict] = {}
-        groups: dict[int, dict[str, int]] = {}
-        sweep = recipe.begin(  # checks the settings before anything is recorded
-            z, snapshot["text"].tolist(), config.sweep_config(), ks=ks,
-            labels=label_codes(snapshot["label"].tolist()) if "label" in snapshot else None,
-            project=projector(basis), groups=lambda k: (groups[k]["cluster_summaries"], groups[k]["clusters"]),
-            refuse_beyond_texts=True, notice=context.log.info, on_k=record,
-        )
-        results.start(dataset, ks, run_id=context.run.run_id)
-        groups.update({k: _record_provenance(context, engine, dataset, k, config) for k in ks})
-        try:
-            for item in sweep:
-                yield from _materializations(dataset, item, done[item.k], groups[item.k])
-                key = partition_key(dataset, item.k)
-                verdicts[NO_EMPTY][key] = clusters_verdict(item.clustering.labels, item.k)
-                verdicts[ONE_SUMMARY][key] = summaries_verdict(item.summaries, item.k, expected=config.llm_rounds > 0)
-        except BaseException as exc:  # noqa: BLE001 - an interrupt between two K: the done ones are reported
-            sweep.run.error = sweep.run.error or exc
-        results.finish(dataset, sweep.run, run_id=context.run.run_id)
-        if sweep.run.refused:
-            context.log.warning(f"{dataset}: " + "; ".join(sweep.run.refused.values()) + ": not clustered")
-        error = sweep.run.error
-        if error is not None and not isinstance(error, Exception):
-            raise error  # an interrupt (a cancelled run): the done K are stored and reported
-        if not sweep.run.complete:
-            problems.append(f"{dataset}: {sweep.run.problem()}")
+            done: dict[int, dict] = {}
+            groups: dict[int, dict[str, int]] = {}
+            sweep = recipe.begin(  # checks the settings before anything is recorded
+                z, snapshot["text"].tolist(), config.sweep_config(), ks=ks,
+                labels=label_codes(snapshot["label"].tolist()) if "label" in snapshot else None,
+                project=projector(basis), groups=lambda k: (groups[k]["cluster_summaries"], groups[k]["clusters"]),
+                refuse_beyond_texts=True, notice=context.log.info, on_k=record,
+            )
+            results.start(dataset, ks, run_id=context.run.run_id)
+            groups.update({k: _record_provenance(context, engine, dataset, k, config) for k in ks})
+            try:
+                for item in sweep:
+                    yield from _materializations(dataset, item, done[item.k], groups[item.k])
+                    key = partition_key(dataset, item.k)
+                    verdicts[NO_EMPTY][key] = clusters_verdict(item.clustering.labels, item.k)
+                    verdicts[ONE_SUMMARY][key] = summaries_verdict(item.summaries, item.k, expected=config.llm_rounds > 0)
+                    made += [(name, key, group) for name, group in groups[item.k].items()]
+            except BaseException as exc:  # noqa: BLE001 - an interrupt between two K: the done ones are reported
+                sweep.run.error = sweep.run.error or exc
+            results.finish(dataset, sweep.run, run_id=context.run.run_id)
+            if sweep.run.refused:
+                context.log.warning(f"{dataset}: " + "; ".join(sweep.run.refused.values()) + ": not clustered")
+            error = sweep.run.error
+            if error is not None and not isinstance(error, Exception):
+                raise error  # an interrupt (a cancelled run): the done K are stored and reported
+            if not sweep.run.complete:
+                problems.append(f"{dataset}: {sweep.run.problem()}")
     for name, asset in ((NO_EMPTY, "clusters"), (ONE_SUMMARY, "cluster_summaries")):
         if verdicts[name]:
             yield quality_result(combine(verdicts[name]), asset=asset, name=name)
+    if made:
+        yield from check_partition_links(context, engine, made)
     if problems:
         raise dg.Failure(description="; ".join(problems) + "; the done K are stored, run again for the rest",
                          allow_retries=False)

@@ -34,3 +34,11 @@ def test_a_command_on_a_current_database_skips_alembic_and_the_orm(db_env, empty
     # The same command on an empty database migrates it, and only then loads Alembic.
     migrated = loaded_after(run, {**db_env, "STUDYLLM_DATABASE_URL": empty_database_url})
     assert "alembic" in migrated
+
+
+def test_loading_the_code_location_imports_neither_torch_nor_matplotlib():
+    """What every run process and the code server import first: no model library (only steps that embed
+    locally load it) and no plotting library (only steps that draw a chart load it)."""
+    modules = loaded_after("import studyllm_pipeline.definitions")
+    assert "dagster" in modules
+    assert not {m.split(".")[0] for m in modules} & {"torch", "sentence_transformers", "matplotlib"}

@@ -74,6 +74,36 @@ def test_provenance_links_fails_when_a_stored_link_is_missing(instance, resource
     assert result.success  # provenance does not stop the data: the check is not blocking
 
 
+BREAK_K_LINK = BREAK_LINK.replace("pca_projection[small]", "cluster_metrics[small|3]").replace("embeddings[small]", "clusters[small|3]")
+
+
+def test_provenance_links_of_a_ranged_run_name_the_k_with_a_missing_link(instance, resources, tmp_path, engine):
+    """A run over K = 2..4 (one step for three partitions): the database drops the link of K=3's metrics to
+    its clusters. The check gives every K of every per-K asset its own result for its partition: the broken
+    one fails naming the link, the others pass; the step's summary names the partition; the run goes on."""
+    path = tmp_path / "fine.csv"
+    pd.DataFrame({"text": [f"note {i} about {t}" for i, t in enumerate(["stars", "bread", "trains"] * 4)]}).to_csv(path, index=False)
+    assert prepare(instance, resources, path).success
+    with engine.begin() as conn:
+        conn.execute(text(BREAK_K_LINK))
+    result = sweep_ks(instance, resources, "small", [2, 3, 4], sweep_run_config(n_restarts=1, llm_rounds=1))
+    assert result.success  # provenance does not stop the data: the check is not blocking
+    links = {(c.asset_key.to_user_string(), c.partition): c for c in result.get_asset_check_evaluations()
+             if c.check_name == "provenance_links"}
+    per_k = {key: c for key, c in links.items() if key[1] is not None}
+    assert set(per_k) == {(a, f"small|{k}") for a in ("clusters", "cluster_summaries", "cluster_metrics") for k in (2, 3, 4)}
+    broken = per_k[("cluster_metrics", "small|3")]
+    assert not broken.passed and broken.description == "missing links from clusters[small|3]"
+    assert broken.metadata["partition"].value == "small|3"
+    assert all(c.passed for key, c in per_k.items() if key != ("cluster_metrics", "small|3")), \
+        [(key, c.description) for key, c in per_k.items() if not c.passed]
+    assert per_k[("clusters", "small|2")].metadata["expected_inputs"].value == [
+        "dataset_snapshot[small]", "pca_basis[small]", "pca_projection[small]"]
+    summary = links[("cluster_metrics", None)]
+    assert not summary.passed and summary.metadata["failed"].value == ["small|3"]
+    assert links[("clusters", None)].passed
+
+
 def test_a_report_of_one_k_warns(instance, resources, tmp_path):
     path = tmp_path / "fine.csv"
     pd.DataFrame({"text": [f"note {i} about {t}" for i, t in enumerate(["stars", "bread", "trains"] * 4)]}).to_csv(path, index=False)

@@ -48,8 +48,9 @@ def test_full_graph_artifacts_and_provenance(instance, resources, small_dataset,
     results = materialize_all(instance, resources, small_dataset)
     assert all(r.success for r in results)
     checks = [c for r in results for c in r.get_asset_check_evaluations()]
-    # provenance and data quality of snapshot, embeddings, projection, basis; clusters and summaries; the report's two
-    assert len(checks) == 4 * 2 + 2 + 2
+    # provenance and data quality of snapshot, embeddings, projection, basis; clusters and summaries; the
+    # provenance of the three per-K assets (one per K and one summing up the step); the report's two
+    assert len(checks) == 4 * 2 + 2 + 3 * (3 + 1) + 2
     assert all(c.passed for c in checks), [c.description for c in checks if not c.passed]
     partitions = {(c.asset_key.to_user_string(), c.check_name): c.partition for c in checks}
     assert partitions[("embeddings", "finite_vectors")] == partitions[("sweep_report", "provenance_links")] == "small"

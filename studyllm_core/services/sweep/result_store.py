@@ -5,13 +5,15 @@ materialisation groups of the K partitions): `clusters` (step), `cluster_summari
 (summarization_batch) and `cluster_metrics` (metrics). A K's three tables are written as Parquet
 artifacts recorded in those groups; its status lives in the metrics group's metadata: `running`
 from the moment a run takes the K, then `done` (with the scores), `failed` or `refused` (with the
-reason). A K left `running` by a run that ended is reported as missing. A dataset's report is read
+reason). A K left `running` by a run that ended is reported as missing. A run stores a dataset's
+K while it holds the dataset's sweep lock (`hold`), so two runs never sweep one dataset at once. A dataset's report is read
 from these records in one query, whichever runs made them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,13 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from studyllm_core.algorithms import KResult
+from studyllm_core.db.dataset_locks import dataset_lock
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.services.artifacts import ArtifactService
 from studyllm_core.services.provenance import materialization_group
 from studyllm_core.services.sweep.recipe import (
     DONE,
+    Notice,
     SweepReport,
     SweepRun,
     clusters_table,
@@ -47,12 +51,18 @@ class SweepResults:
     """Store and read the per-K results of datasets' sweeps (module docstring)."""
 
     def __init__(self, engine: Engine, root: Path) -> None:
+        self.engine = engine
         self.groups = GroupRepository(engine)
         self.artifacts = ArtifactService(engine, root)
 
     def group_ids(self, dataset: str, k: int) -> dict[str, int]:
         """Table -> group id for one K (created where missing)."""
         return {table: self.groups.ensure_group(kind, k_group_name(table, dataset, k)) for table, kind in TABLES.items()}
+
+    def hold(self, dataset: str, *, holder: str, notice: Notice | None = None) -> AbstractContextManager[None]:
+        """The dataset's sweep lock for a block that stores K results: one run per dataset at a time,
+        whoever launched it; a second one waits, saying for whom (studyllm_core.db.dataset_locks)."""
+        return dataset_lock(self.engine, dataset, holder=holder, notice=notice)
 
     def start(self, dataset: str, ks: Sequence[int], *, run_id: str | None = None) -> None:
         """Mark the K a run takes as running (so a run that dies leaves them reported as missing)."""
