@@ -12,6 +12,7 @@ from studyllm_pipeline.assets.prompts import prompt_run
 from studyllm_pipeline.definitions import SWEEP_ASSETS, defs
 from studyllm_pipeline.jobs import PER_K, PREPARE
 from studyllm_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, datasets
+from studyllm_pipeline.resources import EmbedderResource, SummarizerResource
 from studyllm_pipeline.sensors import replies_to_prepare, replies_to_sweep
 from support import STUB_TOPICS, topic_corpus
 
@@ -88,3 +89,27 @@ def test_replies_are_prepared_swept_and_compared_by_automation(instance, resourc
     note = dg.materialize(ASSETS, selection=["study_comparison"], partition_key="notes", instance=instance,
                           resources=resources).asset_materializations_for_node("study_comparison")[0]
     assert "not the replies of a prompt run" in note.metadata["comparison"].value
+
+
+def test_only_reply_datasets_with_enough_replies_are_swept_on_their_own(instance, resources, tmp_path, monkeypatch):
+    """A prepared file dataset is left to the user (its sweep may be large or paid for); a reply dataset is swept
+    over K_MIN..min(K_MAX, replies / 2), for free: summary rounds only with the offline summariser and embedder."""
+    monkeypatch.setenv("STUDYLLM_SWEEP_K_MAX", "6")
+    registry = DatasetRegistry(resources["database"].engine())
+    (tmp_path / "notes.csv").write_text("text\n" + "".join(f"note {i}\n" for i in range(40)))
+    registry.register(DatasetSource(name="notes", path=str(tmp_path / "notes.csv")))
+    for name, group in (("few", None), ("many", None)):
+        registry.register(DatasetSource(name=name, kind="prompt_run", prompt_group_id=group))
+    registry.groups.ensure_group("dataset", "few", metadata={"usable_texts": 3})  # K 2 needs 4 replies
+    registry.groups.ensure_group("dataset", "many", metadata={"usable_texts": 9})
+    registry.groups.ensure_group("dataset", "notes", metadata={"usable_texts": 40})
+    for name in ("notes", "few", "many"):
+        instance.report_runless_asset_event(dg.AssetMaterialization("pca_basis", partition=name))
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        result = replies_to_sweep(context)
+    assert [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in result.run_requests] == [("many|2", "many|4")]
+    offline = {**resources, "embedder": EmbedderResource(provider="local"), "summarizer": SummarizerResource(spec="extractive")}
+    instance.report_runless_asset_event(dg.AssetMaterialization("pca_basis", partition="many"))
+    with dg.build_sensor_context(instance=instance, resources=offline, cursor=result.cursor) as context:
+        [request] = replies_to_sweep(context).run_requests
+    assert request.run_config == {}  # k-LLMmeans with its default summary rounds: they cost nothing here
