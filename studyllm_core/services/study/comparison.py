@@ -121,7 +121,7 @@ def compare(replies: pd.DataFrame, *, dataset: str, k: int) -> ModelComparison:
     for prompt, group in frame.groupby("prompt", sort=False):
         per = group["cluster"].value_counts()
         spread.append({"prompt": prompt, "replies": len(group), "clusters_hit": len(per),
-                       "spread_bits": float(entropy(per.to_numpy(), base=2)), "top_cluster": int(per.index[0]),
+                       "spread_bits": round(float(entropy(per.to_numpy(), base=2)), 9), "top_cluster": int(per.index[0]),
                        "top_share": float(per.iloc[0] / len(group))})
     prompts = pd.DataFrame(spread, columns=["prompt", "replies", "clusters_hit", "spread_bits", "top_cluster", "top_share"])
     prompts = prompts.sort_values(["spread_bits", "replies"], ascending=False, kind="stable").reset_index(drop=True)
