@@ -3,7 +3,8 @@ Chromium (Debian's package), a dataset prepared through the UI's own GraphQL API
 by `studyllm backfill` on the daemon in one run, UI-launched runs that respect the run limits, a
 backfill cancelled midway whose report names the missing K and a run that recovers them, the
 catalog's K axis, the report's per_k table, a failing blocking check and the analytics page (with
-screenshots), and SIGTERM leaves nothing running."""
+screenshots), a prompt run's replies prepared, swept and compared by the daemon alone (with a
+screenshot of study_comparison), and SIGTERM leaves nothing running."""
 
 import json
 import os
@@ -240,7 +241,8 @@ def catalog_shows_the_k_axis(base: str, tmp_path: Path) -> None:
         browser.close()
     # Per-K assets: 22 materialized, 16 missing (cli-only's K 5..20), 0 failed, 0 in progress, of 38.
     assert len(re.findall(r"22\s+16\s+0\s+0\s+38 partitions", text)) == 3, text
-    assert len(re.findall(r"All\s+0\s+0\s+0\s+2 partitions", text)) == 5, text
+    # dataset_snapshot, embeddings, pca_projection, pca_basis, sweep_report, and study_comparison (after each report)
+    assert len(re.findall(r"All\s+0\s+0\s+0\s+2 partitions", text)) == 6, text
 
 
 def wait_for_launch(base: str, params: dict) -> str:
@@ -319,6 +321,53 @@ def ui_shows_tables_checks_and_analytics(base: str, tmp_path: Path) -> None:
         keep(tmp_path / name)
 
 
+def study_loop_closes_on_the_daemon(base: str, tmp_path: Path, stub) -> None:  # noqa: ANN001 - the stub fixture
+    """One prompt_run over two models that answer differently, launched as the UI does; the daemon's sensors then
+    prepare, sweep, report and compare the replies without another launch, and study_comparison's page says the
+    models answer differently."""
+    from support import STUB_TOPICS, topic_corpus
+
+    texts, labels = topic_corpus(per_topic=8)
+    by_topic = {t: [x for x, label in zip(texts, labels) if label == t] for t in STUB_TOPICS}
+    stub.faults.set(replies={"alpha": by_topic["cooking"], "beta": by_topic["astronomy"]})
+    prompts = tmp_path / "study-prompts.txt"
+    prompts.write_text("".join(f"Question {i}: what would you say?\n" for i in range(8)))
+    graphql(base, """mutation($repo: RepositorySelector!) { addDynamicPartition(repositorySelector: $repo,
+        partitionsDefName: "datasets", partitionKey: "study") { __typename } }""", {"repo": REPO})
+    assert wait_for_launch(base, {
+        "selector": {**REPO, "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["prompt_run"]}]},
+        "runConfigData": {"ops": {"prompt_run": {"config": {
+            "prompts_path": str(prompts), "provider": "openai-compatible", "model": "alpha", "other_models": ["beta"],
+            "base_url": stub.base_url}}}},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "study"}]},
+    }) == "SUCCESS"
+    query = """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { ... on Asset {
+        assetMaterializations(partitions: ["study"], limit: 1) { runId } } } }"""
+    deadline = time.monotonic() + 420  # three sensor ticks (30 s apart) and three runs
+    while time.monotonic() < deadline:
+        if graphql(base, query, {"key": {"path": ["study_comparison"]}})["assetOrError"]["assetMaterializations"]:
+            break
+        time.sleep(2)
+    else:
+        raise AssertionError("the daemon did not prepare, sweep and compare the replies of prompt_run[study]")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{base}/assets/study_comparison?partition=study", timeout=120_000)
+        page.get_by_text("divergence", exact=True).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.get_by_text("divergence", exact=True).first.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "study-comparison.png"))
+        headers = table_headers(page, "divergence")
+        text = page.inner_text("body")
+        browser.close()
+    assert headers == ["model_a", "model_b", "js_divergence", "reading"], headers
+    assert "answer differently" in text and "Jensen-Shannon divergence 1.00 bits" in text, text[:3000]
+    keep(tmp_path / "study-comparison.png")
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_cleanly(tmp_path, stub):
     home = tmp_path / "home"
@@ -364,6 +413,7 @@ def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_clean
         cancel_midway_then_recover(base, env, stub)
         catalog_shows_the_k_axis(base, tmp_path)
         ui_shows_tables_checks_and_analytics(base, tmp_path)
+        study_loop_closes_on_the_daemon(base, tmp_path, stub)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -10,11 +10,11 @@ independence. `compare_models` reads the stored data; `compare` is the computati
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, entropy
@@ -69,9 +69,10 @@ class ModelComparison:
         return line + (f"; {self.independence.describe()}" if self.independence else "")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (what `studyllm compare --json` prints)."""
+
         def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-            return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
-                    for r in frame.to_dict(orient="records")]
+            return json.loads(frame.to_json(orient="records", double_precision=6))
 
         return {
             "dataset": self.dataset, "k": self.k, "replies": self.replies, "models": self.models,
