@@ -154,7 +154,7 @@ def ui_runs_respect_the_run_limits(base: str) -> None:
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans
 
 
-def cancel_midway_then_recover(base: str, env: dict, stub) -> None:
+def cancel_midway_then_recover(base: str, env: dict, stub) -> str:
     """A backfill whose run is cancelled after K=3: `studyllm backfill --wait` exits 1 naming the K not
     done, the done K stay materialized, the report that follows names the missing ones, and the next
     run recovers them."""
@@ -204,6 +204,25 @@ def cancel_midway_then_recover(base: str, env: dict, stub) -> None:
                                        {"key": "dagster/asset_partition_range_end", "value": "e2e|20"}]},
     })
     assert wait_for_run(base, recovery) == "SUCCESS"
+    return recovery
+
+
+def wait_for_comparison(base: str, dataset: str, after_run: str, timeout: float = 420) -> str:
+    """The run report_automation launches once `after_run` has ended (sweep_report, then study_comparison, of
+    `dataset`), waited for until it is done: nothing of the automation is left in progress."""
+    ended = graphql(base, "query($id: ID!) { runOrError(runId: $id) { ... on Run { endTime } } }",
+                    {"id": after_run})["runOrError"]["endTime"]
+    query = """query($key: AssetKeyInput!, $p: String!) { assetOrError(assetKey: $key) { ... on Asset {
+        assetMaterializations(partitions: [$p], limit: 1) { runId timestamp } } } }"""
+    deadline = time.monotonic() + timeout  # sensor ticks are 30 s apart
+    while time.monotonic() < deadline:
+        found = graphql(base, query, {"key": {"path": ["study_comparison"]}, "p": dataset})["assetOrError"]
+        latest = (found["assetMaterializations"] or [None])[0]
+        if latest and float(latest["timestamp"]) / 1000 > ended:
+            assert wait_for_run(base, latest["runId"]) == "SUCCESS"
+            return latest["runId"]
+        time.sleep(2)
+    raise AssertionError(f"the automation did not compare {dataset} after run {after_run}")
 
 
 def run_events(base: str, run_id: str) -> list[dict]:
@@ -334,22 +353,15 @@ def study_loop_closes_on_the_daemon(base: str, tmp_path: Path, stub) -> None:  #
     prompts.write_text("".join(f"Question {i}: what would you say?\n" for i in range(8)))
     graphql(base, """mutation($repo: RepositorySelector!) { addDynamicPartition(repositorySelector: $repo,
         partitionsDefName: "datasets", partitionKey: "study") { __typename } }""", {"repo": REPO})
-    assert wait_for_launch(base, {
+    prompts_run = launch(base, {
         "selector": {**REPO, "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["prompt_run"]}]},
         "runConfigData": {"ops": {"prompt_run": {"config": {
             "prompts_path": str(prompts), "provider": "openai-compatible", "model": "alpha", "other_models": ["beta"],
             "base_url": stub.base_url}}}},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "study"}]},
-    }) == "SUCCESS"
-    query = """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { ... on Asset {
-        assetMaterializations(partitions: ["study"], limit: 1) { runId } } } }"""
-    deadline = time.monotonic() + 420  # three sensor ticks (30 s apart) and three runs
-    while time.monotonic() < deadline:
-        if graphql(base, query, {"key": {"path": ["study_comparison"]}})["assetOrError"]["assetMaterializations"]:
-            break
-        time.sleep(2)
-    else:
-        raise AssertionError("the daemon did not prepare, sweep and compare the replies of prompt_run[study]")
+    })
+    assert wait_for_run(base, prompts_run) == "SUCCESS"
+    wait_for_comparison(base, "study", prompts_run)  # three sensor ticks and three runs, no launch of ours
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -369,6 +381,7 @@ def study_loop_closes_on_the_daemon(base: str, tmp_path: Path, stub) -> None:  #
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.timeout(1200)  # about 6 min on a quiet machine, 10+ when 2 cores are shared
 def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_cleanly(tmp_path, stub):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "STUDYLLM_DATABASE_URL"}
@@ -410,7 +423,8 @@ def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_clean
         prepare_from_the_ui(base, source)
         backfill_with_the_cli(base, env, source)
         ui_runs_respect_the_run_limits(base)
-        cancel_midway_then_recover(base, env, stub)
+        recovery = cancel_midway_then_recover(base, env, stub)
+        wait_for_comparison(base, "e2e", recovery)  # the report and comparison that follow it, done
         catalog_shows_the_k_axis(base, tmp_path)
         ui_shows_tables_checks_and_analytics(base, tmp_path)
         study_loop_closes_on_the_daemon(base, tmp_path, stub)
