@@ -91,6 +91,18 @@ COLUMNS: dict[str, Column] = {
     "size": Column("texts in the cluster"),
     "summary": Column("the last k-LLMmeans round's summary of the cluster"),
     "representatives": Column("the texts closest to the cluster's centre"),
+    # model comparison of a reply dataset (services/study/comparison.py)
+    "replies": Column("replies counted"),
+    "share": Column("share of this model's replies that fall in the cluster", _SCORE),
+    "model_a": Column("one model of the pair (provider:model)"),
+    "model_b": Column("the other model of the pair (provider:model)"),
+    "js_divergence": Column("Jensen-Shannon divergence of the two models' cluster distributions, in bits: 0 = the same "
+                            "clusters in the same shares, 1 = no cluster in common", _SCORE),
+    "reading": Column("the divergence in plain words, with the cluster where the two models differ most"),
+    "clusters_hit": Column("number of clusters the prompt's replies fall in"),
+    "spread_bits": Column("entropy of the prompt's replies over clusters, in bits (0 = all in one cluster)", _SCORE),
+    "top_cluster": Column("the cluster holding most of the prompt's replies"),
+    "top_share": Column("share of the prompt's replies in its top cluster", _SCORE),
 }
 
 

@@ -20,6 +20,7 @@ from studyllm_core.process_policy import apply_process_policy
 from studyllm_pipeline.assets.analytics import ANALYTICS_ASSETS
 from studyllm_pipeline.assets.capture import CAPTURE_ASSETS
 from studyllm_pipeline.assets.clustering import sweep_k
+from studyllm_pipeline.assets.comparison import study_comparison
 from studyllm_pipeline.assets.dataset import dataset_snapshot
 from studyllm_pipeline.assets.embeddings import embeddings
 from studyllm_pipeline.assets.projection import pca
@@ -29,7 +30,7 @@ from studyllm_pipeline.io_manager import NpyArtifacts, ParquetArtifacts
 from studyllm_pipeline.jobs import prepare_job, report_job, sweep_k_job
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 from studyllm_pipeline.schedules import nightly_sweep
-from studyllm_pipeline.sensors import new_dataset_files, replies_to_prepare
+from studyllm_pipeline.sensors import new_dataset_files, replies_to_prepare, replies_to_sweep
 
 # The code location is an entry point: its processes (code server, run workers) load the model offline
 # and pause the collector around heavy imports, and the pipeline's settings left unset get their
@@ -80,17 +81,19 @@ def with_code_references(assets: list) -> list:
 
 
 defs = dg.Definitions(
-    assets=[*with_code_references([*SWEEP_ASSETS, prompt_run, *ANALYTICS_ASSETS]), *CAPTURE_ASSETS],
+    assets=[*with_code_references([*SWEEP_ASSETS, study_comparison, prompt_run, *ANALYTICS_ASSETS]), *CAPTURE_ASSETS],
     jobs=[prepare_job, sweep_k_job, report_job],
     schedules=[nightly_sweep],
     sensors=[
         new_dataset_files,
         replies_to_prepare,
+        replies_to_sweep,
         dg.AutomationConditionSensorDefinition(
-            "report_automation", target=[sweep_report], default_status=dg.DefaultSensorStatus.RUNNING,
+            "report_automation", target=[sweep_report, study_comparison], default_status=dg.DefaultSensorStatus.RUNNING,
             description="Re-materialises a dataset's sweep_report when new K results arrive (also after a sweep "
-                        "that stopped part-way) and no sweep of it is running. On by default: the report only reads "
-                        "stored results and calls no API.",
+                        "that stopped part-way) and no sweep of it is running, then its study_comparison (the models "
+                        "of a reply dataset compared by cluster). On by default: both only read stored results and "
+                        "call no API.",
         ),
         dg.AutomationConditionSensorDefinition(
             "analytics_automation", target=ANALYTICS_ASSETS, default_status=dg.DefaultSensorStatus.RUNNING,

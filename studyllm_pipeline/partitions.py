@@ -7,6 +7,7 @@ that K and this one did not run it.
 """
 
 from collections.abc import Iterable
+from typing import Optional
 
 import dagster as dg
 
@@ -49,3 +50,23 @@ def contiguous_ranges(axis: list[str], ks: Iterable[int]) -> list[list[int]]:
         else:
             ranges.append([k])
     return ranges
+
+
+def sweep_run_requests(instance: dg.DagsterInstance, wanted: dict[str, list[int]], run_key: str,
+                       run_config: Optional[dict] = None) -> list[dg.RunRequest]:
+    """One run request per dataset and contiguous K range of `wanted` ({dataset: [K, ...]}), each a range of
+    (dataset, K) partitions run as one (the per-K step's single-run policy); the K missing from the axis are
+    added first, in order. `run_key` prefixes each request's key (a schedule tick, a sensor's event)."""
+    axis = instance.get_dynamic_partitions(k_values.name)
+    added = new_k_values(axis, [k for ks in wanted.values() for k in ks])
+    instance.add_dynamic_partitions(k_values.name, added)
+    axis = [*axis, *added]
+    return [
+        dg.RunRequest(
+            run_key=f"{run_key}:{name}:{run[0]}..{run[-1]}",
+            tags={RANGE_START_TAG: partition_key(name, run[0]), RANGE_END_TAG: partition_key(name, run[-1])},
+            run_config=run_config or {},
+        )
+        for name, ks in wanted.items()
+        for run in contiguous_ranges(axis, ks)
+    ]

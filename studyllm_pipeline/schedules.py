@@ -5,15 +5,7 @@ import dagster as dg
 from studyllm_core.config import sweep_k_range
 from studyllm_core.services.datasets import DatasetRegistry
 from studyllm_pipeline.jobs import sweep_k_job
-from studyllm_pipeline.partitions import (
-    RANGE_END_TAG,
-    RANGE_START_TAG,
-    contiguous_ranges,
-    datasets,
-    k_values,
-    new_k_values,
-    partition_key,
-)
+from studyllm_pipeline.partitions import datasets, sweep_run_requests
 from studyllm_pipeline.resources import StudyllmDatabase
 
 
@@ -39,16 +31,5 @@ def nightly_sweep(context: dg.ScheduleEvaluationContext, database: StudyllmDatab
     wanted = {name: ks for name, ks in wanted.items() if ks}
     if not wanted:
         return dg.SkipReason("no prepared dataset with enough texts: run `studyllm demo` or drop a file in the watched folder")
-    axis = context.instance.get_dynamic_partitions(k_values.name)
-    added = new_k_values(axis, [k for ks in wanted.values() for k in ks])
-    context.instance.add_dynamic_partitions(k_values.name, added)
-    axis += added
     stamp = context.scheduled_execution_time.strftime("%Y%m%d")
-    return [
-        dg.RunRequest(
-            run_key=f"{stamp}:{name}:{run[0]}..{run[-1]}",
-            tags={RANGE_START_TAG: partition_key(name, run[0]), RANGE_END_TAG: partition_key(name, run[-1])},
-        )
-        for name, ks in wanted.items()
-        for run in contiguous_ranges(axis, ks)
-    ]
+    return sweep_run_requests(context.instance, wanted, stamp)

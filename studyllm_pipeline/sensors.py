@@ -1,17 +1,18 @@
-"""Sensors that prepare new datasets: files dropped in a watched folder, and the replies of prompt runs."""
+"""Sensors that prepare new datasets (files dropped in a watched folder, the replies of prompt runs) and sweep
+K over a reply dataset once it is prepared, so a prompt run ends in its comparison of models without a click."""
 
 import json
 from pathlib import Path
 
 import dagster as dg
 
-from studyllm_core.config import get_settings
+from studyllm_core.config import get_settings, sweep_k_range
 from studyllm_core.errors import InputError
 from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
 from studyllm_core.services.inputs import FORMATS, LABEL_COLUMN, column_names
-from studyllm_pipeline.jobs import prepare_job
-from studyllm_pipeline.partitions import datasets
-from studyllm_pipeline.resources import StudyllmDatabase
+from studyllm_pipeline.jobs import prepare_job, sweep_k_job
+from studyllm_pipeline.partitions import datasets, sweep_run_requests
+from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 
 
 def watched_folder() -> Path:
@@ -94,3 +95,47 @@ def replies_to_prepare(context: dg.SensorEvaluationContext, asset_event: dg.Even
     if not partition:
         return dg.SkipReason("the prompt_run materialization has no partition")
     return dg.RunRequest(run_key=f"{partition}:{asset_event.run_id}", partition_key=partition)
+
+
+# The automatic sweep of replies runs k-LLMmeans' summary rounds only when they cost nothing (the offline
+# summariser and the local embedder); otherwise it runs spherical k-means alone (llm_rounds 0: no API call).
+OFFLINE_SUMMARIZER, OFFLINE_EMBEDDER = "extractive", "local"
+PREPARED = dg.AssetKey("pca_basis")  # the last table of prepare_dataset
+
+
+def replies_k_range(n_texts: int) -> list[int]:
+    """The K a reply dataset is swept over on its own: STUDYLLM_SWEEP_K_MIN..STUDYLLM_SWEEP_K_MAX (default 2..12),
+    cut to half its replies (at least two replies per cluster on average); empty when not even K_MIN fits."""
+    low, high = sweep_k_range()
+    return list(range(max(2, low), min(high, n_texts // 2) + 1))
+
+
+@dg.sensor(
+    job=sweep_k_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Once a dataset of prompt_run replies is prepared (pca_basis materialized), sweeps K over "
+                "STUDYLLM_SWEEP_K_MIN..MAX (default 2..12) cut to half its replies, in one sweep_k run; the sweep "
+                "report and study_comparison (do the models answer differently, and how) follow through "
+                "report_automation. On by default and free: with the offline summariser and the local embedder it "
+                "runs k-LLMmeans; with a paid summariser or embedder it runs k-means alone (llm_rounds 0, no API "
+                "call); sweep again by hand (studyllm backfill) to summarise with a paid model.",
+)
+def replies_to_sweep(context: dg.SensorEvaluationContext, database: StudyllmDatabase, embedder: EmbedderResource,
+                     summarizer: SummarizerResource):
+    """A prepared reply dataset is swept over its default K range, for free; file datasets are left to the user."""
+    found = context.instance.fetch_materializations(PREPARED, limit=100, cursor=context.cursor, ascending=True)
+    if not found.records:
+        return dg.SkipReason("no dataset prepared since the last tick")
+    registry = DatasetRegistry(database.engine())
+    free = summarizer.spec == OFFLINE_SUMMARIZER and embedder.provider == OFFLINE_EMBEDDER
+    run_config = {} if free else {"ops": {"sweep": {"config": {"llm_rounds": 0}}}}
+    requests = []
+    for record in found.records:
+        name = record.partition_key
+        if not name or registry.kind_of(name) != "prompt_run":
+            continue  # a file or the demo: its sweep is the user's choice (backfill, the nightly schedule)
+        ks = replies_k_range(registry.usable_texts(name) or 0)
+        if not ks:
+            context.log.warning(f"{name}: too few replies to sweep (K from {sweep_k_range()[0]} needs twice as many)")
+            continue
+        requests += sweep_run_requests(context.instance, {name: ks}, record.run_id, run_config)
+    return dg.SensorResult(run_requests=requests, cursor=found.cursor)

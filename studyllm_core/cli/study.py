@@ -1,5 +1,6 @@
 """`studyllm stats` compares providers and models over the recorded calls (calls, success, latency,
-tokens, cost); `studyllm calls` lists the newest calls, or those whose prompt matches a search."""
+tokens, cost); `studyllm calls` lists the newest calls, or those whose prompt matches a search;
+`studyllm compare` says whether the models of a swept reply dataset answer differently, and how."""
 
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_calls)
 
+    p = sub.add_parser(
+        "compare",
+        help="do the models of a reply dataset answer differently, and how (by cluster, model and prompt)",
+        description="Break one clustering of a swept dataset of replies (a prompt_run's) down by model and prompt: "
+        "the share of each model's replies per cluster, the Jensen-Shannon divergence between every two models' "
+        "cluster distributions, each prompt's spread over clusters, and a chi-square test of model vs cluster.",
+    )
+    p.add_argument("dataset", metavar="DATASET", help="a dataset of replies, swept (the Dagster prompt_run partition)")
+    p.add_argument("--k", type=positive_int, metavar="K", help="the clustering at K (default: the K its sweep report chose)")
+    p.add_argument("--prompts", type=positive_int, default=10, metavar="N", help="show the N most spread prompts (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_compare)
+
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database
@@ -69,6 +83,37 @@ def cmd_calls(args: argparse.Namespace) -> int:
         [{**r, "created_at": when(r["created_at"]), "latency_ms": _num(r["latency_ms"])} for r in p["calls"]],
         ["id", "created_at", "provider", "model", "status", "latency_ms", "prompt", "response"]))
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from studyllm_core.config import get_settings
+    from studyllm_core.db.engine import open_database
+    from studyllm_core.services.study.comparison import compare_models
+    from studyllm_core.services.sweep.result_store import SweepResults
+
+    engine = open_database()
+    comparison = compare_models(engine, SweepResults(engine, get_settings().artifacts_dir), args.dataset, args.k)
+    emit(comparison.to_dict(), args.json, lambda p: _comparison_text(p, args.prompts))
+    return 0
+
+
+def _comparison_text(p: dict[str, Any], n_prompts: int) -> str:
+    clusters = sorted({r["cluster"] for r in p["shares"]})
+    wide: dict[str, dict[str, Any]] = {}
+    for r in p["shares"]:
+        row = wide.setdefault(f"{r['provider']}:{r['model']}", {"model": f"{r['provider']}:{r['model']}", "replies": 0})
+        row[f"c{r['cluster']}"] = f"{r['share']:.0%}"
+        row["replies"] += r["replies"]
+    pairs = [{**r, "js_bits": f"{r['js_divergence']:.3f}"} for r in p["divergence"]]
+    prompts = [{**r, "prompt": r["prompt"][:60], "spread_bits": f"{r['spread_bits']:.2f}"} for r in p["prompts"][:n_prompts]]
+    return "\n".join([
+        p["summary"], "", "share of each model's replies per cluster:",
+        table(list(wide.values()), ["model", "replies", *[f"c{c}" for c in clusters]]), "",
+        "divergence between models (bits, 0 = alike, 1 = no cluster in common):",
+        table(pairs, ["model_a", "model_b", "js_bits", "reading"]), "",
+        f"prompts by spread over clusters (the {min(n_prompts, len(p['prompts']))} most spread of {len(p['prompts'])}):",
+        table(prompts, ["prompt", "replies", "clusters_hit", "spread_bits", "top_cluster"]),
+    ])
 
 
 def _human(p: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import Engine, text
 
 from studyllm_core.db.engine import translate_db_errors
@@ -169,11 +170,28 @@ class DatasetRegistry:
 
     def _prompt_run_texts(self, group_id: int | None) -> tuple[list[str], None]:
         """The successful responses of a prompt run, in call order."""
+        return [t or "" for t in self._replies(group_id)["text"]], None
+
+    def replies(self, name: str) -> pd.DataFrame:
+        """The replies of dataset `name` with where each came from: `row` (the dataset row, as in its snapshot),
+        raw_call_id, provider, model, prompt, text. InputError when the dataset is not made of replies."""
+        source = self.get(name)
+        if source.kind != "prompt_run":
+            raise InputError(f"dataset {name!r} is a {source.kind} dataset, not the replies of a prompt run: it has no "
+                             "provider, model or prompt to compare (run prompts with prompt_run to make one)")
+        return self._replies(source.prompt_group_id)
+
+    def _replies(self, group_id: int | None) -> pd.DataFrame:
+        """One query: a prompt run's successful calls in call order (the order its dataset's rows follow)."""
         if group_id is None:
             raise InputError("a prompt_run dataset needs prompt_group_id")
         sql = text(
-            "SELECT r.response_json->>'text' FROM group_members m JOIN raw_calls r ON r.id = m.call_id "
+            "SELECT (row_number() OVER (ORDER BY r.id) - 1)::int AS row, r.id AS raw_call_id, r.provider, r.model, "
+            "coalesce(r.request_json->>'original_prompt', r.request_json->>'prompt') AS prompt, "
+            "r.response_json->>'text' AS text "
+            "FROM group_members m JOIN raw_calls r ON r.id = m.call_id "
             "WHERE m.group_id = :g AND r.status = 'success' ORDER BY r.id"
         )
         with translate_db_errors("reading a prompt run"), self.engine.connect() as conn:
-            return [t or "" for t in conn.execute(sql, {"g": group_id}).scalars()], None
+            rows = conn.execute(sql, {"g": group_id}).all()
+        return pd.DataFrame(rows, columns=["row", "raw_call_id", "provider", "model", "prompt", "text"])

@@ -70,6 +70,9 @@ class FaultConfig:
     reject_dimensions: bool = False  # 400 (param "dimensions") for any request that names dimensions
     ignore_dimensions: bool = False  # answer with the server's own dimension whatever was asked
     max_input_chars: int | None = None  # 400 context_length_exceeded for an embedding input longer than this
+    # model -> canned replies: a chat with that model answers one of them, picked by a hash of the last user
+    # message (so two models can be made to answer differently, or alike, for a study of replies)
+    replies: dict[str, list[str]] | None = None
 
 
 _FIELDS = {f.name for f in fields(FaultConfig)}

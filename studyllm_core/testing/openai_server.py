@@ -20,7 +20,8 @@ GET|POST /_admin/faults (JSON body: any FaultConfig fields, plus "fail_next"), P
 
 Embeddings are deterministic: a Gaussian vector seeded by sha256(model, text), L2-normalised,
 so the same text always gets the same vector (`dimensions` takes a prefix, renormalised). Chat
-answers "stub reply: <last user message>" with word-count token usage.
+answers "stub reply: <last user message>" with word-count token usage, or one of the model's canned
+replies when FaultConfig.replies names the model.
 """
 
 from __future__ import annotations
@@ -60,13 +61,16 @@ def stub_embedding(model: str, text: str, dim: int) -> list[float]:
     return [x / norm for x in v]
 
 
-def stub_reply(messages: list[dict[str, Any]]) -> str:
-    """The chat answer for `messages`: derived from the last user message only."""
+def stub_reply(messages: list[dict[str, Any]], canned: list[str] | None = None) -> str:
+    """The chat answer for `messages`: derived from the last user message only; with `canned` replies
+    (the model's in FaultConfig.replies), the one a hash of that message picks."""
     last = ""
     for m in messages:
         if isinstance(m, dict) and m.get("role") == "user":
             content = m.get("content")
             last = content if isinstance(content, str) else json.dumps(content)
+    if canned:
+        return canned[int.from_bytes(hashlib.sha256(last.encode()).digest()[:8], "big") % len(canned)]
     return "stub reply: " + " ".join(last.split())[:_REPLY_CHARS]
 
 
@@ -439,7 +443,7 @@ class OpenAIStubServer:
         if not isinstance(messages, list) or not messages:
             h._send(400, _error_body("messages must be a non-empty list", type_="invalid_request_error"))
             return
-        reply, finish = stub_reply(messages), "stop"
+        reply, finish = stub_reply(messages, (self.faults.config.replies or {}).get(model)), "stop"
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         if isinstance(max_tokens, int) and len(reply.split()) > max_tokens:
             reply, finish = " ".join(reply.split()[:max_tokens]), "length"

@@ -6,6 +6,8 @@ table and lineage leads from prompt_run[<name>] to dataset_snapshot[<name>].
 
 from typing import Optional
 
+from pydantic import Field
+
 import dagster as dg
 import pandas as pd
 
@@ -27,6 +29,9 @@ class PromptRunConfig(dg.Config):
     prompts_path: str
     provider: str
     model: str
+    other_models: list[str] = Field(
+        default=[], description="more models of the same provider asked the same prompts: their replies join the same "
+                                "dataset, so study_comparison can say whether the models answer differently")
     base_url: Optional[str] = None
     text_column: Optional[str] = None
     samples: int = 1
@@ -53,24 +58,30 @@ def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, datab
         raise InputError(f"dataset {name!r} is a {registry.kind_of(name)} dataset: add a new partition for the replies "
                          "(the partition names the dataset they become)")
     prompts = read_texts(config.prompts_path, text_column=config.text_column).texts
-    service = InferenceService.from_name(
-        config.provider,
-        engine=engine,
-        base_url=config.base_url,
-        model=config.model,
-        concurrency=config.concurrency,
-    )
-    try:
-        result = service.run_batch(
-            prompts,
-            samples=config.samples,
-            temperature=config.temperature,
-            max_tokens=config.max_tokens,
-            group_name=f"prompt_run:{context.run.run_id}",
-            metadata={"dagster_run_id": context.run.run_id},
+    models = list(dict.fromkeys([config.model, *config.other_models]))
+    batches, group_id = {}, None
+    for model in models:  # one batch per model, all in one group: the dataset's replies
+        service = InferenceService.from_name(
+            config.provider,
+            engine=engine,
+            base_url=config.base_url,
+            model=model,
+            concurrency=config.concurrency,
         )
-    finally:
-        service.close()
+        try:
+            batches[model] = service.run_batch(
+                prompts,
+                samples=config.samples,
+                temperature=config.temperature,
+                max_tokens=config.max_tokens,
+                group_id=group_id,
+                group_name=f"prompt_run:{context.run.run_id}",
+                metadata={"dagster_run_id": context.run.run_id},
+            )
+        finally:
+            service.close()
+        group_id = batches[model].group_id
+    result = batches[config.model]
     dataset_group = registry.register(DatasetSource(name=name, kind="prompt_run", prompt_group_id=result.group_id))
     # Provenance: this materialization's group contains the run's calls; the replies' dataset is made from them.
     provenance = ProvenanceService(engine)
@@ -78,15 +89,19 @@ def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, datab
                                               metadata={"last_run_id": context.run.run_id})
     provenance.link(materialization, result.group_id, "contains")
     provenance.link(result.group_id, dataset_group, "depends_on")
-    frame = pd.DataFrame(
+    frame = pd.concat([pd.DataFrame(
         {
-            "prompt_index": [i // result.samples for i in range(result.calls)],  # BatchResult's input order
-            "sample": [r.sample_index for r in result.results],
-            "reply": result.texts,
-            "error": [r.error for r in result.results],
-            "raw_call_id": [r.raw_call_id for r in result.results],
+            "model": model,
+            "prompt_index": [i // batch.samples for i in range(batch.calls)],  # BatchResult's input order
+            "sample": [r.sample_index for r in batch.results],
+            "reply": batch.texts,
+            "error": [r.error for r in batch.results],
+            "raw_call_id": [r.raw_call_id for r in batch.results],
         }
-    )
-    return dg.Output(frame, metadata={**result.summary(), "group_id": dg.MetadataValue.text(str(result.group_id)),
+    ) for model, batch in batches.items()], ignore_index=True)
+    totals = {name: sum(b.summary()[name] for b in batches.values())
+              for name in ("calls", "succeeded", "failed", "skipped", "api_requests")}
+    return dg.Output(frame, metadata={**totals, "models": ", ".join(models),
+                                      "group_id": dg.MetadataValue.text(str(result.group_id)),
                                       "dataset": name, **table_asset_metadata(frame),
                                       "preview": as_table(frame, max_rows=20)})

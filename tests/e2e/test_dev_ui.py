@@ -3,7 +3,8 @@ Chromium (Debian's package), a dataset prepared through the UI's own GraphQL API
 by `studyllm backfill` on the daemon in one run, UI-launched runs that respect the run limits, a
 backfill cancelled midway whose report names the missing K and a run that recovers them, the
 catalog's K axis, the report's per_k table, a failing blocking check and the analytics page (with
-screenshots), and SIGTERM leaves nothing running."""
+screenshots), a prompt run's replies prepared, swept and compared by the daemon alone (with a
+screenshot of study_comparison), and SIGTERM leaves nothing running."""
 
 import json
 import os
@@ -153,7 +154,7 @@ def ui_runs_respect_the_run_limits(base: str) -> None:
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans
 
 
-def cancel_midway_then_recover(base: str, env: dict, stub) -> None:
+def cancel_midway_then_recover(base: str, env: dict, stub) -> str:
     """A backfill whose run is cancelled after K=3: `studyllm backfill --wait` exits 1 naming the K not
     done, the done K stay materialized, the report that follows names the missing ones, and the next
     run recovers them."""
@@ -203,6 +204,25 @@ def cancel_midway_then_recover(base: str, env: dict, stub) -> None:
                                        {"key": "dagster/asset_partition_range_end", "value": "e2e|20"}]},
     })
     assert wait_for_run(base, recovery) == "SUCCESS"
+    return recovery
+
+
+def wait_for_comparison(base: str, dataset: str, after_run: str, timeout: float = 420) -> str:
+    """The run report_automation launches once `after_run` has ended (sweep_report, then study_comparison, of
+    `dataset`), waited for until it is done: nothing of the automation is left in progress."""
+    ended = graphql(base, "query($id: ID!) { runOrError(runId: $id) { ... on Run { endTime } } }",
+                    {"id": after_run})["runOrError"]["endTime"]
+    query = """query($key: AssetKeyInput!, $p: String!) { assetOrError(assetKey: $key) { ... on Asset {
+        assetMaterializations(partitions: [$p], limit: 1) { runId timestamp } } } }"""
+    deadline = time.monotonic() + timeout  # sensor ticks are 30 s apart
+    while time.monotonic() < deadline:
+        found = graphql(base, query, {"key": {"path": ["study_comparison"]}, "p": dataset})["assetOrError"]
+        latest = (found["assetMaterializations"] or [None])[0]
+        if latest and float(latest["timestamp"]) / 1000 > ended:
+            assert wait_for_run(base, latest["runId"]) == "SUCCESS"
+            return latest["runId"]
+        time.sleep(2)
+    raise AssertionError(f"the automation did not compare {dataset} after run {after_run}")
 
 
 def run_events(base: str, run_id: str) -> list[dict]:
@@ -240,7 +260,8 @@ def catalog_shows_the_k_axis(base: str, tmp_path: Path) -> None:
         browser.close()
     # Per-K assets: 22 materialized, 16 missing (cli-only's K 5..20), 0 failed, 0 in progress, of 38.
     assert len(re.findall(r"22\s+16\s+0\s+0\s+38 partitions", text)) == 3, text
-    assert len(re.findall(r"All\s+0\s+0\s+0\s+2 partitions", text)) == 5, text
+    # dataset_snapshot, embeddings, pca_projection, pca_basis, sweep_report, and study_comparison (after each report)
+    assert len(re.findall(r"All\s+0\s+0\s+0\s+2 partitions", text)) == 6, text
 
 
 def wait_for_launch(base: str, params: dict) -> str:
@@ -319,7 +340,48 @@ def ui_shows_tables_checks_and_analytics(base: str, tmp_path: Path) -> None:
         keep(tmp_path / name)
 
 
+def study_loop_closes_on_the_daemon(base: str, tmp_path: Path, stub) -> None:  # noqa: ANN001 - the stub fixture
+    """One prompt_run over two models that answer differently, launched as the UI does; the daemon's sensors then
+    prepare, sweep, report and compare the replies without another launch, and study_comparison's page says the
+    models answer differently."""
+    from support import STUB_TOPICS, topic_corpus
+
+    texts, labels = topic_corpus(per_topic=8)
+    by_topic = {t: [x for x, label in zip(texts, labels) if label == t] for t in STUB_TOPICS}
+    stub.faults.set(replies={"alpha": by_topic["cooking"], "beta": by_topic["astronomy"]})
+    prompts = tmp_path / "study-prompts.txt"
+    prompts.write_text("".join(f"Question {i}: what would you say?\n" for i in range(8)))
+    graphql(base, """mutation($repo: RepositorySelector!) { addDynamicPartition(repositorySelector: $repo,
+        partitionsDefName: "datasets", partitionKey: "study") { __typename } }""", {"repo": REPO})
+    prompts_run = launch(base, {
+        "selector": {**REPO, "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["prompt_run"]}]},
+        "runConfigData": {"ops": {"prompt_run": {"config": {
+            "prompts_path": str(prompts), "provider": "openai-compatible", "model": "alpha", "other_models": ["beta"],
+            "base_url": stub.base_url}}}},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "study"}]},
+    })
+    assert wait_for_run(base, prompts_run) == "SUCCESS"
+    wait_for_comparison(base, "study", prompts_run)  # three sensor ticks and three runs, no launch of ours
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{base}/assets/study_comparison?partition=study", timeout=120_000)
+        page.get_by_text("divergence", exact=True).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.get_by_text("divergence", exact=True).first.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "study-comparison.png"))
+        headers = table_headers(page, "divergence")
+        text = page.inner_text("body")
+        browser.close()
+    assert headers == ["model_a", "model_b", "js_divergence", "reading"], headers
+    assert "answer differently" in text and "Jensen-Shannon divergence 1.00 bits" in text, text[:3000]
+    keep(tmp_path / "study-comparison.png")
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.timeout(1200)  # about 6 min on a quiet machine, 10+ when 2 cores are shared
 def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_cleanly(tmp_path, stub):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "STUDYLLM_DATABASE_URL"}
@@ -361,9 +423,11 @@ def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_clean
         prepare_from_the_ui(base, source)
         backfill_with_the_cli(base, env, source)
         ui_runs_respect_the_run_limits(base)
-        cancel_midway_then_recover(base, env, stub)
+        recovery = cancel_midway_then_recover(base, env, stub)
+        wait_for_comparison(base, "e2e", recovery)  # the report and comparison that follow it, done
         catalog_shows_the_k_axis(base, tmp_path)
         ui_shows_tables_checks_and_analytics(base, tmp_path)
+        study_loop_closes_on_the_daemon(base, tmp_path, stub)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

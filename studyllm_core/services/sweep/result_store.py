@@ -125,3 +125,7 @@ class SweepResults:
     def summaries(self, dataset: str, k: int) -> pd.DataFrame:
         """The cluster summaries and representatives of one done K."""
         return self.artifacts.read(self.artifacts.path_for("cluster_summaries", dataset, str(k), suffix=".parquet"))
+
+    def clusters(self, dataset: str, k: int) -> pd.DataFrame:
+        """The cluster of every text of one done K: row (the dataset row), k, label, cost."""
+        return self.artifacts.read(self.artifacts.path_for("clusters", dataset, str(k), suffix=".parquet"))

@@ -1,0 +1,55 @@
+"""study_comparison: do the models of a reply dataset answer differently, and how (the core's compare_models
+over the K its sweep report chose), as tables and a chart in the UI."""
+
+import dagster as dg
+import pandas as pd
+
+from studyllm_core.charts import bar_chart
+from studyllm_core.services.datasets import DatasetRegistry
+from studyllm_core.services.study.comparison import compare_models
+from studyllm_pipeline.assets.common import PARQUET, SWEEP_GROUP, user_errors_as_failures
+from studyllm_pipeline.assets.report import REPORT_CONDITION
+from studyllm_pipeline.partitions import datasets
+from studyllm_pipeline.resources import StudyllmDatabase
+from studyllm_pipeline.tables import as_table, chart, table_asset_metadata
+
+SHARES = ["provider", "model", "cluster", "replies", "share"]
+
+
+@dg.asset(
+    deps=["sweep_report"], partitions_def=datasets, group_name=SWEEP_GROUP, io_manager_key="parquet_io",
+    kinds=PARQUET | {"postgres"}, automation_condition=REPORT_CONDITION,
+)
+@user_errors_as_failures
+def study_comparison(context: dg.AssetExecutionContext, database: StudyllmDatabase) -> dg.Output:
+    """Do the models of this dataset of replies answer differently, and how: at the K its sweep report chose, the
+    share of each model's replies per cluster, the Jensen-Shannon divergence between every two models, each prompt's
+    spread over clusters and a chi-square test of model vs cluster (stored: the shares). A dataset not made of
+    replies says so in one line (and stores no rows)."""
+    dataset, engine = context.partition_key, database.engine()
+    kind = DatasetRegistry(engine).kind_of(dataset)
+    if kind != "prompt_run":  # the automation follows every report: a file's is answered in one line
+        return dg.Output(pd.DataFrame(columns=SHARES), metadata={"comparison": dg.MetadataValue.text(
+            f"{dataset} is a {kind or 'unregistered'} dataset, not the replies of a prompt run: no models to compare")})
+    comparison = compare_models(engine, database.sweep_results(), dataset)
+    shares = comparison.shares
+    clusters = sorted(shares["cluster"].unique())
+    series = {f"{p}:{m}": [float(v) for v in group.set_index("cluster")["share"].reindex(clusters, fill_value=0.0)]
+              for (p, m), group in shares.groupby(["provider", "model"])}
+    svg = bar_chart([f"cluster {c}" for c in clusters], series, title="Share of each model's replies per cluster",
+                    y_label="share of the model's replies")
+    independence = comparison.independence
+    return dg.Output(shares, metadata={
+        **table_asset_metadata(shares),
+        "comparison": dg.MetadataValue.text(comparison.describe()),
+        "k": comparison.k,
+        "replies": comparison.replies,
+        "models": len(comparison.models),
+        "max_js_divergence": round(float(comparison.divergence["js_divergence"].max()), 3)
+        if len(comparison.divergence) else 0.0,
+        "chi_square_p": float(f"{independence.p_value:.3g}") if independence else dg.MetadataValue.text("n/a"),
+        "divergence": as_table(comparison.divergence),
+        "shares_chart": chart(svg, "share of each model's replies per cluster"),
+        "shares": as_table(shares, max_rows=500),
+        "prompts": as_table(comparison.prompts, max_rows=50),
+    })
