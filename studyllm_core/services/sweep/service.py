@@ -79,6 +79,7 @@ class SweepOutcome:
             "per_k": [item.scores.to_row() for item in self.result.per_k],
             "counts": self.report["counts"],
             "pca": self.report["pca"],
+            "plan": self.report.get("plan"),
             "notes": self.report["notes"],
             "files": self.files,
             "group_id": self.run_group_id,
@@ -249,8 +250,10 @@ class SweepService:
         assert choice is not None
         result = SweepResult(
             config=config_run, per_k=sweep.results, best_k=choice.k, rule=choice.rule, choice=choice, pca=sweep.pca,
-            n_summarize_calls=sweep.n_summarize_calls,
+            n_summarize_calls=sweep.n_summarize_calls, plan=sweep.plan,
         )
+        if sweep.plan is not None and sweep.plan.large:
+            notes.append(sweep.plan.describe())
         summarize_group = groups[0] if groups else None
         if result.pca is not None and config.pca_dim is not None:
             if result.pca["dim"] < config_run.pca_dim:  # pca_svd_project keeps at most one dimension per text
@@ -273,6 +276,7 @@ class SweepService:
             "choice": choice.to_dict(),
             "config": asdict(config),
             "pca": result.pca,
+            "plan": sweep.plan.to_dict() if sweep.plan else None,
             "embedding": self._embedding_info(emb_group),
             "summarizer": self._summarizer_info(summarize_group),
             "source": source,
