@@ -5,6 +5,7 @@ members. Without an LLM it is plain (or spherical) Lloyd k-means with k-means++ 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -213,15 +214,11 @@ def refine(result: ClusteringResult, Z: np.ndarray, *, max_iter: int = 300, tol:
     state.set_centroids(result.centroids)
     steps, converged = state.run(check_positive_int(max_iter, "max_iter"))
     state.settle()
-    return ClusteringResult(
+    return replace(
+        result,
         labels=state.labels.astype(np.int32),
         centroids=state.centroids.astype(np.float64),
         objective=state.objective(),
         n_iter=result.n_iter + steps,
         converged=converged,
-        metric=result.metric,
-        seed=result.seed,
-        summaries=result.summaries,
-        summary_centroids=result.summary_centroids,
-        n_summarize_calls=result.n_summarize_calls,
     )
