@@ -5,6 +5,7 @@ members. Without an LLM it is plain (or spherical) Lloyd k-means with k-means++ 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -197,4 +198,27 @@ def k_llmmeans(
         summaries=summaries,
         summary_centroids=summary_centroids,
         n_summarize_calls=K * rounds,
+    )
+
+
+def refine(result: ClusteringResult, Z: np.ndarray, *, max_iter: int = 300, tol: float = 1e-4) -> ClusteringResult:
+    """`result` (a k-means fit on a sample of Z's rows) carried to every row of Z: Lloyd iterations on
+    all of Z starting from result's centroids, until convergence or `max_iter`. The large-N sweep's
+    way to get exact-k-means labels at the cost of a few passes (the restarts fit on a sample, as
+    Faiss's k-means trains on a subsample). Summaries and LLM call counts are result's."""
+    x = as_matrix(Z, "Z")
+    spherical = result.metric == "cosine"
+    if spherical:
+        x = normalize_rows(x, "Z")
+    state = Lloyd(x, result.k, spherical, tol)
+    state.set_centroids(result.centroids)
+    steps, converged = state.run(check_positive_int(max_iter, "max_iter"))
+    state.settle()
+    return replace(
+        result,
+        labels=state.labels.astype(np.int32),
+        centroids=state.centroids.astype(np.float64),
+        objective=state.objective(),
+        n_iter=result.n_iter + steps,
+        converged=converged,
     )

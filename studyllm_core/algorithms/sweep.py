@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from .kmeans import Embed, Project, Summarize, k_llmmeans
+from .kmeans import Embed, Project, Summarize, k_llmmeans, refine
 from .kselection import KSelectionConfig, decide, rule_text
 from .kselection import criteria as selection_criteria
 from .metrics import (
@@ -43,6 +43,13 @@ BEST_K_RULE = (
     "to the smaller K. Silhouette rewards separated clusters, stability rewards a K that restarts "
     "reproduce; together they penalise both merging true groups and splitting one."
 )
+# Above LARGE_N items a sweep samples (SweepPlan): every cost then grows linearly with N.
+LARGE_N = 100_000
+# Rows the restarts fit on before the chosen one is refined on all rows (Faiss's k-means trains on at
+# most 256 points per centroid: 20,000 covers K <= 78 at that rate), and the refinement's Lloyd passes.
+FIT_SAMPLE = 20_000
+REFINE_ITER = 10
+CRITERIA_SAMPLE = 10_000  # rows the K-selection criteria (subsampling stability, BIC) are computed on
 
 
 @dataclass
@@ -68,6 +75,12 @@ class SweepConfig:
     # (LLM calls = K x llm_rounds per K); stability is measured on the LLM-free restarts.
     # "all": every restart is a full k-LLMmeans run (LLM calls = K x llm_rounds x n_restarts per K).
     summarize_restarts: str = "best"
+    # Large N (sweep_plan): above large_n items the restarts fit on fit_sample_size rows and the chosen
+    # one is refined on all rows; the K criteria use criteria_sample_size rows. At or below: all rows.
+    large_n: int = LARGE_N
+    fit_sample_size: int = FIT_SAMPLE
+    refine_iter: int = REFINE_ITER
+    criteria_sample_size: int = CRITERIA_SAMPLE
 
     def validate(self) -> None:
         """Reject settings that cannot work whatever the data; data-dependent checks happen in run_sweep."""
@@ -91,6 +104,62 @@ class SweepConfig:
         check_positive_int(self.max_iter, "max_iter")
         check_positive_int(self.n_representatives, "n_representatives")
         check_positive_int(self.coverage_min_size, "coverage_min_size")
+        check_positive_int(self.large_n, "large_n", minimum=2)
+        check_positive_int(self.fit_sample_size, "fit_sample_size", minimum=2)
+        check_positive_int(self.refine_iter, "refine_iter")
+        check_positive_int(self.criteria_sample_size, "criteria_sample_size", minimum=2)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """How a sweep of `n` items runs, chosen by N (sweep_plan): every row everywhere (small N), or
+    restarts fitted on `fit_rows` then refined on all rows, and the K criteria on `criteria_rows`
+    (large N). The same samples serve every K, so neighbouring K differ by K, not by the draw."""
+
+    n: int
+    large_n: int
+    fit_rows: np.ndarray | None = None  # sorted row indices; None: all rows
+    criteria_rows: np.ndarray | None = None
+    silhouette_sample: int | None = None  # None: exact silhouette
+    refine_iter: int = REFINE_ITER
+
+    @property
+    def large(self) -> bool:
+        return self.fit_rows is not None
+
+    def describe(self) -> str:
+        """One line saying what was chosen and why (progress line and report)."""
+        sil = f"silhouette on a {self.silhouette_sample:,} sample" if self.silhouette_sample else "exact silhouette"
+        if not self.large:
+            return f"N={self.n:,} <= {self.large_n:,}: k-means restarts and K criteria on all N, {sil}"
+        assert self.fit_rows is not None and self.criteria_rows is not None
+        return (f"N={self.n:,} > {self.large_n:,}: sampled k-means (restarts fit on a {self.fit_rows.size:,} sample, "
+                f"the best refined by up to {self.refine_iter} Lloyd passes over all N; restart stability on that sample), K criteria on a "
+                f"{self.criteria_rows.size:,} sample, {sil}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n, "large_n": self.large_n, "large": self.large,
+            "fit_sample": None if self.fit_rows is None else int(self.fit_rows.size),
+            "criteria_sample": None if self.criteria_rows is None else int(self.criteria_rows.size),
+            "silhouette_sample": self.silhouette_sample, "refine_iter": self.refine_iter if self.large else None,
+            "text": self.describe(),
+        }
+
+
+def sample_rows(n: int, size: int, seed: int, purpose: int) -> np.ndarray:
+    """`size` distinct rows of n (sorted), drawn from (seed, purpose): the same rows for every K."""
+    return np.sort(np.random.default_rng([seed, purpose, n]).choice(n, size=size, replace=False))
+
+
+def sweep_plan(n: int, config: SweepConfig) -> SweepPlan:
+    """The plan of a sweep of n items (SweepPlan). Large N only for k-means (k-subspaces is exact at any N)."""
+    sil = config.silhouette_sample_size if n > config.silhouette_sample_size else None
+    if n <= config.large_n or config.method != "kllmmeans":
+        return SweepPlan(n, config.large_n, silhouette_sample=sil)
+    fit = sample_rows(n, min(n, config.fit_sample_size), config.seed, 1)
+    crit = sample_rows(n, min(n, config.criteria_sample_size), config.seed, 2)
+    return SweepPlan(n, config.large_n, fit, crit, sil, config.refine_iter)
 
 
 def restart_seed(seed: int, k: int, restart: int) -> int:
@@ -139,13 +208,20 @@ def cluster_restarts(
     summarize: Summarize | None = None,
     embed: Embed | None = None,
     project: Project | None = None,
+    fit_rows: np.ndarray | None = None,
 ) -> Restarts:
     """config.n_restarts runs of config.method at one K on the (already projected) Z, seeded by
     restart_seed(config.seed, k, restart); the lowest objective is chosen. With summarize and embed,
     every restart is a k-LLMmeans run (summarize_restarts="all"), or the restarts run without the LLM
-    and only the chosen seed is re-run with it ("best")."""
+    and only the chosen seed is re-run with it ("best"). With `fit_rows` (large N, SweepPlan) the
+    restarts run on those rows only (their labels and objectives are the sample's) and the chosen one
+    is refined by Lloyd on every row of Z."""
     config.validate()
     use_llm = _check_llm_method(config, summarize, embed)
+    full = Z
+    if fit_rows is not None:
+        Z = Z[fit_rows]
+        texts = None if texts is None else [texts[i] for i in fit_rows]
 
     def run(seed: int, with_llm: bool) -> ClusteringResult:
         if config.method == "ksubspaces":
@@ -175,7 +251,10 @@ def cluster_restarts(
     runs = [run(seed, llm_each) for seed in seeds]
     best = int(np.argmin([r.objective for r in runs]))
     chosen = run(seeds[best], True) if use_llm and not llm_each else runs[best]
-    calls = sum(r.n_summarize_calls for r in runs) + (0 if chosen is runs[best] else chosen.n_summarize_calls)
+    if fit_rows is not None:
+        chosen = refine(chosen, full, max_iter=config.refine_iter)
+    rerun = use_llm and not llm_each
+    calls = sum(r.n_summarize_calls for r in runs) + (chosen.n_summarize_calls if rerun else 0)
     return Restarts(k=k, runs=runs, seeds=seeds, best=best, chosen=chosen, n_summarize_calls=calls)
 
 
@@ -210,10 +289,14 @@ class KScores:
         )
 
 
-def k_criteria(Z: np.ndarray, chosen: ClusteringResult, seed: int) -> dict[str, float]:
+def k_criteria(Z: np.ndarray, chosen: ClusteringResult, seed: int, rows: np.ndarray | None = None) -> dict[str, float]:
     """What K_SELECTION needs from one K, computed on the vectors the sweep clustered: the objective,
     the subsampling stability at K (same half-samples for every K of a seed) and the mixture BIC of
-    the chosen partition."""
+    the chosen partition. With `rows` (large N) stability and BIC are computed on those rows only
+    (the objective stays the one over all rows, comparable across K)."""
+    if rows is not None:
+        Z = Z[rows]
+        chosen = replace(chosen, labels=chosen.labels[rows])
     row = selection_criteria(Z, [chosen], K_SELECTION, seed)[chosen.k]
     return {
         "objective": float(row["objective"]),
@@ -262,14 +345,18 @@ def sweep_k(
     embed: Embed | None = None,
     project: Project | None = None,
     truth: np.ndarray | None = None,
+    plan: SweepPlan | None = None,
 ) -> KResult:
     """The per-K step of a sweep on the projected Z: the restarts (k-LLMmeans rounds with summaries
-    as config.summarize_restarts says), every item's cost, the scores and the representatives."""
-    restarts = cluster_restarts(Z, texts, k, config, summarize=summarize, embed=embed, project=project)
+    as config.summarize_restarts says), every item's cost, the scores and the representatives.
+    `plan` (default sweep_plan(len(Z), config)) says which rows the restarts and criteria use."""
+    plan = plan or sweep_plan(len(Z), config)
+    restarts = cluster_restarts(Z, texts, k, config, summarize=summarize, embed=embed, project=project,
+                                fit_rows=plan.fit_rows)
     chosen = restarts.chosen
     costs = item_costs(Z, chosen.labels, chosen.centroids, config.metric)
     scores = score_k(Z, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth,
-                     criteria=k_criteria(Z, chosen, config.seed))
+                     criteria=k_criteria(Z, chosen, config.seed, plan.criteria_rows))
     reps = representatives(Z, chosen.labels, chosen.centroids, config.n_representatives, config.metric)
     return KResult(restarts=restarts, scores=scores, representatives=reps, costs=costs)
 
@@ -401,6 +488,7 @@ class SweepResult:
     choice: KChoice | None = None
     pca: dict[str, Any] | None = None  # requested_dim, dim, clamped, explained_variance_ratio
     n_summarize_calls: int = 0
+    plan: SweepPlan | None = None  # how the sweep ran at this N (SweepPlan.describe says it)
 
     def result_for(self, k: int) -> KResult:
         for item in self.per_k:
@@ -416,6 +504,7 @@ class SweepResult:
                 "rule": self.rule,
                 "choice": self.choice.to_dict() if self.choice else None,
                 "pca": self.pca,
+                "plan": self.plan.to_dict() if self.plan else None,
                 "n_summarize_calls": self.n_summarize_calls,
                 "per_k": [item.to_dict() for item in self.per_k],
             }
@@ -500,10 +589,12 @@ def run_sweep(
     if pca_info is not None:
         say(f"PCA {x.shape[1]} -> {pca_info['dim']} dims ({100 * pca_info['explained_variance_ratio']:.1f}% variance)")
 
+    plan = sweep_plan(z.shape[0], config)
+    say(plan.describe())
     per_k: list[KResult] = []
     ks = range(config.k_min, config.k_max + 1)
     for position, k in enumerate(ks, start=1):
-        item = sweep_k(z, texts, k, config, summarize=summarize, embed=embed, project=project, truth=truth)
+        item = sweep_k(z, texts, k, config, summarize=summarize, embed=embed, project=project, truth=truth, plan=plan)
         per_k.append(item)
         if on_k is not None:
             on_k(item)
@@ -517,6 +608,7 @@ def run_sweep(
         choice=choice,
         pca=pca_info,
         n_summarize_calls=sum(item.restarts.n_summarize_calls for item in per_k),
+        plan=plan,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,39 @@ class ArtifactService:
             metadata=metadata,
         )
         return StoredArtifact(artifact_id, path, content_type, len(data), digest)
+
+    def write_parquet_parts(
+        self,
+        parts: Iterable[pa.Table],
+        path: Path,
+        *,
+        group_id: int | None,
+        metadata: dict[str, Any] | None = None,
+    ) -> StoredArtifact:
+        """Write Arrow tables of one schema as the row groups of one Parquet file, streamed (only one part
+        is in memory at a time, so a table of N x K rows costs the memory of one part), atomically, and
+        record it; its sha256 is read back from the file in chunks."""
+        if path.suffix != ".parquet":
+            raise TypeError(f"write_parquet_parts writes .parquet files, not {path.suffix!r}")
+
+        def write(handle: Any) -> None:
+            writer = None
+            for part in parts:
+                if writer is None:
+                    writer = pq.ParquetWriter(handle, part.schema)
+                writer.write_table(part)
+            if writer is None:
+                raise ValueError("write_parquet_parts needs at least one part")
+            writer.close()
+
+        atomic_write(path, write)
+        size, digest = path.stat().st_size, sha256_of(path)
+        content_type = CONTENT_TYPES[path.suffix]
+        artifact_id = self.groups.record_artifact(
+            uri=path.resolve().as_uri(), content_type=content_type, byte_size=size, sha256=digest,
+            group_id=group_id, call_id=None, metadata=metadata,
+        )
+        return StoredArtifact(artifact_id, path, content_type, size, digest)
 
     def record_for(self, path: Path) -> ArtifactRow | None:
         """The newest record of the file at `path`."""

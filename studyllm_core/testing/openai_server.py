@@ -1,4 +1,4 @@
-"""A loopback OpenAI-compatible HTTP server with switchable faults, for tests and benchmarks (stdlib only).
+"""A loopback OpenAI-compatible HTTP server with switchable faults, for tests and benchmarks (stdlib and numpy).
 
 In-process::
 
@@ -19,9 +19,10 @@ GET|POST /_admin/faults (JSON body: any FaultConfig fields, plus "fail_next"), P
 (body optional: {"stats": true, "faults": true}).
 
 Embeddings are deterministic: a Gaussian vector seeded by sha256(model, text), L2-normalised,
-so the same text always gets the same vector (`dimensions` takes a prefix, renormalised). Chat
-answers "stub reply: <last user message>" with word-count token usage, or one of the model's canned
-replies when FaultConfig.replies names the model.
+so the same text always gets the same vector (`dimensions` takes a prefix, renormalised). With
+`vectors="blobs"` (`--vectors blobs`), a text "c17 ..." gets a vector near blob 17 (blob_embedding):
+labelled blobs through the real embedding path. Chat answers "stub reply: <last user message>" with
+word-count token usage, or one of the model's canned replies when FaultConfig.replies names the model.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import base64
 import email.utils
+import functools
 import hashlib
 import json
 import math
@@ -45,11 +47,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
+
 from studyllm_core.testing.faults import EMBEDDING_ONLY_KINDS, Faults, Stats
 
 DEFAULT_MODELS = ("stub-chat", "stub-embedding")
 _AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
 _REPLY_CHARS = 200
+VECTOR_MODES = ("random", "blobs")
 
 
 def stub_embedding(model: str, text: str, dim: int) -> list[float]:
@@ -59,6 +64,37 @@ def stub_embedding(model: str, text: str, dim: int) -> list[float]:
     v = [rng.gauss(0.0, 1.0) for _ in range(dim)]
     norm = math.sqrt(sum(x * x for x in v)) or 1.0
     return [x / norm for x in v]
+
+
+_BLOB_TEXT = re.compile(r"^c(\d+)\b")
+BLOB_SIBLINGS, BLOB_CHILD_COS, BLOB_SPREAD = 4, 0.75, (1.2, 2.0)
+
+
+@functools.lru_cache(maxsize=4096)
+def blob_centre(model: str, centre: int, dim: int) -> tuple[np.ndarray, float]:
+    """Mean direction and noise scale of blob `centre`: siblings (centre // BLOB_SIBLINGS) sit at cosine
+    BLOB_CHILD_COS to a shared parent direction, so they overlap; the noise scale is drawn from BLOB_SPREAD."""
+    key = int.from_bytes(hashlib.sha256(model.encode()).digest()[:4], "big")
+    parent = np.random.default_rng([key, centre // BLOB_SIBLINGS, 0]).standard_normal(dim)
+    parent /= np.linalg.norm(parent)
+    rng = np.random.default_rng([key, centre, 1])
+    side = rng.standard_normal(dim)
+    side -= (side @ parent) * parent
+    mean = BLOB_CHILD_COS * parent + np.sqrt(1 - BLOB_CHILD_COS**2) * side / np.linalg.norm(side)
+    return mean, float(rng.uniform(*BLOB_SPREAD))
+
+
+def blob_embedding(model: str, text: str, dim: int) -> list[float] | None:
+    """The "blobs" vector of a text naming its blob ("c17 item 123456" -> blob 17): the blob's mean
+    direction plus Gaussian noise seeded by sha256(model, text), L2-normalised; None for other texts.
+    Labelled data through the real embedding path: the blob number is the reference label."""
+    found = _BLOB_TEXT.match(text)
+    if found is None or dim < 2:
+        return None
+    mean, spread = blob_centre(model, int(found.group(1)), dim)
+    seed = int.from_bytes(hashlib.sha256(f"{model}\0{text}".encode()).digest()[:8], "big")
+    v = mean + spread / np.sqrt(dim) * np.random.default_rng(seed).standard_normal(dim)
+    return (v / np.linalg.norm(v)).tolist()
 
 
 def stub_reply(messages: list[dict[str, Any]], canned: list[str] | None = None) -> str:
@@ -195,7 +231,11 @@ class OpenAIStubServer:
         models: list[str] | None = None,
         seed: int = 0,
         hang_s: float = 30.0,
+        vectors: str = "random",
     ) -> None:
+        if vectors not in VECTOR_MODES:
+            raise ValueError(f"vectors={vectors!r}: use one of {', '.join(VECTOR_MODES)}")
+        self.vectors = vectors  # "blobs": texts naming a blob get blob_embedding vectors
         self.host = host
         self.port = port
         self.dim = int(dim)
@@ -296,7 +336,12 @@ class OpenAIStubServer:
 
     def embedding(self, text: str, *, model: str = "stub-embedding", dim: int | None = None) -> list[float]:
         """The vector this server returns for `text` (tests compare against it)."""
-        return stub_embedding(model, text, dim or self.dim)
+        return self._vector(model, text, dim or self.dim)
+
+    def _vector(self, model: str, text: str, dim: int) -> list[float]:
+        """stub_embedding, or in "blobs" mode blob_embedding for texts that name a blob."""
+        blob = blob_embedding(model, text, dim) if self.vectors == "blobs" else None
+        return stub_embedding(model, text, dim) if blob is None else blob
 
     # -- request handling ----------------------------------------------------------------------
 
@@ -465,7 +510,7 @@ class OpenAIStubServer:
         if not isinstance(dim, int) or dim <= 0:
             h._send(400, _error_body("dimensions must be a positive integer", type_="invalid_request_error"))
             return
-        vectors = [stub_embedding(model, t, dim) for t in texts]
+        vectors = [self._vector(model, t, dim) for t in texts]
         if fault == "nan":
             vectors[0][0] = float("nan")
         elif fault == "wrong_dim":
@@ -527,13 +572,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hang", type=float, default=30.0, help="seconds a 'hang' fault waits")
     parser.add_argument("--api-key", action="append", dest="api_keys", help="a valid key (repeat); default: any key")
     parser.add_argument("--model", action="append", dest="models", help="a known model (repeat); default: any model")
+    parser.add_argument("--vectors", choices=VECTOR_MODES, default="random",
+                        help="blobs: a text 'cN ...' gets a vector near blob N (labelled data); default random")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with OpenAIStubServer(
         host=args.host, port=args.port, latency_s=args.latency, dim=args.dim, seed=args.seed,
-        hang_s=args.hang, api_keys=args.api_keys, models=args.models,
+        hang_s=args.hang, api_keys=args.api_keys, models=args.models, vectors=args.vectors,
     ) as srv:
         print(srv.base_url, flush=True)
         while not stop.wait(0.5):

@@ -24,7 +24,7 @@ import pandas as pd
 
 from studyllm_core.algorithms import KChoice, KResult, SweepConfig, choose_k, sweep_k
 from studyllm_core.algorithms.kmeans import Project
-from studyllm_core.algorithms.sweep import check_sweep, describe_k, sweep_space
+from studyllm_core.algorithms.sweep import SweepPlan, check_sweep, describe_k, sweep_plan, sweep_space
 from studyllm_core.errors import InputError, StudyllmError
 from studyllm_core.services.capture.embedding import EmbeddingService
 from studyllm_core.services.provenance import ProvenanceService
@@ -76,6 +76,7 @@ class SweepRun:
     n_summarize_calls: int = 0
     summary_embedding_api_requests: int = 0
     pca: dict[str, Any] | None = None
+    plan: SweepPlan | None = None  # how the sweep runs at this N (chosen by N, said in a notice)
 
     @property
     def done(self) -> list[int]:
@@ -229,9 +230,11 @@ class SweepRecipe:
             z, pca_project, pca = sweep_space(x, config.pca_dim)
         except ValueError as exc:  # settings the data cannot satisfy
             raise InputError(str(exc)) from None
-        run = SweepRun(config=config, requested=requested, refused=refused, pca=pca)
+        run = SweepRun(config=config, requested=requested, refused=refused, pca=pca, plan=sweep_plan(z.shape[0], config))
         if pca is not None and notice is not None:
             notice(f"PCA {x.shape[1]} -> {pca['dim']} dims ({100 * pca['explained_variance_ratio']:.1f}% variance)")
+        if notice is not None:
+            notice(run.plan.describe())
         return Sweep(self, run, z, list(texts), truth, project or pca_project, runnable, groups, notice, on_k)
 
 
@@ -265,7 +268,7 @@ class Sweep:
                     embed = SummaryEmbedder(recipe.embedder, embeddings_group)
                     embedders.append(embed)
                 item = sweep_k(self.z, self.texts, k, run.config, summarize=summarize, embed=embed,
-                               project=self.project, truth=self.truth)
+                               project=self.project, truth=self.truth, plan=run.plan)
                 run.results.append(item)
                 if self.on_k is not None:
                     self.on_k(item)

@@ -21,13 +21,13 @@ summary embeddings (2), chained by `depends_on`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
 from studyllm_core.algorithms import SweepConfig, SweepResult
 from studyllm_core.errors import InputError, StudyllmError
@@ -79,6 +79,7 @@ class SweepOutcome:
             "per_k": [item.scores.to_row() for item in self.result.per_k],
             "counts": self.report["counts"],
             "pca": self.report["pca"],
+            "plan": self.report.get("plan"),
             "notes": self.report["notes"],
             "files": self.files,
             "group_id": self.run_group_id,
@@ -235,7 +236,7 @@ class SweepService:
                 f"only {rows.size} of {len(texts)} texts could be embedded, fewer than k_max={config.k_max}: "
                 "lower k_max or run again to retry the failed texts"
             )
-        x = outcome.vectors[rows]
+        x = outcome.vectors if rows.size == len(texts) else outcome.vectors[rows]  # no copy when all embedded
         config_run, pca_note = _fit_pca_dim(config, x.shape[1])
         notes += [pca_note] if pca_note else []
         clustered_texts = [texts[i] for i in rows]
@@ -245,12 +246,16 @@ class SweepService:
         sweep = self.recipe.run(x, clustered_texts, config_run, labels=truth, groups=groups, notice=say)
         if sweep.error is not None:
             raise sweep.error
+        del x
+        outcome.vectors = np.empty((0, 0), dtype=np.float32)  # N x dim, no longer needed: freed before the files
         choice = sweep.choice()
         assert choice is not None
         result = SweepResult(
             config=config_run, per_k=sweep.results, best_k=choice.k, rule=choice.rule, choice=choice, pca=sweep.pca,
-            n_summarize_calls=sweep.n_summarize_calls,
+            n_summarize_calls=sweep.n_summarize_calls, plan=sweep.plan,
         )
+        if sweep.plan is not None and sweep.plan.large:
+            notes.append(sweep.plan.describe())
         summarize_group = groups[0] if groups else None
         if result.pca is not None and config.pca_dim is not None:
             if result.pca["dim"] < config_run.pca_dim:  # pca_svd_project keeps at most one dimension per text
@@ -273,6 +278,7 @@ class SweepService:
             "choice": choice.to_dict(),
             "config": asdict(config),
             "pca": result.pca,
+            "plan": sweep.plan.to_dict() if sweep.plan else None,
             "embedding": self._embedding_info(emb_group),
             "summarizer": self._summarizer_info(summarize_group),
             "source": source,
@@ -344,7 +350,7 @@ class SweepService:
             artifacts.write(values, path, group_id=run_id, metadata={"k": k})
             label_paths[str(k)] = str(path)
         clusters_path = out_dir / CLUSTERS_FILE
-        artifacts.write(_clusters_table(texts, labels, full_labels), clusters_path, group_id=run_id)
+        artifacts.write_parquet_parts(_clusters_parts(texts, labels, full_labels), clusters_path, group_id=run_id)
         report_path = out_dir / REPORT_FILE
         files = {"report": str(report_path), "clusters": str(clusters_path), "labels": label_paths}
         artifacts.write({**report, "files": files}, report_path, group_id=run_id)
@@ -371,19 +377,19 @@ def _per_k_entry(entry: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
     return {**entry, "representatives": [[int(rows[i]) for i in cluster] for cluster in reps]}
 
 
-def _clusters_table(texts: list[str], labels: Sequence[object] | None, full_labels: dict[int, np.ndarray]) -> pd.DataFrame:
-    """Long format: one row per (input row, K)."""
-    n, ks = len(texts), sorted(full_labels)
-    shown = [_printable(t) for t in texts]
-    table = {
-        "row": np.tile(np.arange(n, dtype=np.int64), len(ks)),
-        "k": np.repeat(np.asarray(ks, dtype=np.int32), n),
-        "label": np.concatenate([full_labels[k] for k in ks]),
-        "text": shown * len(ks),
-    }
-    if labels is not None:
-        table["reference"] = [str(v) for v in labels] * len(ks)
-    return pd.DataFrame(table)
+def _clusters_parts(texts: list[str], labels: Sequence[object] | None, full_labels: dict[int, np.ndarray]) -> Iterator[pa.Table]:
+    """Long format, one row per (input row, K), one Arrow table (a Parquet row group) per K: the text and
+    reference columns are built once and shared, so memory is O(N), not O(N x K)."""
+    n = len(texts)
+    row = pa.array(np.arange(n, dtype=np.int64))
+    text = pa.array([_printable(t) for t in texts], type=pa.string())
+    reference = None if labels is None else pa.array([str(v) for v in labels], type=pa.string())
+    for k in sorted(full_labels):
+        columns = {"row": row, "k": pa.array(np.full(n, k, dtype=np.int32)), "label": pa.array(full_labels[k]),
+                   "text": text}
+        if reference is not None:
+            columns["reference"] = reference
+        yield pa.table(columns)
 
 
 def _printable(text: object) -> str:

@@ -101,7 +101,8 @@ def test_progress_messages(blobs):
     x, _ = blobs(200, 2, 3, seed=7)
     messages: list[str] = []
     run_sweep(x, None, SweepConfig(k_min=2, k_max=3, n_restarts=2), progress=messages.append)
-    assert len(messages) == 2 and messages[0].startswith("K=2")
+    # the plan chosen by N first (SweepPlan.describe), then one line per K
+    assert len(messages) == 3 and messages[0].startswith("N=200 <= 100,000") and messages[1].startswith("K=2")
 
 
 @pytest.mark.parametrize(

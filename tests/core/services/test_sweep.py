@@ -260,3 +260,47 @@ def test_local_model_recovers_three_topics(engine, services, tmp_path, monkeypat
     assert k3["ari"] > 0.8 and k3["nmi"] > 0.8
     assert out.report["pca"]["dim"] == 36 and out.report["pca"]["clamped"]  # 36 texts < 50 dimensions
     assert any("more than the 36 embedded texts" in note for note in out.report["notes"])
+
+
+def test_large_n_plan_is_reported_and_the_clusters_table_is_streamed_per_k(engine, services, tmp_path):
+    """Above large_n (lowered here) the sweep samples and says so in the report; clusters.parquet is written
+    one row group per K (streamed), holding every (row, K). Labelled blobs through the real embed path."""
+    import pyarrow.parquet as pq
+
+    from studyllm_core.testing import OpenAIStubServer
+
+    blobs = [0, 4, 8]  # different parent directions: separated blobs
+    texts = [f"c{blobs[i % 3]} item {i}" for i in range(120)]
+    with OpenAIStubServer(dim=64, api_keys=[KEY], vectors="blobs") as srv:
+        provider = create_provider("openai-compatible", base_url=srv.base_url, api_key=KEY, timeout=5.0)
+        embedder = EmbeddingService(engine, provider, provider_name="openai-compatible", model="stub-blobs")
+        settings = config(k_min=2, k_max=4, large_n=60, fit_sample_size=50, criteria_sample_size=40,
+                          silhouette_sample_size=30)
+        out = sweep_service(embedder, services).run(texts, settings, tmp_path / "out",
+                                                    labels=[t.split()[0] for t in texts])
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["plan"]["large"] and report["plan"]["fit_sample"] == 50
+    assert any(note.startswith("N=120 > 60: sampled k-means") for note in report["notes"])
+    by_k = {row["k"]: row for row in out.summary()["per_k"]}
+    assert by_k[3]["nmi"] == pytest.approx(1.0)  # the blob number is the reference label
+    clusters = pq.ParquetFile(tmp_path / "out" / "clusters.parquet")
+    assert clusters.metadata.num_row_groups == 3  # one per K, written as they are made
+    table = clusters.read().to_pandas()
+    assert len(table) == 3 * 120 and list(table.columns) == ["row", "k", "label", "text", "reference"]
+    assert table[table["k"] == 3]["text"].tolist() == texts
+    assert ArtifactService(engine, tmp_path).verify(tmp_path / "out" / "clusters.parquet")  # recorded sha256 matches
+
+
+def test_blobs_mode_puts_texts_near_their_blob_and_leaves_the_default_alone():
+    from studyllm_core.testing.openai_server import OpenAIStubServer, stub_embedding
+
+    with OpenAIStubServer(dim=64) as plain, OpenAIStubServer(dim=64, vectors="blobs") as blob:
+        assert plain.embedding("c3 item 1") == stub_embedding("stub-embedding", "c3 item 1", 64)
+        assert blob.embedding("not a blob") == stub_embedding("stub-embedding", "not a blob", 64)
+        same = np.array([blob.embedding(f"c0 item {i}") for i in range(20)])
+        other = np.array([blob.embedding(f"c8 item {i}") for i in range(20)])
+        within, across = (same @ same.T)[np.triu_indices(20, 1)].mean(), (same @ other.T).mean()
+        assert within > 0.15 > abs(across)  # near their blob's direction; blobs of other parents apart
+        assert blob.embedding("c0 item 1") == same[1].tolist()  # deterministic
+    with pytest.raises(ValueError, match="vectors="):
+        OpenAIStubServer(vectors="clusters")
