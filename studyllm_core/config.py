@@ -11,10 +11,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import load_dotenv
 
 from studyllm_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 ENV_HOME = "STUDYLLM_HOME"
 ENV_DATABASE_URL = "STUDYLLM_DATABASE_URL"
@@ -30,6 +34,7 @@ ENV_EMBED_PROVIDER = "STUDYLLM_EMBED_PROVIDER"
 ENV_EMBED_MODEL = "STUDYLLM_EMBED_MODEL"
 ENV_EMBED_BASE_URL = "STUDYLLM_EMBED_BASE_URL"
 ENV_SUMMARIZER = "STUDYLLM_SUMMARIZER"
+ENV_ARTIFACTS_URL = "STUDYLLM_ARTIFACTS_URL"
 
 # The pipeline's resources read these through `dg.EnvVar`; the code location sets the defaults of the
 # ones left unset (`set_pipeline_defaults`), so the UI shows each resource's variable, never its value.
@@ -64,6 +69,7 @@ class Settings:
     prices_path: str | None = None  # a price file merged over the packaged prices
     watch_dir: Path | None = None  # None: `datasets_dir`
     dagster_url: str | None = None  # the webserver `studyllm backfill` asks
+    artifacts_url: str | None = None  # None: `$STUDYLLM_HOME/artifacts`; else a folder or an fsspec URL (s3://...)
 
     @property
     def datasets_dir(self) -> Path:
@@ -75,8 +81,10 @@ class Settings:
         return self.home / "pg"
 
     @property
-    def artifacts_dir(self) -> Path:
-        return self.home / "artifacts"
+    def artifacts_dir(self) -> Path | UPath:
+        """Where the pipeline's artifacts live: `$STUDYLLM_HOME/artifacts`, or STUDYLLM_ARTIFACTS_URL
+        (a local folder as a Path; object storage such as `s3://bucket/prefix` as a UPath)."""
+        return storage_location(self.artifacts_url) if self.artifacts_url else self.home / "artifacts"
 
     @property
     def logs_dir(self) -> Path:
@@ -108,7 +116,19 @@ def get_settings() -> Settings:
         prices_path=os.environ.get(ENV_PRICES) or None,
         watch_dir=Path(watch).expanduser() if watch else None,
         dagster_url=os.environ.get(ENV_DAGSTER_URL) or None,
+        artifacts_url=os.environ.get(ENV_ARTIFACTS_URL) or None,
     )
+
+
+def storage_location(location: str) -> Path | UPath:
+    """A folder named by a path or URL: a local path or `file://` URL as a Path (written atomically
+    by rename), anything else (`s3://`, `gs://`, `memory://`: any fsspec protocol) as a UPath."""
+    from upath import UPath  # fsspec is imported only when a URL names the artifacts
+
+    where = UPath(location)
+    if where.protocol in ("", "file", "local"):
+        return Path(where.path).expanduser()
+    return where
 
 
 def sweep_k_range() -> tuple[int, int]:
