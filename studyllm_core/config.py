@@ -29,6 +29,7 @@ ENV_PRICES = "STUDYLLM_PRICES"
 ENV_WATCH_DIR = "STUDYLLM_WATCH_DIR"
 ENV_SWEEP_K_MIN = "STUDYLLM_SWEEP_K_MIN"
 ENV_SWEEP_K_MAX = "STUDYLLM_SWEEP_K_MAX"
+ENV_SWEEP_KS_PER_RUN = "STUDYLLM_SWEEP_KS_PER_RUN"
 ENV_DAGSTER_URL = "STUDYLLM_DAGSTER_URL"
 ENV_EMBED_PROVIDER = "STUDYLLM_EMBED_PROVIDER"
 ENV_EMBED_MODEL = "STUDYLLM_EMBED_MODEL"
@@ -142,6 +143,18 @@ def sweep_k_range() -> tuple[int, int]:
         except ValueError:
             raise ConfigError(f"{name} must be a whole number, got {raw!r}; fix or unset it") from None
     return bounds[0], bounds[1]
+
+
+def sweep_ks_per_run() -> int | None:
+    """How many K one pipeline run sweeps (STUDYLLM_SWEEP_KS_PER_RUN): None (unset) is a whole K range per
+    run, on one machine; 1 is one run per (dataset, K), the unit a run launcher spreads over machines."""
+    load_env_file()
+    raw = (os.environ.get(ENV_SWEEP_KS_PER_RUN) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{ENV_SWEEP_KS_PER_RUN} must be a whole number of at least 1, got {raw!r}; fix or unset it")
+    return int(raw)
 
 
 def variable(name: str) -> str | None:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from studyllm_core.config import sweep_k_range
+from studyllm_core.config import sweep_k_range, sweep_ks_per_run
 from studyllm_core.services.datasets import DatasetRegistry
 from studyllm_pipeline.jobs import sweep_k_job
 from studyllm_pipeline.partitions import (
@@ -31,7 +31,8 @@ def sweep_range() -> tuple[int, int]:
 )
 def nightly_sweep(context: dg.ScheduleEvaluationContext, database: StudyllmDatabase):
     """Every night at 03:00: K from STUDYLLM_SWEEP_K_MIN to _MAX (cut to each dataset's usable texts)
-    for every prepared dataset, one run per dataset; the report follows on its own."""
+    for every prepared dataset, one run per dataset (or per STUDYLLM_SWEEP_KS_PER_RUN K); the report
+    follows on its own."""
     names = context.instance.get_dynamic_partitions(datasets.name)
     registry = DatasetRegistry(database.engine())
     low, high = sweep_range()
@@ -45,10 +46,11 @@ def nightly_sweep(context: dg.ScheduleEvaluationContext, database: StudyllmDatab
     axis += added
     stamp = context.scheduled_execution_time.strftime("%Y%m%d")
     return [
-        dg.RunRequest(
+        dg.RunRequest(run_key=f"{stamp}:{name}:{run[0]}", partition_key=partition_key(name, run[0])) if len(run) == 1
+        else dg.RunRequest(
             run_key=f"{stamp}:{name}:{run[0]}..{run[-1]}",
             tags={RANGE_START_TAG: partition_key(name, run[0]), RANGE_END_TAG: partition_key(name, run[-1])},
         )
         for name, ks in wanted.items()
-        for run in contiguous_ranges(axis, ks)
+        for run in contiguous_ranges(axis, ks, sweep_ks_per_run())  # a single K: a partition's run, as the UI's
     ]
