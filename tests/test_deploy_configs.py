@@ -83,7 +83,7 @@ def test_the_instance_yaml_loads_as_a_dagster_instance(tmp_path, dagster_databas
         assert concurrency.pool_config.pool_granularity == PoolGranularity.RUN
         assert concurrency.pool_config.default_pool_limit == 4
         limits = {limit["key"]: limit["limit"] for limit in concurrency.run_queue_config.tag_concurrency_limits}
-        assert limits == {"dagster/partition": 1, "dagster/partition/dataset": 8}
+        assert limits == {"dagster/partition": 1, "dagster/asset_partition_range_start": 1, "dagster/partition/dataset": 8}
         assert instance.get_runs_count() >= 0  # the storage answers from the test Postgres
     finally:
         instance.dispose()
