@@ -175,7 +175,7 @@ def _put_object(path: UPath, data: bytes) -> None:
     """Upload `data` as the whole object at `path` (object stores have no rename: a reader sees the
     previous object or this one, never part of it); a failed upload is one line naming the object."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)  # a no-op on object stores; real folders elsewhere
+        path.parent.mkdir(parents=True, exist_ok=True)  # as Dagster's UPathIOManager does before each write
         path.write_bytes(data)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}; check the storage's credentials and "

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from studyllm_core.errors import IntegrityError, NotFoundError
+from studyllm_core.files import OutputError
 from studyllm_core.services.artifacts import ArtifactService, sha256_of
 from studyllm_core.services.provenance import ProvenanceService
 
@@ -117,6 +118,12 @@ def test_artifacts_on_object_storage_are_whole_objects_recorded_by_url(engine):
     path.unlink()
     with pytest.raises(IntegrityError, match="was removed"):
         service.read(path)
+
+    # A write the storage refuses (here: a "folder" that is an object) is one line, and nothing is recorded.
+    service.write(np.zeros(1), root / "taken.npy", group_id=None)
+    with pytest.raises(OutputError, match=r"^cannot write memory://.*taken\.npy/x\.npy: .*STUDYLLM_ARTIFACTS_URL"):
+        service.write(np.zeros(1), root / "taken.npy" / "x.npy", group_id=None)
+    assert service.record_for(root / "taken.npy" / "x.npy") is None
 
 
 def test_a_local_path_or_file_url_stays_a_local_folder(tmp_path):
