@@ -11,10 +11,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import load_dotenv
 
 from studyllm_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 ENV_HOME = "STUDYLLM_HOME"
 ENV_DATABASE_URL = "STUDYLLM_DATABASE_URL"
@@ -25,11 +29,13 @@ ENV_PRICES = "STUDYLLM_PRICES"
 ENV_WATCH_DIR = "STUDYLLM_WATCH_DIR"
 ENV_SWEEP_K_MIN = "STUDYLLM_SWEEP_K_MIN"
 ENV_SWEEP_K_MAX = "STUDYLLM_SWEEP_K_MAX"
+ENV_SWEEP_KS_PER_RUN = "STUDYLLM_SWEEP_KS_PER_RUN"
 ENV_DAGSTER_URL = "STUDYLLM_DAGSTER_URL"
 ENV_EMBED_PROVIDER = "STUDYLLM_EMBED_PROVIDER"
 ENV_EMBED_MODEL = "STUDYLLM_EMBED_MODEL"
 ENV_EMBED_BASE_URL = "STUDYLLM_EMBED_BASE_URL"
 ENV_SUMMARIZER = "STUDYLLM_SUMMARIZER"
+ENV_ARTIFACTS_URL = "STUDYLLM_ARTIFACTS_URL"
 
 # The pipeline's resources read these through `dg.EnvVar`; the code location sets the defaults of the
 # ones left unset (`set_pipeline_defaults`), so the UI shows each resource's variable, never its value.
@@ -64,6 +70,7 @@ class Settings:
     prices_path: str | None = None  # a price file merged over the packaged prices
     watch_dir: Path | None = None  # None: `datasets_dir`
     dagster_url: str | None = None  # the webserver `studyllm backfill` asks
+    artifacts_url: str | None = None  # None: `$STUDYLLM_HOME/artifacts`; else a folder or an fsspec URL (s3://...)
 
     @property
     def datasets_dir(self) -> Path:
@@ -75,8 +82,10 @@ class Settings:
         return self.home / "pg"
 
     @property
-    def artifacts_dir(self) -> Path:
-        return self.home / "artifacts"
+    def artifacts_dir(self) -> Path | UPath:
+        """Where the pipeline's artifacts live: `$STUDYLLM_HOME/artifacts`, or STUDYLLM_ARTIFACTS_URL
+        (a local folder as a Path; object storage such as `s3://bucket/prefix` as a UPath)."""
+        return storage_location(self.artifacts_url) if self.artifacts_url else self.home / "artifacts"
 
     @property
     def logs_dir(self) -> Path:
@@ -108,7 +117,19 @@ def get_settings() -> Settings:
         prices_path=os.environ.get(ENV_PRICES) or None,
         watch_dir=Path(watch).expanduser() if watch else None,
         dagster_url=os.environ.get(ENV_DAGSTER_URL) or None,
+        artifacts_url=os.environ.get(ENV_ARTIFACTS_URL) or None,
     )
+
+
+def storage_location(location: str) -> Path | UPath:
+    """A folder named by a path or URL: a local path or `file://` URL as a Path (written atomically
+    by rename), anything else (`s3://`, `gs://`, `memory://`: any fsspec protocol) as a UPath."""
+    from upath import UPath  # fsspec is imported only when a URL names the artifacts
+
+    where = UPath(location)
+    if where.protocol in ("", "file", "local"):
+        return Path(where.path).expanduser()
+    return where
 
 
 def sweep_k_range() -> tuple[int, int]:
@@ -122,6 +143,18 @@ def sweep_k_range() -> tuple[int, int]:
         except ValueError:
             raise ConfigError(f"{name} must be a whole number, got {raw!r}; fix or unset it") from None
     return bounds[0], bounds[1]
+
+
+def sweep_ks_per_run() -> int | None:
+    """How many K one pipeline run sweeps (STUDYLLM_SWEEP_KS_PER_RUN): None (unset) is a whole K range per
+    run, on one machine; 1 is one run per (dataset, K), the unit a run launcher spreads over machines."""
+    load_env_file()
+    raw = (os.environ.get(ENV_SWEEP_KS_PER_RUN) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{ENV_SWEEP_KS_PER_RUN} must be a whole number of at least 1, got {raw!r}; fix or unset it")
+    return int(raw)
 
 
 def variable(name: str) -> str | None:

@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="sweep K for a dataset as a Dagster backfill the daemon runs (as the UI launches one)",
         description="Create a backfill of the (DATASET, K) partitions of the per-K assets for K in [K_MIN, K_MAX] "
         "through the Dagster webserver (the UI's own request), so the daemon of `studyllm dev` (or of a deployment) "
-        "runs it as one run and its status tells the truth. Prints the backfill id; with --wait shows progress and exits 0 only when "
+        "runs it as one run (or runs of STUDYLLM_SWEEP_KS_PER_RUN K each) and its status tells the truth. Prints the backfill id; with --wait shows progress and exits 0 only when "
         "every K is done (1 naming the K that are not). K beyond the dataset's usable texts is refused before "
         "anything is queued.",
     )

@@ -1,11 +1,13 @@
-"""IO manager: NPY for arrays, Parquet for tables, under `$STUDYLLM_HOME/artifacts`, every file recorded.
+"""IO manager: NPY for arrays, Parquet for tables, under the artifacts root, every file recorded.
 
-Writes go through the core ArtifactService, so each file gets a `call_artifacts` row (content
-type, size, sha256) attached to its materialization's group; reads verify the file against that
-row first, so a changed or missing artifact stops the run with a clear message.
+The root is `$STUDYLLM_HOME/artifacts`, or STUDYLLM_ARTIFACTS_URL: a shared folder, or object
+storage (`s3://bucket/prefix`, `gs://...`, any fsspec URL; its fsspec package, e.g. s3fs or gcsfs,
+must be installed). Writes go through the core ArtifactService, so each file gets a
+`call_artifacts` row (content type, size, sha256) attached to its materialization's group; reads
+verify the file against that row first, so a changed or missing artifact stops the run with a
+clear message.
 """
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import dagster as dg
@@ -33,18 +35,17 @@ class RecordedArtifactIOManager(dg.UPathIOManager):
         group_id = ProvenanceService(self.artifacts.engine).ensure_group(group_type, group_name(context.asset_key, partition))
         stored = self.artifacts.write(
             obj,
-            Path(str(path)),
+            path,
             group_id=group_id,
             metadata={"asset_key": context.asset_key.to_user_string(), "partition": partition, "run_id": context.run_id},
         )
         self._last = {"sha256": stored.sha256, "byte_size": stored.byte_size, "artifact_id": stored.artifact_id}
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
-        local = Path(str(path))
-        if not local.exists() and self.artifacts.record_for(local) is None:
+        if not path.exists() and self.artifacts.record_for(path) is None:
             # Never written: a partition not materialized yet (skipped for allow_missing_partitions inputs).
-            raise FileNotFoundError(local)
-        return self.artifacts.read(local)
+            raise FileNotFoundError(str(path))
+        return self.artifacts.read(path)
 
     def get_metadata(self, context: dg.OutputContext, obj: Any) -> dict[str, dg.MetadataValue]:
         last, self._last = self._last, {}

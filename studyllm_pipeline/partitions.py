@@ -11,6 +11,8 @@ from typing import Optional
 
 import dagster as dg
 
+from studyllm_core.config import sweep_ks_per_run
+
 datasets = dg.DynamicPartitionsDefinition(name="datasets")
 k_values = dg.DynamicPartitionsDefinition(name="k")
 dataset_by_k = dg.MultiPartitionsDefinition({"dataset": datasets, "k": k_values})
@@ -38,9 +40,17 @@ def new_k_values(existing: Iterable[str], ks: Iterable[int]) -> list[str]:
     return [str(k) for k in sorted(set(ks)) if str(k) not in have]
 
 
-def contiguous_ranges(axis: list[str], ks: Iterable[int]) -> list[list[int]]:
-    """`ks` split into runs that are contiguous on the K axis (its order is the order K were added):
-    each run is one partition range, so one run of a single-run backfill."""
+def sweep_backfill_policy() -> dg.BackfillPolicy:
+    """A backfill of K partitions runs a whole range in one run (one machine, the dataset loaded once), or,
+    with STUDYLLM_SWEEP_KS_PER_RUN=N, N partitions per run (1: a run per (dataset, K), which a run launcher
+    such as Kubernetes' starts on any node). Read when the code location loads."""
+    per_run = sweep_ks_per_run()
+    return dg.BackfillPolicy.single_run() if per_run is None else dg.BackfillPolicy.multi_run(per_run)
+
+
+def contiguous_ranges(axis: list[str], ks: Iterable[int], per_run: int | None = None) -> list[list[int]]:
+    """`ks` split into runs that are contiguous on the K axis (its order is the order K were added), each
+    of at most `per_run` K when given: each run is one partition range, so one run of a backfill."""
     position = {k: i for i, k in enumerate(axis)}
     ordered = sorted(set(ks), key=lambda k: position[str(k)])
     ranges: list[list[int]] = []
@@ -49,6 +59,8 @@ def contiguous_ranges(axis: list[str], ks: Iterable[int]) -> list[list[int]]:
             ranges[-1].append(k)
         else:
             ranges.append([k])
+    if per_run:
+        ranges = [run[i:i + per_run] for run in ranges for i in range(0, len(run), per_run)]
     return ranges
 
 
@@ -62,11 +74,14 @@ def sweep_run_requests(instance: dg.DagsterInstance, wanted: dict[str, list[int]
     instance.add_dynamic_partitions(k_values.name, added)
     axis = [*axis, *added]
     return [
-        dg.RunRequest(
+        dg.RunRequest(run_key=f"{run_key}:{name}:{run[0]}", partition_key=partition_key(name, run[0]),
+                      run_config=run_config or {})
+        if len(run) == 1  # a single K: a partition's run, as the UI's
+        else dg.RunRequest(
             run_key=f"{run_key}:{name}:{run[0]}..{run[-1]}",
             tags={RANGE_START_TAG: partition_key(name, run[0]), RANGE_END_TAG: partition_key(name, run[-1])},
             run_config=run_config or {},
         )
         for name, ks in wanted.items()
-        for run in contiguous_ranges(axis, ks)
+        for run in contiguous_ranges(axis, ks, sweep_ks_per_run())
     ]

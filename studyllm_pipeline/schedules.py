@@ -23,7 +23,8 @@ def sweep_range() -> tuple[int, int]:
 )
 def nightly_sweep(context: dg.ScheduleEvaluationContext, database: StudyllmDatabase):
     """Every night at 03:00: K from STUDYLLM_SWEEP_K_MIN to _MAX (cut to each dataset's usable texts)
-    for every prepared dataset, one run per dataset; the report follows on its own."""
+    for every prepared dataset, one run per dataset (or per STUDYLLM_SWEEP_KS_PER_RUN K); the report
+    follows on its own."""
     names = context.instance.get_dynamic_partitions(datasets.name)
     registry = DatasetRegistry(database.engine())
     low, high = sweep_range()

@@ -1,5 +1,9 @@
 """ArtifactService: files written under `$STUDYLLM_HOME/artifacts`, each recorded with its sha256.
 
+The root is a local folder (a Path: files are written to a temporary name and renamed into place)
+or object storage (a UPath such as `s3://bucket/prefix`: each file is one whole-object upload, as
+object stores have no rename; an object becomes visible only when its upload completed).
+
 Arrays are NPY, tables Parquet and small documents (reports) JSON. Every write records a `call_artifacts` row (URI, content
 type, byte size, sha256, group); every read checks the file against the newest record for its
 URI, so a changed or missing file is a clear `IntegrityError`, not silently different data.
@@ -13,7 +17,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +27,10 @@ from sqlalchemy import Engine
 
 from studyllm_core.db.groups import ArtifactRow, GroupRepository
 from studyllm_core.errors import IntegrityError
-from studyllm_core.files import atomic_write
+from studyllm_core.files import OutputError, atomic_write
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 CONTENT_TYPES = {".npy": "application/x-npy", ".parquet": "application/vnd.apache.parquet", ".json": "application/json"}
 _CHUNK = 1 << 20
@@ -34,10 +41,21 @@ class StoredArtifact:
     """A file on disk and its record."""
 
     artifact_id: int
-    path: Path
+    path: Path | UPath
     content_type: str
     byte_size: int
     sha256: str
+
+
+def is_local(path: Path | UPath) -> bool:
+    """True for a file on this machine's file system (a plain Path or a local UPath)."""
+    return getattr(path, "protocol", "") in ("", "file", "local")
+
+
+def uri_of(path: Path | UPath) -> str:
+    """The URI an artifact is recorded under: `file:///abs/path` for a local file, the object's URL
+    (`s3://bucket/key`) otherwise."""
+    return Path(path).resolve().as_uri() if is_local(path) else str(path)
 
 
 def sha256_of(path: Path) -> str:
@@ -70,7 +88,7 @@ def encode(value: Any, suffix: str) -> bytes:
     raise TypeError(f"artifacts are .npy, .parquet or .json, not {suffix!r}")
 
 
-def decode(path: Path, data: bytes | None = None) -> Any:
+def decode(path: Path | UPath, data: bytes | None = None) -> Any:
     """Read an artifact written by `encode` from `data` (its bytes, when already read) or the file
     (no pickles: NPY of object dtype is refused)."""
     if path.suffix not in (".npy", ".parquet", ".json"):
@@ -86,12 +104,12 @@ def decode(path: Path, data: bytes | None = None) -> Any:
 class ArtifactService:
     """Write, record, verify and read artifact files for groups."""
 
-    def __init__(self, engine: Engine, root: Path) -> None:
+    def __init__(self, engine: Engine, root: Path | UPath) -> None:
         self.engine = engine
-        self.root = Path(root)
+        self.root = Path(root) if is_local(root) else root
         self.groups = GroupRepository(engine)
 
-    def path_for(self, *parts: str, suffix: str) -> Path:
+    def path_for(self, *parts: str, suffix: str) -> Path | UPath:
         """A path under the artifact root (parts become folders; the last gets `suffix`)."""
         *folders, name = [p.replace("/", "_") for p in parts]
         return self.root.joinpath(*folders, name + suffix)
@@ -99,19 +117,22 @@ class ArtifactService:
     def write(
         self,
         value: Any,
-        path: Path,
+        path: Path | UPath,
         *,
         group_id: int | None,
         call_id: int | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> StoredArtifact:
-        """Write `value` atomically at `path` (NPY, Parquet or JSON by suffix) and record it."""
+        """Write `value` whole at `path` (NPY, Parquet or JSON by suffix), then record it."""
         data = encode(value, path.suffix)
-        atomic_write(path, lambda handle: handle.write(data))  # readers never see half a file; a full disk leaves none
+        if is_local(path):
+            atomic_write(Path(path), lambda handle: handle.write(data))  # readers never see half a file; a full disk leaves none
+        else:
+            _put_object(path, data)
         digest = hashlib.sha256(data).hexdigest()
         content_type = CONTENT_TYPES[path.suffix]
         artifact_id = self.groups.record_artifact(
-            uri=path.resolve().as_uri(),
+            uri=uri_of(path),
             content_type=content_type,
             byte_size=len(data),
             sha256=digest,
@@ -124,7 +145,7 @@ class ArtifactService:
     def write_parquet_parts(
         self,
         parts: Iterable[pa.Table],
-        path: Path,
+        path: Path | UPath,
         *,
         group_id: int | None,
         metadata: dict[str, Any] | None = None,
@@ -145,30 +166,37 @@ class ArtifactService:
                 raise ValueError("write_parquet_parts needs at least one part")
             writer.close()
 
-        atomic_write(path, write)
-        size, digest = path.stat().st_size, sha256_of(path)
+        if is_local(path):
+            atomic_write(Path(path), write)
+            size, digest = Path(path).stat().st_size, sha256_of(Path(path))
+        else:  # object storage: one whole object (no partial uploads, no rename there)
+            buffer = io.BytesIO()
+            write(buffer)
+            data = buffer.getvalue()
+            _put_object(path, data)
+            size, digest = len(data), hashlib.sha256(data).hexdigest()
         content_type = CONTENT_TYPES[path.suffix]
         artifact_id = self.groups.record_artifact(
-            uri=path.resolve().as_uri(), content_type=content_type, byte_size=size, sha256=digest,
+            uri=uri_of(path), content_type=content_type, byte_size=size, sha256=digest,
             group_id=group_id, call_id=None, metadata=metadata,
         )
         return StoredArtifact(artifact_id, path, content_type, size, digest)
 
-    def record_for(self, path: Path) -> ArtifactRow | None:
+    def record_for(self, path: Path | UPath) -> ArtifactRow | None:
         """The newest record of the file at `path`."""
-        rows = self.groups.artifacts(uri=path.resolve().as_uri(), limit=1)
+        rows = self.groups.artifacts(uri=uri_of(path), limit=1)
         return rows[0] if rows else None
 
-    def verify(self, path: Path) -> ArtifactRow:
+    def verify(self, path: Path | UPath) -> ArtifactRow:
         """Check the file against its record; IntegrityError names what is wrong and what to do."""
         return self._verified(path)[0]
 
-    def read(self, path: Path) -> Any:
+    def read(self, path: Path | UPath) -> Any:
         """Verify, then load the artifact (the file is read once for both)."""
         _, data = self._verified(path)
         return decode(path, data)
 
-    def _verified(self, path: Path) -> tuple[ArtifactRow, bytes]:
+    def _verified(self, path: Path | UPath) -> tuple[ArtifactRow, bytes]:
         record = self.record_for(path)
         if record is None:
             raise IntegrityError(f"{path} is not a recorded artifact; re-materialize the step that writes it")
@@ -182,3 +210,14 @@ class ArtifactService:
                 f"{record.sha256[:12]}...); re-materialize it"
             )
         return record, data
+
+
+def _put_object(path: UPath, data: bytes) -> None:
+    """Upload `data` as the whole object at `path` (object stores have no rename: a reader sees the
+    previous object or this one, never part of it); a failed upload is one line naming the object."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # as Dagster's UPathIOManager does before each write
+        path.write_bytes(data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; check the storage's credentials and "
+                          "STUDYLLM_ARTIFACTS_URL (nothing was recorded)") from None

@@ -1,6 +1,7 @@
 """clusters, cluster_summaries and cluster_metrics: one partition per (dataset, K), made by one step.
 
-The step (op `sweep_k`) has a single-run backfill policy: a backfill of K = 9..16 of a dataset is one
+The step (op `sweep_k`) has a single-run backfill policy (unless STUDYLLM_SWEEP_KS_PER_RUN splits a
+range into runs of that many K, to spread them over machines): a backfill of K = 9..16 of a dataset is one
 run that loads the dataset once and calls the core's SweepRecipe for those K (what `studyllm sweep`
 runs). Each K's three tables are stored by the core's SweepResults as soon as the K is done, and the
 step reports each done K as a materialization of its partition. A K that fails stops the step, which
@@ -26,7 +27,7 @@ from studyllm_core.services.sweep.recipe import KResult, SweepConfig, SweepRecip
 from studyllm_core.services.sweep.result_store import TABLES
 from studyllm_pipeline.assets.common import API_POOL, PARQUET, SPENDS_MONEY, SWEEP_GROUP, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
-from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k, partition_key
+from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k, partition_key, sweep_backfill_policy
 from studyllm_pipeline.lineage import check_partition_links, provenance_check_spec, record_materialization
 from studyllm_pipeline.tables import as_table
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
@@ -91,7 +92,7 @@ CHECKS = [
     check_specs=CHECKS,
     ins={name: dg.AssetIn() for name in PREPARED},
     partitions_def=dataset_by_k,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=sweep_backfill_policy(),  # a K range per run, or STUDYLLM_SWEEP_KS_PER_RUN
     pool=API_POOL,
     can_subset=False,
 )

@@ -4,10 +4,13 @@ import datetime
 import json
 
 import dagster as dg
+import pytest
 
+from studyllm_core.config import sweep_ks_per_run
+from studyllm_core.errors import ConfigError
 from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
 from studyllm_pipeline.definitions import defs
-from studyllm_pipeline.partitions import datasets
+from studyllm_pipeline.partitions import contiguous_ranges, datasets, sweep_backfill_policy
 from studyllm_pipeline.schedules import nightly_sweep
 from studyllm_pipeline.sensors import new_dataset_files
 from studyllm_pipeline.resources import StudyllmDatabase
@@ -75,6 +78,21 @@ def test_schedule_requests_one_run_per_dataset_with_its_k_range(instance, pipeli
     ranges = {(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in requests}
     assert ranges == {("a|3", "a|5"), ("b|3", "b|4")}  # one run per dataset; K beyond its texts left out
     assert instance.get_dynamic_partitions("k") == ["3", "4", "5"]  # the K axis holds the requested K, in order
+
+    # Past one machine: STUDYLLM_SWEEP_KS_PER_RUN=1 makes every (dataset, K) its own run, with the partition's
+    # tags (so the run queue's per-partition and per-dataset limits count it), and a backfill of a K range
+    # one run per partition.
+    monkeypatch.setenv("STUDYLLM_SWEEP_KS_PER_RUN", "1")
+    with dg.build_schedule_context(instance=instance, resources=resources, scheduled_execution_time=when) as context:
+        requests = nightly_sweep(context)
+    assert sorted(r.partition_key for r in requests) == ["a|3", "a|4", "a|5", "b|3", "b|4"]
+    assert len({r.run_key for r in requests}) == 5
+    assert sweep_backfill_policy() == dg.BackfillPolicy.multi_run(1)
+    monkeypatch.setenv("STUDYLLM_SWEEP_KS_PER_RUN", "2")
+    assert contiguous_ranges(["3", "4", "5", "7", "9"], [3, 4, 5, 9], sweep_ks_per_run()) == [[3, 4], [5], [9]]
+    monkeypatch.setenv("STUDYLLM_SWEEP_KS_PER_RUN", "0")
+    with pytest.raises(ConfigError, match="STUDYLLM_SWEEP_KS_PER_RUN must be a whole number of at least 1"):
+        sweep_backfill_policy()
 
 
 def test_report_follows_new_k_results_on_its_own(instance, resources, tmp_path):

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from studyllm_core.errors import IntegrityError, NotFoundError
+from studyllm_core.files import OutputError
 from studyllm_core.services.artifacts import ArtifactService, sha256_of
 from studyllm_core.services.provenance import ProvenanceService
 
@@ -89,3 +90,47 @@ def test_a_materialization_is_named_by_the_core_conventions():
     assert step.run_metadata == {"dataset": "demo"}
     unpartitioned = Materialization(asset="provider_comparison", partition=None, run_id="run-2").step()
     assert unpartitioned.name == "provider_comparison" and unpartitioned.run is None
+
+
+def test_artifacts_on_object_storage_are_whole_objects_recorded_by_url(engine):
+    """A UPath root (here fsspec's in-memory file system, as s3:// or gs:// would be): each artifact is
+    one object recorded under its URL, read back verified; a changed or removed object is refused."""
+    import uuid
+
+    from upath import UPath
+
+    from studyllm_core.config import storage_location
+
+    root = storage_location(f"memory://studyllm-{uuid.uuid4().hex[:8]}/artifacts")
+    assert isinstance(root, UPath) and root.protocol == "memory"
+    service = ArtifactService(engine, root)
+    path = service.path_for("ds", "labels", suffix=".npy")
+    stored = service.write(np.arange(5), path, group_id=None)
+    assert service.record_for(path).uri == str(path) and str(path).startswith("memory://")
+    assert [p.name for p in path.parent.iterdir()] == ["labels.npy"]  # no temporary object left beside it
+    np.testing.assert_array_equal(service.read(path), np.arange(5))
+    assert stored.byte_size == len(path.read_bytes())
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="was changed after it was written"):
+        service.read(path)
+    path.unlink()
+    with pytest.raises(IntegrityError, match="was removed"):
+        service.read(path)
+
+    # A write the storage refuses (here: a "folder" that is an object) is one line, and nothing is recorded.
+    service.write(np.zeros(1), root / "taken.npy", group_id=None)
+    with pytest.raises(OutputError, match=r"^cannot write memory://.*taken\.npy/x\.npy: .*STUDYLLM_ARTIFACTS_URL"):
+        service.write(np.zeros(1), root / "taken.npy" / "x.npy", group_id=None)
+    assert service.record_for(root / "taken.npy" / "x.npy") is None
+
+
+def test_a_local_path_or_file_url_stays_a_local_folder(tmp_path):
+    """Local roots keep the atomic rename and their file:// records, whichever way they are named."""
+    from pathlib import Path
+
+    from studyllm_core.config import storage_location
+
+    assert storage_location(str(tmp_path)) == tmp_path and type(storage_location(str(tmp_path))) is type(Path())
+    assert storage_location(tmp_path.as_uri()) == tmp_path
