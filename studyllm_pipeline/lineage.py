@@ -4,9 +4,11 @@ Each materialization is recorded by one `ProvenanceService.record_materializatio
 facts Dagster has: the asset key, the partition, the run id, the asset's group type and position
 (`STEPS`), and the upstream assets and partitions it read. The core names the groups
 (`<asset>[<partition>]`, the run group `sweep[<dataset>]`), so re-materializing reuses a group and the
-links reproduce exactly the asset graph Dagster ran. The `provenance_links` check does not reuse the
-writer's partition rule: it asks Dagster which upstream partitions this materialization reads (its
-partition mappings) and compares them with the links stored in the database.
+links reproduce exactly the asset graph Dagster ran; each materialization also adds its own record
+(run id, config, code and library versions, the records of its inputs), the run history. The
+`provenance_links` check does not reuse the writer's partition rule: it asks Dagster which upstream
+partitions this materialization reads (its partition mappings) and compares them with the inputs
+stored in this run's record of it.
 """
 
 from collections.abc import Collection, Mapping, Sequence
@@ -76,6 +78,7 @@ def materialization(
     config: Optional[dict[str, Any]] = None,
     extra_inputs: Sequence[int] = (),
     metadata: Optional[dict[str, Any]] = None,
+    versions: Optional[dict[str, str]] = None,
 ) -> Materialization:
     """What Dagster knows about one materialization of `key` (default: the asset of the context) at
     `partition` (default: the run's); `upstream` replaces the upstream partitions of the asset graph."""
@@ -91,6 +94,8 @@ def materialization(
         extra_inputs=tuple(extra_inputs),
         config=config or {},
         metadata=metadata or {},
+        code_version=context.assets_def.code_versions_by_key.get(key),
+        versions=versions or {},
     )
 
 
@@ -128,13 +133,15 @@ def check_links(
     key: Optional[dg.AssetKey] = None,
     within: Optional[Collection[str]] = None,
 ) -> dg.AssetCheckResult:
-    """Do the group's stored `depends_on` parents equal the upstream partitions Dagster maps this
-    materialization to (plus `extra_inputs`, groups outside the asset graph such as a dataset source)?"""
+    """Do the inputs stored in this run's record of the group equal the upstream partitions Dagster maps
+    this materialization to (plus `extra_inputs`, groups outside the asset graph such as a dataset source)?"""
     key = key or context.asset_key
     expected = expected_inputs(context, key, within=within) | set(extra_inputs)
-    actual = {g.name for g in ProvenanceService(engine).inputs_of(group_id)}
+    records = ProvenanceService(engine).records_of(group_id, run_id=context.run.run_id)
+    actual = {i["group"] for i in records[0].inputs} if records else set()
     missing, extra = sorted(expected - actual), sorted(actual - expected)
-    problems = ([f"missing links from {', '.join(missing)}"] if missing else []) + (
+    problems = ([] if records else [f"no record of this materialization for run {context.run.run_id}"]) + (
+        [f"missing links from {', '.join(missing)}"] if missing else []) + (
         [f"unexpected links from {', '.join(extra)}"] if extra else [])
     return dg.AssetCheckResult(
         asset_key=key,
@@ -153,6 +160,6 @@ def check_links(
 def provenance_check_spec(asset_name: str, partitions_def: Optional[dg.PartitionsDefinition] = None) -> dg.AssetCheckSpec:
     return check_spec(
         asset_name, CHECK_NAME, partitions_def=partitions_def,
-        description="The provenance links stored for this materialization (GroupLinks, depends_on) are exactly "
+        description="The inputs stored in this run's provenance record of this materialization are exactly "
                     "the upstream assets and partitions Dagster's asset graph says it reads.",
     )
