@@ -86,7 +86,7 @@ def _record_name(r: dict[str, Any]) -> str:
 
 
 def _versions(r: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in (r["versions"] or {}).items()) or "-"
+    return ", ".join(f"{k} {v}" for k, v in sorted((r["versions"] or {}).items())) or "-"
 
 
 def _input_line(i: dict[str, Any]) -> str:
@@ -99,9 +99,13 @@ def _human_run(p: dict[str, Any]) -> str:
     first = records[0]
     lines = [f"run       {p['run_id']}", f"records   {len(records)}", f"started   {when(first['created_at'])}",
              f"code      {first['code_version'] or '-'}", f"versions  {_versions(first)}", ""]
+    shared = first["versions"] or {}
     for r in records:
         lines.append(f"  {when(r['created_at'])}  {_record_name(r)}  ({r['group_type']}, record {r['record_id']}, "
                      f"config {r['config_hash']})")
+        own = {k: v for k, v in (r["versions"] or {}).items() if shared.get(k) != v}  # e.g. the embedding model
+        if own or r["code_version"] != first["code_version"]:
+            lines.append(f"      code {r['code_version'] or '-'}; {_versions({'versions': own})}")
         lines += [_input_line(i) for i in r["inputs"]]
     configs = {r["config_hash"]: r["config"] for r in records if r["config"]}
     if configs:
