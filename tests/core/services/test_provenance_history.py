@@ -56,7 +56,7 @@ def test_each_materialisation_is_its_own_record_and_one_runs_lineage_is_its_own(
         prov.history("clusters", "demo|9")
 
 
-def test_the_cli_shows_a_runs_lineage_and_an_asset_partitions_history(engine, db_env, capsys):
+def test_the_cli_shows_a_runs_lineage_and_an_asset_partitions_history(engine, db_env, capsys, cli):
     two_runs(engine)
     assert main(["provenance", "--run", "run-b", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
@@ -83,9 +83,10 @@ def test_the_cli_shows_a_runs_lineage_and_an_asset_partitions_history(engine, db
     out = capsys.readouterr().out
     assert "history (newest first):" in out and out.index("run run-b") < out.index("run run-a")
 
-    assert main(["provenance", "--run", "nope"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "no materialisation recorded for run 'nope'" in err and "Dagster UI" in err
+    done = cli(["provenance", "--run", "nope"], db_env)  # the real console script: exactly what a user reads
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: no materialisation recorded for run 'nope'") and "Dagster UI" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
     assert main(["provenance", "--asset", "clusterz"]) == 2
     assert "no materialisation of 'clusterz'" in capsys.readouterr().err
     assert main(["provenance", "--partition", "demo|3"]) == 2
