@@ -125,3 +125,15 @@ def mask_url_password(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     userinfo = netloc[0].split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{userinfo}:{MASK}@{netloc[1]}"))
+
+
+def redact_settings(value: object) -> object:
+    """A settings mapping (a run's config) as it may be recorded: the value of every key named like a
+    credential (`api_key`, `token`, `secret`, `password`) shown as `***` when set, and every string
+    `redact`ed (a key pasted into another setting). Key names that only *name* a variable
+    (`api_key_env`) are kept: they are not secrets."""
+    if isinstance(value, dict):
+        return {k: (MASK if value[k] and _SECRET_NAME.search(str(k)) else redact_settings(value[k])) for k in value}
+    if isinstance(value, (list, tuple)):
+        return [redact_settings(v) for v in value]
+    return redact(value) if isinstance(value, str) else value

@@ -4,9 +4,11 @@ Each materialization is recorded by one `ProvenanceService.record_materializatio
 facts Dagster has: the asset key, the partition, the run id, the asset's group type and position
 (`STEPS`), and the upstream assets and partitions it read. The core names the groups
 (`<asset>[<partition>]`, the run group `sweep[<dataset>]`), so re-materializing reuses a group and the
-links reproduce exactly the asset graph Dagster ran. The `provenance_links` check does not reuse the
-writer's partition rule: it asks Dagster which upstream partitions this materialization reads (its
-partition mappings) and compares them with the links stored in the database.
+links reproduce exactly the asset graph Dagster ran; each materialization also adds its own record
+(run id, config, code and library versions, the records of its inputs), the run history. The
+`provenance_links` check does not reuse the writer's partition rule: it asks Dagster which upstream
+partitions this materialization reads (its partition mappings) and compares them with the inputs
+stored in this run's record of it.
 """
 
 from collections.abc import Collection, Mapping, Sequence
@@ -76,6 +78,7 @@ def materialization(
     config: Optional[dict[str, Any]] = None,
     extra_inputs: Sequence[int] = (),
     metadata: Optional[dict[str, Any]] = None,
+    versions: Optional[dict[str, str]] = None,
 ) -> Materialization:
     """What Dagster knows about one materialization of `key` (default: the asset of the context) at
     `partition` (default: the run's); `upstream` replaces the upstream partitions of the asset graph."""
@@ -91,6 +94,8 @@ def materialization(
         extra_inputs=tuple(extra_inputs),
         config=config or {},
         metadata=metadata or {},
+        code_version=context.assets_def.code_versions_by_key.get(key),
+        versions=versions or {},
     )
 
 
@@ -128,18 +133,24 @@ def check_links(
     key: Optional[dg.AssetKey] = None,
     within: Optional[Collection[str]] = None,
 ) -> dg.AssetCheckResult:
-    """Do the group's stored `depends_on` parents equal the upstream partitions Dagster maps this
-    materialization to (plus `extra_inputs`, groups outside the asset graph such as a dataset source)?"""
+    """Do the inputs stored in this run's record of the group equal the upstream partitions Dagster maps
+    this materialization to (plus `extra_inputs`, groups outside the asset graph such as a dataset source)?"""
     key = key or context.asset_key
     expected = expected_inputs(context, key, within=within) | set(extra_inputs)
-    actual = {g.name for g in ProvenanceService(engine).inputs_of(group_id)}
-    return dg.AssetCheckResult(asset_key=key, check_name=CHECK_NAME, **_links_verdict(group_id, expected, actual))
+    records = ProvenanceService(engine).records_of(group_id, run_id=context.run.run_id)
+    actual = {i["group"] for i in records[0].inputs} if records else None
+    return dg.AssetCheckResult(asset_key=key, check_name=CHECK_NAME,
+                               **_links_verdict(group_id, expected, actual, context.run.run_id))
 
 
-def _links_verdict(group_id: int, expected: set[str], actual: set[str]) -> dict[str, Any]:
-    """passed, description and metadata of a provenance_links result: stored links against expected ones."""
+def _links_verdict(group_id: int, expected: set[str], actual: Optional[set[str]], run_id: str) -> dict[str, Any]:
+    """passed, description and metadata of a provenance_links result: the inputs stored in this run's
+    record (None: no record) against the expected ones."""
+    records = actual is not None
+    actual = actual or set()
     missing, extra = sorted(expected - actual), sorted(actual - expected)
-    problems = ([f"missing links from {', '.join(missing)}"] if missing else []) + (
+    problems = ([] if records else [f"no record of this materialization for run {run_id}"]) + (
+        [f"missing links from {', '.join(missing)}"] if missing else []) + (
         [f"unexpected links from {', '.join(extra)}"] if extra else [])
     return {
         "passed": not problems,
@@ -181,10 +192,11 @@ def check_partition_links(
     one AssetCheckResult per asset (the check's output) sums the step up, naming the failed partitions.
     A step of one partition gives its AssetCheckResult only (Dagster stores it for that partition).
     """
-    stored = ProvenanceService(engine).input_names_of([group for *_, group in made])
+    stored = ProvenanceService(engine).run_inputs_of([group for *_, group in made], context.run.run_id)
     per_asset: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for asset, partition, group in made:
-        verdict = _links_verdict(group, partition_inputs(context, dg.AssetKey(asset), partition), stored[group])
+        verdict = _links_verdict(group, partition_inputs(context, dg.AssetKey(asset), partition), stored[group],
+                                 context.run.run_id)
         per_asset.setdefault(asset, []).append((partition, verdict))
     events: list[Any] = []
     for asset, verdicts in per_asset.items():
@@ -207,6 +219,6 @@ def check_partition_links(
 def provenance_check_spec(asset_name: str, partitions_def: Optional[dg.PartitionsDefinition] = None) -> dg.AssetCheckSpec:
     return check_spec(
         asset_name, CHECK_NAME, partitions_def=partitions_def,
-        description="The provenance links stored for this materialization (GroupLinks, depends_on) are exactly "
+        description="The inputs stored in this run's provenance record of this materialization are exactly "
                     "the upstream assets and partitions Dagster's asset graph says it reads.",
     )

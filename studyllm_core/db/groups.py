@@ -172,7 +172,7 @@ class GroupRepository:
             return tx.execute(sql, {"g": group_id, "ids": list(call_ids), "role": role}).rowcount
 
     def add_memberships(
-        self, group_ids: Sequence[int], call_ids: Sequence[int], *, conn: Connection | None = None
+        self, group_ids: Sequence[int], call_ids: Sequence[int], *, role: str | None = None, conn: Connection | None = None
     ) -> int:
         """Add call_ids[i] to group_ids[i] for every i, in one statement; returns how many were new."""
         if len(group_ids) != len(call_ids):
@@ -180,12 +180,12 @@ class GroupRepository:
         if not call_ids:
             return 0
         sql = text(
-            "INSERT INTO group_members (group_id, call_id) "
-            "SELECT u.g, u.c FROM unnest(CAST(:groups AS bigint[]), CAST(:calls AS bigint[])) AS u(g, c) "
+            "INSERT INTO group_members (group_id, call_id, role) "
+            "SELECT u.g, u.c, :role FROM unnest(CAST(:groups AS bigint[]), CAST(:calls AS bigint[])) AS u(g, c) "
             "ON CONFLICT (group_id, call_id) DO NOTHING"
         )
         with translate_db_errors("adding group members"), transaction(self.engine, conn) as tx:
-            return tx.execute(sql, {"groups": list(group_ids), "calls": list(call_ids)}).rowcount
+            return tx.execute(sql, {"groups": list(group_ids), "calls": list(call_ids), "role": role}).rowcount
 
     def member_counts(self, group_ids: Sequence[int]) -> dict[int, int]:
         """Number of member calls of each group (0 for none), in one query."""
@@ -267,16 +267,6 @@ class GroupRepository:
         )
         with translate_db_errors("reading group links"), self.engine.connect() as conn:
             return [GroupRow(*row) for row in conn.execute(text(sql), {"c": child_id, "t": link_type})]
-
-    def parent_names(self, child_ids: Sequence[int], link_type: str) -> dict[int, set[str]]:
-        """Child id -> the names of its parents by `link_type`, for many children in one query."""
-        sql = ("SELECT l.child_group_id, g.name FROM group_links l JOIN groups g ON g.id = l.parent_group_id "
-               "WHERE l.child_group_id = ANY(:c) AND l.link_type = :t")
-        found: dict[int, set[str]] = {int(c): set() for c in child_ids}
-        with translate_db_errors("reading group links"), self.engine.connect() as conn:
-            for child, name in conn.execute(text(sql), {"c": list(found), "t": link_type}):
-                found[int(child)].add(name)
-        return found
 
     def children(self, parent_id: int, link_type: str | None = None) -> list[LinkRow]:
         return self._links("parent_group_id", parent_id, link_type)

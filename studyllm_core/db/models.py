@@ -202,6 +202,40 @@ class GroupLink(Base):
     )
 
 
+class Materialization(Base):
+    """One time a group was made: by which run, with which config, code and library versions (its history)."""
+
+    __tablename__ = "materializations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(String(128))
+    asset_key: Mapped[str] = mapped_column(String(512))
+    partition: Mapped[str | None] = mapped_column(String(512))
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    code_version: Mapped[str | None] = mapped_column(String(128))
+    versions: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index("ix_materializations_run", "run_id"),
+        Index("ix_materializations_group", "group_id", "id"),
+        Index("ix_materializations_asset", "asset_key", "partition", "id"),
+    )
+
+
+class MaterializationInput(Base):
+    """A group a materialisation read, and the record that group had when it was read."""
+
+    __tablename__ = "materialization_inputs"
+
+    materialization_id: Mapped[int] = mapped_column(ForeignKey("materializations.id", ondelete="CASCADE"), primary_key=True)
+    input_group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    input_materialization_id: Mapped[int | None] = mapped_column(ForeignKey("materializations.id", ondelete="SET NULL"))
+
+    __table_args__ = (Index("ix_materialization_inputs_input", "input_materialization_id"),)
+
+
 class CallArtifact(Base):
     """A file produced by a call or a group's step, with its checksum for verification on load."""
 

@@ -15,6 +15,9 @@ GROUP_TYPES = (
     "batch", "conversation", "prompt_run",
 )
 LINK_TYPES = ("step", "contains", "depends_on", "generates")
+# Roles of a group's member calls (the plan's): calls the group made, and calls of other runs it reused.
+ROLE_OUTPUT = "output"
+ROLE_INPUT = "input"
 
 # The expression behind prompt search; queries must use the same text to hit the GIN index.
 PROMPT_TSVECTOR_SQL = "to_tsvector('simple', coalesce(request_json->>'prompt', ''))"

@@ -14,18 +14,114 @@ A pipeline materialization is recorded by one call, `record_materialization`, fr
 orchestrator knows (`Materialization`: asset, partition, run id, the upstream assets and partitions it
 read); the naming conventions are here: the group `<asset>[<partition>]`, and for a partition of a
 dataset (`demo` or `demo|7`) a step of the run group `sweep[<dataset>]`.
+
+Run history: a group is what a result *is* (one per asset partition; its metadata holds the latest
+run id and config, and its `depends_on` links accumulate over runs); each time it is made adds a
+*record* (`materializations`: run id, config with secrets masked, code version, library versions,
+time) tied to the groups it read and to the record each of them had then (`materialization_inputs`).
+So `run_lineage(run_id)` shows exactly what one run made and read, and `history(asset, partition)`
+every materialisation of an asset partition, newest first. A Dagster run's id is Dagster's; a CLI run
+(`studyllm sweep`, `studyllm embed`) gets a `cli-...` id (`new_run_id`).
+
+Member roles (`group_members.role`, as the plan defines them): `output` for the calls a group made
+(recorded into it), `input` for the calls of other runs it reused (cached embeddings, shared replies).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from importlib import metadata as importlib_metadata
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from studyllm_core.db.engine import transaction, translate_db_errors
 from studyllm_core.db.groups import ArtifactRow, GroupRepository, GroupRow, LinkRow
+from studyllm_core.db.jsonutil import jsonb
+from studyllm_core.db.vocabulary import ROLE_INPUT, ROLE_OUTPUT  # noqa: F401 - the member roles, re-exported
+from studyllm_core.errors import NotFoundError
+from studyllm_core.redaction import redact_settings
+
+LIBRARIES = ("studyllm", "dagster", "numpy", "scikit-learn")  # the versions every record keeps
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    """The installed versions of the libraries a result depends on (read from package metadata, not imported)."""
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def new_run_id() -> str:
+    """The run id of a run started outside Dagster (a CLI command, a notebook): `cli-<uuid>`."""
+    return f"cli-{uuid.uuid4().hex}"
+
+
+def config_hash(config: Mapping[str, Any] | None) -> str:
+    """A short fingerprint of a config (canonical JSON): equal configs, equal hashes."""
+    canonical = json.dumps(config or {}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def config_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, prefix: str = "") -> dict[str, list[Any]]:
+    """What changed from `old` to `new`: dotted key -> [old value, new value] (None where absent)."""
+    old, new = old or {}, new or {}
+    changed: dict[str, list[Any]] = {}
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            changed.update(config_diff(a, b, f"{prefix}{key}."))
+        elif a != b:
+            changed[f"{prefix}{key}"] = [a, b]
+    return changed
+
+
+@dataclass(frozen=True)
+class RunStamp:
+    """Who made a record: the run id, the config it ran with (masked when written), the code version
+    (default: the studyllm version) and versions beyond the libraries' (e.g. the embedding model)."""
+
+    run_id: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    code_version: str | None = None
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """One materialisation of a group, with the records of the groups it read."""
+
+    id: int
+    group_id: int
+    group_type: str
+    group_name: str
+    run_id: str
+    asset: str
+    partition: str | None
+    config: dict[str, Any] | None
+    code_version: str | None
+    versions: dict[str, Any] | None
+    created_at: datetime
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # {group, group_id, record_id, run_id, same_run}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "record_id": self.id, "group_id": self.group_id, "group_type": self.group_type, "group": self.group_name,
+            "run_id": self.run_id, "asset": self.asset, "partition": self.partition, "config": self.config,
+            "config_hash": config_hash(self.config), "code_version": self.code_version, "versions": self.versions,
+            "created_at": self.created_at.isoformat(), "inputs": self.inputs,
+        }
 
 
 @dataclass
@@ -39,6 +135,8 @@ class Provenance:
     runs: list[GroupRow]  # runs this group is a step of
     member_count: int
     artifacts: list[ArtifactRow] = field(default_factory=list)
+    member_roles: dict[str, int] = field(default_factory=dict)  # role ('input', 'output', 'unset') -> calls
+    records: list[RecordRow] = field(default_factory=list)  # its materialisations, newest first
 
     def to_dict(self) -> dict[str, Any]:
         def g(row: GroupRow) -> dict[str, Any]:
@@ -52,6 +150,8 @@ class Provenance:
             "steps": [g(row) for row in self.steps],
             "runs": [g(row) for row in self.runs],
             "members": self.member_count,
+            "member_roles": self.member_roles,
+            "history": with_changes(self.records),
             "artifacts": [
                 {"id": a.id, "uri": a.uri, "content_type": a.content_type, "byte_size": a.byte_size, "sha256": a.sha256}
                 for a in self.artifacts
@@ -76,6 +176,9 @@ class StepRecord:
     extra_inputs: tuple[int, ...] = ()  # ids of groups outside the graph the step read (a dataset source)
     metadata: dict[str, Any] = field(default_factory=dict)
     run_metadata: dict[str, Any] = field(default_factory=dict)
+    stamp: RunStamp | None = None  # the run that made it: a record of this materialisation is added
+    asset: str | None = None  # the record's asset key (default: the group's name)
+    partition: str | None = None
 
 
 def materialization_group(asset: str, partition: str | None = None) -> str:
@@ -106,6 +209,8 @@ class Materialization:
     extra_inputs: tuple[int, ...] = ()  # ids of groups outside the asset graph it read (a dataset's source)
     config: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    code_version: str | None = None  # the asset's code version (default: the studyllm version)
+    versions: dict[str, str] = field(default_factory=dict)  # beyond the libraries' (e.g. the embedding model)
 
     def input_names(self) -> list[str]:
         """The groups of the upstream materializations it read."""
@@ -125,11 +230,24 @@ class Materialization:
                 "dagster_run_id": self.run_id,
                 "asset_key": self.asset,
                 "partition": self.partition,
-                "config": self.config,
+                "config": redact_settings(self.config),
                 **self.metadata,
             },
             run_metadata={"dataset": dataset} if dataset else {},
+            stamp=RunStamp(self.run_id, self.config, self.code_version, self.versions),
+            asset=self.asset,
+            partition=self.partition,
         )
+
+
+def with_changes(records: Sequence[RecordRow]) -> list[dict[str, Any]]:
+    """Records (newest first) as dicts, each with `config_changes`: its config's diff from the next older
+    record of the same group (None for the oldest)."""
+    out = []
+    for i, row in enumerate(records):
+        older = next((r for r in records[i + 1:] if r.group_id == row.group_id), None)
+        out.append({**row.to_dict(), "config_changes": None if older is None else config_diff(older.config, row.config)})
+    return out
 
 
 SCOPE_LINKS = ("depends_on", "step", "contains")  # edges that lead from a group to the groups it covers
@@ -146,6 +264,34 @@ SELECT g.id, g.group_type, g.name, g.description, g.metadata_json, g.created_at,
 FROM walk w JOIN groups g ON g.id = w.id
 WHERE w.distance > 0
 GROUP BY g.id ORDER BY distance, g.id
+"""
+
+
+# One statement per record: the record, and its inputs each tied to the record that input group had
+# when it was read (this run's own when it made one, else the newest).
+_RECORD_SQL = """
+WITH rec AS (
+    INSERT INTO materializations (group_id, run_id, asset_key, partition, config, code_version, versions)
+    VALUES (:g, :run, :asset, :partition, :config, :code, :versions) RETURNING id
+), ins AS (
+    INSERT INTO materialization_inputs (materialization_id, input_group_id, input_materialization_id)
+    SELECT rec.id, u.g, (SELECT m.id FROM materializations m WHERE m.group_id = u.g
+                         ORDER BY (m.run_id = :run) DESC, m.id DESC LIMIT 1)
+    FROM rec, unnest(CAST(:inputs AS bigint[])) AS u(g)
+)
+SELECT id FROM rec
+"""
+
+_RECORD_COLS = (
+    "m.id, m.group_id, g.group_type, g.name, m.run_id, m.asset_key, m.partition, m.config, m.code_version, "
+    "m.versions, m.created_at"
+)
+_INPUTS_SQL = """
+SELECT i.materialization_id, g.name, g.id, i.input_materialization_id, m.run_id, m.created_at
+FROM materialization_inputs i JOIN groups g ON g.id = i.input_group_id
+LEFT JOIN materializations m ON m.id = i.input_materialization_id
+WHERE i.materialization_id = ANY(CAST(:ids AS bigint[]))
+ORDER BY i.materialization_id, g.name
 """
 
 
@@ -183,15 +329,40 @@ class ProvenanceService:
         run_id: int | None = None,
         position: int | None = None,
         metadata: dict[str, Any] | None = None,
+        stamp: RunStamp | None = None,
     ) -> int:
-        """Create or reuse the group (type, name), link each input to it, and place it in a run (one transaction)."""
+        """Create or reuse the group (type, name), link each input to it, and place it in a run (one
+        transaction); with `stamp`, add a record of this materialisation (run history)."""
         with transaction(self.groups.engine) as conn:
             group_id = self.groups.ensure_group(group_type, name, metadata=metadata, conn=conn)
             parents = list(dict.fromkeys(i for i in inputs if i != group_id))  # distinct, in the given order
             self.groups.link_parents(parents, group_id, "depends_on", conn=conn)
             if run_id is not None:
                 self.groups.link(run_id, group_id, "step", position=position, conn=conn)
+            if stamp is not None:
+                self._add_record(conn, group_id, stamp, parents, name, None)
         return group_id
+
+    def add_record(self, group_id: int, stamp: RunStamp, *, inputs: Sequence[int] = (), asset: str | None = None,
+                   partition: str | None = None) -> int:
+        """Record one materialisation of an existing group (a run group, a batch made again); returns the record id."""
+        group = self.groups.get_group(group_id)
+        if group is None:
+            raise NotFoundError(f"no group with id {group_id}")
+        with transaction(self.groups.engine) as conn:
+            return self._add_record(conn, group_id, stamp, list(inputs), asset or group.name, partition)
+
+    def _add_record(self, conn: Connection, group_id: int, stamp: RunStamp, inputs: Sequence[int], asset: str,
+                    partition: str | None) -> int:
+        versions = {**library_versions(), **stamp.versions}
+        code = stamp.code_version or (f"studyllm {versions['studyllm']}" if "studyllm" in versions else None)
+        params = {
+            "g": group_id, "run": stamp.run_id, "asset": asset, "partition": partition,
+            "config": jsonb(redact_settings(dict(stamp.config))), "code": code, "versions": jsonb(versions),
+            "inputs": [i for i in dict.fromkeys(inputs) if i != group_id],
+        }
+        with translate_db_errors(f"recording a materialisation of {asset}"):
+            return int(conn.execute(text(_RECORD_SQL), params).scalar_one())
 
     def record(self, step: StepRecord) -> int:
         """Record one step in one call: its input groups (created by name where missing, one
@@ -211,6 +382,8 @@ class ProvenanceService:
             self.groups.link_parents(list(dict.fromkeys(p for p in parents if p != group_id)), group_id, "depends_on", conn=conn)
             if run_id is not None:
                 self.groups.link(run_id, group_id, "step", position=step.position, conn=conn)
+            if step.stamp is not None:
+                self._add_record(conn, group_id, step.stamp, parents, step.asset or step.name, step.partition)
         return group_id
 
     def record_materialization(self, materialization: Materialization) -> int:
@@ -218,12 +391,64 @@ class ProvenanceService:
         return self.record(materialization.step())
 
     def inputs_of(self, group_id: int) -> list[GroupRow]:
-        """The groups this one was made from (its `depends_on` parents)."""
+        """The groups this one was made from (its `depends_on` parents, over all its runs)."""
         return self.groups.parent_groups(group_id, "depends_on")
 
-    def input_names_of(self, group_ids: Sequence[int]) -> dict[int, set[str]]:
-        """Group id -> the names of the groups it was made from, for many groups in one query."""
-        return self.groups.parent_names(group_ids, "depends_on")
+    # -- run history ----------------------------------------------------------------------------
+
+    def _records(self, where: str, params: dict[str, Any], order: str = "m.id DESC") -> list[RecordRow]:
+        sql = f"SELECT {_RECORD_COLS} FROM materializations m JOIN groups g ON g.id = m.group_id WHERE {where} ORDER BY {order}"
+        with translate_db_errors("reading run history"), self.engine.connect() as conn:
+            rows = [RecordRow(*r) for r in conn.execute(text(sql), params)]
+            inputs: dict[int, list[dict[str, Any]]] = {}
+            if rows:
+                for rid, name, gid, input_rid, input_run, input_at in conn.execute(text(_INPUTS_SQL), {"ids": [r.id for r in rows]}):
+                    inputs.setdefault(int(rid), []).append({
+                        "group": name, "group_id": int(gid), "record_id": input_rid, "run_id": input_run,
+                        "created_at": input_at.isoformat() if input_at else None,
+                    })
+        for row in rows:
+            row.inputs.extend({**i, "same_run": i["run_id"] == row.run_id} for i in inputs.get(row.id, []))
+        return rows
+
+    def run_lineage(self, run_id: str) -> list[RecordRow]:
+        """Every record one run made (oldest first), each with the records of its inputs; NotFoundError for an unknown run."""
+        found = self._records("m.run_id = :run", {"run": run_id}, order="m.id")
+        if not found:
+            raise NotFoundError(
+                f"no materialisation recorded for run {run_id!r}; copy a run id from the Dagster UI (Runs) or from "
+                "`studyllm provenance --asset ASSET --partition P`"
+            )
+        return found
+
+    def history(self, asset: str, partition: str | None = None) -> list[RecordRow]:
+        """Every materialisation of an asset (at a partition), newest first; NotFoundError when there is none."""
+        found = self._records("m.asset_key = :a AND m.partition IS NOT DISTINCT FROM :p", {"a": asset, "p": partition})
+        if not found:
+            where = f" at partition {partition!r}" if partition else " without a partition"
+            raise NotFoundError(
+                f"no materialisation of {asset!r}{where} is recorded; check the asset key and --partition "
+                "(e.g. --asset clusters --partition 'demo|10'), or list groups with `studyllm groups`"
+            )
+        return found
+
+    def records_of(self, group_id: int, *, run_id: str | None = None) -> list[RecordRow]:
+        """The records of one group, newest first (only those of `run_id` when given)."""
+        where, params = "m.group_id = :g", {"g": group_id}
+        if run_id is not None:
+            where, params = where + " AND m.run_id = :run", {**params, "run": run_id}
+        return self._records(where, params)
+
+    def run_inputs_of(self, group_ids: Sequence[int], run_id: str) -> dict[int, set[str] | None]:
+        """Group id -> the names of the inputs stored in `run_id`'s record of it (None: that run made no
+        record of the group), for many groups in one query."""
+        found: dict[int, set[str] | None] = {int(g): None for g in group_ids}
+        if group_ids:
+            for row in self._records("m.group_id = ANY(CAST(:gs AS bigint[])) AND m.run_id = :run",
+                                     {"gs": [int(g) for g in group_ids], "run": run_id}):
+                if found[row.group_id] is None:  # newest record of the run first
+                    found[row.group_id] = {i["group"] for i in row.inputs}
+        return found
 
     def walk(
         self, group_id: int, *, direction: str, link_types: Sequence[str] = ("depends_on",)
@@ -243,8 +468,10 @@ class ProvenanceService:
         """Everything recorded about one group (NotFoundError if there is no such group)."""
         group = self.groups.find_group(id_or_name)
         runs = self.groups.parent_groups(group.id, "step")
+        sql = text("SELECT coalesce(role, 'unset'), count(*) FROM group_members WHERE group_id = :g GROUP BY 1 ORDER BY 1")
         with translate_db_errors("counting members"), self.engine.connect() as conn:
-            members = conn.execute(text("SELECT count(*) FROM group_members WHERE group_id = :g"), {"g": group.id}).scalar_one()
+            roles = {str(role): int(n) for role, n in conn.execute(sql, {"g": group.id})}
+        members = sum(roles.values())
         return Provenance(
             group=group,
             ancestors=self.walk(group.id, direction="up"),
@@ -253,6 +480,8 @@ class ProvenanceService:
             runs=runs,
             member_count=int(members),
             artifacts=self.groups.artifacts(group_id=group.id),
+            member_roles=roles,
+            records=self.records_of(group.id),
         )
 
     def links_of(self, group_id: int) -> list[LinkRow]:

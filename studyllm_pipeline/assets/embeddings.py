@@ -33,7 +33,8 @@ def embeddings(
     """Vectors (float32, one row per snapshot row); texts embedded before come from the cache."""
     engine = database.engine()
     settings = {"provider": embedder.provider, "model": embedder.model, "dimensions": embedder.dimensions}
-    group_id = record_materialization(context, engine, config=settings)
+    group_id = record_materialization(context, engine, config=settings,
+                                      versions={"embedding": f"{embedder.provider}:{embedder.model}"})
     outcome = embedder.service(engine).embed(dataset_snapshot["text"].tolist(), group_id=group_id)
     if outcome.failed:
         first = next(iter(outcome.failures.values()))

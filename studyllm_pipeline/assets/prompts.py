@@ -15,7 +15,7 @@ from studyllm_core.errors import InputError
 from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
 from studyllm_core.services.capture.inference import InferenceService
 from studyllm_core.services.inputs import read_texts
-from studyllm_core.services.provenance import ProvenanceService
+from studyllm_core.services.provenance import ProvenanceService, RunStamp
 from studyllm_pipeline.assets.common import API_POOL, PARQUET, SPENDS_MONEY, user_errors_as_failures
 from studyllm_pipeline.lineage import group_name
 from studyllm_pipeline.partitions import datasets
@@ -89,6 +89,8 @@ def prompt_run(context: dg.AssetExecutionContext, config: PromptRunConfig, datab
                                               metadata={"last_run_id": context.run.run_id})
     provenance.link(materialization, result.group_id, "contains")
     provenance.link(result.group_id, dataset_group, "depends_on")
+    provenance.add_record(materialization, RunStamp(context.run.run_id, config.model_dump()),
+                          asset=context.asset_key.to_user_string(), partition=name)
     frame = pd.concat([pd.DataFrame(
         {
             "model": model,

@@ -48,19 +48,20 @@ def test_unlabelled_rows_fail_the_snapshot_check(instance, resources, tmp_path):
 BREAK_LINK = """
 CREATE FUNCTION drop_link() RETURNS trigger AS $$
 BEGIN
-    IF (SELECT name FROM groups WHERE id = NEW.child_group_id) = 'pca_projection[small]'
-       AND (SELECT name FROM groups WHERE id = NEW.parent_group_id) = 'embeddings[small]' THEN
+    IF (SELECT g.name FROM materializations m JOIN groups g ON g.id = m.group_id WHERE m.id = NEW.materialization_id)
+           = 'pca_projection[small]'
+       AND (SELECT name FROM groups WHERE id = NEW.input_group_id) = 'embeddings[small]' THEN
         RETURN NULL;
     END IF;
     RETURN NEW;
 END $$ LANGUAGE plpgsql;
-CREATE TRIGGER drop_link BEFORE INSERT ON group_links FOR EACH ROW EXECUTE FUNCTION drop_link();
+CREATE TRIGGER drop_link BEFORE INSERT ON materialization_inputs FOR EACH ROW EXECUTE FUNCTION drop_link();
 """
 
 
 def test_provenance_links_fails_when_a_stored_link_is_missing(instance, resources, tmp_path, engine):
-    """The database silently drops one link (pca_projection <- embeddings): the check, which asks
-    Dagster's asset graph what the projection reads, names it; the other links pass."""
+    """The database silently drops one input of this run's record (pca_projection <- embeddings): the
+    check, which asks Dagster's asset graph what the projection reads, names it; the other links pass."""
     path = tmp_path / "fine.csv"
     pd.DataFrame({"text": [f"note {i} about {t}" for i, t in enumerate(["stars", "bread", "trains"] * 4)]}).to_csv(path, index=False)
     with engine.begin() as conn:

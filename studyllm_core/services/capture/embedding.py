@@ -37,6 +37,7 @@ from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
 from studyllm_core.db.leases import EmbeddingLeases
+from studyllm_core.db.vocabulary import ROLE_INPUT
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import EmbeddingResponse, Provider
 from studyllm_core.providers.registry import require_operation
@@ -64,6 +65,7 @@ from studyllm_core.services.capture.ratelimit import RateLimit, estimate_tokens,
 from studyllm_core.services.capture.retry import RetryPolicy, call_with_retries
 from studyllm_core.services.capture.spend import SpendGuard
 from studyllm_core.services.capture.tasks import gather_or_cancel
+from studyllm_core.services.provenance import ProvenanceService, RunStamp, new_run_id
 
 log = get_logger("services.embedding")
 
@@ -216,11 +218,15 @@ class EmbeddingService(BuiltByName):
         return await run.execute()
 
     def _ensure_group(self, name: str | None) -> int:
+        """The run's own embedding_batch group, with a record of this run (`cli-...` id) in its history."""
         meta = {"provider": self.provider_name, "model": self.model, "dimensions": self.dimensions,
                 "base_url": self.provider.endpoint()}
-        return ensure_run_group(
+        group_id = ensure_run_group(
             self.engine, "embedding_batch", name, label=f"embed:{self.provider_name}:{self.model}", metadata=meta
         )
+        stamp = RunStamp(new_run_id(), meta, versions={"embedding": f"{self.provider_name}:{self.model}"})
+        ProvenanceService(self.engine).add_record(group_id, stamp)
+        return group_id
 
 
 class _Run:
@@ -265,7 +271,8 @@ class _Run:
         if self.group_id is not None and self.used_call_ids:
             # Cached vectors belong to this run's provenance too: their producing calls join the group,
             # and the embeddings themselves join its items (export writes exactly those).
-            await asyncio.to_thread(GroupRepository(self.s.engine).add_members, self.group_id, sorted(self.used_call_ids))
+            await asyncio.to_thread(  # the calls it made joined as outputs when recorded; the rest it reused (inputs)
+                GroupRepository(self.s.engine).add_members, self.group_id, sorted(self.used_call_ids), role=ROLE_INPUT)
             reused = [it.request_hash for it in items if it.request_hash in self.results and it.request_hash not in self.stored]
             if reused:
                 await asyncio.to_thread(self.s.vectors.add_to_group, self.group_id, reused)

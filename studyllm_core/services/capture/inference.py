@@ -41,6 +41,7 @@ from sqlalchemy import Engine
 
 from studyllm_core.db.calls import NewCall, RawCallRepository
 from studyllm_core.db.groups import GroupRepository
+from studyllm_core.db.vocabulary import ROLE_INPUT
 from studyllm_core.errors import InputError
 from studyllm_core.logging_config import get_logger
 from studyllm_core.providers.base import ChatMessage, ChatResponse, Provider, TokenUsage
@@ -491,7 +492,7 @@ class _Run:
             sent = await self._send_all(list(unique.values()), stop_on_fatal)
             sent.update({h: result for h, result in answered.items() if h not in sent})
             if self.group_id is not None and self.joined_call_ids:
-                await asyncio.to_thread(GroupRepository(self.s.engine).add_members, self.group_id, self.joined_call_ids)
+                await asyncio.to_thread(GroupRepository(self.s.engine).add_members, self.group_id, self.joined_call_ids, role=ROLE_INPUT)
         finally:
             await self.queue.drain()
         results: list[InferenceResult] = []

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine
 from studyllm_core.db.calls import NewCall, RawCallRepository
 from studyllm_core.db.engine import transaction
 from studyllm_core.db.groups import GroupRepository
+from studyllm_core.db.vocabulary import ROLE_OUTPUT
 from studyllm_core.providers.errors import ProviderError, ProviderTimeoutError
 from studyllm_core.redaction import redact, redact_data
 
@@ -39,7 +40,7 @@ class CallRecorder:
         with transaction(self.engine, conn) as tx:
             ids = self.calls.insert_many(calls, conn=tx)
             if self.group_id is not None:
-                self.groups.add_members(self.group_id, ids, conn=tx)
+                self.groups.add_members(self.group_id, ids, role=ROLE_OUTPUT, conn=tx)
         return ids
 
     async def arecord(self, calls: Sequence[NewCall]) -> list[int]:

@@ -35,6 +35,7 @@ from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.jsonutil import dumps
 from studyllm_core.db.legacy import V1_TABLE, BatchStats, LegacySource, V1Row
+from studyllm_core.db.vocabulary import ROLE_OUTPUT
 from studyllm_core.logging_config import get_logger
 
 ProgressFn = Callable[[int, int], None]  # (done, total)
@@ -176,7 +177,7 @@ class LegacyImporter:
                     continue
                 calls = [to_call(r, fingerprint) for r in new]
                 call_ids = self.calls.insert_many(calls, chunk_size=self.chunk_size, conn=conn)
-                self.groups.add_memberships([group_ids[_batch_key(r.batch_id)] for r in new], call_ids, conn=conn)
+                self.groups.add_memberships([group_ids[_batch_key(r.batch_id)] for r in new], call_ids, role=ROLE_OUTPUT, conn=conn)
                 imported += len(new)
                 for c in calls:
                     statuses[c.status] = statuses.get(c.status, 0) + 1

@@ -27,7 +27,7 @@ from studyllm_core.algorithms.kmeans import Project
 from studyllm_core.algorithms.sweep import SweepPlan, check_sweep, describe_k, sweep_plan, sweep_space
 from studyllm_core.errors import InputError, StudyllmError
 from studyllm_core.services.capture.embedding import EmbeddingService
-from studyllm_core.services.provenance import ProvenanceService
+from studyllm_core.services.provenance import ProvenanceService, RunStamp
 from studyllm_core.services.capture.summarization import SummarizationService
 
 DONE, FAILED, NOT_RUN, REFUSED = "done", "failed", "not run", "refused"
@@ -168,20 +168,24 @@ class SweepRecipe:
                 f"of max_iter={config.max_iter}: lower llm_rounds"
             )
 
-    def llm_groups(self, step_id: int, name: str, run: str | None = None, position: int = 0) -> tuple[int, int]:
+    def llm_groups(
+        self, step_id: int, name: str, run: str | None = None, position: int = 0, *, stamp: RunStamp | None = None
+    ) -> tuple[int, int]:
         """The summarization_batch group of the round summaries (made from `step_id`'s inputs) and the
-        embedding_batch group of their embeddings, both steps of `run` when given."""
+        embedding_batch group of their embeddings, both steps of `run` when given (recorded by `stamp`'s run)."""
         assert self.summarizer is not None
         inference = self.summarizer.inference
         run_id = self.provenance.groups.ensure_group("run", run) if run else None
         summaries = self.provenance.record_step(
             "summarization_batch", f"{name}:summaries", inputs=[step_id], run_id=run_id, position=position,
             metadata={"provider": inference.provider_name, "model": inference.model, "purpose": "k-LLMmeans rounds"},
+            stamp=stamp,
         )
         embeddings = self.provenance.record_step(
             "embedding_batch", f"{name}:summary-embeddings", inputs=[summaries], run_id=run_id, position=position + 1,
             metadata={"provider": self.embedder.provider_name, "model": self.embedder.model,
                       "dimensions": self.embedder.dimensions, "purpose": "summary centroids"},
+            stamp=stamp,
         )
         return summaries, embeddings
 

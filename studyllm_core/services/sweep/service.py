@@ -36,7 +36,7 @@ from studyllm_core.services.artifacts import ArtifactService
 from studyllm_core.services.capture.cache_key import unusable_reason
 from studyllm_core.services.capture.recording import ensure_run_group
 from studyllm_core.services.capture.embedding import EmbeddingService, ProgressFn
-from studyllm_core.services.provenance import ProvenanceService
+from studyllm_core.services.provenance import ProvenanceService, RunStamp, new_run_id
 from studyllm_core.services.capture.summarization import SummarizationService, summarizer_from_spec
 from studyllm_core.services.sweep.methods import check_method_fits
 from studyllm_core.services.sweep.recipe import SweepRecipe, label_codes
@@ -175,9 +175,9 @@ class SweepService:
         """
         texts = list(texts)
         self.check(texts, config, labels)
-        run_id, emb_group = self._start_run(name, config, source)
+        run_id, emb_group, stamp = self._start_run(name, config, source)
         try:
-            outcome = self._execute(texts, config, Path(out_dir), labels, source, run_id, emb_group, progress, notice)
+            outcome = self._execute(texts, config, Path(out_dir), labels, source, run_id, emb_group, stamp, progress, notice)
         except BaseException as exc:
             try:
                 self._set_run_metadata(run_id, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:1000]})
@@ -215,6 +215,7 @@ class SweepService:
         source: dict[str, Any] | None,
         run_id: int,
         emb_group: int,
+        stamp: RunStamp,
         progress: ProgressFn | None,
         notice: Notice | None,
     ) -> SweepOutcome:
@@ -242,7 +243,7 @@ class SweepService:
         clustered_texts = [texts[i] for i in rows]
         truth = label_codes([labels[i] for i in rows]) if labels is not None else None
 
-        groups = self.recipe.llm_groups(emb_group, self._run_name(run_id), self._run_name(run_id), 1) if uses_llm else None
+        groups = self.recipe.llm_groups(emb_group, self._run_name(run_id), self._run_name(run_id), 1, stamp=stamp) if uses_llm else None
         sweep = self.recipe.run(x, clustered_texts, config_run, labels=truth, groups=groups, notice=say)
         if sweep.error is not None:
             raise sweep.error
@@ -293,9 +294,12 @@ class SweepService:
 
     # -- provenance -----------------------------------------------------------------------------
 
-    def _start_run(self, name: str | None, config: SweepConfig, source: dict[str, Any] | None) -> tuple[int, int]:
-        """The run group and the step group of the texts' embeddings."""
+    def _start_run(self, name: str | None, config: SweepConfig, source: dict[str, Any] | None) -> tuple[int, int, RunStamp]:
+        """The run group and the step group of the texts' embeddings, each with a record of this run (a
+        `cli-...` run id: `studyllm provenance --run` shows it), and the stamp the later steps record with."""
+        stamp_id = new_run_id()
         metadata = {
+            "run_id": stamp_id,
             "kind": "sweep",
             "status": "running",
             "config": asdict(config),
@@ -304,12 +308,16 @@ class SweepService:
             "summarizer": self.summarizer_spec,
             "source": source,
         }
+        embedding = metadata["embedding"]
+        stamp = RunStamp(stamp_id, {k: metadata[k] for k in ("config", "embedding", "summarizer", "source")},
+                         versions={"embedding": f"{embedding['provider']}:{embedding['model']}"})
         run_id = ensure_run_group(self.engine, "run", name, label="sweep", metadata=metadata)
+        self.provenance.add_record(run_id, stamp)
         emb_group = self.provenance.record_step(
             "embedding_batch", f"{self._run_name(run_id)}:embeddings", run_id=run_id, position=0,
-            metadata=metadata["embedding"],
+            metadata=metadata["embedding"], stamp=stamp,
         )
-        return run_id, emb_group
+        return run_id, emb_group, stamp
 
     def _set_run_metadata(self, run_id: int, metadata: dict[str, Any]) -> None:
         """Merge `metadata` into the run group's (status, results)."""

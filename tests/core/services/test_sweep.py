@@ -136,6 +136,11 @@ def test_kllmmeans_summaries_are_recorded_with_provenance(engine, embedder, serv
     assert groups.member_ids(summary_emb)  # the summaries' vectors came through the embedding service
     assert prov.group.metadata_json["status"] == "done" and prov.group.metadata_json["best_k"] == out.best_k
     assert prov.group.metadata_json["config"]["llm_rounds"] == 2
+    # Run history: the sweep (a cli-... run) recorded the run and its three steps, the steps' inputs this run's records.
+    lineage = ProvenanceService(engine).run_lineage(prov.group.metadata_json["run_id"])
+    assert [r.group_id for r in lineage] == [prov.group.id, emb, summaries, summary_emb]
+    assert lineage[0].config["config"]["llm_rounds"] == 2 and lineage[0].run_id.startswith("cli-")
+    assert [[(i["group_id"], i["same_run"]) for i in r.inputs] for r in lineage[2:]] == [[(emb, True)], [(summaries, True)]]
     for entry in out.report["per_k"]:
         assert len(entry["summaries"]) == entry["k"] and all(s.strip() for s in entry["summaries"])
         assert entry["n_summarize_calls"] == entry["k"] * 2
