@@ -52,17 +52,28 @@ QUERIES, RECALL_QUERIES = 200, 30
 
 
 def run_measured(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Like timed_process, but reaps the child with wait4 to read its own peak RSS."""
+    """Wall seconds, peak RSS (bytes: the process and its children, sampled every 20 ms) and stdout of one
+    process, start to exit. (wait4's ru_maxrss would count the bench's own RSS, inherited at fork.)"""
+    import psutil
+
     start = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=err, text=True)
+        peak = 0
+        watched = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                peak = max(peak, watched.memory_info().rss + sum(c.memory_info().rss for c in watched.children(True)))
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(Path(a).name for a in args[:3])} failed ({proc.returncode}): {err[-3000:]}")
-    return seconds, usage.ru_maxrss * 1024, out
+        raise SystemExit(f"{' '.join(Path(a).name for a in args[:3])} failed ({proc.returncode}): {stderr[-3000:]}")
+    return seconds, peak, stdout
 
 
 def row(stage: str, n: int, seconds: float, rss: int | None, items: int | None = None, **extra: Any) -> dict[str, Any]:

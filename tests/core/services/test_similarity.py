@@ -75,7 +75,7 @@ def test_ensure_index_is_idempotent_and_named_by_a_hash(engine):
     assert SimilarityService(engine).ensure_index("local", "all-MiniLM-L6-v2 'quoted'", 4) == name
     with engine.connect() as conn:
         defs = list(conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": name}).scalars())
-    assert len(defs) == 1 and "hnsw" in defs[0] and "vector_cosine_ops" in defs[0] and "(vector)::vector(4)" in defs[0]
+    assert len(defs) == 1 and "hnsw" in defs[0] and "halfvec_cosine_ops" in defs[0] and "(vector)::halfvec(4)" in defs[0]
 
 
 def test_missing_data_and_bad_arguments_are_clear(engine):
@@ -148,7 +148,7 @@ def test_models_over_2000_dimensions_are_searched(engine, dimension, method):
     with engine.begin() as conn:  # 300 rows: a sort is cheaper, so forbid it to see that the index can serve the query
         cursor = conn.connection.driver_connection.cursor()
         cursor.execute("SET LOCAL enable_sort = off")
-        cursor.execute("EXPLAIN " + repo.nearest_sql(space, 5), {"q": repo._query_vector(data[0], space)})
+        cursor.execute("EXPLAIN " + repo.nearest_sql(space, 5), repo._query_params(data[0], space))
         plan = "\n".join(row[0] for row in cursor.fetchall())
     if method == "halfvec":
         assert repo.hnsw_index_ready(space)
