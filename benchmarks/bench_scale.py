@@ -27,10 +27,13 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +286,15 @@ def print_table(rows: list[dict[str, Any]], exps: list[dict[str, Any]], sizes_by
         print(f"  {e['stage']:<34}{e['from']:>9,} -> {e['to']:>9,}: b = {e['b']:.2f}{flag}")
 
 
+@contextmanager
+def _removed_after(folder: Path) -> Iterator[None]:
+    """The texts files (70 MB at a million) go when the run ends, however it ends."""
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ns", default="50000,200000,1000000", help="comma-separated N values")
@@ -303,7 +315,8 @@ def main() -> None:
           f"concurrency {CONCURRENCY}; sweep K={K_VALUES[0]}..{K_VALUES[-1]}, {RESTARTS} restarts, PCA {PCA_DIM}; "
           f"sweep stage: {sweep_stage.__module__}.{sweep_stage.__name__}", flush=True)
     with scratch_database() as (engine, url), \
-            stub_server_process("--latency", str(args.latency), "--dim", str(DIM)) as (base, _admin):
+            stub_server_process("--latency", str(args.latency), "--dim", str(DIM)) as (base, _admin), \
+            _removed_after(work):
         env = {**os.environ, "STUDYLLM_DATABASE_URL": url, "OPENAI_COMPATIBLE_BASE_URL": base}
         for n in ns:
             path = work / f"texts-{n}.txt"
