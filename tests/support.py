@@ -8,6 +8,29 @@ TEST_API_KEY = "sk-test-0123456789abcdefSECRET"
 WRONG_API_KEY = "sk-wrong-9876543210zyxwvuSECRET"
 STUDYLLM_EXE = str(Path(sys.executable).with_name("studyllm"))
 
+class Statements:
+    """The SQL statements (containing `needle`) an engine runs while the context is open, seen through
+    SQLAlchemy's cursor events: to check that batch work is one statement per chunk."""
+
+    def __init__(self, engine, needle: str = ""):
+        self.engine, self.needle, self.seen = engine, needle, []
+
+    def _record(self, conn, cursor, statement, *args):
+        if self.needle in statement:
+            self.seen.append(statement)
+
+    def __enter__(self):
+        from sqlalchemy import event
+
+        event.listen(self.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc):
+        from sqlalchemy import event
+
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+
 STUB_TOPICS = ("cooking", "football", "astronomy")
 
 

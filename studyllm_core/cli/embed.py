@@ -60,7 +60,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     )
     progress = Progress("embedding", quiet=args.json)
     try:
-        outcome = service.embed(table.texts, group_name=args.group, progress=progress)
+        # Without --out no vector is needed here: they go to the cache only, and cached ones are not read.
+        outcome = service.embed(table.texts, group_name=args.group, progress=progress, keep_vectors=out_path is not None)
     finally:
         progress.close()
     if out_path is not None:  # whole or not at all: a full disk leaves no half-written .npy

@@ -9,7 +9,7 @@ search over it is in `vector_search.py`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, text
 from studyllm_core.db.engine import translate_db_errors
 
 LOOKUP_CHUNK = 10_000
+ADD_CHUNK = 50_000  # embedding ids per INSERT into group_embeddings
 
 
 def db_errors(action: str):  # noqa: ANN202 - a decorator
@@ -76,8 +77,25 @@ class RawVectorLoader(Loader):
 def decode_vectors(blobs: Sequence[bytes], dimension: int) -> np.ndarray:
     """pgvector binary values of one dimension (int16 dim, int16 unused, big-endian float32s) as an
     (n, dimension) float32 matrix, decoded by one numpy call instead of one object per row."""
-    matrix = np.frombuffer(b"".join(blobs), dtype=">f4").reshape(len(blobs), dimension + 1)
+    return decode_vectors_blob(b"".join(blobs), dimension, len(blobs))
+
+
+def decode_vectors_blob(blob: bytes, dimension: int, count: int) -> np.ndarray:
+    """`count` pgvector binary values concatenated in one buffer (`string_agg(vector_send(...))`) as an
+    (count, dimension) float32 matrix."""
+    matrix = np.frombuffer(blob, dtype=">f4").reshape(count, dimension + 1)
     return matrix[:, 1:].astype(np.float32)
+
+
+@dataclass
+class CachedVectors:
+    """Cached vectors found for a look-up: row i is the vector of `hashes[positions[i]]`."""
+
+    positions: np.ndarray  # int64 positions in the looked-up hashes
+    vectors: np.ndarray | None  # (n, d) float32; None when the look-up did not read vectors
+    call_ids: np.ndarray  # int64 raw call that produced each vector
+    ids: np.ndarray  # int64 embedding ids
+    dimension: int = 0
 
 
 def _copy_rows(cursor, table: str, rows: list[tuple]) -> None:  # noqa: ANN001 - a psycopg cursor
@@ -107,35 +125,46 @@ class EmbeddingCache:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def lookup(self, hashes: Sequence[str], *, chunk_size: int = LOOKUP_CHUNK) -> dict[str, tuple[np.ndarray, int]]:
-        """(vector, raw_call_id) for each hash that is cached (binary transfer, one query per chunk).
+    def lookup_chunks(
+        self, hashes: Sequence[str], *, chunk_size: int = LOOKUP_CHUNK, vectors: bool = True
+    ) -> Iterator[CachedVectors]:
+        """The cached vectors of `hashes`, one `CachedVectors` per chunk of hashes.
 
-        Vectors arrive as raw pgvector binary and are decoded per chunk by `decode_vectors`.
+        One query per chunk returning one row: Postgres aggregates the chunk's hashes, ids and vectors
+        (pgvector's binary form, concatenated; every aggregate of one query sees the rows in the same
+        order), so a million cached vectors cost a hundred rows to fetch and one numpy decode per
+        chunk, not an object per vector. The look-up is the b-tree's (`request_hash = ANY`), whatever N.
+        With `vectors=False` only which hashes are cached (and their ids) is read: no vector leaves the
+        table, which is what a run that keeps no vectors (`studyllm embed` without --out) needs.
         """
-        found: dict[str, tuple[np.ndarray, int]] = {}
+        blob = "string_agg(vector_send(vector), ''::bytea)" if vectors else "NULL::bytea"
+        sql = (
+            f"SELECT array_agg(request_hash), array_agg(raw_call_id), array_agg(id), {blob}, "
+            f"min(dimension), max(dimension) FROM embedding_vectors WHERE request_hash = ANY({HASHES})"
+        )
         with translate_db_errors("reading cached embeddings"), self.engine.connect() as conn:
-            cursor = conn.connection.driver_connection.cursor()
-            cursor.adapters.register_loader("vector", RawVectorLoader)
             for start in range(0, len(hashes), chunk_size):
-                chunk = list(hashes[start : start + chunk_size])
-                cursor.execute(
-                    "SELECT request_hash, vector, raw_call_id, dimension FROM embedding_vectors "
-                    f"WHERE request_hash = ANY({HASHES}) ORDER BY dimension",
-                    (hash_list(chunk),),
-                    binary=True,
+                chunk = hashes[start : start + chunk_size]
+                found, calls, ids, blob, low, high = conn.exec_driver_sql(sql, (hash_list(chunk),)).one()
+                if not found:
+                    continue
+                if low != high:  # one model has one dimension: a mixed chunk is a damaged cache, named here
+                    raise ValueError(f"cached vectors of one look-up have {low} and {high} dimensions")
+                where = {h: start + i for i, h in enumerate(chunk)}
+                yield CachedVectors(
+                    positions=np.fromiter((where[h] for h in found), dtype=np.int64, count=len(found)),
+                    vectors=decode_vectors_blob(blob, low, len(found)) if vectors else None,
+                    dimension=low,
+                    call_ids=np.asarray(calls, dtype=np.int64),
+                    ids=np.asarray(ids, dtype=np.int64),
                 )
-                rows = cursor.fetchall()
-                # One decode per dimension present (normally one).
-                begin = 0
-                while begin < len(rows):
-                    dim = rows[begin][3]
-                    end = begin
-                    while end < len(rows) and rows[end][3] == dim:
-                        end += 1
-                    matrix = decode_vectors([row[1] for row in rows[begin:end]], dim)
-                    for row, vector in zip(rows[begin:end], matrix, strict=True):
-                        found[row[0]] = (vector, row[2])
-                    begin = end
+
+    def lookup(self, hashes: Sequence[str], *, chunk_size: int = LOOKUP_CHUNK) -> dict[str, tuple[np.ndarray, int]]:
+        """(vector, raw_call_id) for each hash that is cached, by hash (`lookup_chunks` as a dict, for small look-ups)."""
+        found: dict[str, tuple[np.ndarray, int]] = {}
+        for chunk in self.lookup_chunks(hashes, chunk_size=chunk_size):
+            for position, vector, call_id in zip(chunk.positions, chunk.vectors, chunk.call_ids, strict=True):
+                found[hashes[int(position)]] = (vector, int(call_id))
         return found
 
     def known_dimension(self, provider: str, model: str, server: str = "") -> int | None:
@@ -150,6 +179,14 @@ class EmbeddingCache:
             cursor = conn.connection.driver_connection.cursor()
             for start in range(0, len(hashes), chunk_size):
                 _add_to_group(cursor, group_id, hashes[start : start + chunk_size])
+
+    def add_ids_to_group(self, group_id: int, ids: np.ndarray, *, chunk_size: int = ADD_CHUNK) -> None:
+        """`add_to_group` by embedding id (what `lookup_chunks` returns): no second look-up of the hashes."""
+        sql = ("INSERT INTO group_embeddings (group_id, embedding_id) SELECT %s, unnest(%s::int8[]) "
+               "ON CONFLICT DO NOTHING")
+        with translate_db_errors("recording the group's embeddings"), self.engine.begin() as conn:
+            for start in range(0, len(ids), chunk_size):
+                conn.exec_driver_sql(sql, (group_id, ids[start : start + chunk_size].tolist()))
 
     @staticmethod
     @db_errors("storing embeddings")

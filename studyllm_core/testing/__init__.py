@@ -1,6 +1,6 @@
 """Test helpers shipped with studyllm: a loopback OpenAI-compatible server with switchable faults.
 
-Stdlib only, so benchmarks and other projects' tests can use it without extra dependencies. The names
+Stdlib and numpy only, so benchmarks and other projects' tests can use it without extra dependencies. The names
 below are imported on first use (PEP 562), so `python -m studyllm_core.testing.openai_server` runs the
 server module once, without runpy's "found in sys.modules" RuntimeWarning.
 """
@@ -17,6 +17,7 @@ _WHERE = {
     "Stats": "faults",
     "OpenAIStubServer": "openai_server",
     "stub_embedding": "openai_server",
+    "stub_embeddings": "openai_server",
     "stub_reply": "openai_server",
     "StubAdminClient": "stub_control",
     "stub_server_process": "stub_control",

@@ -18,11 +18,11 @@ requests_in_flight_peak: the most non-admin requests received and not yet answer
 GET|POST /_admin/faults (JSON body: any FaultConfig fields, plus "fail_next"), POST /_admin/reset
 (body optional: {"stats": true, "faults": true}).
 
-Embeddings are deterministic: a Gaussian vector seeded by sha256(model, text), L2-normalised,
-so the same text always gets the same vector (`dimensions` takes a prefix, renormalised). With
-`vectors="blobs"` (`--vectors blobs`), a text "c17 ..." gets a vector near blob 17 (blob_embedding):
-labelled blobs through the real embedding path. Chat answers "stub reply: <last user message>" with
-word-count token usage, or one of the model's canned replies when FaultConfig.replies names the model.
+Embeddings are deterministic: a Gaussian vector seeded by sha256(model, text) (`stub_embeddings`: counter-based,
+a batch at a time in numpy), L2-normalised, so the same text always gets the same vector (`dimensions` takes a
+prefix, renormalised). With `vectors="blobs"` (`--vectors blobs`), a text "c17 ..." gets a vector near blob 17
+(blob_embedding): labelled blobs through the real embedding path. Chat answers "stub reply: <last user message>"
+with word-count token usage, or one of the model's canned replies when FaultConfig.replies names the model.
 """
 
 from __future__ import annotations
@@ -33,12 +33,9 @@ import email.utils
 import functools
 import hashlib
 import json
-import math
-import random
 import re
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -57,13 +54,45 @@ _REPLY_CHARS = 200
 VECTOR_MODES = ("random", "blobs")
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _seeds(model: str, texts: list[str]) -> np.ndarray:
+    """One uint64 seed per text: the first 8 bytes of sha256(model, NUL, text)."""
+    prefix = hashlib.sha256(f"{model}\0".encode())
+    digests = []
+    for text in texts:
+        h = prefix.copy()
+        h.update(text.encode("utf-8", "surrogatepass"))
+        digests.append(h.digest()[:8])
+    return np.frombuffer(b"".join(digests), dtype=">u8").astype(np.uint64)
+
+
+def stub_embeddings(model: str, texts: list[str], dim: int) -> np.ndarray:
+    """The vectors the server returns for `texts` at `dim` dimensions, as an (n, dim) float64 matrix.
+
+    Component j of a text's vector is a standard normal drawn by Box-Muller from splitmix64(seed, j)
+    (a counter-based generator: the whole batch is a few numpy operations, so the server is never
+    the bottleneck of a benchmark), and the row is L2-normalised. A smaller `dim` is a prefix of a
+    larger one, renormalised.
+    """
+    seeds = _seeds(model, texts)[:, None]
+    with np.errstate(over="ignore"):
+        z = seeds + (np.arange(1, dim + 1, dtype=np.uint64) * _GOLDEN)[None, :]
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+        z ^= z >> np.uint64(31)
+    u1 = ((z >> np.uint64(32)).astype(np.float64) + 0.5) / 2.0**32
+    u2 = ((z & np.uint64(0xFFFFFFFF)).astype(np.float64) + 0.5) / 2.0**32
+    v = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.where(norms > 0, norms, 1.0)
+
+
 def stub_embedding(model: str, text: str, dim: int) -> list[float]:
     """The vector the server returns for (model, text) at `dim` dimensions."""
-    seed = int.from_bytes(hashlib.sha256(f"{model}\0{text}".encode()).digest()[:8], "big")
-    rng = random.Random(seed)
-    v = [rng.gauss(0.0, 1.0) for _ in range(dim)]
-    norm = math.sqrt(sum(x * x for x in v)) or 1.0
-    return [x / norm for x in v]
+    return stub_embeddings(model, [text], dim)[0].tolist()
 
 
 _BLOB_TEXT = re.compile(r"^c(\d+)\b")
@@ -336,12 +365,17 @@ class OpenAIStubServer:
 
     def embedding(self, text: str, *, model: str = "stub-embedding", dim: int | None = None) -> list[float]:
         """The vector this server returns for `text` (tests compare against it)."""
-        return self._vector(model, text, dim or self.dim)
+        return self._vectors(model, [text], dim or self.dim)[0].tolist()
 
-    def _vector(self, model: str, text: str, dim: int) -> list[float]:
-        """stub_embedding, or in "blobs" mode blob_embedding for texts that name a blob."""
-        blob = blob_embedding(model, text, dim) if self.vectors == "blobs" else None
-        return stub_embedding(model, text, dim) if blob is None else blob
+    def _vectors(self, model: str, texts: list[str], dim: int) -> list[np.ndarray]:
+        """stub_embeddings (rows of one matrix), or in "blobs" mode blob_embedding for texts that name a blob."""
+        vectors = list(stub_embeddings(model, texts, dim))
+        if self.vectors == "blobs":
+            for i, text in enumerate(texts):
+                blob = blob_embedding(model, text, dim)
+                if blob is not None:
+                    vectors[i] = np.asarray(blob)
+        return vectors
 
     # -- request handling ----------------------------------------------------------------------
 
@@ -510,21 +544,20 @@ class OpenAIStubServer:
         if not isinstance(dim, int) or dim <= 0:
             h._send(400, _error_body("dimensions must be a positive integer", type_="invalid_request_error"))
             return
-        vectors = [self._vector(model, t, dim) for t in texts]
+        vectors = self._vectors(model, texts, dim)
         if fault == "nan":
+            vectors[0] = vectors[0].copy()
             vectors[0][0] = float("nan")
         elif fault == "wrong_dim":
-            vectors[0].append(0.0)
+            vectors[0] = np.append(vectors[0], 0.0)
         elif fault == "fewer_vectors":
             vectors = vectors[:-1]
         elif fault == "zero_vectors":
-            vectors = [[0.0] * len(v) for v in vectors]
+            vectors = [np.zeros_like(v) for v in vectors]
         b64 = body.get("encoding_format") == "base64"
         data = []
         for i, v in enumerate(vectors):
-            emb: Any = v
-            if b64:
-                emb = base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode()
+            emb: Any = base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") if b64 else v.tolist()
             data.append({"object": "embedding", "index": i, "embedding": emb})
         if self.faults.config.shuffle:
             data.reverse()

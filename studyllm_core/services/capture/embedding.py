@@ -122,13 +122,15 @@ class EmbedOutcome:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
-    """One unique usable text: `text` goes to the provider, `stored` (secrets masked) to the database."""
+    """One unique usable text: `text` goes to the provider, `stored` (secrets masked) to the database;
+    `index` is its row in the run's matrix of unique vectors."""
 
     request_hash: str
     text: str
     stored: str
+    index: int
 
 
 class EmbeddingService(BuiltByName):
@@ -185,10 +187,13 @@ class EmbeddingService(BuiltByName):
         group_id: int | None = None,
         group_name: str | None = None,
         progress: ProgressFn | None = None,
+        keep_vectors: bool = True,
     ) -> EmbedOutcome:
         """Synchronous `aembed`, run on the service's background loop (`LoopThread`): works in scripts, threads
         and inside a running event loop (Jupyter); async code awaits `aembed` instead."""
-        return self._sync.run(self.aembed(texts, group_id=group_id, group_name=group_name, progress=progress))
+        return self._sync.run(
+            self.aembed(texts, group_id=group_id, group_name=group_name, progress=progress, keep_vectors=keep_vectors)
+        )
 
     def close(self) -> None:
         """Stop the background loop of `embed`, closing the HTTP client the provider opened on it.
@@ -210,11 +215,17 @@ class EmbeddingService(BuiltByName):
         group_id: int | None = None,
         group_name: str | None = None,
         progress: ProgressFn | None = None,
+        keep_vectors: bool = True,
     ) -> EmbedOutcome:
-        """Embed `texts`; every call joins an `embedding_batch` group (named, given, or made for this run)."""
+        """Embed `texts`; every call joins an `embedding_batch` group (named, given, or made for this run).
+
+        With `keep_vectors=False` the outcome's `vectors` has no columns: cached vectors are not even read,
+        and new ones go to the cache only, so memory does not grow with the vectors (`studyllm embed`
+        without --out).
+        """
         if group_id is None:
             group_id = await asyncio.to_thread(self._ensure_group, group_name)
-        run = _Run(self, list(texts), group_id, progress)
+        run = _Run(self, list(texts), group_id, progress, keep_vectors=keep_vectors)
         return await run.execute()
 
     def _ensure_group(self, name: str | None) -> int:
@@ -232,21 +243,27 @@ class EmbeddingService(BuiltByName):
 class _Run:
     """The state of one `aembed` call."""
 
-    def __init__(self, service: EmbeddingService, texts: list[str], group_id: int | None, progress: ProgressFn | None):
+    def __init__(
+        self, service: EmbeddingService, texts: list[str], group_id: int | None, progress: ProgressFn | None,
+        *, keep_vectors: bool = True,
+    ):
         self.s = service
+        self.keep_vectors = keep_vectors
         self.texts = texts
         self.group_id = group_id
         self.progress = progress
         self.recorder = CallRecorder(service.engine, group_id)
         self.failures: dict[int, str] = {}
-        self.results: dict[str, np.ndarray] = {}  # request_hash -> vector
-        self.hash_failures: dict[str, str] = {}
+        # Vectors of the unique texts, row `_Item.index`, filled as they come (cache or provider): held once.
+        self.unique_vectors: np.ndarray | None = None
+        self.have = np.zeros(0, dtype=bool)
+        self.item_failures: dict[int, str] = {}  # _Item.index -> why it was not embedded
         self.api_requests = 0
         self.embedded = 0
         self.total = 0  # unique usable texts, known after _prepare
         self.waited = 0
         self.used_call_ids: set[int] = set()
-        self.stored: set[str] = set()  # hashes this run stored (they joined the group's items as they were stored)
+        self.reused_ids: list[np.ndarray] = []  # embedding ids found cached (they join the group's items at the end)
         self.lease_conn: Connection | None = None
         self.lease_lock = asyncio.Lock()
         self.model_key = (service.provider_name, service.server, service.model, service.dimensions)
@@ -260,11 +277,11 @@ class _Run:
     # -- orchestration --------------------------------------------------------------------------
 
     async def execute(self) -> EmbedOutcome:
-        index_hash, items = await asyncio.to_thread(self._prepare)
-        cached = await asyncio.to_thread(self.s.vectors.lookup, [it.request_hash for it in items])
-        self._absorb(cached)
-        todo = [it for it in items if it.request_hash not in cached]
+        item_of_row, items = await asyncio.to_thread(self._prepare)
         self.total = len(items)
+        self.have = np.zeros(len(items), dtype=bool)
+        cached = await asyncio.to_thread(self._absorb_cached, items)
+        todo = [it for it in items if not self.have[it.index]]
         self._report()
         if todo:
             await self._embed_uncached(todo)
@@ -273,37 +290,68 @@ class _Run:
             # and the embeddings themselves join its items (export writes exactly those).
             await asyncio.to_thread(  # the calls it made joined as outputs when recorded; the rest it reused (inputs)
                 GroupRepository(self.s.engine).add_members, self.group_id, sorted(self.used_call_ids), role=ROLE_INPUT)
-            reused = [it.request_hash for it in items if it.request_hash in self.results and it.request_hash not in self.stored]
-            if reused:
-                await asyncio.to_thread(self.s.vectors.add_to_group, self.group_id, reused)
-        return self._outcome(index_hash, len(items), len(cached))
+            if self.reused_ids:
+                await asyncio.to_thread(self.s.vectors.add_ids_to_group, self.group_id, np.concatenate(self.reused_ids))
+        return self._outcome(item_of_row, len(items), cached)
 
-    def _absorb(self, found: dict[str, tuple[np.ndarray, int]]) -> None:
-        """Take vectors found in the cache (ours or a peer's) as results; their calls join the group."""
-        for h, (vector, call_id) in found.items():
-            self.results[h] = vector
-            self.used_call_ids.add(call_id)
+    def _absorb_cached(self, items: list[_Item]) -> int:
+        """Take the vectors of `items` found in the cache (ours or a peer's), a chunk at a time; returns how many.
 
-    def _prepare(self) -> tuple[list[str | None], list[_Item]]:
-        """Normalise, reject unusable texts (recorded as failed calls), and de-duplicate."""
-        index_hash: list[str | None] = []
-        unique: dict[str, str] = {}  # request_hash -> normalised text
+        Their calls join the group, their embedding ids join its items at the end of the run.
+        """
+        found = 0
+        for chunk in self.s.vectors.lookup_chunks([it.request_hash for it in items], vectors=self.keep_vectors):
+            rows = np.fromiter((items[p].index for p in chunk.positions), dtype=np.int64, count=len(chunk.positions))
+            if chunk.vectors is None:
+                self.have[rows] = True
+                self.expected_dim = self.expected_dim or chunk.dimension
+            else:
+                self._put(rows, chunk.vectors)
+            self.used_call_ids.update(np.unique(chunk.call_ids).tolist())
+            self.reused_ids.append(chunk.ids)
+            found += len(rows)
+        return found
+
+    def _put(self, rows: np.ndarray | list[int], vectors: np.ndarray) -> None:
+        """Write vectors into the rows of the unique-vector matrix (allocated at the first vectors' dimension);
+        only mark the rows done when the run keeps no vectors."""
+        if not self.keep_vectors:
+            self.have[rows] = True
+            return
+        if self.unique_vectors is None:
+            self.unique_vectors = np.empty((self.total, vectors.shape[1]), dtype=np.float32)
+        if vectors.shape[1] != self.unique_vectors.shape[1]:
+            raise DimensionMismatchError(
+                f"{self.s.provider_name} model {self.s.model!r}: {vectors.shape[1]}-dimensional vectors where "
+                f"{self.unique_vectors.shape[1]} dimensions are expected (cached or returned)"
+            )
+        self.unique_vectors[rows] = vectors
+        self.have[rows] = True
+
+    def _prepare(self) -> tuple[np.ndarray, list[_Item]]:
+        """Normalise, reject unusable texts (recorded as failed calls), and de-duplicate.
+
+        Returns the unique item of each input row (-1 for a rejected text) and the unique items.
+        """
+        item_of_row = np.full(len(self.texts), -1, dtype=np.int64)
+        unique: dict[str, int] = {}  # request_hash -> index among the unique texts
+        texts: list[str] = []
         rejected: list[NewCall] = []
         for i, raw in enumerate(self.texts):
             problem, text = prepare_text(raw, self.s.max_chars)
             if problem:
                 self.failures[i] = problem
-                index_hash.append(None)
                 rejected.append(self._rejected_call(raw, problem, i))
                 continue
             h = self.s.request_hash(text)
-            index_hash.append(h)
-            unique.setdefault(h, text)
+            index = unique.setdefault(h, len(texts))
+            if index == len(texts):
+                texts.append(text)
+            item_of_row[i] = index
         if rejected:
             self.recorder.record(rejected)
-        texts = list(unique.values())
         stored = redact_data_many(texts)  # a configured key pasted into a text is sent as given but never stored
-        return index_hash, [_Item(h, t, m) for h, t, m in zip(unique, texts, stored, strict=True)]
+        return item_of_row, [_Item(h, t, m, i) for i, (h, t, m) in enumerate(zip(unique, texts, stored, strict=True))]
 
     def _rejected_call(self, raw: object, problem: str, index: int) -> NewCall:
         return NewCall(
@@ -333,10 +381,9 @@ class _Run:
                     break
                 self.waited = max(self.waited, len(waiting))
                 await asyncio.sleep(WAIT_POLL_S)
-                found = await asyncio.to_thread(self.s.vectors.lookup, [it.request_hash for it in waiting])
-                self._absorb(found)
+                await asyncio.to_thread(self._absorb_cached, waiting)
                 self._report()
-                pending = [it for it in waiting if it.request_hash not in found]
+                pending = [it for it in waiting if not self.have[it.index]]
         finally:
             conn, self.lease_conn = self.lease_conn, None
             await asyncio.to_thread(self._close_lease_connection, conn)
@@ -421,7 +468,7 @@ class _Run:
 
     async def _give_up(self, batch: list[_Item], exc: BaseException) -> None:
         for it in batch:
-            self.hash_failures[it.request_hash] = f"{type(exc).__name__}: {exc}"
+            self.item_failures[it.index] = f"{type(exc).__name__}: {exc}"
         await self._release(batch)
         self._report()
 
@@ -474,9 +521,7 @@ class _Run:
             self.guard.succeeded()
             latency = (time.perf_counter() - started) * 1000
             call_id = await asyncio.to_thread(self._store, batch, request, response, latency, n, batch_hash)
-            for it, vector in zip(batch, response.vectors, strict=True):
-                self.results[it.request_hash] = vector
-                self.stored.add(it.request_hash)
+            self._put([it.index for it in batch], response.vectors)
             self.used_call_ids.add(call_id)
             self.embedded += len(batch)
             self._report()
@@ -554,24 +599,26 @@ class _Run:
 
     def _report(self) -> None:
         if self.progress is not None:
-            self.progress(len(self.results) + len(self.hash_failures), self.total)
+            self.progress(int(self.have.sum()) + len(self.item_failures), self.total)
 
-    def _outcome(self, index_hash: list[str | None], unique: int, cached: int) -> EmbedOutcome:
-        dim = self.expected_dim or next((v.shape[0] for v in self.results.values()), 0)
-        out = np.full((len(self.texts), dim), np.nan, dtype=np.float32)
-        rows: list[int] = []
-        vectors: list[np.ndarray] = []
-        for i, h in enumerate(index_hash):
-            if h is None:
-                continue
-            vector = self.results.get(h)
-            if vector is None:
-                self.failures[i] = self.hash_failures.get(h, "not embedded")
-            else:
-                rows.append(i)
-                vectors.append(vector)
-        if rows:
-            out[rows] = np.stack(vectors)  # one copy instead of a row assignment per text
+    def _outcome(self, item_of_row: np.ndarray, unique: int, cached: int) -> EmbedOutcome:
+        """Vectors in input order: the unique-vector matrix itself when every row is its own text and was
+        embedded (no copy), else one gather with NaN rows where a text failed."""
+        dim = self.expected_dim or (self.unique_vectors.shape[1] if self.unique_vectors is not None else 0)
+        if not self.keep_vectors:
+            dim = 0
+        vectors = self.unique_vectors if self.unique_vectors is not None else np.empty((unique, dim), np.float32)
+        usable = item_of_row >= 0
+        ok = usable.copy()
+        ok[usable] = self.have[item_of_row[usable]]
+        for i in np.flatnonzero(usable & ~ok).tolist():
+            self.failures[i] = self.item_failures.get(int(item_of_row[i]), "not embedded")
+        if ok.all() and unique == len(item_of_row) and np.array_equal(item_of_row, np.arange(unique)):
+            out = vectors
+        else:
+            out = np.full((len(self.texts), dim), np.nan, dtype=np.float32)
+            if ok.any():
+                out[ok] = vectors[item_of_row[ok]]
         return EmbedOutcome(
             vectors=out,
             failures=dict(sorted(self.failures.items())),

@@ -15,7 +15,14 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from studyllm_core.db.embedding_cache import EmbeddingCache
-from studyllm_core.db.vector_search import MAX_K, VectorSearch, VectorSpace, hnsw_index_name, search_method
+from studyllm_core.db.vector_search import (
+    MAX_K,
+    VectorSearch,
+    VectorSpace,
+    hnsw_build_settings,
+    hnsw_index_name,
+    search_method,
+)
 from studyllm_core.db.engine import owner_engine_of, translate_db_errors
 from studyllm_core.errors import InputError, NotFoundError
 from studyllm_core.providers.openai_common import normalize_server_url
@@ -52,9 +59,11 @@ class SimilarityService:
             self._ready.add(name)
             return name
         space = self.space(provider, model, dimension, server=server)  # NotFoundError when nothing is stored for it
+        build = hnsw_build_settings(space.count, space.dimension)  # chosen by the space's size, and said
         if self.notice is not None:
-            self.notice(f"building the similarity index for {space.label()} ({space.count:,} vectors), once")
-        self.vectors.ensure_hnsw_index(space, ddl_engine=self.ddl_engine)
+            self.notice(f"building the similarity index for {space.label()} ({space.count:,} vectors), once: "
+                        f"{build.describe()}")
+        self.vectors.ensure_hnsw_index(space, ddl_engine=self.ddl_engine, build=build)
         self._ready.add(name)
         return name
 

@@ -9,6 +9,8 @@ from studyllm_core.db.calls import NewCall, RawCallRepository
 from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
 from studyllm_core.db.leases import EmbeddingLeases
 
+from support import Statements
+
 
 def _call(engine) -> int:
     return RawCallRepository(engine).insert(NewCall(provider="p", model="m", status="success", request_json={}))
@@ -66,3 +68,38 @@ def test_claims_exclude_cached_and_live_peers_and_free_on_close(engine):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM embedding_leases")).scalar_one() == 0
     second.close()
+
+
+def test_lookup_chunks_issue_one_query_per_chunk_and_place_vectors_by_position(engine):
+    call_id = _call(engine)
+    stored = [f"h{i:02d}" for i in range(25)]
+    batch = _batch(call_id, stored)
+    with engine.begin() as conn:
+        EmbeddingCache.store(conn, batch)
+    wanted = ["missing"] + stored[::-1] + ["also-missing"]  # 27 hashes: 3 chunks of 10
+    with Statements(engine, "embedding_vectors") as statements:
+        chunks = list(EmbeddingCache(engine).lookup_chunks(wanted, chunk_size=10))
+    assert len(statements.seen) == 3
+    positions = np.concatenate([c.positions for c in chunks])
+    vectors = np.concatenate([c.vectors for c in chunks])
+    assert sorted(positions.tolist()) == list(range(1, 26))
+    for position, vector in zip(positions, vectors):
+        np.testing.assert_array_equal(vector, batch.vectors[stored.index(wanted[position])])
+    assert {int(c) for chunk in chunks for c in chunk.call_ids} == {call_id}
+
+
+def test_add_ids_to_group_is_one_statement_per_chunk_and_idempotent(engine):
+    from studyllm_core.db.groups import GroupRepository
+
+    call_id = _call(engine)
+    with engine.begin() as conn:
+        EmbeddingCache.store(conn, _batch(call_id, [f"g{i}" for i in range(7)]))
+    ids = np.concatenate([c.ids for c in EmbeddingCache(engine).lookup_chunks([f"g{i}" for i in range(7)])])
+    group = GroupRepository(engine).ensure_group("embedding_batch", "ids-test")
+    with Statements(engine, "group_embeddings") as statements:
+        EmbeddingCache(engine).add_ids_to_group(group, ids, chunk_size=3)
+        EmbeddingCache(engine).add_ids_to_group(group, ids[:2], chunk_size=3)
+    assert len(statements.seen) == 4  # 3 chunks, then 1
+    with engine.connect() as conn:
+        members = conn.execute(text("SELECT embedding_id FROM group_embeddings WHERE group_id = :g"), {"g": group}).scalars()
+        assert sorted(members) == sorted(ids.tolist())

@@ -15,7 +15,7 @@ from studyllm_core.services.capture import embedding as embedding_module
 from studyllm_core.services.capture.embedding import DimensionMismatchError, EmbeddingService
 from studyllm_core.services.capture.retry import RetryPolicy
 
-from support import TEST_API_KEY as KEY
+from support import TEST_API_KEY as KEY, Statements
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_wait_s=0.01, max_wait_s=0.05)
 
 
@@ -202,3 +202,37 @@ def test_a_lease_left_by_a_dead_session_is_taken_over(engine, stub):
         )
     out = service.embed(["orphan text"])
     assert out.embedded == 1 and out.failed == 0
+
+
+def test_cached_rerun_statements_do_not_grow_with_the_number_of_texts(engine, stub):
+    """A cached re-run is set-based: as many statements for 60 texts as for 6 (one look-up per chunk,
+    one insert of the group's items per chunk), and the vectors come back in input order."""
+    service = make_service(engine, stub, batch_size=50)
+    counts = []
+    for n, prefix in ((6, "few"), (60, "many")):
+        inputs = texts(n, prefix) + texts(2, prefix)  # two duplicates: rows map to unique texts
+        service.embed(inputs)
+        with Statements(engine) as statements:
+            out = service.embed(inputs, group_name=f"again-{n}")
+        assert out.cached == n and out.api_requests == 0 and out.failed == 0
+        np.testing.assert_allclose(out.vectors, np.array([stub.embedding(t) for t in inputs]), rtol=1e-6)
+        counts.append(len(statements.seen))
+        with engine.connect() as conn:
+            items = conn.execute(text("SELECT count(*) FROM group_embeddings WHERE group_id = :g"), {"g": out.group_id})
+            assert items.scalar_one() == n
+    assert counts[0] == counts[1]
+
+
+def test_a_run_that_keeps_no_vectors_caches_them_and_reads_none_back(engine, stub):
+    """keep_vectors=False (`studyllm embed` without --out): vectors go to the cache, the outcome holds none,
+    and a cached re-run does not read a vector out of the table."""
+    service = make_service(engine, stub, batch_size=4)
+    inputs = texts(9, "lean")
+    first = service.embed(inputs, keep_vectors=False)
+    assert first.vectors.shape == (9, 0) and first.embedded == 9 and first.failed == 0
+    with Statements(engine, "embedding_vectors") as statements:
+        again = service.embed(inputs + [""], keep_vectors=False)
+    assert again.cached == 9 and again.api_requests == 0 and list(again.failures) == [9]
+    assert statements.seen and not any("vector_send" in s for s in statements.seen)
+    full = service.embed(inputs)  # the same cache entries, read back as vectors
+    np.testing.assert_allclose(full.vectors, np.array([stub.embedding(t) for t in inputs]), rtol=1e-6)

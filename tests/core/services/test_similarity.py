@@ -2,17 +2,24 @@
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from studyllm_core.db.calls import NewCall, RawCallRepository
 from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
-from studyllm_core.db.vector_search import VectorSearch, VectorSpace, hnsw_index_name
+from studyllm_core.db.vector_search import (
+    HnswBuild,
+    VectorSearch,
+    VectorSpace,
+    hnsw_build_settings,
+    hnsw_index_name,
+    legacy_hnsw_index_name,
+)
 from studyllm_core.errors import InputError, NotFoundError
 from studyllm_core.providers.registry import create_provider
 from studyllm_core.services.capture import embedding as embedding_module
 from studyllm_core.services.capture.embedding import EmbeddingService
 from studyllm_core.services.study.similarity import SimilarityService
-from support import TEST_API_KEY
+from support import TEST_API_KEY, Statements
 
 
 def store(engine, vectors: np.ndarray, provider: str = "p", model: str = "m", prefix: str = "h") -> list[str]:
@@ -75,7 +82,7 @@ def test_ensure_index_is_idempotent_and_named_by_a_hash(engine):
     assert SimilarityService(engine).ensure_index("local", "all-MiniLM-L6-v2 'quoted'", 4) == name
     with engine.connect() as conn:
         defs = list(conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": name}).scalars())
-    assert len(defs) == 1 and "hnsw" in defs[0] and "vector_cosine_ops" in defs[0] and "(vector)::vector(4)" in defs[0]
+    assert len(defs) == 1 and "hnsw" in defs[0] and "halfvec_cosine_ops" in defs[0] and "(vector)::halfvec(4)" in defs[0]
 
 
 def test_missing_data_and_bad_arguments_are_clear(engine):
@@ -148,7 +155,7 @@ def test_models_over_2000_dimensions_are_searched(engine, dimension, method):
     with engine.begin() as conn:  # 300 rows: a sort is cheaper, so forbid it to see that the index can serve the query
         cursor = conn.connection.driver_connection.cursor()
         cursor.execute("SET LOCAL enable_sort = off")
-        cursor.execute("EXPLAIN " + repo.nearest_sql(space, 5), {"q": repo._query_vector(data[0], space)})
+        cursor.execute("EXPLAIN " + repo.nearest_sql(space, 5), repo._query_params(data[0], space))
         plan = "\n".join(row[0] for row in cursor.fetchall())
     if method == "halfvec":
         assert repo.hnsw_index_ready(space)
@@ -156,3 +163,49 @@ def test_models_over_2000_dimensions_are_searched(engine, dimension, method):
     else:
         assert service.ensure_index("p", "big", dimension) is None and "hnsw" not in plan
     assert list(service.neighbours_of(hashes[5], k=3)["request_hash"])[0] != hashes[5]
+
+
+def test_build_settings_are_chosen_by_the_number_of_vectors():
+    """Memory for the whole graph (bounded by a quarter of the machine and 4 GB), parallel workers only for big spaces."""
+    small = hnsw_build_settings(5_000, 384, cpus=8, memory_bytes=16 * 2**30)
+    big = hnsw_build_settings(1_000_000, 384, cpus=8, memory_bytes=16 * 2**30)
+    assert small.memory_mb == 64 and small.workers == 0
+    assert 1_000 <= big.memory_mb <= 2_000 and big.workers == 7  # ~1.1 GB of halfvec graph, with room
+    assert hnsw_build_settings(1_000_000, 384, cpus=2, memory_bytes=2 * 2**30) == HnswBuild(memory_mb=512, workers=1)
+    assert hnsw_build_settings(10_000_000, 3_072, cpus=64, memory_bytes=2**40).memory_mb == 4_096
+    assert "maintenance_work_mem 512 MB, 1 parallel worker" in HnswBuild(512, 1).describe()
+
+
+def test_the_build_applies_its_memory_and_workers(database_url):
+    """The build runs with the chosen maintenance_work_mem (pgvector says when the graph outgrows it) and workers."""
+    from studyllm_core.db.engine import make_engine
+
+    engine = make_engine(database_url)  # a fresh pool, so every connection gets the notice handler
+    notices = []
+    event.listen(engine, "connect", lambda dbapi, record: dbapi.add_notice_handler(lambda d: notices.append(d.message_primary)))
+    rng = np.random.default_rng(8)
+    store(engine, rng.normal(size=(3_000, 64)), model="tight")
+    store(engine, rng.normal(size=(3_000, 64)), model="roomy", prefix="r")
+    search = VectorSearch(engine)
+    with Statements(engine, "max_parallel_maintenance_workers") as statements:
+        search.ensure_hnsw_index(VectorSpace("p", "tight", 64), build=HnswBuild(memory_mb=1, workers=3))
+    assert any("no longer fits into maintenance_work_mem" in n for n in notices), notices
+    assert any("max_parallel_maintenance_workers = 3" in s for s in statements.seen)
+    notices.clear()
+    search.ensure_hnsw_index(VectorSpace("p", "roomy", 64), build=HnswBuild(memory_mb=64, workers=0))
+    assert not any("maintenance_work_mem" in n for n in notices), notices
+    engine.dispose()
+
+
+def test_a_space_s_old_vector_index_is_replaced_by_the_halfvec_one(engine):
+    data = np.random.default_rng(9).normal(size=(200, 8)).astype(np.float32)
+    store(engine, data)
+    space = VectorSpace("p", "m", 8)
+    legacy = legacy_hnsw_index_name(space)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"CREATE INDEX {legacy} ON embedding_vectors USING hnsw ((vector::vector(8)) vector_cosine_ops) "
+                          "WHERE provider = 'p' AND model = 'm' AND dimension = 8 AND server = ''"))
+    assert SimilarityService(engine).ensure_index("p", "m", 8) == hnsw_index_name(space) != legacy
+    with engine.connect() as conn:
+        names = set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'embedding_vectors'")).scalars())
+    assert hnsw_index_name(space) in names and legacy not in names
