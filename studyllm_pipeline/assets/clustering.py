@@ -7,9 +7,9 @@ runs). Each K's three tables are stored by the core's SweepResults as soon as th
 step reports each done K as a materialization of its partition. A K that fails stops the step, which
 then fails the run: the K done before stay materialized, the others are failed partitions, and
 cluster_metrics' records name them. A K larger than the dataset's texts is refused, reported and
-left unmaterialized (it never turns the assets red); the others run. The step holds each
-dataset's sweep lock while it sweeps it (SweepResults.hold): a second run of the same dataset,
-ranged or not, waits with a line saying for which run; runs of other datasets go on.
+left unmaterialized (it never turns the assets red); the others run. The step holds the sweep
+locks of its (dataset, K) while it sweeps them (SweepResults.hold): a run whose K overlap, ranged
+or not, waits with a line saying for which run; runs of other K or other datasets go on.
 """
 
 from typing import Optional
@@ -123,9 +123,9 @@ def sweep_k(
         snapshot, z, basis = ((value if not one else {dataset: value})[dataset]
                               for value in (dataset_snapshot, pca_projection, pca_basis))
 
-        # One run per dataset at a time, however it was launched (a ranged run carries no partition tag
-        # for the run queue to limit): a second one waits here, saying for which run.
-        with results.hold(dataset, holder=f"run {context.run.run_id}", notice=context.log.info):
+        # One run per (dataset, K) at a time, however it was launched (a ranged run carries no partition
+        # tag for the run queue to limit): a run whose K overlap waits here, saying for which run.
+        with results.hold(dataset, ks, holder=f"run {context.run.run_id}", notice=context.log.info):
             def record(item: KResult, dataset: str = dataset, snapshot: pd.DataFrame = snapshot) -> None:
                 scores = results.save(dataset, item, snapshot["row"].to_numpy(), snapshot["text"].tolist(), run_id=context.run.run_id)
                 done[item.k] = scores

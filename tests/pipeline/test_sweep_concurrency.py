@@ -1,7 +1,7 @@
-"""One sweep per dataset at a time, for every kind of run: a ranged run (what a single-run backfill
+"""One sweep per (dataset, K) at a time, for every kind of run: a ranged run (what a single-run backfill
 from the UI or the daemon launches: range tags only, no partition tag for the run queue to limit)
-and a one-partition run of the same dataset do not overlap; the second waits and says for which run;
-a sweep of another dataset does not wait."""
+and a one-partition run of one of its K do not overlap; the second waits and says for which run;
+a run of another K of the dataset, and a sweep of another dataset, do not wait."""
 
 import threading
 
@@ -73,9 +73,9 @@ def test_a_ranged_run_and_a_ui_run_of_one_dataset_never_overlap(instance, resour
     ranged = in_thread("ranged", lambda: sweep_ks(instance, resources, "tiny", [2, 3], SETTINGS, tags={WHO: "ranged"}))
     assert paused.wait(120), "the ranged run never stored its first K"
     ranged_run = run_of(instance, "ranged")
-    # What the UI launches for one (dataset, K) partition: dagster/partition tags, the same dataset.
+    # What the UI launches for one (dataset, K) partition: dagster/partition tags, a K of the ranged run.
     single = in_thread("single", lambda: dg.materialize(
-        SWEEP_ASSETS, selection=PER_K, partition_key="tiny|4", instance=instance, resources=resources,
+        SWEEP_ASSETS, selection=PER_K, partition_key="tiny|3", instance=instance, resources=resources,
         run_config=SETTINGS, tags={WHO: "single"}))
     def single_waits() -> bool:
         run = run_of(instance, "single")
@@ -85,9 +85,14 @@ def test_a_ranged_run_and_a_ui_run_of_one_dataset_never_overlap(instance, resour
     assert single_waits(), "the second run of the dataset did not wait for the first"
     single_run = run_of(instance, "single")
     waiting = next(m for m in messages(instance, single_run.run_id) if "waiting" in m)
-    assert f"'tiny' is being swept by run {ranged_run.run_id}" in waiting
+    assert f"'tiny' K=3 is being swept by run {ranged_run.run_id}" in waiting
 
-    # Another dataset meanwhile: runs to the end while the ranged run holds tiny, without waiting.
+    # Another K of the same dataset (a cluster's per-K runs) and another dataset meanwhile: both run
+    # to the end while the ranged run holds tiny's K 2 and 3, without waiting.
+    apart = dg.materialize(SWEEP_ASSETS, selection=PER_K, partition_key="tiny|4", instance=instance,
+                           resources=resources, run_config=SETTINGS, tags={WHO: "apart"})
+    assert apart.success and not any("waiting" in m for m in messages(instance, apart.run_id))
+
     other = sweep_ks(instance, resources, "other", [2, 3], SETTINGS, tags={WHO: "other"})
     assert other.success and not any("waiting" in m for m in messages(instance, other.run_id))
     assert single.is_alive() and ranged.is_alive()

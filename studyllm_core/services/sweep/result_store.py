@@ -6,7 +6,7 @@ materialisation groups of the K partitions): `clusters` (step), `cluster_summari
 artifacts recorded in those groups; its status lives in the metrics group's metadata: `running`
 from the moment a run takes the K, then `done` (with the scores), `failed` or `refused` (with the
 reason). A K left `running` by a run that ended is reported as missing. A run stores a dataset's
-K while it holds the dataset's sweep lock (`hold`), so two runs never sweep one dataset at once. A dataset's report is read
+K while it holds their sweep locks (`hold`), so two runs never sweep the same K of a dataset at once. A dataset's report is read
 from these records in one query, whichever runs made them.
 """
 
@@ -59,10 +59,11 @@ class SweepResults:
         """Table -> group id for one K (created where missing)."""
         return {table: self.groups.ensure_group(kind, k_group_name(table, dataset, k)) for table, kind in TABLES.items()}
 
-    def hold(self, dataset: str, *, holder: str, notice: Notice | None = None) -> AbstractContextManager[None]:
-        """The dataset's sweep lock for a block that stores K results: one run per dataset at a time,
-        whoever launched it; a second one waits, saying for whom (studyllm_core.db.dataset_locks)."""
-        return dataset_lock(self.engine, dataset, holder=holder, notice=notice)
+    def hold(self, dataset: str, ks: Sequence[int], *, holder: str, notice: Notice | None = None) -> AbstractContextManager[None]:
+        """The sweep locks of the dataset's `ks` for a block that stores their results: one run per
+        (dataset, K) at a time, whoever launched it; a run whose K overlap waits, saying for whom
+        (studyllm_core.db.dataset_locks); other K of the dataset go on."""
+        return dataset_lock(self.engine, dataset, ks, holder=holder, notice=notice)
 
     def start(self, dataset: str, ks: Sequence[int], *, run_id: str | None = None) -> None:
         """Mark the K a run takes as running (so a run that dies leaves them reported as missing)."""

@@ -1,5 +1,5 @@
-"""The per-dataset sweep lock: one holder per dataset, others wait and are told whom for; other
-datasets do not wait; a killed holder frees it at once."""
+"""The sweep locks per (dataset, K): one holder per (dataset, K), a run whose K overlap waits and is told
+whom for; other K and other datasets do not wait; a killed holder frees them at once."""
 
 import signal
 import subprocess
@@ -11,17 +11,17 @@ from studyllm_core.db.dataset_locks import dataset_lock
 HOLD = """import sys, time
 from studyllm_core.db.dataset_locks import dataset_lock
 from studyllm_core.db.engine import make_engine
-with dataset_lock(make_engine(sys.argv[1]), sys.argv[2], holder=sys.argv[3]):
+with dataset_lock(make_engine(sys.argv[1]), sys.argv[2], [2, 3], holder=sys.argv[3]):
     print("held", flush=True)
     time.sleep(600)
 """
 
 
-def waiter(engine, dataset: str, holder: str, log: list[str]) -> threading.Thread:
-    """A thread that takes `dataset`'s lock, logs "<holder> in", and gives it back at once."""
+def waiter(engine, dataset: str, holder: str, log: list[str], ks=(3, 4)) -> threading.Thread:
+    """A thread that takes the locks of `dataset` at `ks`, logs "<holder> in", and gives them back at once."""
 
     def take() -> None:
-        with dataset_lock(engine, dataset, holder=holder, notice=log.append, poll_seconds=0.05):
+        with dataset_lock(engine, dataset, ks, holder=holder, notice=log.append, poll_seconds=0.05):
             log.append(f"{holder} in")
 
     thread = threading.Thread(target=take, daemon=True)
@@ -40,20 +40,23 @@ def wait_until(predicate, what: str) -> None:
 
 def test_a_second_sweep_of_the_dataset_waits_for_the_first_and_says_for_whom(engine):
     log: list[str] = []
-    with dataset_lock(engine, "demo", holder="run A"):
-        second = waiter(engine, "demo", "run B", log)
+    with dataset_lock(engine, "demo", [2, 3], holder="run A"):
+        second = waiter(engine, "demo", "run B", log)  # K 3 and 4: K=3 is run A's
         wait_until(lambda: log, "the second run never said it waits")
         other = waiter(engine, "other", "run C", log)  # another dataset: no wait
         other.join(30)
-        assert not other.is_alive()
+        apart = waiter(engine, "demo", "run D", log, ks=(4, 5))  # other K of the dataset: no wait
+        apart.join(30)
+        assert not other.is_alive() and not apart.is_alive()
         assert "run B in" not in log  # still held by run A
         log.append("run A out")
     second.join(30)
     assert not second.is_alive()
     waiting = log[0]
-    assert "'demo' is being swept by run A (database pid" in waiting and "waiting for it to finish" in waiting
+    assert "'demo' K=3 is being swept by run A (database pid" in waiting and "waiting for it to finish" in waiting
     assert "run C in" in log and log.index("run C in") < log.index("run A out") < log.index("run B in")
-    assert not any("'other'" in line for line in log)
+    assert "run D in" in log and log.index("run D in") < log.index("run A out")
+    assert not any("'other'" in line or "K=4" in line or "K=5" in line for line in log)
 
 
 def test_the_lock_goes_back_to_the_pool_free(engine, database_url):
@@ -62,7 +65,7 @@ def test_the_lock_goes_back_to_the_pool_free(engine, database_url):
     from studyllm_core.db.engine import make_engine
 
     try:
-        with dataset_lock(engine, "demo", holder="run A"):
+        with dataset_lock(engine, "demo", [3], holder="run A"):
             raise RuntimeError("boom")
     except RuntimeError:
         pass
