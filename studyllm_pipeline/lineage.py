@@ -35,6 +35,7 @@ STEPS: dict[str, tuple[str, int]] = {
     "cluster_summaries": ("summarization_batch", 4),
     "cluster_metrics": ("metrics", 5),
     "sweep_report": ("metrics", 6),
+    "study_comparison": ("metrics", 7),
     "prompt_run": ("prompt_run", 0),
 }
 

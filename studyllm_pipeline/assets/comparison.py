@@ -7,8 +7,9 @@ import pandas as pd
 from studyllm_core.charts import bar_chart
 from studyllm_core.services.datasets import DatasetRegistry
 from studyllm_core.services.study.comparison import compare_models
-from studyllm_pipeline.assets.common import PARQUET, SWEEP_GROUP, user_errors_as_failures
+from studyllm_pipeline.assets.common import sweep_asset_args, user_errors_as_failures
 from studyllm_pipeline.assets.report import REPORT_CONDITION
+from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.resources import StudyllmDatabase
 from studyllm_pipeline.tables import as_table, chart, table_asset_metadata
@@ -17,20 +18,24 @@ SHARES = ["provider", "model", "cluster", "replies", "share"]
 
 
 @dg.asset(
-    deps=["sweep_report"], partitions_def=datasets, group_name=SWEEP_GROUP, io_manager_key="parquet_io",
-    kinds=PARQUET | {"postgres"}, automation_condition=REPORT_CONDITION,
+    deps=["sweep_report"], automation_condition=REPORT_CONDITION,
+    **sweep_asset_args("study_comparison", io="parquet", partitions_def=datasets, postgres=True),
 )
 @user_errors_as_failures
-def study_comparison(context: dg.AssetExecutionContext, database: StudyllmDatabase) -> dg.Output:
+def study_comparison(context: dg.AssetExecutionContext, database: StudyllmDatabase):
     """Do the models of this dataset of replies answer differently, and how: at the K its sweep report chose, the
     share of each model's replies per cluster, the Jensen-Shannon divergence between every two models, each prompt's
     spread over clusters and a chi-square test of model vs cluster (stored: the shares). A dataset not made of
     replies says so in one line (and stores no rows)."""
     dataset, engine = context.partition_key, database.engine()
+    group_id = record_materialization(context, engine)
     kind = DatasetRegistry(engine).kind_of(dataset)
     if kind != "prompt_run":  # the automation follows every report: a file's is answered in one line
-        return dg.Output(pd.DataFrame(columns=SHARES), metadata={"comparison": dg.MetadataValue.text(
+        yield dg.Output(pd.DataFrame(columns=SHARES), metadata={"group_id": dg.MetadataValue.text(str(group_id)),
+                                                                "comparison": dg.MetadataValue.text(
             f"{dataset} is a {kind or 'unregistered'} dataset, not the replies of a prompt run: no models to compare")})
+        yield check_links(context, engine, group_id)
+        return
     comparison = compare_models(engine, database.sweep_results(), dataset)
     shares = comparison.shares
     clusters = sorted(shares["cluster"].unique())
@@ -39,8 +44,9 @@ def study_comparison(context: dg.AssetExecutionContext, database: StudyllmDataba
     svg = bar_chart([f"cluster {c}" for c in clusters], series, title="Share of each model's replies per cluster",
                     y_label="share of the model's replies")
     independence = comparison.independence
-    return dg.Output(shares, metadata={
+    yield dg.Output(shares, metadata={
         **table_asset_metadata(shares),
+        "group_id": dg.MetadataValue.text(str(group_id)),
         "comparison": dg.MetadataValue.text(comparison.describe()),
         "k": comparison.k,
         "replies": comparison.replies,
@@ -53,3 +59,4 @@ def study_comparison(context: dg.AssetExecutionContext, database: StudyllmDataba
         "shares": as_table(shares, max_rows=500),
         "prompts": as_table(comparison.prompts, max_rows=50),
     })
+    yield check_links(context, engine, group_id)

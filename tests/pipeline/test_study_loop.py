@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
+from studyllm_core.services.provenance import ProvenanceService
 from studyllm_pipeline.assets.comparison import study_comparison
 from studyllm_pipeline.assets.prompts import prompt_run
 from studyllm_pipeline.definitions import SWEEP_ASSETS, defs
@@ -73,6 +74,11 @@ def test_replies_are_prepared_swept_and_compared_by_automation(instance, resourc
     assert [c.name for c in metadata["shares"].schema.columns] == ["provider", "model", "cluster", "replies", "share"]
     assert "answer differently" in metadata["divergence"].records[0].data["reading"]
     assert metadata["shares_chart"].value.startswith("![")
+    # Its provenance: a record of this run, read from the sweep report it follows, and its check passes.
+    [check] = [c for c in result.get_asset_check_evaluations() if c.asset_key == dg.AssetKey("study_comparison")]
+    assert check.check_name == "provenance_links" and check.passed, check.description
+    [record] = ProvenanceService(resources["database"].engine()).history("study_comparison", "study")
+    assert record.run_id == result.run_id and [i["group"] for i in record.inputs] == ["sweep_report[study]"]
 
     # The same comparison from the CLI; a dataset that is not replies gets one line, not a traceback.
     shown = cli(["compare", "study", "--json"], pipeline_env)
