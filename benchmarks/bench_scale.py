@@ -9,7 +9,7 @@ name, so each N is its own vector space with its own HNSW index. Per N, each wit
 - embed: `studyllm embed` (first run) vs a bare AsyncOpenAI loop process over the same batches
   (_bare_embed_loop.py; the SDK asks for base64 too);
 - cached: `studyllm embed` again (every text served from the cache);
-- sweep: `sweep_stage` (h18b's benchmarks/_scale_sweep.py when present, else `own_sweep_stage` below):
+- sweep: `_scale_sweep.sweep_stage`:
   `studyllm sweep` over the K values, 3 restarts, PCA 50, vs scikit-learn MiniBatchKMeans / KMeans on the same
   projected vectors;
 - pipeline: the Dagster jobs on the same file (prepare + the same K values, _scale_pipeline.py) vs the CLI sweep;
@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from _db import scratch_database
+from _scale_sweep import sweep_stage
 from studyllm_core.testing import stub_server_process
 from studyllm_core.testing.openai_server import stub_embeddings
 
@@ -110,51 +111,6 @@ def embed_stages(path: Path, n: int, model: str, env: dict[str, str], base: str)
     assert again["cached"] == n and again["api_requests"] == 0, again
     rows.append(row("cached re-run", n, seconds, rss))
     return rows
-
-
-def projected(model: str, path: Path, pca_dim: int) -> np.ndarray:
-    """The PCA projection `studyllm sweep` clusters: the same vectors (the server's, recomputed) and projection."""
-    from studyllm_core.services.sweep.projection import project_dataset
-
-    texts = path.read_text().splitlines()
-    vectors = np.concatenate([stub_embeddings(model, texts[i : i + 50_000], DIM).astype(np.float32)
-                              for i in range(0, len(texts), 50_000)])
-    return project_dataset(vectors, pca_dim).projection.Z
-
-
-def own_sweep_stage(path: Path, n: int, model: str, env: dict[str, str], base: str, ks: list[int],
-                    kmeans_max_n: int) -> list[dict[str, Any]]:
-    """`studyllm sweep` over `ks` (3 restarts, PCA 50) vs scikit-learn on the same projected vectors.
-
-    The stand-in until h18b's `_scale_sweep.sweep_stage` lands (same arguments, same rows).
-    """
-    from sklearn.cluster import KMeans, MiniBatchKMeans
-
-    rows = []
-    out = Path(env["STUDYLLM_HOME"]) / f"sweep-{n}"
-    cli = [STUDYLLM, "sweep", str(path), "--embed-provider", "openai-compatible", "--embed-model", model,
-           "--base-url", base, "--k-min", str(min(ks)), "--k-max", str(max(ks)), "--restarts", str(RESTARTS),
-           "--pca-dim", str(PCA_DIM), "--out", str(out), "--json"]
-    seconds, rss, stdout = run_measured(cli, env)
-    rows.append(row("sweep: studyllm sweep", n, seconds, rss, best_k=json.loads(stdout)["best_k"]))
-    z = projected(model, path, PCA_DIM)
-    z /= np.linalg.norm(z, axis=1, keepdims=True)  # spherical k-means clusters directions
-    start = time.perf_counter()
-    for k in ks:
-        MiniBatchKMeans(k, n_init=RESTARTS, random_state=0, batch_size=4096).fit(z)
-    rows.append(row("sweep: sklearn MiniBatchKMeans", n, time.perf_counter() - start, None))
-    if n <= kmeans_max_n:
-        start = time.perf_counter()
-        for k in ks:
-            KMeans(k, n_init=RESTARTS, random_state=0).fit(z)
-        rows.append(row("sweep: sklearn KMeans", n, time.perf_counter() - start, None))
-    return rows
-
-
-try:  # h18b's sweep stage, when it is on this branch
-    from _scale_sweep import sweep_stage  # type: ignore[import-not-found]
-except ImportError:
-    sweep_stage = own_sweep_stage
 
 
 def pipeline_stage(path: Path, n: int, model: str, env: dict[str, str], base: str, ks: list[int]) -> list[dict[str, Any]]:
@@ -312,8 +268,8 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     sizes_by_n: dict[int, dict[str, Any]] = {}
     print(f"loopback server: {args.latency * 1000:.0f} ms per request, {DIM}-d base64 vectors; batch {BATCH}, "
-          f"concurrency {CONCURRENCY}; sweep K={K_VALUES[0]}..{K_VALUES[-1]}, {RESTARTS} restarts, PCA {PCA_DIM}; "
-          f"sweep stage: {sweep_stage.__module__}.{sweep_stage.__name__}", flush=True)
+          f"concurrency {CONCURRENCY}; sweep K={K_VALUES[0]}..{K_VALUES[-1]}, {RESTARTS} restarts, PCA {PCA_DIM}",
+          flush=True)
     with scratch_database() as (engine, url), \
             stub_server_process("--latency", str(args.latency), "--dim", str(DIM)) as (base, _admin), \
             _removed_after(work):
