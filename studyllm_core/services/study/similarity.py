@@ -1,6 +1,6 @@
 """SimilarityService: the stored texts nearest to a text, a vector or a stored item, by cosine distance.
 
-Each (provider, model, dimension) is searched through its own HNSW index, built on first use by
+Each (provider, model, dimension) is searched through its own index (HNSW, IVFFlat when big), built on first use by
 `ensure_index` (see `db/vector_search.py` for why the index is partial and on an expression). A query
 text is embedded through `EmbeddingService`, so it is cached and recorded like any other call.
 """
@@ -17,10 +17,11 @@ from sqlalchemy import Engine, text
 from studyllm_core.db.embedding_cache import EmbeddingCache
 from studyllm_core.db.vector_search import (
     MAX_K,
+    SearchIndex,
     VectorSearch,
     VectorSpace,
-    hnsw_build_settings,
-    hnsw_index_name,
+    index_build_settings,
+    index_name,
     search_method,
 )
 from studyllm_core.db.engine import owner_engine_of, translate_db_errors
@@ -46,26 +47,31 @@ class SimilarityService:
         self.vectors = VectorSearch(engine)
         self.cache = EmbeddingCache(engine)
         self.notice = notice  # told before a (slow, one-time) index build
-        self._ready: set[str] = set()  # indexes known to be built
+        self._ready: dict[str, SearchIndex] = {}  # indexes known to be built, by name
 
     def ensure_index(self, provider: str, model: str, dimension: int, server: str = "") -> str | None:
-        """Create the HNSW index of this space if missing (idempotent, cheap once built); returns its name,
+        """Create the index of this space if missing (idempotent, cheap once built); returns its name,
         or None for a space searched exactly (more dimensions than any pgvector index takes)."""
-        space = VectorSpace(provider, model, int(dimension), server=server)
+        found = self._index(VectorSpace(provider, model, int(dimension), server=server))
+        return found.name if found is not None else None
+
+    def _index(self, space: VectorSpace) -> SearchIndex | None:
+        """The space's index (built now when missing, its choice said), known after the first look-up."""
         if search_method(space.dimension) == "exact":
             return None
-        name = hnsw_index_name(space)
-        if name in self._ready or self.vectors.hnsw_index_ready(space):
-            self._ready.add(name)
-            return name
-        space = self.space(provider, model, dimension, server=server)  # NotFoundError when nothing is stored for it
-        build = hnsw_build_settings(space.count, space.dimension)  # chosen by the space's size, and said
-        if self.notice is not None:
-            self.notice(f"building the similarity index for {space.label()} ({space.count:,} vectors), once: "
-                        f"{build.describe()}")
-        self.vectors.ensure_hnsw_index(space, ddl_engine=self.ddl_engine, build=build)
-        self._ready.add(name)
-        return name
+        name = index_name(space)
+        found = self._ready.get(name) or self.vectors.index_ready(space)
+        if found is None:
+            space = self.vectors.counted(self.space(space.provider, space.model, space.dimension, server=space.server))
+            build = index_build_settings(space.count, space.dimension)  # chosen by the space's size, and said
+            if self.notice is not None:
+                self.notice(f"building the similarity index for {space.label()} ({space.count:,} vectors), once: "
+                            f"{build.describe()}")
+            self.vectors.ensure_index(space, ddl_engine=self.ddl_engine, build=build)
+            found = self.vectors.index_ready(space)
+        if found is not None:
+            self._ready[name] = found
+        return found
 
     def space(
         self, provider: str | None, model: str | None, dimension: int | None = None, *, server: str | None = None
@@ -93,8 +99,8 @@ class SimilarityService:
     def spaces(
         self, provider: str | None, model: str | None, dimension: int | None = None, *, server: str | None = None
     ) -> list[VectorSpace]:
-        """Stored spaces matching what is given (None: any); NotFoundError lists what is stored when none match."""
-        stored = self.vectors.spaces()
+        """Stored spaces matching what is given (None: any), uncounted; NotFoundError lists what is stored (counted) when none match."""
+        stored = self.vectors.spaces(counted=False)  # a search needs the space, not its size
         if not stored:
             raise NotFoundError("there are no stored embeddings yet; embed texts first with `studyllm embed`")
         matches = [
@@ -103,7 +109,7 @@ class SimilarityService:
             and (dimension is None or s.dimension == dimension) and (server is None or s.server == server)
         ]
         if not matches:
-            listing = ", ".join(f"{s.label()[:-1]}, {s.count:,} vectors)" for s in stored)
+            listing = ", ".join(f"{s.label()[:-1]}, {s.count:,} vectors)" for s in map(self.vectors.counted, stored))
             wanted = f"{provider or '*'}/{model or '*'}" + (f" at {server}" if server else "") + (
                 f" ({dimension}-d)" if dimension else "")
             raise NotFoundError(f"no stored embeddings for {wanted}; stored are: {listing}")
@@ -113,8 +119,7 @@ class SimilarityService:
         """The k stored texts of this provider/model (and server) nearest to `vector`, nearest first."""
         _check_k(k)
         space = VectorSpace(provider, model, int(np.asarray(vector).size), server=server)
-        self.ensure_index(provider, model, space.dimension, server)
-        return _frame(self.vectors.nearest(vector, space, k=k))
+        return _frame(self.vectors.nearest(vector, space, k=k, index=self._index(space)))
 
     def search_text(self, query: str, embedder: EmbeddingService, *, k: int = 10) -> pd.DataFrame:
         """Embed `query` with `embedder` (cached, recorded) and return the k nearest stored texts.
@@ -148,8 +153,7 @@ class SimilarityService:
         """The k stored texts nearest to a stored one (by embedding id or request hash), itself excluded."""
         _check_k(k)
         item = self.vectors.find(id_or_hash)
-        self.ensure_index(item.space.provider, item.space.model, item.space.dimension, item.space.server)
-        found = self.vectors.nearest(item.vector, item.space, k=min(k + 1, MAX_K))
+        found = self.vectors.nearest(item.vector, item.space, k=min(k + 1, MAX_K), index=self._index(item.space))
         return _frame([row for row in found if row[0] != item.id][:k])
 
 

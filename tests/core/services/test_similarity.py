@@ -6,12 +6,14 @@ from sqlalchemy import event, text
 
 from studyllm_core.db.calls import NewCall, RawCallRepository
 from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
+from studyllm_core.db import vector_search
 from studyllm_core.db.vector_search import (
-    HnswBuild,
+    IndexBuild,
     VectorSearch,
     VectorSpace,
-    hnsw_build_settings,
-    hnsw_index_name,
+    index_build_settings,
+    index_name,
+    ivfflat_probes,
     legacy_hnsw_index_name,
 )
 from studyllm_core.errors import InputError, NotFoundError
@@ -55,8 +57,8 @@ def test_search_returns_the_true_nearest_neighbours_of_its_own_model_only(engine
         assert list(found["request_hash"]) == [hashes[i] for i in order]
         np.testing.assert_allclose(found["distance"], distance, atol=1e-5)
         np.testing.assert_allclose(found["similarity"], 1 - distance, atol=1e-5)
-    assert VectorSearch(engine).hnsw_index_ready(VectorSpace("p", "m", 16))
-    assert not VectorSearch(engine).hnsw_index_ready(VectorSpace("p", "m", 8))
+    assert VectorSearch(engine).index_ready(VectorSpace("p", "m", 16))
+    assert not VectorSearch(engine).index_ready(VectorSpace("p", "m", 8))
 
 
 def test_neighbours_of_a_stored_item_by_id_or_hash_exclude_the_item(engine):
@@ -74,11 +76,24 @@ def test_neighbours_of_a_stored_item_by_id_or_hash_exclude_the_item(engine):
         service.neighbours_of("f" * 64)
 
 
+def test_spaces_are_listed_by_a_skip_scan_with_counts_on_demand(engine):
+    """Every stored (provider, model, server, dimension), in order; counted only when asked."""
+    rng = np.random.default_rng(4)
+    store(engine, rng.normal(size=(30, 4)))
+    store(engine, rng.normal(size=(20, 8)), prefix="d")
+    store(engine, rng.normal(size=(10, 4)), provider="a", model="z", prefix="a")
+    store(engine, rng.normal(size=(5, 4)), model="m2", prefix="b")
+    search = VectorSearch(engine)
+    expected = [("a", "z", 4, 10), ("p", "m", 4, 30), ("p", "m", 8, 20), ("p", "m2", 4, 5)]
+    assert [(s.provider, s.model, s.dimension, s.count) for s in search.spaces()] == expected
+    assert [(s.provider, s.model, s.dimension, s.count) for s in search.spaces(counted=False)] == [e[:3] + (0,) for e in expected]
+
+
 def test_ensure_index_is_idempotent_and_named_by_a_hash(engine):
     store(engine, np.random.default_rng(5).normal(size=(50, 4)), provider="local", model="all-MiniLM-L6-v2 'quoted'")
     service = SimilarityService(engine)
     name = service.ensure_index("local", "all-MiniLM-L6-v2 'quoted'", 4)
-    assert name == hnsw_index_name(VectorSpace("local", "all-MiniLM-L6-v2 'quoted'", 4)) and len(name) < 63
+    assert name == index_name(VectorSpace("local", "all-MiniLM-L6-v2 'quoted'", 4)) and len(name) < 63
     assert SimilarityService(engine).ensure_index("local", "all-MiniLM-L6-v2 'quoted'", 4) == name
     with engine.connect() as conn:
         defs = list(conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": name}).scalars())
@@ -115,8 +130,8 @@ def test_search_text_embeds_the_query_through_the_cache(engine, stub):
     assert RawCallRepository(engine).count() == 2  # the corpus batch and the one new query text
 
 
-@pytest.mark.slow  # about 17 s, most of it building the index
-def test_explain_uses_the_hnsw_index_at_100k_vectors(engine):
+@pytest.mark.slow  # about 17 s, most of it building the index (IVFFlat at 100,000)
+def test_explain_uses_the_index_at_100k_vectors(engine):
     """The planner picks the partial expression index for the exact statement `nearest` runs."""
     rng = np.random.default_rng(6)
     dim = 8  # small vectors keep the build quick; the plan does not depend on the dimension
@@ -158,22 +173,66 @@ def test_models_over_2000_dimensions_are_searched(engine, dimension, method):
         cursor.execute("EXPLAIN " + repo.nearest_sql(space, 5), repo._query_params(data[0], space))
         plan = "\n".join(row[0] for row in cursor.fetchall())
     if method == "halfvec":
-        assert repo.hnsw_index_ready(space)
-        assert f"Index Scan using {hnsw_index_name(space)}" in plan, plan
+        assert repo.index_ready(space)
+        assert f"Index Scan using {index_name(space)}" in plan, plan
     else:
         assert service.ensure_index("p", "big", dimension) is None and "hnsw" not in plan
     assert list(service.neighbours_of(hashes[5], k=3)["request_hash"])[0] != hashes[5]
 
 
 def test_build_settings_are_chosen_by_the_number_of_vectors():
-    """Memory for the whole graph (bounded by a quarter of the machine and 4 GB), parallel workers only for big spaces."""
-    small = hnsw_build_settings(5_000, 384, cpus=8, memory_bytes=16 * 2**30)
-    big = hnsw_build_settings(1_000_000, 384, cpus=8, memory_bytes=16 * 2**30)
-    assert small.memory_mb == 64 and small.workers == 0
-    assert 1_000 <= big.memory_mb <= 2_000 and big.workers == 7  # ~1.1 GB of halfvec graph, with room
-    assert hnsw_build_settings(1_000_000, 384, cpus=2, memory_bytes=2 * 2**30) == HnswBuild(memory_mb=512, workers=1)
-    assert hnsw_build_settings(10_000_000, 3_072, cpus=64, memory_bytes=2**40).memory_mb == 4_096
-    assert "maintenance_work_mem 512 MB, 1 parallel worker" in HnswBuild(512, 1).describe()
+    """HNSW below IVFFLAT_MIN_ROWS, IVFFlat with sqrt(N) lists from there; memory for the whole graph (or the
+    IVFFlat sample), bounded by a quarter of the machine and 4 GB; parallel workers only for big spaces."""
+    small = index_build_settings(5_000, 384, cpus=8, memory_bytes=16 * 2**30)
+    below = index_build_settings(99_999, 384, cpus=8, memory_bytes=16 * 2**30)
+    big = index_build_settings(1_000_000, 384, cpus=8, memory_bytes=16 * 2**30)
+    assert small == IndexBuild(memory_mb=64, workers=0, method="hnsw", lists=0)
+    assert below.method == "hnsw" and 100 <= below.memory_mb <= 200  # ~110 MB of halfvec graph, with room
+    assert big.method == "ivfflat" and big.lists == 1_000 and big.workers == 7
+    assert 80 <= big.memory_mb <= 120  # 50 sampled float32 vectors per list: ~80 MB
+    assert index_build_settings(100_000, 384, cpus=2).method == "ivfflat"
+    assert index_build_settings(200_000, 384, cpus=2, memory_bytes=2 * 2**30) == IndexBuild(64, 1, "ivfflat", 447)
+    assert index_build_settings(90_000, 3_072, cpus=2, memory_bytes=2 * 2**30).memory_mb == 512  # the quarter
+    assert "maintenance_work_mem 512 MB, 1 parallel worker" in IndexBuild(512, 1).describe()
+    assert "IVFFlat (1,000 lists, 10 probed per search)" in big.describe()
+    assert "HNSW (m 16, ef_construction 64)" in small.describe()
+    assert [ivfflat_probes(n) for n in (4, 55, 1_000, 4_000)] == [4, 10, 10, 40]
+
+
+def clustered(rng: np.random.Generator, n: int, blobs: int, dim: int) -> np.ndarray:
+    """n unit vectors around `blobs` random directions, each blob's noise as large as its mean (cosine ~0.7)."""
+    means = rng.normal(size=(blobs, dim))
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    data = means[rng.integers(0, blobs, n)] + rng.normal(scale=1 / np.sqrt(dim), size=(n, dim))
+    return (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("threshold, method", [(10_000, "hnsw"), (2_000, "ivfflat")])
+def test_the_index_is_chosen_by_size_said_and_finds_clustered_neighbours(engine, monkeypatch, threshold, method):
+    """Through a small threshold: a space of 3,000 clustered vectors gets IVFFlat at or above IVFFLAT_MIN_ROWS
+    and HNSW below; the notice says which; searches are sized by the method (IVFFlat: its probes) and find
+    at least 90% of the exact top-10 of queries near the data (IVFFlat with its default 1 probe: 0.83)."""
+    monkeypatch.setattr(vector_search, "IVFFLAT_MIN_ROWS", threshold)
+    rng = np.random.default_rng(11)
+    data = clustered(rng, 3_000, 40, 32)
+    hashes = store(engine, data)
+    notices: list[str] = []
+    service = SimilarityService(engine, notice=notices.append)
+    queries = data[rng.integers(0, len(data), 30)] + rng.normal(scale=0.1, size=(30, 32)).astype(np.float32)
+    found = [service.search_vector(q, "p", "m", k=10) for q in queries]
+    space = VectorSpace("p", "m", 32)
+    index = service.vectors.index_ready(space)
+    assert index is not None and index.method == method and index.name == index_name(space)
+    assert len(notices) == 1 and ("IVFFlat (55 lists, 10 probed" if method == "ivfflat" else "HNSW (m 16") in notices[0]
+    expected = "SET LOCAL ivfflat.probes = 10" if method == "ivfflat" else "SET LOCAL hnsw.ef_search = 100"
+    assert service.vectors.search_settings(10, index) == expected
+    assert index.lists == (55 if method == "ivfflat" else 0)
+    plan = service.vectors.explain_nearest(queries[0], space, k=10, index=index)
+    assert f"Index Scan using {index.name}" in plan, plan
+    recall = np.mean([
+        len(set(f["request_hash"]) & {hashes[i] for i in brute_force(data, q, 10)[0]}) / 10 for f, q in zip(found, queries)
+    ])
+    assert recall >= 0.9, recall
 
 
 def test_the_build_applies_its_memory_and_workers(database_url):
@@ -188,11 +247,11 @@ def test_the_build_applies_its_memory_and_workers(database_url):
     store(engine, rng.normal(size=(3_000, 64)), model="roomy", prefix="r")
     search = VectorSearch(engine)
     with Statements(engine, "max_parallel_maintenance_workers") as statements:
-        search.ensure_hnsw_index(VectorSpace("p", "tight", 64), build=HnswBuild(memory_mb=1, workers=3))
+        search.ensure_index(VectorSpace("p", "tight", 64), build=IndexBuild(memory_mb=1, workers=3))
     assert any("no longer fits into maintenance_work_mem" in n for n in notices), notices
     assert any("max_parallel_maintenance_workers = 3" in s for s in statements.seen)
     notices.clear()
-    search.ensure_hnsw_index(VectorSpace("p", "roomy", 64), build=HnswBuild(memory_mb=64, workers=0))
+    search.ensure_index(VectorSpace("p", "roomy", 64), build=IndexBuild(memory_mb=64, workers=0))
     assert not any("maintenance_work_mem" in n for n in notices), notices
     engine.dispose()
 
@@ -205,7 +264,7 @@ def test_a_space_s_old_vector_index_is_replaced_by_the_halfvec_one(engine):
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f"CREATE INDEX {legacy} ON embedding_vectors USING hnsw ((vector::vector(8)) vector_cosine_ops) "
                           "WHERE provider = 'p' AND model = 'm' AND dimension = 8 AND server = ''"))
-    assert SimilarityService(engine).ensure_index("p", "m", 8) == hnsw_index_name(space) != legacy
+    assert SimilarityService(engine).ensure_index("p", "m", 8) == index_name(space) != legacy
     with engine.connect() as conn:
         names = set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'embedding_vectors'")).scalars())
-    assert hnsw_index_name(space) in names and legacy not in names
+    assert index_name(space) in names and legacy not in names
