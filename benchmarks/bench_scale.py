@@ -13,8 +13,12 @@ name, so each N is its own vector space with its own HNSW index. Per N, each wit
   `studyllm sweep` over the K values, 3 restarts, PCA 50, vs scikit-learn MiniBatchKMeans / KMeans on the same
   projected vectors;
 - pipeline: the Dagster jobs on the same file (prepare + the same K values, _scale_pipeline.py) vs the CLI sweep;
-- similar: the HNSW build of the space and top-10 p50/p95 of `nearest` (what `studyllm similar` runs; the
-  query's embedding excluded), with recall@10 against exact search;
+- similar: N clustered texts of their own ("cB item I" over 1,000 blobs: the server in blobs mode puts each
+  near blob B, so neighbours are meaningful as in real embeddings), embedded by `studyllm embed`; the
+  space's index build (the method and settings the defaults chose, said) and top-10 p50/p95 of
+  `SimilarityService.search_vector` (what `studyllm similar` runs once the query is embedded), with recall@10
+  against exact search over the stored vectors; with --similar-random, the same on the embed stage's
+  uniformly random vectors (every neighbour nearly equidistant: the worst case of any index);
 - size: what the database grew by for these vectors (table, b-tree indexes, HNSW index), per million vectors.
 
 Wall times include each process's start. Then the growth exponent b of each stage between consecutive N
@@ -42,7 +46,7 @@ import numpy as np
 from _db import scratch_database
 from _scale_sweep import sweep_stage
 from studyllm_core.testing import stub_server_process
-from studyllm_core.testing.openai_server import stub_embeddings
+from studyllm_core.testing.openai_server import blob_embedding, stub_embeddings
 
 STUDYLLM = str(Path(sys.executable).with_name("studyllm"))
 HERE = Path(__file__).parent
@@ -135,51 +139,90 @@ def sizes(engine) -> dict[str, int]:  # noqa: ANN001
     return {"table": table, "indexes": indexes, "raw_calls": calls, "group_embeddings": members, "database": database}
 
 
-def similar_stage(engine, n: int, model: str, texts_path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # noqa: ANN001
+SIMILAR_BLOBS = 1_000  # clusters of the similar stage's texts: ~N/1,000 texts each
+
+
+def write_blob_texts(path: Path, n: int, blobs: int) -> None:
+    """n texts "cB item I" over `blobs` blobs (round robin): the loopback server in "blobs" mode puts each near blob B."""
+    with path.open("w") as handle:
+        for start in range(0, n, 100_000):
+            handle.write("".join(f"c{i % blobs} item {i} of {n}\n" for i in range(start, min(n, start + 100_000))))
+
+
+def similar_stage(engine, n: int, env: dict[str, str], work: Path, *, random_model: str | None = None,  # noqa: ANN001
+                  blobs: int = SIMILAR_BLOBS) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The similarity index of a space of n clustered vectors (texts over `blobs` blobs, embedded by `studyllm
+    embed` through the loopback server in blobs mode), its build, top-10 p50/p95 and recall@10 against exact
+    search; with `random_model` (a space of n uniformly random vectors, HNSW's worst case), the same on it."""
+    path = work / f"blobs-{n}.txt"
+    write_blob_texts(path, n, blobs)
+    model = f"bench-similar-{n}"
+    seconds, _, _ = run_measured([STUDYLLM, "embed", str(path), "--provider", "openai-compatible", "--model", model,
+                                  "--batch-size", str(BATCH), "--concurrency", str(CONCURRENCY), "--json"], env)
+    print(f"  N={n:,} similar: embedded {n:,} clustered texts ({blobs:,} blobs) in {seconds:.1f} s", file=sys.stderr, flush=True)
+    queries = np.array([blob_embedding(model, f"c{i * 7 % blobs} query {i}", DIM) for i in range(QUERIES)], dtype=np.float32)
+    rows, index_bytes = _similar_space(engine, n, model, queries, "")
+    if random_model is not None:
+        random_queries = stub_embeddings(random_model, [f"query {i}" for i in range(QUERIES)], DIM).astype(np.float32)
+        rows += _similar_space(engine, n, random_model, random_queries, " (random)")[0]
+    return rows, {"hnsw_index": index_bytes}
+
+
+def _similar_space(engine, n: int, model: str, queries: np.ndarray, tag: str) -> tuple[list[dict[str, Any]], int]:  # noqa: ANN001
+    """Build the space's index (timed, its choice said), then top-10 through `SimilarityService.search_vector`
+    (what `studyllm similar` runs once the query is embedded) for every query; recall@10 against exact search."""
     from sqlalchemy import text
 
-    from studyllm_core.db.vector_search import VectorSearch, hnsw_index_name
+    from studyllm_core.db.vector_search import index_name
     from studyllm_core.services.study.similarity import SimilarityService
 
-    service = SimilarityService(engine, ddl_engine=engine, notice=lambda msg: print(f"  {msg}", file=sys.stderr))
-    [space] = [s for s in service.vectors.spaces() if s.model == model]
+    chose: list[str] = []
+    service = SimilarityService(engine, ddl_engine=engine, notice=chose.append)
+    [space] = [s for s in service.vectors.spaces(counted=False) if s.model == model]
     start = time.perf_counter()
     service.ensure_index(space.provider, space.model, space.dimension, space.server)
     build_s = time.perf_counter() - start
+    print(f"  N={n:,} similar{tag}: {' '.join(chose)}; {build_s:.1f} s", file=sys.stderr, flush=True)
     with engine.connect() as conn:
-        index_bytes = conn.execute(text("SELECT pg_relation_size(CAST(:n AS regclass))"), {"n": hnsw_index_name(space)}).scalar_one()
-    search = VectorSearch(engine)
-    queries = stub_embeddings(model, [f"query {i} about topic {i % 1009}" for i in range(QUERIES)], DIM).astype(np.float32)
-    search.nearest(queries[0], space, k=10)  # warm the connection pool and the index's pages
+        index_bytes = conn.execute(text("SELECT pg_relation_size(CAST(:n AS regclass))"), {"n": index_name(space)}).scalar_one()
+    service.search_vector(queries[0], space.provider, space.model, k=10, server=space.server)  # warm the pool
     latencies, found = [], []
     for q in queries:
         start = time.perf_counter()
-        hits = search.nearest(q, space, k=10)
+        hits = service.search_vector(q, space.provider, space.model, k=10, server=space.server)
         latencies.append(time.perf_counter() - start)
-        found.append({h[2] for h in hits})  # stored texts: these are already normalised
-    recall = recall_at_10(model, texts_path, queries[:RECALL_QUERIES], found[:RECALL_QUERIES])
+        found.append({int(i) for i in hits["embedding_id"]})
+    recall = recall_at_10(engine, model, queries[:RECALL_QUERIES], found[:RECALL_QUERIES])
     ms = np.array(latencies) * 1000
     p50, p95 = float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
-    return ([row("similar: HNSW build", n, build_s, None),
-             {"stage": "similar: top-10 query", "n": n, "seconds": float(ms.sum() / 1000), "per_s": QUERIES / (ms.sum() / 1000),
+    index = chose[0].split(": ", 1)[-1] if chose else "index existed"
+    return ([row(f"similar{tag}: index build", n, build_s, None, index=index),
+             {"stage": f"similar{tag}: top-10 query", "n": n, "seconds": float(ms.sum() / 1000), "per_s": QUERIES / (ms.sum() / 1000),
               "rss_mb": None, "p50_ms": p50, "p95_ms": p95, "recall_at_10": recall}],
-            {"hnsw_index": index_bytes})
+            index_bytes)
 
 
-def recall_at_10(model: str, path: Path, queries: np.ndarray, found: list[set[str]]) -> float:
-    """Mean share of the exact top-10 (cosine, over every stored vector of the space) that the index returned."""
-    texts = path.read_text().splitlines()
+def recall_at_10(engine, model: str, queries: np.ndarray, found: list[set[int]]) -> float:  # noqa: ANN001
+    """Mean share of the exact top-10 (cosine over every stored vector of the space, read back from the
+    database in chunks) that the index returned."""
+    unit = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     best_s = np.full((len(queries), 10), -2.0, dtype=np.float32)
     best_i = np.zeros((len(queries), 10), dtype=np.int64)
-    for start in range(0, len(texts), 50_000):
-        block = stub_embeddings(model, texts[start : start + 50_000], DIM).astype(np.float32)
-        sims = queries @ block.T
-        s = np.concatenate([best_s, sims], axis=1)
-        i = np.concatenate([best_i, np.arange(start, start + block.shape[0])[None, :].repeat(len(queries), 0)], axis=1)
-        top = np.argsort(-s, axis=1)[:, :10]
-        best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
-    shares = [len({texts[j] for j in idx} & got) / 10 for idx, got in zip(best_i, found)]
-    return float(np.mean(shares))
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        with raw.cursor(name="recall") as cursor:
+            cursor.itersize = 50_000
+            cursor.execute("SELECT id, vector FROM embedding_vectors WHERE model = %s", (model,), binary=True)
+            while rows := cursor.fetchmany(50_000):
+                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                block = np.stack([r[1].to_numpy() for r in rows]).astype(np.float32)
+                block /= np.linalg.norm(block, axis=1, keepdims=True)
+                s = np.concatenate([best_s, unit @ block.T], axis=1)
+                i = np.concatenate([best_i, np.broadcast_to(ids, (len(queries), len(ids)))], axis=1)
+                top = np.argpartition(-s, 10, axis=1)[:, :10]
+                best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+        conn.rollback()
+    return float(np.mean([len(set(idx.tolist()) & got) / 10 for idx, got in zip(best_i, found)]))
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -199,9 +242,9 @@ def exponents(rows: list[dict[str, Any]], ns: list[int]) -> list[dict[str, Any]]
 
 
 WHY = {
-    "similar: HNSW build": "an HNSW insert searches the graph built so far (O(log N) each, so N log N), and the graph "
-                           "outgrows maintenance_work_mem or the page cache: pages are written and read back",
-    "similar: top-10 query": "an HNSW search visits O(log N) nodes; a query above ~1 ms is mostly planning and round trip",
+    "similar: index build": "IVFFlat files each vector under the nearest of sqrt(N) lists (N^1.5 distances); "
+                            "HNSW inserts by a graph search (N log N), slower once the graph outgrows memory",
+    "similar: top-10 query": "IVFFlat scans a fixed share of sqrt(N) lists of N/lists vectors: sqrt(N) vectors",
 }
 
 
@@ -218,6 +261,8 @@ def print_table(rows: list[dict[str, Any]], exps: list[dict[str, Any]], sizes_by
                 note = f"{r['per_s'] / peer['per_s']:.2f}x the bare loop's texts/s (goal >= 0.8x)"
             else:
                 note = f"{r['seconds'] / peer['seconds']:.2f}x the time of {peer['stage']}"
+        if "index" in r:
+            note = r["index"]
         if "p50_ms" in r:
             note = f"p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms (goal p50 < 20 ms), recall@10 {r['recall_at_10']:.3f}"
         if r["stage"] == "cached re-run":
@@ -260,6 +305,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the loopback server adds per request")
     parser.add_argument("--kmeans-max-n", type=int, default=200_000,
                         help="scikit-learn's full KMeans peer only up to this N (it is the slow one)")
+    parser.add_argument("--similar-random", action="store_true",
+                        help="similar stage: also on the embed stage's uniformly random vectors (HNSW's worst case)")
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON to PATH")
     args = parser.parse_args()
     ns = [n for n in (int(v) for v in args.ns.split(",")) if n <= args.max_n]
@@ -271,7 +318,7 @@ def main() -> None:
           f"concurrency {CONCURRENCY}; sweep K={K_VALUES[0]}..{K_VALUES[-1]}, {RESTARTS} restarts, PCA {PCA_DIM}",
           flush=True)
     with scratch_database() as (engine, url), \
-            stub_server_process("--latency", str(args.latency), "--dim", str(DIM)) as (base, _admin), \
+            stub_server_process("--latency", str(args.latency), "--dim", str(DIM), "--vectors", "blobs") as (base, _admin), \
             _removed_after(work):
         env = {**os.environ, "STUDYLLM_DATABASE_URL": url, "OPENAI_COMPATIBLE_BASE_URL": base}
         for n in ns:
@@ -282,12 +329,17 @@ def main() -> None:
             done = len(rows)
             if "embed" in stages:
                 rows += embed_stages(path, n, model, env, base)
-            if "similar" in stages:
-                sim_rows, index = similar_stage(engine, n, model, path)
-                rows += sim_rows
             if "embed" in stages:
                 after = sizes(engine)
-                sizes_by_n[n] = {**{k: after[k] - before[k] for k in after}, "hnsw_index": index["hnsw_index"] if "similar" in stages else 0}
+                sizes_by_n[n] = {**{k: after[k] - before[k] for k in after}, "hnsw_index": 0}
+            if "similar" in stages:
+                sim_rows, index = similar_stage(engine, n, env, work,
+                                                random_model=model if args.similar_random and "embed" in stages else None)
+                rows += sim_rows
+                if n in sizes_by_n:  # the clustered space's index: about the size the embed stage's space would get
+                    sizes_by_n[n]["hnsw_index"] = index["hnsw_index"]
+                    sizes_by_n[n]["indexes"] += index["hnsw_index"]
+                    sizes_by_n[n]["database"] += index["hnsw_index"]
             if "sweep" in stages:
                 rows += sweep_stage(path, n, model, env, base, K_VALUES, args.kmeans_max_n)
             if "pipeline" in stages:
