@@ -14,7 +14,7 @@ from studyllm_core.errors import InputError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "similar",
-        help="nearest stored texts by cosine distance (HNSW index per model)",
+        help="nearest stored texts by cosine distance (an index per model: HNSW, IVFFlat when big)",
         description="Find the stored texts nearest to TEXT, or to a stored item with --of. TEXT is embedded with "
         "the provider and model of the stored vectors (cached and recorded like every call); without --provider "
         "and --model the one stored model is used. The first search of a model builds its index.",
@@ -34,7 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_similar(args: argparse.Namespace) -> int:
     from studyllm_core.db.engine import open_database
-    from studyllm_core.services.capture.embedding import EmbeddingService
     from studyllm_core.services.study.similarity import SimilarityService
 
     if (args.text is None) == (args.of is None):
@@ -46,6 +45,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
         found = service.neighbours_of(args.of, k=args.k)
         query: dict[str, Any] = {"of": args.of}
     else:
+        from studyllm_core.services.capture.embedding import EmbeddingService  # only to embed TEXT: --of skips it
+
         space = service.space_named(args.provider, args.model, args.dimensions, base_url=args.base_url)  # before any API call
         # The query is embedded by the server that made the stored vectors when the server is part of the space.
         embedder = EmbeddingService.from_name(

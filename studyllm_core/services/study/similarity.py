@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,9 @@ from studyllm_core.errors import InputError, NotFoundError
 from studyllm_core.providers.openai_common import normalize_server_url
 from studyllm_core.providers.registry import normalize_name
 from studyllm_core.services.capture.cache_key import normalize_text
-from studyllm_core.services.capture.embedding import EmbeddingService
+
+if TYPE_CHECKING:  # a search by stored item (`studyllm similar --of`) never loads the embedding service
+    from studyllm_core.services.capture.embedding import EmbeddingService
 
 NEIGHBOUR_COLUMNS = ["embedding_id", "request_hash", "text", "raw_call_id", "distance", "similarity"]
 QUERY_GROUP = "similarity-queries"  # embedding_batch group that query texts join, per provider and model
