@@ -68,7 +68,7 @@ class SimilarityService:
             space = self.vectors.counted(self.space(space.provider, space.model, space.dimension, server=space.server))
             build = index_build_settings(space.count, space.dimension)  # chosen by the space's size, and said
             if self.notice is not None:
-                self.notice(f"building the similarity index for {space.label()} ({space.count:,} vectors), once: "
+                self.notice(f"building the similarity index {name} for {space.label()} ({space.count:,} vectors), once: "
                             f"{build.describe()}")
             self.vectors.ensure_index(space, ddl_engine=self.ddl_engine, build=build)
             found = self.vectors.index_ready(space)
