@@ -197,7 +197,7 @@ def _similar_space(engine, n: int, model: str, queries: np.ndarray, tag: str) ->
     ms = np.array(latencies) * 1000
     p50, p95 = float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
     index = chose[0].split(": ", 1)[-1] if chose else "index existed"
-    return ([row(f"similar{tag}: index build", n, build_s, None, index=index),
+    return ([row(f"similar{tag}: index build", n, build_s, None, index=f"{index}; {index_bytes / 2**20:,.0f} MB"),
              {"stage": f"similar{tag}: top-10 query", "n": n, "seconds": float(ms.sum() / 1000), "per_s": QUERIES / (ms.sum() / 1000),
               "rss_mb": None, "p50_ms": p50, "p95_ms": p95, "recall_at_10": recall,
               "first_ids": [min(f) for f in found[:CLI_CALLS]]}],
