@@ -113,7 +113,7 @@ class Lloyd:
         """Set labels[index] = new (index None: all items, first assignment), updating the cluster sums
         and counts by the changed items only; returns how many changed.
 
-        The update is a (+1 new cluster, -1 old cluster) one-hot matrix times the changed rows, a GEMM
+        The update is the changed rows times a (+1 new cluster, -1 old cluster) one-hot matrix, a GEMM
         over row blocks of bounded size, with block sums in the data dtype accumulated in float64.
         """
         first = index is None
@@ -129,7 +129,10 @@ class Lloyd:
             onehot[new[start : start + step], columns] = 1
             if not first:
                 onehot[old[start : start + step], columns] -= 1
-            self.sums += onehot @ self.x[rows]
+            # (dim x rows) @ (rows x K): OpenBLAS runs this layout several times (up to 50x) faster than
+            # onehot @ x[rows] (K x rows @ rows x dim), the same product; the first pass reads slices of xt.
+            members = self.xt[:, start : start + step] if first else self.x[rows].T
+            self.sums += (members @ onehot.T).T
         self.counts += np.bincount(new, minlength=self.k)
         if not first:
             self.counts -= np.bincount(old, minlength=self.k)

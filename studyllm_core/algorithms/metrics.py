@@ -35,11 +35,13 @@ def item_costs(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, metric:
 
 
 def representatives(
-    x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, m: int = 5, metric: str = "cosine"
+    x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, m: int = 5, metric: str = "cosine",
+    costs: np.ndarray | None = None,
 ) -> list[list[int]]:
-    """Indices of the (up to) m members closest to their centroid, per cluster, closest first."""
+    """Indices of the (up to) m members closest to their centroid, per cluster, closest first. `costs`
+    are the item_costs when the caller has them already (one pass over the items less)."""
     labels = np.asarray(labels)
-    costs = item_costs(x, labels, centroids, metric)
+    costs = item_costs(x, labels, centroids, metric) if costs is None else np.asarray(costs)
     order = np.lexsort((np.arange(labels.size), costs, labels))  # by cluster, then cost, then index
     starts = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(centroids)))])
     return [order[starts[c] : min(starts[c] + m, starts[c + 1])].tolist() for c in range(len(centroids))]

@@ -11,6 +11,9 @@ import numpy as np
 from .validation import as_matrix, check_positive_int
 
 _ROWS_PER_BLOCK = 1 << 14
+# Above this many rows the PCA axes are fitted on a seeded sample of this many rows (then every row is
+# projected): a 384 x 384 covariance is estimated well from 100,000 rows, and the fit no longer grows with N.
+PCA_FIT_SAMPLE = 100_000
 
 
 @dataclass
@@ -29,6 +32,7 @@ class PCAProjection:
     explained_variance_ratio: np.ndarray  # (dim,) share of the total variance
     requested_dim: int
     centered: bool = True  # False: the mean is not subtracted (see pca_svd_project)
+    fit_size: int | None = None  # rows the mean and axes were fitted on when a sample (None: all rows)
 
     @property
     def dim(self) -> int:
@@ -95,8 +99,17 @@ def principal_axes(x: np.ndarray, mean: np.ndarray, n_axes: int) -> tuple[np.nda
     return vt[:n_axes], variance[:n_axes], float(variance.sum())
 
 
-def pca_svd_project(X: np.ndarray, dim: int, center: bool = True) -> PCAProjection:
-    """Project the rows of X onto their top `dim` principal components (exact PCA).
+def pca_fit_rows(n: int, fit_sample: int | None) -> np.ndarray | None:
+    """The rows a PCA of n rows is fitted on: None (all) when n <= fit_sample (or no sample is asked),
+    else fit_sample distinct rows, sorted, drawn from a generator seeded by n (the same rows every run)."""
+    if fit_sample is None or n <= fit_sample:
+        return None
+    return np.sort(np.random.default_rng([0, 3, n]).choice(n, size=fit_sample, replace=False))
+
+
+def pca_svd_project(X: np.ndarray, dim: int, center: bool = True, fit_sample: int | None = None) -> PCAProjection:
+    """Project the rows of X onto their top `dim` principal components (exact PCA; with `fit_sample`
+    and more rows than that, the mean and axes are those of a seeded sample of rows, pca_fit_rows).
 
     `center=False` keeps the data's offset: Z = X @ components.T on the same axes. For the cosine
     metric this keeps the angles closer to the embeddings' own (benchmarks/quality.py: +1.8 NMI
@@ -115,8 +128,11 @@ def pca_svd_project(X: np.ndarray, dim: int, center: bool = True) -> PCAProjecti
         raise ValueError(f"pca dim={dim} exceeds the embedding dimension d={d}; use dim <= {d} or skip the projection.")
     requested = dim
     dim = min(dim, n)
-    mean = x.mean(axis=0, dtype=np.float64)
-    components, variance, total = principal_axes(x, mean, dim)
+    rows = pca_fit_rows(n, fit_sample)
+    fit = x if rows is None else x[rows]
+    mean = fit.mean(axis=0, dtype=np.float64)
+    components, variance, total = principal_axes(fit, mean, dim)
+    del fit
     largest = np.argmax(np.abs(components), axis=1)
     signs = np.sign(components[np.arange(dim), largest])
     signs[signs == 0] = 1.0
@@ -134,4 +150,5 @@ def pca_svd_project(X: np.ndarray, dim: int, center: bool = True) -> PCAProjecti
         explained_variance_ratio=ratio,
         requested_dim=requested,
         centered=bool(center),
+        fit_size=None if rows is None else int(rows.size),
     )

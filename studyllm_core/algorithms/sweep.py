@@ -4,6 +4,7 @@ for each, and a stated rule for choosing K (kselection's default rule, on criter
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -24,7 +25,7 @@ from .metrics import (
     silhouette,
     stability,
 )
-from .projection import pca_svd_project
+from .projection import PCA_FIT_SAMPLE, pca_svd_project
 from .results import ClusteringResult
 from .subspaces import k_subspaces
 from .validation import as_matrix, check_metric, check_positive_int
@@ -357,7 +358,7 @@ def sweep_k(
     costs = item_costs(Z, chosen.labels, chosen.centroids, config.metric)
     scores = score_k(Z, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth,
                      criteria=k_criteria(Z, chosen, config.seed, plan.criteria_rows))
-    reps = representatives(Z, chosen.labels, chosen.centroids, config.n_representatives, config.metric)
+    reps = representatives(Z, chosen.labels, chosen.centroids, config.n_representatives, config.metric, costs=costs)
     return KResult(restarts=restarts, scores=scores, representatives=reps, costs=costs)
 
 
@@ -542,15 +543,17 @@ def check_sweep(
 
 def sweep_space(x: np.ndarray, pca_dim: int | None) -> tuple[np.ndarray, Project | None, dict[str, Any] | None]:
     """The clustering space of a sweep: X projected by PCA to pca_dim (with the map for new vectors and
-    what the projection kept), or X itself when pca_dim is None."""
+    what the projection kept), or X itself when pca_dim is None. Above PCA_FIT_SAMPLE rows the axes are
+    fitted on a sample of that many rows (`fit_sample` says how many; None: all) and every row is projected."""
     if pca_dim is None:
         return x, None, None
-    projection = pca_svd_project(x, pca_dim)
+    projection = pca_svd_project(x, pca_dim, fit_sample=PCA_FIT_SAMPLE)
     info = {
         "requested_dim": projection.requested_dim,
         "dim": projection.dim,
         "clamped": projection.clamped,
         "explained_variance_ratio": float(projection.explained_variance_ratio.sum()),
+        "fit_sample": projection.fit_size,
     }
     return projection.Z, projection.transform, info
 
@@ -584,21 +587,23 @@ def run_sweep(
 
     if config.pca_dim is not None and project is not None:
         raise ValueError("pass either pca_dim (the sweep projects X) or project (X is projected already), not both.")
+    started = time.perf_counter()
     z, pca_project, pca_info = sweep_space(x, config.pca_dim)
     project = project or pca_project
     if pca_info is not None:
-        say(f"PCA {x.shape[1]} -> {pca_info['dim']} dims ({100 * pca_info['explained_variance_ratio']:.1f}% variance)")
+        say(describe_pca(x.shape[1], pca_info, time.perf_counter() - started))
 
     plan = sweep_plan(z.shape[0], config)
     say(plan.describe())
     per_k: list[KResult] = []
     ks = range(config.k_min, config.k_max + 1)
     for position, k in enumerate(ks, start=1):
+        started = time.perf_counter()
         item = sweep_k(z, texts, k, config, summarize=summarize, embed=embed, project=project, truth=truth, plan=plan)
         per_k.append(item)
         if on_k is not None:
             on_k(item)
-        say(describe_k(item, position, len(ks)))
+        say(describe_k(item, position, len(ks), time.perf_counter() - started))
     choice = choose_k([item.scores.to_row() for item in per_k])
     return SweepResult(
         config=config,
@@ -612,11 +617,19 @@ def run_sweep(
     )
 
 
-def describe_k(item: KResult, position: int, total: int) -> str:
-    """One progress line for a finished K."""
+def describe_k(item: KResult, position: int, total: int, seconds: float | None = None) -> str:
+    """One progress line for a finished K (with the seconds it took, when given)."""
     s = item.scores
     return (
         f"K={item.k} ({position}/{total}): objective {item.clustering.objective:.4g}, "
         f"silhouette {s.silhouette.value:.3f} ({s.silhouette.method}), "
         f"stability {s.stability.mean_ari:.3f}, score {s.score:.3f}"
+        + (f" in {seconds:.1f} s" if seconds is not None else "")
     )
+
+
+def describe_pca(n_dims: int, pca: Mapping[str, Any], seconds: float | None = None) -> str:
+    """One progress line for the PCA step: dimensions, variance kept, the fit sample and the seconds."""
+    sample = f", axes fitted on a {pca['fit_sample']:,} sample" if pca.get("fit_sample") else ""
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    return f"PCA {n_dims} -> {pca['dim']} dims ({100 * pca['explained_variance_ratio']:.1f}% variance{sample}){took}"

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 METRICS = ("cosine", "euclidean")
+_FINITE_CHECK_ROWS = 1 << 14  # rows checked at once: the boolean temporary stays small at any N
 
 
 def working_dtype(x: np.ndarray) -> type:
@@ -25,14 +26,26 @@ def as_matrix(x: Any, name: str = "X") -> np.ndarray:
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}; convert it to float first.")
     arr = np.ascontiguousarray(arr, dtype=working_dtype(arr))
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
+    bad = non_finite_rows(arr)
+    if bad.size:
         raise ValueError(
             f"{name} contains NaN or infinite values in {bad.size} row(s) (first: row {int(bad[0])}); "
             "drop or impute those rows first."
         )
     return arr
+
+
+def non_finite_rows(arr: np.ndarray) -> np.ndarray:
+    """Indices of the rows of a 2-D array holding NaN or infinity, checked a block of rows at a time (an
+    N x d boolean temporary would cost a quarter of a float32 matrix's memory)."""
+    bad = []
+    for start in range(0, arr.shape[0], _FINITE_CHECK_ROWS):
+        block = arr[start : start + _FINITE_CHECK_ROWS]
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = block.sum(axis=1)
+        if not np.isfinite(sums).all():  # a sum is finite only when every term is (cheap test)
+            bad.append(start + np.flatnonzero(~np.isfinite(block).all(axis=1)))
+    return np.concatenate(bad) if bad else np.empty(0, dtype=np.intp)
 
 
 def check_n_clusters(k: int, n: int, name: str = "K") -> int:

@@ -15,6 +15,7 @@ have representatives (the members closest to the centroid) but no summary.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,7 +25,7 @@ import pandas as pd
 
 from studyllm_core.algorithms import KChoice, KResult, SweepConfig, choose_k, sweep_k
 from studyllm_core.algorithms.kmeans import Project
-from studyllm_core.algorithms.sweep import SweepPlan, check_sweep, describe_k, sweep_plan, sweep_space
+from studyllm_core.algorithms.sweep import SweepPlan, check_sweep, describe_k, describe_pca, sweep_plan, sweep_space
 from studyllm_core.errors import InputError, StudyllmError
 from studyllm_core.services.capture.embedding import EmbeddingService
 from studyllm_core.services.provenance import ProvenanceService, RunStamp
@@ -231,12 +232,14 @@ class SweepRecipe:
             x, truth = check_sweep(X, list(texts), config, max(runnable, default=2), labels=labels)
             if config.pca_dim is not None and project is not None:
                 raise ValueError("pass either pca_dim or project, not both")
+            started = time.perf_counter()
             z, pca_project, pca = sweep_space(x, config.pca_dim)
+            seconds = time.perf_counter() - started
         except ValueError as exc:  # settings the data cannot satisfy
             raise InputError(str(exc)) from None
         run = SweepRun(config=config, requested=requested, refused=refused, pca=pca, plan=sweep_plan(z.shape[0], config))
         if pca is not None and notice is not None:
-            notice(f"PCA {x.shape[1]} -> {pca['dim']} dims ({100 * pca['explained_variance_ratio']:.1f}% variance)")
+            notice(describe_pca(x.shape[1], pca, seconds))
         if notice is not None:
             notice(run.plan.describe())
         return Sweep(self, run, z, list(texts), truth, project or pca_project, runnable, groups, notice, on_k)
@@ -264,6 +267,7 @@ class Sweep:
         embedders: list[SummaryEmbedder] = []
         try:
             for position, k in enumerate(self.runnable, start=1):
+                started = time.perf_counter()
                 summarize = embed = None
                 if recipe.uses_llm(run.config):
                     assert recipe.summarizer is not None
@@ -277,7 +281,7 @@ class Sweep:
                 if self.on_k is not None:
                     self.on_k(item)
                 if self.notice is not None:
-                    self.notice(describe_k(item, position, len(self.runnable)))
+                    self.notice(describe_k(item, position, len(self.runnable), time.perf_counter() - started))
                 yield item
         except GeneratorExit:  # the caller stopped iterating
             raise

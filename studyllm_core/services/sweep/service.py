@@ -21,6 +21,7 @@ summary embeddings (2), chained by `depends_on`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -224,7 +225,10 @@ class SweepService:
         uses_llm = self._uses_llm(config)
         if self.summarizer is not None and not uses_llm:
             notes.append("llm_rounds=0: the summariser is not used, the sweep is plain k-means")
+        started = time.perf_counter()
         outcome = self.embedder.embed(texts, group_id=emb_group, progress=progress)
+        say(f"{outcome.texts:,} texts ({outcome.unique:,} unique): {outcome.cached:,} vectors from the cache, "
+            f"{outcome.embedded:,} embedded, {outcome.failed:,} failed, in {time.perf_counter() - started:.1f} s")
         rows = np.flatnonzero(outcome.ok)
         if rows.size == 0:
             first = next(iter(outcome.failures.items()), (0, "not embedded"))
@@ -244,11 +248,15 @@ class SweepService:
         truth = label_codes([labels[i] for i in rows]) if labels is not None else None
 
         groups = self.recipe.llm_groups(emb_group, self._run_name(run_id), self._run_name(run_id), 1, stamp=stamp) if uses_llm else None
-        sweep = self.recipe.run(x, clustered_texts, config_run, labels=truth, groups=groups, notice=say)
+        steps = self.recipe.begin(x, clustered_texts, config_run, labels=truth, groups=groups, notice=say)
+        # The sweep holds the projected N x pca_dim vectors only: the N x dim embeddings go before the K loop.
+        del x
+        outcome.vectors = np.empty((0, 0), dtype=np.float32)
+        for _ in steps:
+            pass
+        sweep = steps.run
         if sweep.error is not None:
             raise sweep.error
-        del x
-        outcome.vectors = np.empty((0, 0), dtype=np.float32)  # N x dim, no longer needed: freed before the files
         choice = sweep.choice()
         assert choice is not None
         result = SweepResult(

@@ -116,3 +116,39 @@ def test_mean_pool_rejects_items_without_tokens():
         mean_pool_tokens(np.ones((2, 3, 4)), lengths=[3, 0])
     with pytest.raises(ValueError, match="not both"):
         mean_pool_tokens(np.ones((2, 3, 4)), mask=np.ones((2, 3)), lengths=[1, 1])
+
+
+def test_non_finite_rows_are_found_in_every_block(monkeypatch):
+    """The finiteness check runs a few rows at a time (no N x d boolean temporary); a bad row in a late
+    block, and one whose entries overflow a row sum without being infinite, are judged as a whole-matrix
+    check would."""
+    from studyllm_core.algorithms import validation
+
+    monkeypatch.setattr(validation, "_FINITE_CHECK_ROWS", 4)
+    x = correlated(30, 6).astype(np.float32)
+    x[3] = np.finfo(np.float32).max  # finite values whose sum overflows: not a bad row
+    assert validation.as_matrix(x) is x
+    x[17, 2], x[29, 0] = np.nan, -np.inf
+    with pytest.raises(ValueError, match=r"in 2 row\(s\) \(first: row 17\)"):
+        validation.as_matrix(x)
+
+
+def test_a_fit_sample_fits_the_axes_on_the_sample_and_projects_every_row():
+    """Above `fit_sample` rows the mean and axes are those of the seeded sample (pca_fit_rows), the same rows
+    every run; every row is projected on them. At or below, the result is the exact PCA, unchanged."""
+    from studyllm_core.algorithms.projection import pca_fit_rows
+
+    x = correlated(600, 12).astype(np.float32)
+    sampled = pca_svd_project(x, 4, fit_sample=200)
+    rows = pca_fit_rows(600, 200)
+    assert rows.size == 200 and np.array_equal(rows, pca_fit_rows(600, 200)) and sampled.fit_size == 200
+    on_sample = pca_svd_project(x[rows], 4)
+    np.testing.assert_array_equal(sampled.components, on_sample.components)
+    np.testing.assert_array_equal(sampled.mean, on_sample.mean)
+    assert sampled.Z.shape == (600, 4)
+    np.testing.assert_allclose(sampled.Z, sampled.transform(x), atol=1e-5)
+    assert not np.allclose(sampled.components, pca_svd_project(x, 4).components, atol=1e-6)  # not the full fit
+    exact = pca_svd_project(x, 4)
+    at_threshold = pca_svd_project(x, 4, fit_sample=600)
+    assert at_threshold.fit_size is None and exact.fit_size is None
+    np.testing.assert_array_equal(at_threshold.Z, exact.Z)

@@ -83,3 +83,19 @@ def test_ksubspaces_stays_exact_at_large_n():
 def test_bad_large_n_settings_are_refused(field):
     with pytest.raises(ValueError, match=field):
         SweepConfig(**{field: 0}).validate()
+
+
+def test_the_pca_above_its_sample_size_is_fitted_on_a_sample_and_said(directions, monkeypatch):
+    """Above PCA_FIT_SAMPLE rows (lowered here) the sweep's PCA axes come from a sample; every row is still
+    projected and clustered, and the PCA line and the result say how many rows the axes were fitted on."""
+    monkeypatch.setattr(sweep_module, "PCA_FIT_SAMPLE", 250)
+    x, truth = directions(600, 4, 12, seed=6)
+    messages: list[str] = []
+    result = run_sweep(x, None, SweepConfig(k_min=4, k_max=4, n_restarts=2, pca_dim=6), labels=truth,
+                       progress=messages.append)
+    assert result.pca["fit_sample"] == 250
+    assert messages[0].startswith("PCA 12 -> 6 dims (") and "axes fitted on a 250 sample" in messages[0]
+    assert result.result_for(4).clustering.labels.shape == (600,)
+    assert result.result_for(4).scores.label_metrics["nmi"] > 0.9
+    below = run_sweep(x[:250], None, SweepConfig(k_min=4, k_max=4, n_restarts=2, pca_dim=6))
+    assert below.pca["fit_sample"] is None

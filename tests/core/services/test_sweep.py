@@ -309,3 +309,36 @@ def test_blobs_mode_puts_texts_near_their_blob_and_leaves_the_default_alone():
         assert blob.embedding("c0 item 1") == same[1].tolist()  # deterministic
     with pytest.raises(ValueError, match="vectors="):
         OpenAIStubServer(vectors="clusters")
+
+
+def test_the_embeddings_are_freed_before_the_k_loop_and_each_step_says_its_time(embedder, services, tmp_path):
+    """Bounded memory: once projected, the N x d embeddings are released, so the K loop holds only the
+    N x pca_dim projection (at a million 384-d texts the embeddings are 1.5 GB of the peak). The progress
+    lines say what each step took."""
+    import re
+    import weakref
+
+    read = embedder.embed
+    embeddings: list[weakref.ref] = []
+
+    def embed(*args, **kwargs):
+        outcome = read(*args, **kwargs)
+        embeddings.append(weakref.ref(outcome.vectors))
+        return outcome
+
+    embedder.embed = embed
+    lines: list[str] = []
+    alive_during_k: list[bool] = []
+
+    def notice(line: str) -> None:
+        lines.append(line)
+        if line.startswith("K="):
+            alive_during_k.append(embeddings[0]() is not None)
+
+    texts, labels = CORPUS
+    sweep_service(embedder, services).run(list(texts), config(k_min=2, k_max=3), tmp_path / "out", notice=notice)
+    assert alive_during_k == [False, False]
+    timed = re.compile(r" in \d+\.\d s$")
+    assert lines[0].startswith(f"{len(texts)} texts ({len(texts)} unique): ") and timed.search(lines[0])
+    assert lines[1].startswith("PCA ") and timed.search(lines[1])
+    assert all(timed.search(line) for line in lines if line.startswith("K="))
