@@ -50,7 +50,13 @@ from studyllm_core.providers.errors import (
     ProviderError,
 )
 from studyllm_core.services.capture.by_name import BuiltByName
-from studyllm_core.services.capture.cache_key import DEFAULT_MAX_CHARS, content_hash, embedding_hasher, prepare_text
+from studyllm_core.services.capture.cache_key import (
+    DEFAULT_MAX_CHARS,
+    already_prepared,
+    content_hash,
+    embedding_hasher,
+    prepare_text,
+)
 from studyllm_core.services.capture.recording import (
     CallRecorder,
     ensure_run_group,
@@ -362,6 +368,12 @@ class _Run:
 
         Returns the unique item of each input row (-1 for a rejected text) and the unique items.
         """
+        if already_prepared(self.texts, self.s.max_chars):  # the usual file: every text clean, all distinct
+            hashes = list(map(self.s.request_hash, self.texts))
+            if len(set(hashes)) == len(hashes):
+                stored = redact_data_many(self.texts)
+                items = list(map(_Item, hashes, self.texts, stored, range(len(hashes))))  # map: no tuple per row
+                return np.arange(len(items), dtype=np.int64), items
         item_of_row = np.full(len(self.texts), -1, dtype=np.int64)
         unique: dict[str, int] = {}  # request_hash -> index among the unique texts
         texts: list[str] = []
