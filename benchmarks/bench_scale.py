@@ -133,7 +133,8 @@ def sizes(engine) -> dict[str, int]:  # noqa: ANN001
     from sqlalchemy import text
 
     sql = text("SELECT pg_table_size('embedding_vectors'), pg_indexes_size('embedding_vectors'), "
-               "pg_total_relation_size('raw_calls'), pg_total_relation_size('group_embeddings'), pg_database_size(current_database())")
+               "pg_total_relation_size('raw_calls'), pg_total_relation_size('embedding_set_items') + pg_total_relation_size('embedding_sets') "
+               "+ pg_total_relation_size('group_embedding_sets'), pg_database_size(current_database())")
     with engine.connect() as conn:
         table, indexes, calls, members, database = conn.execute(sql).one()
     return {"table": table, "indexes": indexes, "raw_calls": calls, "group_embeddings": members, "database": database}
@@ -290,7 +291,7 @@ def print_table(rows: list[dict[str, Any]], exps: list[dict[str, Any]], sizes_by
         print(f"{r['stage']:<34}{r['n']:>10,}{r['seconds']:>10.2f}{r['per_s']:>11,.0f}{rss:>13}  {note}")
     print()
     print("database growth per million vectors (MB): table (heap+TOAST), b-tree indexes, HNSW index, raw_calls, "
-          "group_embeddings (both embed runs' items), total")
+          "group_embeddings (the runs' embedding sets: the first run's items; the re-run references them), total")
     for n, s in sizes_by_n.items():
         per = {k: v / n * 1e6 / 2**20 for k, v in s.items()}
         print(f"  N={n:>9,}: table {per['table']:,.0f}  b-tree {per['indexes'] - per['hnsw_index']:,.0f}  HNSW {per['hnsw_index']:,.0f}  "

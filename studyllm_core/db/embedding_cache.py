@@ -1,5 +1,6 @@
 """The embedding cache in pgvector: look-ups and inserts on `embedding_vectors`, and which cached
-embeddings a group used (`group_embeddings`).
+embeddings a group used: content-addressed sets (`embedding_sets`, their items, and the groups that used
+each; the `group_embeddings` view joins them).
 
 Reads and writes are set-based: one binary query per chunk of hashes, COPY for new vectors. The
 leases that let processes share the work of filling the cache are in `leases.py`; nearest-neighbour
@@ -9,6 +10,7 @@ search over it is in `vector_search.py`.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -18,11 +20,12 @@ from psycopg.adapt import Loader
 from psycopg.errors import UniqueViolation
 from psycopg.pq import Format
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
 
 from studyllm_core.db.engine import translate_db_errors
 
 LOOKUP_CHUNK = 10_000
-ADD_CHUNK = 50_000  # embedding ids per INSERT into group_embeddings
+ADD_CHUNK = 50_000  # embedding ids per INSERT into embedding_set_items
 
 
 def db_errors(action: str):  # noqa: ANN202 - a decorator
@@ -56,12 +59,39 @@ def hash_list(hashes: Sequence[str]) -> str:
     return joined
 
 
-def _add_to_group(cursor, group_id: int, hashes: Sequence[str]) -> None:  # noqa: ANN001 - a psycopg cursor
+def _add_to_set(cursor, set_id: int, hashes: Sequence[str]) -> None:  # noqa: ANN001 - a psycopg cursor
     cursor.execute(
-        "INSERT INTO group_embeddings (group_id, embedding_id) "
+        "INSERT INTO embedding_set_items (set_id, embedding_id) "
         f"SELECT %s, id FROM embedding_vectors WHERE request_hash = ANY({HASHES}) ON CONFLICT DO NOTHING",
-        (group_id, hash_list(hashes)),
+        (set_id, hash_list(hashes)),
     )
+
+
+def set_digest(hashes: Sequence[str]) -> str:
+    """The content address of a set of embeddings: sha256 over its members' request hashes (hex sha256
+    digests, distinct), as 32-byte values in ascending order. Migration 0006 computes the same in SQL.
+
+    Sorted by the first 8 bytes with numpy (a million hashes in well under a second; Python's sort of a
+    million strings takes longer); only when two share those 8 bytes does the exact order come from sorted().
+    """
+    joined = "".join(hashes)
+    if len(joined) != 64 * len(hashes):
+        raise ValueError("set_digest takes hex sha256 request hashes")
+    raw = np.frombuffer(bytes.fromhex(joined), dtype=np.uint8).reshape(len(hashes), 32)
+    keys = np.ascontiguousarray(raw[:, :8]).view(">u8").ravel()
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    if len(ordered) > 1 and bool((ordered[1:] == ordered[:-1]).any()):
+        return hashlib.sha256(bytes.fromhex("".join(sorted(hashes)))).hexdigest()
+    return hashlib.sha256(raw[order].tobytes()).hexdigest()
+
+
+@dataclass
+class KnownSet:
+    """A complete embedding set: its id and the raw calls that produced its members."""
+
+    id: int
+    call_ids: list[int]
 
 
 class RawVectorLoader(Loader):
@@ -107,7 +137,7 @@ def _copy_rows(cursor, table: str, rows: list[tuple]) -> None:  # noqa: ANN001 -
 
 @dataclass
 class NewVectors:
-    """Vectors produced by one successful raw call, row i for `request_hashes[i]`; they join `group_id`'s items."""
+    """Vectors produced by one successful raw call, row i for `request_hashes[i]`; they join the set `set_id`."""
 
     request_hashes: list[str]
     texts: list[str]
@@ -116,7 +146,7 @@ class NewVectors:
     model: str
     raw_call_id: int
     server: str = ""
-    group_id: int | None = None
+    set_id: int | None = None  # the embedding set (of a run) they join
 
 
 class EmbeddingCache:
@@ -173,20 +203,59 @@ class EmbeddingCache:
         with translate_db_errors("reading the cached dimension"), self.engine.connect() as conn:
             return conn.execute(sql, {"p": provider, "m": model, "s": server}).scalar_one_or_none()
 
-    def add_to_group(self, group_id: int, hashes: Sequence[str], *, chunk_size: int = LOOKUP_CHUNK) -> None:
-        """Record that the group used the cached embeddings of `hashes` (one statement per chunk, idempotent)."""
+    # -- embedding sets: which embeddings a group's runs used --------------------------------------
+
+    def new_set(self, group_id: int) -> int:
+        """A new, still open set that `group_id` uses (a run fills it as it goes, then `seal_set`)."""
+        with translate_db_errors("recording the group's embeddings"), self.engine.begin() as conn:
+            set_id = int(conn.exec_driver_sql("INSERT INTO embedding_sets DEFAULT VALUES RETURNING id").scalar_one())
+            self.use_set(conn, group_id, set_id)
+        return set_id
+
+    @staticmethod
+    def use_set(conn: Connection, group_id: int, set_id: int) -> None:
+        """Record, inside the caller's transaction, that `group_id` used the embeddings of set `set_id` (idempotent)."""
+        conn.exec_driver_sql(
+            "INSERT INTO group_embedding_sets (group_id, set_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", (group_id, set_id)
+        )
+
+    def find_set(self, digest: str, size: int) -> KnownSet | None:
+        """The complete set with this content address (and size), if a run stored one."""
+        sql = "SELECT id, call_ids FROM embedding_sets WHERE digest = %s AND size = %s"
+        with translate_db_errors("reading embedding sets"), self.engine.connect() as conn:
+            found = conn.exec_driver_sql(sql, (digest, size)).one_or_none()
+        return None if found is None else KnownSet(int(found[0]), [int(c) for c in found[1]])
+
+    def seal_set(self, set_id: int, digest: str, size: int, call_ids: Sequence[int]) -> bool:
+        """Give a filled set its content address, so later runs of the same embeddings reuse it; False when an
+        equal set was sealed first (this one stays, unaddressed: its items are still this group's)."""
+        sql = "UPDATE embedding_sets SET digest = %s, size = %s, call_ids = %s WHERE id = %s"
+        with translate_db_errors("recording the group's embeddings"), self.engine.begin() as conn:
+            savepoint = conn.begin_nested()
+            try:
+                conn.exec_driver_sql(sql, (digest, size, sorted(set(call_ids)), set_id))
+            except IntegrityError as exc:
+                if not isinstance(exc.orig, UniqueViolation):
+                    raise
+                savepoint.rollback()
+                return False
+            savepoint.commit()
+        return True
+
+    def add_to_set(self, set_id: int, hashes: Sequence[str], *, chunk_size: int = LOOKUP_CHUNK) -> None:
+        """Add the cached embeddings of `hashes` to a set (one statement per chunk, idempotent)."""
         with translate_db_errors("recording the group's embeddings"), self.engine.begin() as conn:
             cursor = conn.connection.driver_connection.cursor()
             for start in range(0, len(hashes), chunk_size):
-                _add_to_group(cursor, group_id, hashes[start : start + chunk_size])
+                _add_to_set(cursor, set_id, hashes[start : start + chunk_size])
 
-    def add_ids_to_group(self, group_id: int, ids: np.ndarray, *, chunk_size: int = ADD_CHUNK) -> None:
-        """`add_to_group` by embedding id (what `lookup_chunks` returns): no second look-up of the hashes."""
-        sql = ("INSERT INTO group_embeddings (group_id, embedding_id) SELECT %s, unnest(%s::int8[]) "
+    def add_ids_to_set(self, set_id: int, ids: np.ndarray, *, chunk_size: int = ADD_CHUNK) -> None:
+        """`add_to_set` by embedding id (what `lookup_chunks` returns): no second look-up of the hashes."""
+        sql = ("INSERT INTO embedding_set_items (set_id, embedding_id) SELECT %s, unnest(%s::int8[]) "
                "ON CONFLICT DO NOTHING")
         with translate_db_errors("recording the group's embeddings"), self.engine.begin() as conn:
             for start in range(0, len(ids), chunk_size):
-                conn.exec_driver_sql(sql, (group_id, ids[start : start + chunk_size].tolist()))
+                conn.exec_driver_sql(sql, (set_id, ids[start : start + chunk_size].tolist()))
 
     @staticmethod
     @db_errors("storing embeddings")
@@ -221,6 +290,6 @@ class EmbeddingCache:
             )
             added = cursor.rowcount
         cursor.execute(f"DELETE FROM embedding_leases WHERE request_hash = ANY({HASHES})", (hash_list(batch.request_hashes),))
-        if batch.group_id is not None:
-            _add_to_group(cursor, batch.group_id, batch.request_hashes)
+        if batch.set_id is not None:
+            _add_to_set(cursor, batch.set_id, batch.request_hashes)
         return added

@@ -22,12 +22,12 @@ log = get_logger("db")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 TABLES = (
-    "raw_calls", "embedding_vectors", "groups", "group_members", "group_links", "call_artifacts", "group_embeddings",
-    "materializations", "materialization_inputs",
+    "raw_calls", "embedding_vectors", "groups", "group_members", "group_links", "call_artifacts", "embedding_sets",
+    "embedding_set_items", "group_embedding_sets", "materializations", "materialization_inputs",
 )
 # The newest revision in migrations/versions; tests/core/db/test_migrations.py checks it against
 # Alembic's own head, so a new migration without a bump here fails there.
-SCHEMA_HEAD = "0005_h16a_runs"
+SCHEMA_HEAD = "0006_h18e_member_sets"
 
 
 def _alembic_config() -> Config:
@@ -57,7 +57,8 @@ _APP_GRANTS = (
     "GRANT USAGE ON SCHEMA public TO {role}",
     "GRANT SELECT, INSERT ON raw_calls TO {role}",
     "GRANT SELECT, INSERT, UPDATE, DELETE ON embedding_vectors, embedding_leases, groups, group_members, "
-    "group_links, call_artifacts, group_embeddings, materializations, materialization_inputs TO {role}",
+    "group_links, call_artifacts, group_embeddings, embedding_sets, embedding_set_items, group_embedding_sets, "
+    "materializations, materialization_inputs TO {role}",
     "GRANT SELECT ON alembic_version TO {role}",
     "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
 )
@@ -109,7 +110,7 @@ def ensure_schema(engine: Engine, *, app_role: str | None = None) -> None:
 
 
 def _app_role_ready(engine: Engine, role: str) -> bool:
-    sql = text("SELECT has_table_privilege(:r, 'raw_calls', 'INSERT') AND has_table_privilege(:r, 'materialization_inputs', 'INSERT')")
+    sql = text("SELECT has_table_privilege(:r, 'raw_calls', 'INSERT') AND has_table_privilege(:r, 'group_embedding_sets', 'INSERT')")
     with engine.connect() as conn:
         return bool(conn.execute(sql, {"r": role}).scalar())
 

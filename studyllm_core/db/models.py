@@ -26,7 +26,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from studyllm_core.db.vocabulary import (
@@ -123,15 +123,43 @@ class EmbeddingVector(Base):
     )
 
 
-class GroupEmbedding(Base):
-    """A cached embedding a group used: the exact items of its runs (what `export` writes)."""
+class EmbeddingSet(Base):
+    """A set of cached embeddings runs used; `digest` (sha256 of its members' sorted request hashes) once it is
+    complete, so a run that uses exactly these embeddings references the set instead of copying it."""
 
-    __tablename__ = "group_embeddings"
+    __tablename__ = "embedding_sets"
 
-    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    digest: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    call_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index("ux_embedding_sets_digest", "digest", unique=True, postgresql_where=text("digest IS NOT NULL")),
+    )
+
+
+class EmbeddingSetItem(Base):
+    """A member of an embedding set (the `group_embeddings` view joins these to the groups using the set)."""
+
+    __tablename__ = "embedding_set_items"
+
+    set_id: Mapped[int] = mapped_column(ForeignKey("embedding_sets.id", ondelete="CASCADE"), primary_key=True)
     embedding_id: Mapped[int] = mapped_column(ForeignKey("embedding_vectors.id"), primary_key=True)
 
-    __table_args__ = (Index("ix_group_embeddings_embedding", "embedding_id"),)
+    __table_args__ = (Index("ix_embedding_set_items_embedding", "embedding_id"),)
+
+
+class GroupEmbeddingSet(Base):
+    """A set of embeddings a group's run used: the group's items (`group_embeddings`) are the union of its sets."""
+
+    __tablename__ = "group_embedding_sets"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("embedding_sets.id"), primary_key=True)
+
+    __table_args__ = (Index("ix_group_embedding_sets_set", "set_id"),)
 
 
 class EmbeddingLease(Base):

@@ -35,7 +35,7 @@ from sqlalchemy import Connection, Engine
 from studyllm_core.db.calls import NewCall
 from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.db.groups import GroupRepository
-from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
+from studyllm_core.db.embedding_cache import EmbeddingCache, KnownSet, NewVectors, set_digest
 from studyllm_core.db.leases import EmbeddingLeases
 from studyllm_core.db.vocabulary import ROLE_INPUT
 from studyllm_core.logging_config import get_logger
@@ -50,7 +50,13 @@ from studyllm_core.providers.errors import (
     ProviderError,
 )
 from studyllm_core.services.capture.by_name import BuiltByName
-from studyllm_core.services.capture.cache_key import DEFAULT_MAX_CHARS, content_hash, embedding_hasher, prepare_text
+from studyllm_core.services.capture.cache_key import (
+    DEFAULT_MAX_CHARS,
+    already_prepared,
+    content_hash,
+    embedding_hasher,
+    prepare_text,
+)
 from studyllm_core.services.capture.recording import (
     CallRecorder,
     ensure_run_group,
@@ -263,7 +269,8 @@ class _Run:
         self.total = 0  # unique usable texts, known after _prepare
         self.waited = 0
         self.used_call_ids: set[int] = set()
-        self.reused_ids: list[np.ndarray] = []  # embedding ids found cached (they join the group's items at the end)
+        self.reused_ids: list[np.ndarray] = []  # embedding ids found cached (they join the run's set at the end)
+        self.set_id: int | None = None  # the run's own embedding set (the group's items), filled as it goes
         self.lease_conn: Connection | None = None
         self.lease_lock = asyncio.Lock()
         self.model_key = (service.provider_name, service.server, service.model, service.dimensions)
@@ -280,19 +287,47 @@ class _Run:
         item_of_row, items = await asyncio.to_thread(self._prepare)
         self.total = len(items)
         self.have = np.zeros(len(items), dtype=bool)
-        cached = await asyncio.to_thread(self._absorb_cached, items)
+        digest = set_digest([it.request_hash for it in items]) if self.group_id is not None and items else None
+        known = await asyncio.to_thread(self.s.vectors.find_set, digest, len(items)) if digest else None
+        if known is not None and not self.keep_vectors:
+            # The texts are exactly a complete set's members: each is cached, and no vector is wanted.
+            self.have[:] = True
+            cached = len(items)
+        else:
+            cached = await asyncio.to_thread(self._absorb_cached, items)
         todo = [it for it in items if not self.have[it.index]]
         self._report()
+        if known is not None and not todo:
+            await asyncio.to_thread(self._use_known_set, known)
+            return self._outcome(item_of_row, len(items), cached)
+        if self.group_id is not None and items:
+            self.set_id = await asyncio.to_thread(self.s.vectors.new_set, self.group_id)
+            await self._add_reused_to_set()  # before any API call: a run stopped part way keeps these too
         if todo:
             await self._embed_uncached(todo)
         if self.group_id is not None and self.used_call_ids:
             # Cached vectors belong to this run's provenance too: their producing calls join the group,
-            # and the embeddings themselves join its items (export writes exactly those).
+            # and the embeddings themselves join its set (export writes exactly those).
             await asyncio.to_thread(  # the calls it made joined as outputs when recorded; the rest it reused (inputs)
                 GroupRepository(self.s.engine).add_members, self.group_id, sorted(self.used_call_ids), role=ROLE_INPUT)
-            if self.reused_ids:
-                await asyncio.to_thread(self.s.vectors.add_ids_to_group, self.group_id, np.concatenate(self.reused_ids))
+        if self.set_id is not None:
+            await self._add_reused_to_set()  # found meanwhile, stored by peers
+            if digest is not None and self.have.all():  # complete: later runs of these texts reference it
+                await asyncio.to_thread(self.s.vectors.seal_set, self.set_id, digest, len(items), sorted(self.used_call_ids))
         return self._outcome(item_of_row, len(items), cached)
+
+    async def _add_reused_to_set(self) -> None:
+        if self.reused_ids and self.set_id is not None:
+            ids, self.reused_ids = np.concatenate(self.reused_ids), []
+            await asyncio.to_thread(self.s.vectors.add_ids_to_set, self.set_id, ids)
+
+    def _use_known_set(self, known: KnownSet) -> None:
+        """Record a run whose embeddings are exactly a complete set: one reference to the set, and the calls
+        that produced its members as the group's input calls (one transaction)."""
+        self.used_call_ids.update(known.call_ids)
+        with translate_db_errors("recording the group's embeddings"), self.s.engine.begin() as conn:
+            EmbeddingCache.use_set(conn, self.group_id, known.id)
+            GroupRepository(self.s.engine).add_members(self.group_id, known.call_ids, role=ROLE_INPUT, conn=conn)
 
     def _absorb_cached(self, items: list[_Item]) -> int:
         """Take the vectors of `items` found in the cache (ours or a peer's), a chunk at a time; returns how many.
@@ -333,6 +368,12 @@ class _Run:
 
         Returns the unique item of each input row (-1 for a rejected text) and the unique items.
         """
+        if already_prepared(self.texts, self.s.max_chars):  # the usual file: every text clean, all distinct
+            hashes = list(map(self.s.request_hash, self.texts))
+            if len(set(hashes)) == len(hashes):
+                stored = redact_data_many(self.texts)
+                items = list(map(_Item, hashes, self.texts, stored, range(len(hashes))))  # map: no tuple per row
+                return np.arange(len(items), dtype=np.int64), items
         item_of_row = np.full(len(self.texts), -1, dtype=np.int64)
         unique: dict[str, int] = {}  # request_hash -> index among the unique texts
         texts: list[str] = []
@@ -585,7 +626,7 @@ class _Run:
                     model=self.s.model,
                     raw_call_id=call_id,
                     server=self.s.server,
-                    group_id=self.group_id,
+                    set_id=self.set_id,
                 ),
             )
         return call_id

@@ -3,10 +3,11 @@
 import time
 
 import numpy as np
+import pytest
 from sqlalchemy import text
 
 from studyllm_core.db.calls import NewCall, RawCallRepository
-from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors
+from studyllm_core.db.embedding_cache import EmbeddingCache, NewVectors, set_digest
 from studyllm_core.db.leases import EmbeddingLeases
 
 from support import Statements
@@ -88,7 +89,7 @@ def test_lookup_chunks_issue_one_query_per_chunk_and_place_vectors_by_position(e
     assert {int(c) for chunk in chunks for c in chunk.call_ids} == {call_id}
 
 
-def test_add_ids_to_group_is_one_statement_per_chunk_and_idempotent(engine):
+def test_add_ids_to_set_is_one_statement_per_chunk_and_idempotent_and_the_group_reads_them(engine):
     from studyllm_core.db.groups import GroupRepository
 
     call_id = _call(engine)
@@ -96,10 +97,42 @@ def test_add_ids_to_group_is_one_statement_per_chunk_and_idempotent(engine):
         EmbeddingCache.store(conn, _batch(call_id, [f"g{i}" for i in range(7)]))
     ids = np.concatenate([c.ids for c in EmbeddingCache(engine).lookup_chunks([f"g{i}" for i in range(7)])])
     group = GroupRepository(engine).ensure_group("embedding_batch", "ids-test")
-    with Statements(engine, "group_embeddings") as statements:
-        EmbeddingCache(engine).add_ids_to_group(group, ids, chunk_size=3)
-        EmbeddingCache(engine).add_ids_to_group(group, ids[:2], chunk_size=3)
+    set_id = EmbeddingCache(engine).new_set(group)
+    with Statements(engine, "embedding_set_items") as statements:
+        EmbeddingCache(engine).add_ids_to_set(set_id, ids, chunk_size=3)
+        EmbeddingCache(engine).add_ids_to_set(set_id, ids[:2], chunk_size=3)
     assert len(statements.seen) == 4  # 3 chunks, then 1
     with engine.connect() as conn:
         members = conn.execute(text("SELECT embedding_id FROM group_embeddings WHERE group_id = :g"), {"g": group}).scalars()
         assert sorted(members) == sorted(ids.tolist())
+
+
+def test_set_digest_is_the_sorted_binary_hashes_whatever_the_order_and_needs_hex_hashes():
+    import hashlib
+    import random
+
+    hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(1000)]
+    expected = hashlib.sha256(b"".join(bytes.fromhex(h) for h in sorted(hashes))).hexdigest()
+    shuffled = hashes[:]
+    random.Random(1).shuffle(shuffled)
+    assert set_digest(hashes) == set_digest(shuffled) == expected
+    tied = ["00" * 8 + "aa" * 24, "00" * 8 + "11" * 24, "ff" * 32]  # equal first 8 bytes: the exact sort decides
+    assert set_digest(tied) == hashlib.sha256(b"".join(bytes.fromhex(h) for h in sorted(tied))).hexdigest()
+    assert set_digest(hashes[:-1]) != expected
+    with pytest.raises(ValueError):
+        set_digest(["h01"])
+
+
+def test_a_sealed_set_is_found_by_digest_and_size_and_a_second_equal_set_stays_unaddressed(engine):
+    from studyllm_core.db.groups import GroupRepository
+
+    groups = GroupRepository(engine)
+    cache = EmbeddingCache(engine)
+    first, second = (cache.new_set(groups.ensure_group("embedding_batch", n)) for n in ("s1", "s2"))
+    digest = "ab" * 32
+    assert cache.find_set(digest, 3) is None
+    assert cache.seal_set(first, digest, 3, [5, 4, 5])
+    assert cache.seal_set(second, digest, 3, [4]) is False  # content addresses are unique
+    found = cache.find_set(digest, 3)
+    assert found is not None and found.id == first and found.call_ids == [4, 5]
+    assert cache.find_set(digest, 4) is None

@@ -3,7 +3,9 @@
 import re
 import sys
 
-from studyllm_core.services.capture.cache_key import embedding_request_hash, normalize_text, prepare_text
+import pytest
+
+from studyllm_core.services.capture.cache_key import already_prepared, embedding_request_hash, normalize_text, prepare_text
 
 _REGEX_DEFINITION = re.compile(r"\s+")  # the normalisation as first defined; the key must not drift from it
 
@@ -42,3 +44,19 @@ def test_every_field_of_the_key_matters_and_cannot_run_into_the_next():
     assert embedding_request_hash("text", provider="ab", model="c", dimensions=None) != embedding_request_hash(
         "text", provider="a", model="bc", dimensions=None
     )
+
+
+@pytest.mark.parametrize("bad", [
+    ["a", "b\nc"], ["a  b"], [" a"], ["a "], ["a", ""], [""], ["a\tb"], ["a\rb"], ["a\x0bb"], ["a\x0cb"],
+    ["a\x1cb"], ["a\x1fb"], ["a\x00b"], ["a\u00a0b"], ["a\u2028b"], ["a\udc80"], ["a", 3], [], ["x" * 11],
+])
+def test_already_prepared_is_false_whenever_prepare_text_would_change_or_refuse_a_text(bad):
+    assert not already_prepared(bad, max_chars=10)
+    assert any(prepare_text(t, 10) != (None, t) for t in bad) or not bad
+
+
+def test_already_prepared_texts_are_what_prepare_text_returns():
+    clean = ["a short reply", "x", "scale 1 text 2: about topic 3", "!#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"]
+    assert already_prepared(clean, max_chars=40)
+    assert all(prepare_text(t, 40) == (None, t) for t in clean)
+    assert not already_prepared(["caf\u00e9"])  # accepted unchanged by prepare_text, but non-ASCII takes its path

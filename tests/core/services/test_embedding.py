@@ -225,7 +225,7 @@ def test_cached_rerun_statements_do_not_grow_with_the_number_of_texts(engine, st
 
 def test_a_run_that_keeps_no_vectors_caches_them_and_reads_none_back(engine, stub):
     """keep_vectors=False (`studyllm embed` without --out): vectors go to the cache, the outcome holds none,
-    and a cached re-run does not read a vector out of the table."""
+    and a cached re-run of the same texts does not even read the table: their set of embeddings is known."""
     service = make_service(engine, stub, batch_size=4)
     inputs = texts(9, "lean")
     first = service.embed(inputs, keep_vectors=False)
@@ -233,6 +233,76 @@ def test_a_run_that_keeps_no_vectors_caches_them_and_reads_none_back(engine, stu
     with Statements(engine, "embedding_vectors") as statements:
         again = service.embed(inputs + [""], keep_vectors=False)
     assert again.cached == 9 and again.api_requests == 0 and list(again.failures) == [9]
-    assert statements.seen and not any("vector_send" in s for s in statements.seen)
+    assert statements.seen == []
     full = service.embed(inputs)  # the same cache entries, read back as vectors
     np.testing.assert_allclose(full.vectors, np.array([stub.embedding(t) for t in inputs]), rtol=1e-6)
+
+
+def _items(engine, group_id):
+    with engine.connect() as conn:
+        return sorted(conn.execute(text("SELECT embedding_id FROM group_embeddings WHERE group_id = :g"), {"g": group_id}).scalars())
+
+
+def test_a_rerun_of_the_same_texts_stores_one_reference_to_their_set_and_reads_as_before(engine, stub):
+    """The re-run's group gets one row naming the first run's sealed set (no item copied, no cache look-up);
+    its items and input calls read as the first run's; a third run does the same (idempotent)."""
+    service = make_service(engine, stub, batch_size=4)
+    inputs = texts(10, "set")
+    first = service.embed(inputs, keep_vectors=False)
+    calls = sorted(GroupRepository(engine).member_ids(first.group_id))
+    for run in range(2):
+        with Statements(engine) as statements:
+            again = service.embed(list(reversed(inputs)) + inputs[:3], keep_vectors=False)  # order, duplicates: same set
+        assert again.cached == 10 and again.api_requests == 0 and again.failed == 0
+        touched = " ".join(statements.seen)
+        assert "embedding_vectors" not in touched and "embedding_set_items" not in touched
+        assert _items(engine, again.group_id) == _items(engine, first.group_id) and len(_items(engine, first.group_id)) == 10
+        assert sorted(GroupRepository(engine).member_ids(again.group_id)) == calls
+        with engine.connect() as conn:
+            roles = set(conn.execute(text("SELECT role FROM group_members WHERE group_id = :g"), {"g": again.group_id}).scalars())
+            sets = conn.execute(text("SELECT count(*), count(DISTINCT s.digest) FROM embedding_sets s")).one()
+        assert roles == {"input"}
+        assert tuple(sets) == (1, 1)  # one set in all: the re-runs only reference it
+
+
+def test_a_different_set_of_texts_gets_its_own_set_with_exactly_its_items(engine, stub):
+    service = make_service(engine, stub, batch_size=4)
+    inputs = texts(10, "sub")
+    service.embed(inputs, keep_vectors=False)
+    part = service.embed(inputs[:6], keep_vectors=False)
+    assert part.cached == 6
+    with engine.connect() as conn:
+        texts_of_part = set(conn.execute(text(
+            "SELECT v.text FROM group_embeddings g JOIN embedding_vectors v ON v.id = g.embedding_id WHERE g.group_id = :g"
+        ), {"g": part.group_id}).scalars())
+        sealed = conn.execute(text("SELECT count(*) FROM embedding_sets WHERE digest IS NOT NULL")).scalar_one()
+    assert texts_of_part == set(inputs[:6]) and sealed == 2
+
+
+def test_a_run_stopped_part_way_keeps_its_items_and_leaves_its_set_unaddressed(engine, stub):
+    """Items join the run's set with each stored batch: a run cut short keeps them; only a complete run
+    gives its set a content address, so a later run of all the texts does not reuse a partial set."""
+    service = make_service(engine, stub, batch_size=2, concurrency=1)
+    inputs = texts(8, "cut")
+    service.embed(inputs[:4], keep_vectors=False)  # 4 cached, then a run of all 8 that the key stops part way
+    stub.faults.set(fail_next={"n": 1, "kind": "unauthorized"})
+    with pytest.raises(AuthenticationError):
+        service.embed(inputs, group_name="cut-short", keep_vectors=False)
+    group = GroupRepository(engine).find_group("cut-short", "embedding_batch")
+    assert len(_items(engine, group.id)) == 4  # the cached ones, kept although the run stopped
+    with engine.connect() as conn:
+        digests = conn.execute(text(
+            "SELECT s.digest FROM embedding_sets s JOIN group_embedding_sets g ON g.set_id = s.id WHERE g.group_id = :g"
+        ), {"g": group.id}).scalars().all()
+    assert digests == [None]
+    full = service.embed(inputs, keep_vectors=False)
+    assert full.embedded == 4 and full.cached == 4 and len(_items(engine, full.group_id)) == 8
+
+
+def test_a_run_that_completes_with_a_failed_text_leaves_its_set_unaddressed(engine, stub):
+    service = make_service(engine, stub, batch_size=1, concurrency=1)
+    stub.faults.fail_next(1, "content_filter")  # the first text is refused: the run ends with one failure
+    out = service.embed(texts(3, "refused"), keep_vectors=False)
+    assert out.failed == 1 and out.embedded == 2 and len(_items(engine, out.group_id)) == 2
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM embedding_sets WHERE digest IS NOT NULL")).scalar_one() == 0

@@ -40,7 +40,7 @@ def embed(engine, group: int, n: int, dim: int, model: str, prefix: str) -> tupl
     hashes = [f"{prefix}{i:05d}" for i in range(n)]
     with engine.begin() as conn:
         EmbeddingCache.store(conn, NewVectors(hashes, [f"{prefix} text {i}" for i in range(n)], vectors, "local", model,
-                                                call_id, group_id=group))
+                                                call_id, set_id=EmbeddingCache(engine).new_set(group)))
     return hashes, vectors
 
 
