@@ -68,10 +68,11 @@ class DataSet:
 
 
 def synthetic(n: int, k: int, parents: int, kappa: tuple[float, float], child_cos: float, alpha: float,
-              dim: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+              dim: int = 64, seed: int = 0, params: bool = False):
     """von Mises-Fisher blobs on the unit sphere: k mean directions grouped under `parents` topics (each
     child at cosine `child_cos` to its parent, so siblings overlap), concentrations drawn from `kappa`,
-    Dirichlet(alpha) sizes with at least 10 items per blob."""
+    Dirichlet(alpha) sizes with at least 10 items per blob. Returns (x, labels), and with `params` also
+    (means, kappas, sizes): what benchmarks/k_identifiability.py reads the set's ceiling from."""
     from scipy.stats import vonmises_fisher
 
     rng = np.random.default_rng(seed)
@@ -86,6 +87,8 @@ def synthetic(n: int, k: int, parents: int, kappa: tuple[float, float], child_co
     sizes = rng.multinomial(n - 10 * k, rng.dirichlet(np.full(k, alpha))) + 10
     kappas = rng.uniform(*kappa, size=k)
     x = np.vstack([vonmises_fisher(means[c], kappas[c]).rvs(sizes[c], random_state=rng) for c in range(k)])
+    if params:
+        return x.astype(np.float32), np.repeat(np.arange(k), sizes), (np.array(means), kappas, sizes)
     return x.astype(np.float32), np.repeat(np.arange(k), sizes)
 
 
@@ -157,6 +160,15 @@ RULE_FAMILIES = {"stability": ("stability",), "stability_max": ("stability",), "
                  "knee": ("knee",), "consensus": ("stability", "bic", "knee")}
 
 
+@dataclass
+class _Scored:
+    """A swept K as criteria() needs it for the stability criterion alone (no labels read)."""
+
+    k: int
+    metric: str = "cosine"
+    objective: float = math.nan
+
+
 def middle(ks: list[int]) -> int:
     """The null rule: the swept K at or above the middle of the range."""
     return min(k for k in ks if k >= (ks[0] + ks[-1]) / 2)
@@ -177,9 +189,17 @@ def main() -> None:
                              "half, seconds as that run measured them")
     parser.add_argument("--uncentered", action="store_true",
                         help="project on the same PCA axes without subtracting the mean (pca_svd_project(center=False))")
+    parser.add_argument("--restability", action="store_true",
+                        help="with --from-saved: recompute the stability criterion (the saved sweeps' other criteria "
+                             "kept) with the settings below, on the same projected vectors; its seconds are measured now")
+    parser.add_argument("--n-resamples", type=int, default=KSelectionConfig.n_resamples)
+    parser.add_argument("--n-init", type=int, default=KSelectionConfig.n_init)
+    parser.add_argument("--fraction", type=float, default=KSelectionConfig.fraction)
+    parser.add_argument("--max-sample", type=int, default=KSelectionConfig.max_sample)
     args = parser.parse_args()
 
-    base = KSelectionConfig()
+    base = KSelectionConfig(n_resamples=args.n_resamples, n_init=args.n_init, fraction=args.fraction,
+                            max_sample=args.max_sample)
     families = sorted({f for r in args.rules for f in RULE_FAMILIES[r]})
     table = []
     saved: dict[str, dict] = {}
@@ -193,6 +213,9 @@ def main() -> None:
             data = DataSet(name, np.empty((0, 0)), np.empty(0), first["true_k"], sorted(first["criteria"]))
             print(f"{name}: true K={data.true_k}, swept K={data.ks[0]}..{data.ks[-1]} ({len(data.ks)} values), "
                   f"re-decided from {OUT.name}/k_selection_{name}{suffix}.pkl", flush=True)
+            if args.restability:
+                loaded = load_set(name)
+                z = pca_svd_project(loaded.x, PCA_DIM, center=not args.uncentered).Z
         else:
             data = load_set(name)
             z = pca_svd_project(data.x, PCA_DIM, center=not args.uncentered).Z
@@ -206,6 +229,12 @@ def main() -> None:
                 run = runs[seed]
                 nmi, crit, elapsed, seconds = run["nmi"], run["criteria"], run["sweep_cpu_s"], run["rule_cpu_s"]
                 today = run.get("today")  # not kept by runs before the null peer was added
+                if args.restability:  # the saved sweeps' objectives/BIC/gap, a new stability criterion
+                    started = time.process_time()
+                    part = criteria(z, [_Scored(k) for k in data.ks], base, seed, ("stability",))
+                    seconds = {**seconds, "stability": time.process_time() - started}
+                    crit = {k: {**crit[k], **{n: v for n, v in part[k].items() if n.startswith("stability")}}
+                            for k in data.ks}
             else:
                 per_k, elapsed = sweep(z, data.labels, data.ks, seed)
                 results = [per_k[k]["result"] for k in data.ks]

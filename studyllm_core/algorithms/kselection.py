@@ -56,6 +56,7 @@ class KSelectionConfig:
     rule: str = "consensus"
     n_resamples: int = 5  # stability: subsamples per K (pairs compared: n(n-1)/2)
     fraction: float = 0.5  # stability: share of the items in each subsample
+    max_sample: int = 0  # stability: at most this many items per subsample (0: no cap)
     n_init: int = 3  # stability: k-means++ starts per subsample, the lowest objective kept
     tolerance: float = 0.03  # stability: ARI this close to the most stable K counts as as stable
     n_references: int = 5  # gap: uniform reference sets per K
@@ -70,6 +71,8 @@ class KSelectionConfig:
         if not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction!r}.")
         check_positive_int(self.n_init, "n_init")
+        if self.max_sample:
+            check_positive_int(self.max_sample, "max_sample", minimum=2)
         if not 0.0 <= self.tolerance < 1.0:
             raise ValueError(f"tolerance must be in [0, 1), got {self.tolerance!r}.")
         check_positive_int(self.n_references, "n_references", minimum=2)
@@ -126,6 +129,15 @@ def _run_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
+def subsample_size(n: int, k: int, config: KSelectionConfig) -> int:
+    """Items per stability subsample: `fraction` of the n items, at most `max_sample` (when set, so the
+    criterion's cost stops growing with N), never fewer than k and never more than n."""
+    size = int(round(config.fraction * n))
+    if config.max_sample:
+        size = min(size, config.max_sample)
+    return min(n, max(k, size))
+
+
 def subsample_stability(x: np.ndarray, k: int, config: KSelectionConfig, seed: int, metric: str = "cosine") -> np.ndarray:
     """Adjusted Rand index of every pair among `n_resamples` clusterings of random subsamples (each the
     best of `n_init` k-means++ starts, extended to all rows of x by the nearest centroid). Rows of x
@@ -133,7 +145,7 @@ def subsample_stability(x: np.ndarray, k: int, config: KSelectionConfig, seed: i
     from sklearn.metrics import adjusted_rand_score
 
     n = x.shape[0]
-    size = min(n, max(k, int(round(config.fraction * n))))
+    size = subsample_size(n, k, config)
     extended = []
     for b in range(config.n_resamples):
         rows = np.sort(np.random.default_rng([seed, b]).choice(n, size=size, replace=False))
@@ -207,7 +219,7 @@ def gap_references(x: np.ndarray, k: int, config: KSelectionConfig, seed: int, m
 
 @dataclass(frozen=True)
 class Rule:
-    text: str  # format fields: B, pct, init, tol, R
+    text: str  # format fields: B, pct, cap, init, tol, R
     needs: int  # fewest K values the rule decides with
     criteria: tuple[str, ...]  # what `criteria()` must compute for it
 
@@ -215,14 +227,14 @@ class Rule:
 RULES: dict[str, Rule] = {
     "stability": Rule(
         "the largest K whose subsampling stability is within {tol} of the most stable K's (stability: mean "
-        "pairwise adjusted Rand index of {B} clusterings of random {pct}% subsamples, each the best of {init} "
+        "pairwise adjusted Rand index of {B} clusterings of random {pct}%{cap} subsamples, each the best of {init} "
         "k-means++ starts, extended to all items by nearest centroid; Ben-Hur et al. 2002, Lange et al. 2004); "
         "plausible range: the 5-95% range of the K this rule picks when the subsamples are bootstrapped",
         needs=3,
         criteria=("stability",),
     ),
     "stability_max": Rule(
-        "the most stable K (mean pairwise adjusted Rand index of {B} clusterings of random {pct}% subsamples, "
+        "the most stable K (mean pairwise adjusted Rand index of {B} clusterings of random {pct}%{cap} subsamples, "
         "each the best of {init} k-means++ starts); plausible range: the 5-95% range of the K it picks when the "
         "subsamples are bootstrapped",
         needs=2,
@@ -242,7 +254,7 @@ RULES: dict[str, Rule] = {
     ),
     "consensus": Rule(
         "the median of three Ks that fail in different directions: the most stable K (mean pairwise adjusted "
-        "Rand index of {B} clusterings of random {pct}% subsamples, each the best of {init} k-means++ starts; "
+        "Rand index of {B} clusterings of random {pct}%{cap} subsamples, each the best of {init} k-means++ starts; "
         "tends to a coarse level of nested groups), the lowest von Mises-Fisher mixture BIC (tends to too many "
         "clusters on large real data) and the knee of the objective (the centre of its knee region; follows the "
         "swept range); plausible range: "
@@ -264,7 +276,7 @@ def rule_text(config: KSelectionConfig) -> str:
     """The rule of `config` in words, with its settings."""
     return RULES[config.rule].text.format(
         B=config.n_resamples, pct=round(100 * config.fraction), init=config.n_init, tol=config.tolerance,
-        R=config.n_references,
+        R=config.n_references, cap=f" (at most {config.max_sample} items)" if config.max_sample else "",
     )
 
 
@@ -453,10 +465,10 @@ def select_k(
         return decide(config, {r.k: {"objective": float(r.objective)} for r in results})
     selection = decide(config, criteria(x, results, config, seed))
     if "stability" in rule.criteria:
-        cramped = sorted(k for k in ks if k > config.fraction * x.shape[0] / 5)
+        cramped = sorted(k for k in ks if k > subsample_size(x.shape[0], k, config) / 5)
         if cramped:
             selection.notes.append(
-                f"K={cramped[0]} and above leave fewer than 5 items per cluster in a {round(100 * config.fraction)}% "
-                "subsample: their stability is a weak guide"
+                f"K={cramped[0]} and above leave fewer than 5 items per cluster in a "
+                f"{subsample_size(x.shape[0], cramped[0], config)}-item subsample: their stability is a weak guide"
             )
     return selection

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from studyllm_core.algorithms import k_llmmeans
-from studyllm_core.algorithms.kselection import RULES, KSelectionConfig, decide, mixture_bic, select_k
+from studyllm_core.algorithms.kselection import (
+    RULES,
+    KSelectionConfig,
+    decide,
+    mixture_bic,
+    rule_text,
+    select_k,
+    subsample_size,
+)
 
 
 def sweep(x: np.ndarray, ks: range, metric: str = "cosine") -> list:
@@ -174,3 +182,24 @@ def test_large_k_for_the_data_is_flagged():
     x = vmf_like(60, 3, 8, seed=2)
     selection = select_k(x, sweep(x, range(2, 9)), KSelectionConfig(n_resamples=3, n_init=1))
     assert any("fewer than 5 items per cluster" in note for note in selection.notes)
+
+
+def test_max_sample_caps_the_stability_subsample_and_is_stated():
+    """The cap bounds the stability criterion's cost at large N: subsamples never exceed it (nor N, nor
+    fall below K), the rule says so, and a cap of 1 item is refused with the field's name."""
+    capped = KSelectionConfig(max_sample=300)
+    assert subsample_size(100_000, 20, capped) == 300
+    assert subsample_size(400, 20, capped) == 200  # fraction 0.5 of 400 is under the cap
+    assert subsample_size(100_000, 500, capped) == 500  # never fewer items than clusters
+    assert subsample_size(100_000, 20, KSelectionConfig()) == 50_000  # no cap by default
+    assert "(at most 300 items)" in rule_text(capped) and "at most" not in rule_text(KSelectionConfig())
+    with pytest.raises(ValueError, match="max_sample"):
+        capped.__class__(max_sample=1).validate()
+
+
+def test_a_capped_subsample_is_what_the_cramped_note_counts():
+    x = vmf_like(600, 3, 8, seed=2)
+    results = sweep(x, range(2, 9))
+    assert not any("items per cluster" in n for n in select_k(x, results, KSelectionConfig(n_resamples=3, n_init=1)).notes)
+    capped = select_k(x, results, KSelectionConfig(n_resamples=3, n_init=1, max_sample=30))
+    assert "K=7 and above leave fewer than 5 items per cluster in a 30-item subsample" in " ".join(capped.notes)
