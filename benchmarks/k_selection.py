@@ -68,10 +68,10 @@ class DataSet:
 
 
 def synthetic(n: int, k: int, parents: int, kappa: tuple[float, float], child_cos: float, alpha: float,
-              dim: int = 64, seed: int = 0, params: bool = False):
+              dim: int = 64, seed: int = 0, params: bool = False, min_size: int = 10):
     """von Mises-Fisher blobs on the unit sphere: k mean directions grouped under `parents` topics (each
     child at cosine `child_cos` to its parent, so siblings overlap), concentrations drawn from `kappa`,
-    Dirichlet(alpha) sizes with at least 10 items per blob. Returns (x, labels), and with `params` also
+    Dirichlet(alpha) sizes with at least `min_size` items per blob. Returns (x, labels), and with `params` also
     (means, kappas, sizes): what benchmarks/k_identifiability.py reads the set's ceiling from."""
     from scipy.stats import vonmises_fisher
 
@@ -84,7 +84,7 @@ def synthetic(n: int, k: int, parents: int, kappa: tuple[float, float], child_co
         side = rng.normal(size=dim)
         side -= (side @ top) * top
         means.append(child_cos * top + math.sqrt(1 - child_cos**2) * side / np.linalg.norm(side))
-    sizes = rng.multinomial(n - 10 * k, rng.dirichlet(np.full(k, alpha))) + 10
+    sizes = rng.multinomial(n - min_size * k, rng.dirichlet(np.full(k, alpha))) + min_size
     kappas = rng.uniform(*kappa, size=k)
     x = np.vstack([vonmises_fisher(means[c], kappas[c]).rvs(sizes[c], random_state=rng) for c in range(k)])
     if params:
@@ -96,6 +96,9 @@ SYNTHETIC = {
     "syn_k10": dict(n=4000, k=10, parents=4, kappa=(25, 60), child_cos=0.75, alpha=2.0),
     "syn_k30": dict(n=9000, k=30, parents=6, kappa=(25, 60), child_cos=0.75, alpha=2.0),
     "syn_k60_unequal": dict(n=6000, k=60, parents=10, kappa=(30, 80), child_cos=0.75, alpha=0.7),
+    # the same 60 unequal blobs with at least 50 items each (benchmarks/k_identifiability.py: in
+    # syn_k60_unequal 25 blobs of 12-49 items cannot pay their BIC penalty even with the true labels)
+    "syn_k60_min50": dict(n=6000, k=60, parents=10, kappa=(30, 80), child_cos=0.75, alpha=0.7, min_size=50),
 }
 
 
