@@ -53,7 +53,7 @@ from studyllm_core.algorithms.kselection import KSelectionConfig, criteria, deci
 
 PCA_DIM = 50
 DEFAULT_RULE = KSelectionConfig().rule
-RULES = ("stability", "stability_max", "bic", "gap", "knee", "consensus")
+RULES = ("stability", "stability_max", "bic", "gap", "prediction_strength", "knee", "consensus")
 TODAY = "today (silhouette + restart ARI)"
 MIDDLE = "middle"  # the null peer: the middle of the swept range, snapped to a swept K
 
@@ -158,9 +158,11 @@ def hdbscan_peer(z: np.ndarray, truth: np.ndarray) -> dict:
 
 # sub-ranges the same per-K results are re-decided on; on the last two the true K is at an end
 SHIFTED = ((0.5, 1.1), (0.8, 1.5), (0.5, 1.0), (1.0, 1.5))
-FAMILIES = {"stability": ("stability",), "bic": ("bic",), "gap": ("gap",), "knee": ()}
+FAMILIES = {"stability": ("stability",), "bic": ("bic",), "gap": ("gap",), "knee": (),
+            "prediction_strength": ("prediction_strength",)}
 RULE_FAMILIES = {"stability": ("stability",), "stability_max": ("stability",), "bic": ("bic",), "gap": ("gap",),
-                 "knee": ("knee",), "consensus": ("stability", "bic", "knee")}
+                 "knee": ("knee",), "consensus": ("stability", "bic", "knee"),
+                 "prediction_strength": ("prediction_strength",)}
 
 
 @dataclass
@@ -216,7 +218,11 @@ def main() -> None:
             data = DataSet(name, np.empty((0, 0)), np.empty(0), first["true_k"], sorted(first["criteria"]))
             print(f"{name}: true K={data.true_k}, swept K={data.ks[0]}..{data.ks[-1]} ({len(data.ks)} values), "
                   f"re-decided from {OUT.name}/k_selection_{name}{suffix}.pkl", flush=True)
-            if args.restability:
+            # criteria the sweeps' labels are not needed for, recomputed (stability, --restability) or
+            # computed because the saved run lacks them (a criterion added since)
+            recompute = [f for f in ("stability", "prediction_strength") if f in families
+                         and ((f == "stability" and args.restability) or f not in first["criteria"][data.ks[0]])]
+            if recompute:
                 loaded = load_set(name)
                 z = pca_svd_project(loaded.x, PCA_DIM, center=not args.uncentered).Z
         else:
@@ -232,11 +238,11 @@ def main() -> None:
                 run = runs[seed]
                 nmi, crit, elapsed, seconds = run["nmi"], run["criteria"], run["sweep_cpu_s"], run["rule_cpu_s"]
                 today = run.get("today")  # not kept by runs before the null peer was added
-                if args.restability:  # the saved sweeps' objectives/BIC/gap, a new stability criterion
+                for family in recompute:  # the saved sweeps' objective/BIC/gap kept
                     started = time.process_time()
-                    part = criteria(z, [_Scored(k) for k in data.ks], base, seed, ("stability",))
-                    seconds = {**seconds, "stability": time.process_time() - started}
-                    crit = {k: {**crit[k], **{n: v for n, v in part[k].items() if n.startswith("stability")}}
+                    part = criteria(z, [_Scored(k) for k in data.ks], base, seed, FAMILIES[family])
+                    seconds = {**seconds, family: time.process_time() - started}
+                    crit = {k: {**crit[k], **{n: v for n, v in part[k].items() if n.startswith(family)}}
                             for k in data.ks}
             else:
                 per_k, elapsed = sweep(z, data.labels, data.ks, seed)

@@ -46,6 +46,8 @@ from .validation import as_matrix, check_metric, check_positive_int, normalize_r
 
 N_BOOTSTRAP = 200  # stability interval: re-draws of the subsamples the rule is re-applied to
 BIC_MARGIN = 10.0  # Kass & Raftery (1995): a BIC difference below 10 is not strong evidence
+PS_SPLITS = 2  # prediction strength: two-fold splits per K
+PS_THRESHOLD = 0.8  # prediction strength: Tibshirani & Walther's suggested cut (0.8-0.9)
 KNEE_MARGIN = 0.7  # knee region: K at least this share of the deepest distance below the chord
 
 
@@ -159,6 +161,33 @@ def subsample_stability(x: np.ndarray, k: int, config: KSelectionConfig, seed: i
     return np.array([adjusted_rand_score(a, b) for a, b in combinations(extended, 2)])
 
 
+def prediction_strength(x: np.ndarray, k: int, config: KSelectionConfig, seed: int, metric: str = "cosine") -> np.ndarray:
+    """Prediction strength (Tibshirani & Walther 2005) of PS_SPLITS random two-fold splits: both halves
+    clustered at K (best of `n_init` k-means++ starts), the test half's clusters read through the
+    training half's centroids; per split, the smallest share over test clusters (of 2+ items) of their
+    pairs that the training centroids put together. Split b is the same draw for every K."""
+    n = x.shape[0]
+    out = np.empty(PS_SPLITS)
+    for b in range(PS_SPLITS):
+        order = np.random.default_rng([seed, b, 2]).permutation(n)
+        halves = [np.sort(order[: n // 2]), np.sort(order[n // 2 :])]
+        fits = []
+        for h, rows in enumerate(halves):
+            runs = [k_llmmeans(x[rows], None, min(k, len(rows)), metric=metric, max_iter=config.max_iter,
+                               seed=_run_seed(seed, b, k, h, start)) for start in range(config.n_init)]
+            fits.append(min(runs, key=lambda fit: fit.objective))
+        test_labels, predicted = fits[1].labels, _nearest(x[halves[1]], fits[0].centroids, metric)
+        shares = []
+        for j in np.unique(test_labels):
+            members = predicted[test_labels == j]
+            m = members.size
+            if m >= 2:
+                counts = np.bincount(members).astype(np.float64)
+                shares.append(float(np.sum(counts * (counts - 1)) / (m * (m - 1))))
+        out[b] = min(shares) if shares else 0.0
+    return out
+
+
 def _log_vmf_normaliser(kappa: float, dim: int) -> float:
     """log C_d(kappa) of the von Mises-Fisher density on the unit sphere in `dim` dimensions
     (scipy's exponentially scaled Bessel function keeps it finite for large kappa)."""
@@ -262,6 +291,14 @@ RULES: dict[str, Rule] = {
         needs=3,
         criteria=("stability", "bic"),
     ),
+    "prediction_strength": Rule(
+        "the largest K whose prediction strength is at least 0.8 (Tibshirani & Walther 2005: two random "
+        "halves clustered at K, each the best of {init} k-means++ starts; the smallest share, over the test "
+        "half's clusters, of their pairs that the training half's centroids keep together; mean of 2 splits); "
+        "plausible range: the K at or above 0.8",
+        needs=2,
+        criteria=("prediction_strength",),
+    ),
     "knee": Rule(
         "the knee of the objective curve: the centre of the K at least 70% as far below the chord joining the "
         "ends of the swept range as the farthest, each weighted by its depth beyond that 70%; plausible range: "
@@ -301,6 +338,9 @@ def criteria(
             row.update(stability=float(pairs.mean()), stability_sd=float(pairs.std()), stability_pairs=pairs)
         if "bic" in names:
             row["bic"] = mixture_bic(x, result.labels, k, metric)
+        if "prediction_strength" in names:
+            splits = prediction_strength(x, k, config, seed, metric)
+            row.update(prediction_strength=float(splits.mean()))
         if "gap" in names:
             references = gap_references(x, k, config, seed, metric)
             row["gap"] = float(references.mean() - math.log(max(result.objective, 1e-300)))
@@ -395,6 +435,13 @@ def decide(config: KSelectionConfig, table: Mapping[int, Mapping[str, float]]) -
         k = min(ks, key=lambda c: (values[c], c))
         near = [c for c in ks if values[c] <= values[k] + BIC_MARGIN]
         interval = (min(near), max(near))
+    elif config.rule == "prediction_strength":
+        strong = [c for c in ks if crit[c]["prediction_strength"] >= PS_THRESHOLD]
+        if not strong:
+            return undecided(f"no K in {ks[0]}..{ks[-1]} reaches prediction strength {PS_THRESHOLD}: "
+                             "sweep lower K", (ks[0], ks[-1]))
+        k = max(strong)
+        interval = (min(strong), k)
     elif config.rule == "gap":
         gap = {c: crit[c]["gap"] for c in ks}
         sd = {c: crit[c]["gap_sd"] for c in ks}

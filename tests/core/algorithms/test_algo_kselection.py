@@ -61,7 +61,7 @@ def test_euclidean_blobs(blobs):
     assert selection.k == 4
 
 
-@pytest.mark.parametrize("rule", ["bic", "knee", "stability_max", "consensus"])
+@pytest.mark.parametrize("rule", ["bic", "knee", "stability_max", "consensus", "prediction_strength"])
 def test_the_other_rules_find_well_separated_clusters(five, rule):
     x, results = five
     assert select_k(x, results, KSelectionConfig(rule=rule)).k == 5
@@ -175,7 +175,7 @@ def test_bad_input_is_a_one_line_error(five):
         select_k(x, results, KSelectionConfig(rule="elbow"))
     with pytest.raises(ValueError, match="fraction"):
         select_k(x, results, KSelectionConfig(fraction=0.0))
-    assert set(RULES) == {"stability", "stability_max", "bic", "gap", "knee", "consensus"}
+    assert set(RULES) == {"stability", "stability_max", "bic", "gap", "prediction_strength", "knee", "consensus"}
 
 
 def test_large_k_for_the_data_is_flagged():
@@ -203,3 +203,23 @@ def test_a_capped_subsample_is_what_the_cramped_note_counts():
     assert not any("items per cluster" in n for n in select_k(x, results, KSelectionConfig(n_resamples=3, n_init=1)).notes)
     capped = select_k(x, results, KSelectionConfig(n_resamples=3, n_init=1, max_sample=30))
     assert "K=7 and above leave fewer than 5 items per cluster in a 30-item subsample" in " ".join(capped.notes)
+
+
+def test_prediction_strength_is_high_up_to_the_true_k_and_drops_past_it(five):
+    """Tibshirani & Walther's criterion on the five unequal clusters: at K=5 every test cluster's pairs
+    stay together; past it a split cluster's pairs do not (below 5 an arbitrary merge of orthogonal
+    clusters need not reproduce either)."""
+    x, results = five
+    table = select_k(x, results, KSelectionConfig(rule="prediction_strength"), seed=0).criteria
+    assert table[5]["prediction_strength"] >= 0.95
+    assert max(table[k]["prediction_strength"] for k in range(6, 10)) < 0.8
+
+
+def test_prediction_strength_rule_takes_the_largest_strong_k_or_says_none_is():
+    config = KSelectionConfig(rule="prediction_strength")
+    table = {k: {"objective": 10.0 - k, "prediction_strength": ps}
+             for k, ps in {2: 0.95, 3: 0.9, 4: 0.85, 5: 0.6, 6: 0.82, 7: 0.5}.items()}
+    selection = decide(config, table)
+    assert selection.k == 6 and selection.interval == (2, 6) and "Tibshirani & Walther" in selection.rule
+    weak = decide(config, {k: {**row, "prediction_strength": 0.5} for k, row in table.items()})
+    assert weak.k is None and "no K in 2..7 reaches prediction strength 0.8" in weak.notes[0]
