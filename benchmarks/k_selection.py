@@ -1,6 +1,9 @@
 """How well each K-selection rule finds the true number of clusters, on labelled and synthetic sets.
 
 Run: python benchmarks/k_selection.py [--seeds 5] [--sets agnews_8000 syn_k10 ...] [--rules consensus bic ...] [--uncentered]
+     python benchmarks/k_selection.py --from-saved [--restability --n-resamples 8 --n-init 2 --max-sample 3000]
+     (re-decide a run's saved per-K criteria; label-free criteria it lacks, or stability with other
+     settings, are computed on the same projected vectors)
 
 For every set (the labelled sets of /work/shared/data, embedded once with the packaged MiniLM and cached
 under benchmarks/out/; synthetic von Mises-Fisher blobs on the sphere with unequal sizes and overlapping
