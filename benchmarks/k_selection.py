@@ -1,6 +1,9 @@
 """How well each K-selection rule finds the true number of clusters, on labelled and synthetic sets.
 
 Run: python benchmarks/k_selection.py [--seeds 5] [--sets agnews_8000 syn_k10 ...] [--rules consensus bic ...] [--uncentered]
+     python benchmarks/k_selection.py --from-saved [--restability --n-resamples 8 --n-init 2 --max-sample 3000]
+     (re-decide a run's saved per-K criteria; label-free criteria it lacks, or stability with other
+     settings, are computed on the same projected vectors)
 
 For every set (the labelled sets of /work/shared/data, embedded once with the packaged MiniLM and cached
 under benchmarks/out/; synthetic von Mises-Fisher blobs on the sphere with unequal sizes and overlapping
@@ -53,7 +56,7 @@ from studyllm_core.algorithms.kselection import KSelectionConfig, criteria, deci
 
 PCA_DIM = 50
 DEFAULT_RULE = KSelectionConfig().rule
-RULES = ("stability", "stability_max", "bic", "gap", "knee", "consensus")
+RULES = ("stability", "stability_max", "bic", "gap", "prediction_strength", "knee", "consensus")
 TODAY = "today (silhouette + restart ARI)"
 MIDDLE = "middle"  # the null peer: the middle of the swept range, snapped to a swept K
 
@@ -68,10 +71,11 @@ class DataSet:
 
 
 def synthetic(n: int, k: int, parents: int, kappa: tuple[float, float], child_cos: float, alpha: float,
-              dim: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+              dim: int = 64, seed: int = 0, params: bool = False, min_size: int = 10):
     """von Mises-Fisher blobs on the unit sphere: k mean directions grouped under `parents` topics (each
     child at cosine `child_cos` to its parent, so siblings overlap), concentrations drawn from `kappa`,
-    Dirichlet(alpha) sizes with at least 10 items per blob."""
+    Dirichlet(alpha) sizes with at least `min_size` items per blob. Returns (x, labels), and with `params` also
+    (means, kappas, sizes): what benchmarks/k_identifiability.py reads the set's ceiling from."""
     from scipy.stats import vonmises_fisher
 
     rng = np.random.default_rng(seed)
@@ -83,9 +87,11 @@ def synthetic(n: int, k: int, parents: int, kappa: tuple[float, float], child_co
         side = rng.normal(size=dim)
         side -= (side @ top) * top
         means.append(child_cos * top + math.sqrt(1 - child_cos**2) * side / np.linalg.norm(side))
-    sizes = rng.multinomial(n - 10 * k, rng.dirichlet(np.full(k, alpha))) + 10
+    sizes = rng.multinomial(n - min_size * k, rng.dirichlet(np.full(k, alpha))) + min_size
     kappas = rng.uniform(*kappa, size=k)
     x = np.vstack([vonmises_fisher(means[c], kappas[c]).rvs(sizes[c], random_state=rng) for c in range(k)])
+    if params:
+        return x.astype(np.float32), np.repeat(np.arange(k), sizes), (np.array(means), kappas, sizes)
     return x.astype(np.float32), np.repeat(np.arange(k), sizes)
 
 
@@ -93,6 +99,9 @@ SYNTHETIC = {
     "syn_k10": dict(n=4000, k=10, parents=4, kappa=(25, 60), child_cos=0.75, alpha=2.0),
     "syn_k30": dict(n=9000, k=30, parents=6, kappa=(25, 60), child_cos=0.75, alpha=2.0),
     "syn_k60_unequal": dict(n=6000, k=60, parents=10, kappa=(30, 80), child_cos=0.75, alpha=0.7),
+    # the same 60 unequal blobs with at least 50 items each (benchmarks/k_identifiability.py: in
+    # syn_k60_unequal 25 blobs of 12-49 items cannot pay their BIC penalty even with the true labels)
+    "syn_k60_min50": dict(n=6000, k=60, parents=10, kappa=(30, 80), child_cos=0.75, alpha=0.7, min_size=50),
 }
 
 
@@ -152,9 +161,20 @@ def hdbscan_peer(z: np.ndarray, truth: np.ndarray) -> dict:
 
 # sub-ranges the same per-K results are re-decided on; on the last two the true K is at an end
 SHIFTED = ((0.5, 1.1), (0.8, 1.5), (0.5, 1.0), (1.0, 1.5))
-FAMILIES = {"stability": ("stability",), "bic": ("bic",), "gap": ("gap",), "knee": ()}
+FAMILIES = {"stability": ("stability",), "bic": ("bic",), "gap": ("gap",), "knee": (),
+            "prediction_strength": ("prediction_strength",)}
 RULE_FAMILIES = {"stability": ("stability",), "stability_max": ("stability",), "bic": ("bic",), "gap": ("gap",),
-                 "knee": ("knee",), "consensus": ("stability", "bic", "knee")}
+                 "knee": ("knee",), "consensus": ("stability", "bic", "knee"),
+                 "prediction_strength": ("prediction_strength",)}
+
+
+@dataclass
+class _Scored:
+    """A swept K as criteria() needs it for the stability criterion alone (no labels read)."""
+
+    k: int
+    metric: str = "cosine"
+    objective: float = math.nan
 
 
 def middle(ks: list[int]) -> int:
@@ -177,9 +197,17 @@ def main() -> None:
                              "half, seconds as that run measured them")
     parser.add_argument("--uncentered", action="store_true",
                         help="project on the same PCA axes without subtracting the mean (pca_svd_project(center=False))")
+    parser.add_argument("--restability", action="store_true",
+                        help="with --from-saved: recompute the stability criterion (the saved sweeps' other criteria "
+                             "kept) with the settings below, on the same projected vectors; its seconds are measured now")
+    parser.add_argument("--n-resamples", type=int, default=KSelectionConfig.n_resamples)
+    parser.add_argument("--n-init", type=int, default=KSelectionConfig.n_init)
+    parser.add_argument("--fraction", type=float, default=KSelectionConfig.fraction)
+    parser.add_argument("--max-sample", type=int, default=KSelectionConfig.max_sample)
     args = parser.parse_args()
 
-    base = KSelectionConfig()
+    base = KSelectionConfig(n_resamples=args.n_resamples, n_init=args.n_init, fraction=args.fraction,
+                            max_sample=args.max_sample)
     families = sorted({f for r in args.rules for f in RULE_FAMILIES[r]})
     table = []
     saved: dict[str, dict] = {}
@@ -193,6 +221,13 @@ def main() -> None:
             data = DataSet(name, np.empty((0, 0)), np.empty(0), first["true_k"], sorted(first["criteria"]))
             print(f"{name}: true K={data.true_k}, swept K={data.ks[0]}..{data.ks[-1]} ({len(data.ks)} values), "
                   f"re-decided from {OUT.name}/k_selection_{name}{suffix}.pkl", flush=True)
+            # criteria the sweeps' labels are not needed for, recomputed (stability, --restability) or
+            # computed because the saved run lacks them (a criterion added since)
+            recompute = [f for f in ("stability", "prediction_strength") if f in families
+                         and ((f == "stability" and args.restability) or f not in first["criteria"][data.ks[0]])]
+            if recompute:
+                loaded = load_set(name)
+                z = pca_svd_project(loaded.x, PCA_DIM, center=not args.uncentered).Z
         else:
             data = load_set(name)
             z = pca_svd_project(data.x, PCA_DIM, center=not args.uncentered).Z
@@ -206,6 +241,12 @@ def main() -> None:
                 run = runs[seed]
                 nmi, crit, elapsed, seconds = run["nmi"], run["criteria"], run["sweep_cpu_s"], run["rule_cpu_s"]
                 today = run.get("today")  # not kept by runs before the null peer was added
+                for family in recompute:  # the saved sweeps' objective/BIC/gap kept
+                    started = time.process_time()
+                    part = criteria(z, [_Scored(k) for k in data.ks], base, seed, FAMILIES[family])
+                    seconds = {**seconds, family: time.process_time() - started}
+                    crit = {k: {**crit[k], **{n: v for n, v in part[k].items() if n.startswith(family)}}
+                            for k in data.ks}
             else:
                 per_k, elapsed = sweep(z, data.labels, data.ks, seed)
                 results = [per_k[k]["result"] for k in data.ks]

@@ -46,6 +46,8 @@ from .validation import as_matrix, check_metric, check_positive_int, normalize_r
 
 N_BOOTSTRAP = 200  # stability interval: re-draws of the subsamples the rule is re-applied to
 BIC_MARGIN = 10.0  # Kass & Raftery (1995): a BIC difference below 10 is not strong evidence
+PS_SPLITS = 2  # prediction strength: two-fold splits per K
+PS_THRESHOLD = 0.8  # prediction strength: Tibshirani & Walther's suggested cut (0.8-0.9)
 KNEE_MARGIN = 0.7  # knee region: K at least this share of the deepest distance below the chord
 
 
@@ -56,6 +58,7 @@ class KSelectionConfig:
     rule: str = "consensus"
     n_resamples: int = 5  # stability: subsamples per K (pairs compared: n(n-1)/2)
     fraction: float = 0.5  # stability: share of the items in each subsample
+    max_sample: int = 0  # stability: at most this many items per subsample (0: no cap)
     n_init: int = 3  # stability: k-means++ starts per subsample, the lowest objective kept
     tolerance: float = 0.03  # stability: ARI this close to the most stable K counts as as stable
     n_references: int = 5  # gap: uniform reference sets per K
@@ -70,6 +73,8 @@ class KSelectionConfig:
         if not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction!r}.")
         check_positive_int(self.n_init, "n_init")
+        if self.max_sample:
+            check_positive_int(self.max_sample, "max_sample", minimum=2)
         if not 0.0 <= self.tolerance < 1.0:
             raise ValueError(f"tolerance must be in [0, 1), got {self.tolerance!r}.")
         check_positive_int(self.n_references, "n_references", minimum=2)
@@ -126,6 +131,15 @@ def _run_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
+def subsample_size(n: int, k: int, config: KSelectionConfig) -> int:
+    """Items per stability subsample: `fraction` of the n items, at most `max_sample` (when set, so the
+    criterion's cost stops growing with N), never fewer than k and never more than n."""
+    size = int(round(config.fraction * n))
+    if config.max_sample:
+        size = min(size, config.max_sample)
+    return min(n, max(k, size))
+
+
 def subsample_stability(x: np.ndarray, k: int, config: KSelectionConfig, seed: int, metric: str = "cosine") -> np.ndarray:
     """Adjusted Rand index of every pair among `n_resamples` clusterings of random subsamples (each the
     best of `n_init` k-means++ starts, extended to all rows of x by the nearest centroid). Rows of x
@@ -133,7 +147,7 @@ def subsample_stability(x: np.ndarray, k: int, config: KSelectionConfig, seed: i
     from sklearn.metrics import adjusted_rand_score
 
     n = x.shape[0]
-    size = min(n, max(k, int(round(config.fraction * n))))
+    size = subsample_size(n, k, config)
     extended = []
     for b in range(config.n_resamples):
         rows = np.sort(np.random.default_rng([seed, b]).choice(n, size=size, replace=False))
@@ -145,6 +159,33 @@ def subsample_stability(x: np.ndarray, k: int, config: KSelectionConfig, seed: i
         best = min(fits, key=lambda fit: fit.objective)
         extended.append(_nearest(x, best.centroids, metric))
     return np.array([adjusted_rand_score(a, b) for a, b in combinations(extended, 2)])
+
+
+def prediction_strength(x: np.ndarray, k: int, config: KSelectionConfig, seed: int, metric: str = "cosine") -> np.ndarray:
+    """Prediction strength (Tibshirani & Walther 2005) of PS_SPLITS random two-fold splits: both halves
+    clustered at K (best of `n_init` k-means++ starts), the test half's clusters read through the
+    training half's centroids; per split, the smallest share over test clusters (of 2+ items) of their
+    pairs that the training centroids put together. Split b is the same draw for every K."""
+    n = x.shape[0]
+    out = np.empty(PS_SPLITS)
+    for b in range(PS_SPLITS):
+        order = np.random.default_rng([seed, b, 2]).permutation(n)
+        halves = [np.sort(order[: n // 2]), np.sort(order[n // 2 :])]
+        fits = []
+        for h, rows in enumerate(halves):
+            runs = [k_llmmeans(x[rows], None, min(k, len(rows)), metric=metric, max_iter=config.max_iter,
+                               seed=_run_seed(seed, b, k, h, start)) for start in range(config.n_init)]
+            fits.append(min(runs, key=lambda fit: fit.objective))
+        test_labels, predicted = fits[1].labels, _nearest(x[halves[1]], fits[0].centroids, metric)
+        shares = []
+        for j in np.unique(test_labels):
+            members = predicted[test_labels == j]
+            m = members.size
+            if m >= 2:
+                counts = np.bincount(members).astype(np.float64)
+                shares.append(float(np.sum(counts * (counts - 1)) / (m * (m - 1))))
+        out[b] = min(shares) if shares else 0.0
+    return out
 
 
 def _log_vmf_normaliser(kappa: float, dim: int) -> float:
@@ -207,7 +248,7 @@ def gap_references(x: np.ndarray, k: int, config: KSelectionConfig, seed: int, m
 
 @dataclass(frozen=True)
 class Rule:
-    text: str  # format fields: B, pct, init, tol, R
+    text: str  # format fields: B, pct, cap, init, tol, R
     needs: int  # fewest K values the rule decides with
     criteria: tuple[str, ...]  # what `criteria()` must compute for it
 
@@ -215,14 +256,14 @@ class Rule:
 RULES: dict[str, Rule] = {
     "stability": Rule(
         "the largest K whose subsampling stability is within {tol} of the most stable K's (stability: mean "
-        "pairwise adjusted Rand index of {B} clusterings of random {pct}% subsamples, each the best of {init} "
+        "pairwise adjusted Rand index of {B} clusterings of random {pct}%{cap} subsamples, each the best of {init} "
         "k-means++ starts, extended to all items by nearest centroid; Ben-Hur et al. 2002, Lange et al. 2004); "
         "plausible range: the 5-95% range of the K this rule picks when the subsamples are bootstrapped",
         needs=3,
         criteria=("stability",),
     ),
     "stability_max": Rule(
-        "the most stable K (mean pairwise adjusted Rand index of {B} clusterings of random {pct}% subsamples, "
+        "the most stable K (mean pairwise adjusted Rand index of {B} clusterings of random {pct}%{cap} subsamples, "
         "each the best of {init} k-means++ starts); plausible range: the 5-95% range of the K it picks when the "
         "subsamples are bootstrapped",
         needs=2,
@@ -242,13 +283,21 @@ RULES: dict[str, Rule] = {
     ),
     "consensus": Rule(
         "the median of three Ks that fail in different directions: the most stable K (mean pairwise adjusted "
-        "Rand index of {B} clusterings of random {pct}% subsamples, each the best of {init} k-means++ starts; "
+        "Rand index of {B} clusterings of random {pct}%{cap} subsamples, each the best of {init} k-means++ starts; "
         "tends to a coarse level of nested groups), the lowest von Mises-Fisher mixture BIC (tends to too many "
         "clusters on large real data) and the knee of the objective (the centre of its knee region; follows the "
         "swept range); plausible range: "
         "from the smallest to the largest of the three",
         needs=3,
         criteria=("stability", "bic"),
+    ),
+    "prediction_strength": Rule(
+        "the largest K whose prediction strength is at least 0.8 (Tibshirani & Walther 2005: two random "
+        "halves clustered at K, each the best of {init} k-means++ starts; the smallest share, over the test "
+        "half's clusters, of their pairs that the training half's centroids keep together; mean of 2 splits); "
+        "plausible range: the K at or above 0.8",
+        needs=2,
+        criteria=("prediction_strength",),
     ),
     "knee": Rule(
         "the knee of the objective curve: the centre of the K at least 70% as far below the chord joining the "
@@ -264,7 +313,7 @@ def rule_text(config: KSelectionConfig) -> str:
     """The rule of `config` in words, with its settings."""
     return RULES[config.rule].text.format(
         B=config.n_resamples, pct=round(100 * config.fraction), init=config.n_init, tol=config.tolerance,
-        R=config.n_references,
+        R=config.n_references, cap=f" (at most {config.max_sample} items)" if config.max_sample else "",
     )
 
 
@@ -289,6 +338,9 @@ def criteria(
             row.update(stability=float(pairs.mean()), stability_sd=float(pairs.std()), stability_pairs=pairs)
         if "bic" in names:
             row["bic"] = mixture_bic(x, result.labels, k, metric)
+        if "prediction_strength" in names:
+            splits = prediction_strength(x, k, config, seed, metric)
+            row.update(prediction_strength=float(splits.mean()))
         if "gap" in names:
             references = gap_references(x, k, config, seed, metric)
             row["gap"] = float(references.mean() - math.log(max(result.objective, 1e-300)))
@@ -383,6 +435,13 @@ def decide(config: KSelectionConfig, table: Mapping[int, Mapping[str, float]]) -
         k = min(ks, key=lambda c: (values[c], c))
         near = [c for c in ks if values[c] <= values[k] + BIC_MARGIN]
         interval = (min(near), max(near))
+    elif config.rule == "prediction_strength":
+        strong = [c for c in ks if crit[c]["prediction_strength"] >= PS_THRESHOLD]
+        if not strong:
+            return undecided(f"no K in {ks[0]}..{ks[-1]} reaches prediction strength {PS_THRESHOLD}: "
+                             "sweep lower K", (ks[0], ks[-1]))
+        k = max(strong)
+        interval = (min(strong), k)
     elif config.rule == "gap":
         gap = {c: crit[c]["gap"] for c in ks}
         sd = {c: crit[c]["gap_sd"] for c in ks}
@@ -453,10 +512,10 @@ def select_k(
         return decide(config, {r.k: {"objective": float(r.objective)} for r in results})
     selection = decide(config, criteria(x, results, config, seed))
     if "stability" in rule.criteria:
-        cramped = sorted(k for k in ks if k > config.fraction * x.shape[0] / 5)
+        cramped = sorted(k for k in ks if k > subsample_size(x.shape[0], k, config) / 5)
         if cramped:
             selection.notes.append(
-                f"K={cramped[0]} and above leave fewer than 5 items per cluster in a {round(100 * config.fraction)}% "
-                "subsample: their stability is a weak guide"
+                f"K={cramped[0]} and above leave fewer than 5 items per cluster in a "
+                f"{subsample_size(x.shape[0], cramped[0], config)}-item subsample: their stability is a weak guide"
             )
     return selection

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from studyllm_core.algorithms import k_llmmeans
-from studyllm_core.algorithms.kselection import RULES, KSelectionConfig, decide, mixture_bic, select_k
+from studyllm_core.algorithms.kselection import (
+    RULES,
+    KSelectionConfig,
+    decide,
+    mixture_bic,
+    rule_text,
+    select_k,
+    subsample_size,
+)
 
 
 def sweep(x: np.ndarray, ks: range, metric: str = "cosine") -> list:
@@ -53,7 +61,7 @@ def test_euclidean_blobs(blobs):
     assert selection.k == 4
 
 
-@pytest.mark.parametrize("rule", ["bic", "knee", "stability_max", "consensus"])
+@pytest.mark.parametrize("rule", ["bic", "knee", "stability_max", "consensus", "prediction_strength"])
 def test_the_other_rules_find_well_separated_clusters(five, rule):
     x, results = five
     assert select_k(x, results, KSelectionConfig(rule=rule)).k == 5
@@ -167,10 +175,51 @@ def test_bad_input_is_a_one_line_error(five):
         select_k(x, results, KSelectionConfig(rule="elbow"))
     with pytest.raises(ValueError, match="fraction"):
         select_k(x, results, KSelectionConfig(fraction=0.0))
-    assert set(RULES) == {"stability", "stability_max", "bic", "gap", "knee", "consensus"}
+    assert set(RULES) == {"stability", "stability_max", "bic", "gap", "prediction_strength", "knee", "consensus"}
 
 
 def test_large_k_for_the_data_is_flagged():
     x = vmf_like(60, 3, 8, seed=2)
     selection = select_k(x, sweep(x, range(2, 9)), KSelectionConfig(n_resamples=3, n_init=1))
     assert any("fewer than 5 items per cluster" in note for note in selection.notes)
+
+
+def test_max_sample_caps_the_stability_subsample_and_is_stated():
+    """The cap bounds the stability criterion's cost at large N: subsamples never exceed it (nor N, nor
+    fall below K), the rule says so, and a cap of 1 item is refused with the field's name."""
+    capped = KSelectionConfig(max_sample=300)
+    assert subsample_size(100_000, 20, capped) == 300
+    assert subsample_size(400, 20, capped) == 200  # fraction 0.5 of 400 is under the cap
+    assert subsample_size(100_000, 500, capped) == 500  # never fewer items than clusters
+    assert subsample_size(100_000, 20, KSelectionConfig()) == 50_000  # no cap by default
+    assert "(at most 300 items)" in rule_text(capped) and "at most" not in rule_text(KSelectionConfig())
+    with pytest.raises(ValueError, match="max_sample"):
+        capped.__class__(max_sample=1).validate()
+
+
+def test_a_capped_subsample_is_what_the_cramped_note_counts():
+    x = vmf_like(600, 3, 8, seed=2)
+    results = sweep(x, range(2, 9))
+    assert not any("items per cluster" in n for n in select_k(x, results, KSelectionConfig(n_resamples=3, n_init=1)).notes)
+    capped = select_k(x, results, KSelectionConfig(n_resamples=3, n_init=1, max_sample=30))
+    assert "K=7 and above leave fewer than 5 items per cluster in a 30-item subsample" in " ".join(capped.notes)
+
+
+def test_prediction_strength_is_high_up_to_the_true_k_and_drops_past_it(five):
+    """Tibshirani & Walther's criterion on the five unequal clusters: at K=5 every test cluster's pairs
+    stay together; past it a split cluster's pairs do not (below 5 an arbitrary merge of orthogonal
+    clusters need not reproduce either)."""
+    x, results = five
+    table = select_k(x, results, KSelectionConfig(rule="prediction_strength"), seed=0).criteria
+    assert table[5]["prediction_strength"] >= 0.95
+    assert max(table[k]["prediction_strength"] for k in range(6, 10)) < 0.8
+
+
+def test_prediction_strength_rule_takes_the_largest_strong_k_or_says_none_is():
+    config = KSelectionConfig(rule="prediction_strength")
+    table = {k: {"objective": 10.0 - k, "prediction_strength": ps}
+             for k, ps in {2: 0.95, 3: 0.9, 4: 0.85, 5: 0.6, 6: 0.82, 7: 0.5}.items()}
+    selection = decide(config, table)
+    assert selection.k == 6 and selection.interval == (2, 6) and "Tibshirani & Walther" in selection.rule
+    weak = decide(config, {k: {**row, "prediction_strength": 0.5} for k, row in table.items()})
+    assert weak.k is None and "no K in 2..7 reaches prediction strength 0.8" in weak.notes[0]
