@@ -41,6 +41,7 @@ from pathlib import Path
 import psutil
 
 from studyllm_core.services.datasets import demo_corpus_path
+from studyllm_pipeline import backfill as bf
 
 STUDYLLM = str(Path(sys.executable).with_name("studyllm"))
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
@@ -119,16 +120,15 @@ def free_port() -> int:
 class Dev:
     """`studyllm dev` in its own process group, stopped on exit."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+        """`env` replaces the environment of `environment(home)` (bench_scale: its embedder and database)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = (home.parent / f"{home.name}-dev.log").open("w")
-        self.proc = subprocess.Popen([STUDYLLM, "dev", "--port", str(self.port)], env=environment(home),
+        self.proc = subprocess.Popen([STUDYLLM, "dev", "--port", str(self.port)], env=env or environment(home),
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def __enter__(self) -> Dev:
-        from studyllm_pipeline import backfill as bf
-
         graphql = bf.GraphQL(self.base)
         deadline = time.monotonic() + 300
         while True:
@@ -164,10 +164,30 @@ RUN_QUERY = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status
   assetMaterializations { assetKey { path } timestamp } } } }"""
 
 
-def follow(graphql, dev: Dev, submitted: float, run_id_of, before: set[int]) -> dict:  # noqa: ANN001
-    """Poll until the run of a submission finished; its timings (seconds after submission) and peak RSS."""
+LAUNCH_RUN = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+  ... on RunConfigValidationInvalid { errors { message } } } }"""
+
+
+def launch_run(graphql, job: str, tags: dict[str, str], run_config: dict | None = None) -> str:  # noqa: ANN001
+    """GraphQL launchRun of `job` with `tags` and `run_config` (the Launchpad's mutation, the schedule's
+    request); the run id. The run queue (dequeued every second) starts it."""
+    params = {"selector": {**bf.REPOSITORY, "jobName": job},
+              "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}}
+    if run_config:
+        params["runConfigData"] = run_config
+    launched = graphql(LAUNCH_RUN, {"p": params})["launchRun"]
+    if launched["__typename"] != "LaunchRunSuccess":
+        raise SystemExit(f"launchRun of {job} refused: {launched}")
+    return launched["run"]["runId"]
+
+
+def follow(graphql, dev: Dev, submitted: float, run_id_of, before: set[int],  # noqa: ANN001
+           until: str | None = "cluster_metrics", timeout: float = 900) -> dict:
+    """Poll until the run of a submission finished; its timings (seconds after submission: to the last
+    materialization of `until`, or to the run's end when None) and peak RSS."""
     peak = PeakRss(lambda: dev.worker_processes(before))
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + timeout
     run_id = None
     while True:
         peak.sample()
@@ -177,19 +197,19 @@ def follow(graphql, dev: Dev, submitted: float, run_id_of, before: set[int]) -> 
             if run["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
                 break
         if time.monotonic() > deadline:
-            raise SystemExit("the run did not finish in 15 minutes")
+            raise SystemExit(f"the run did not finish in {timeout / 60:.0f} minutes")
         time.sleep(0.1)
     if run["status"] != "SUCCESS":
         raise SystemExit(f"run {run_id} ended {run['status']}")
     stats = run["stats"]
-    results = max(float(m["timestamp"]) / 1000 for m in run["assetMaterializations"] if m["assetKey"]["path"] == ["cluster_metrics"])  # the last K
-    return {"to_start": stats["startTime"] - submitted, "start_to_results": results - stats["startTime"],
+    results = stats["endTime"] if until is None else max(  # the last K
+        float(m["timestamp"]) / 1000 for m in run["assetMaterializations"] if m["assetKey"]["path"] == [until])
+    return {"run_id": run_id, "to_start": stats["startTime"] - submitted, "start_to_results": results - stats["startTime"],
             "total": results - submitted, "rss": peak.bytes}
 
 
 def daemon_mode(work: Path, pairs: int) -> None:
-    from studyllm_pipeline import backfill as bf
-    from studyllm_pipeline.partitions import partition_key
+    from studyllm_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, partition_key
 
     home = work / "daemon-home"
     print("demo corpus prepared (studyllm demo --k-min 2 --k-max 3), then with studyllm dev running: K=9..16, "
@@ -214,13 +234,8 @@ def daemon_mode(work: Path, pairs: int) -> None:
             rows["backfill"].append(follow(graphql, dev, submitted, backfill_run, before))
 
             before, submitted = dev.pids(), time.time()
-            launched = graphql("""mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
-                ... on LaunchRunSuccess { run { runId } } } }""", {"p": {
-                "selector": {**bf.REPOSITORY, "jobName": "sweep_k"},
-                "executionMetadata": {"tags": [
-                    {"key": "dagster/asset_partition_range_start", "value": partition_key("demo", 9)},
-                    {"key": "dagster/asset_partition_range_end", "value": partition_key("demo", 16)}]},
-            }})["launchRun"]["run"]["runId"]
+            launched = launch_run(graphql, "sweep_k", {RANGE_START_TAG: partition_key("demo", 9),
+                                                       RANGE_END_TAG: partition_key("demo", 16)})
             rows["run"].append(follow(graphql, dev, submitted, lambda: launched, before))
             s, b, r = rows["sweep"][-1], rows["backfill"][-1], rows["run"][-1]
             print(f"pair {pair}: sweep {s['total']:.1f} s | backfill {b['total']:.1f} s = {b['to_start']:.1f} to start + "

@@ -12,7 +12,9 @@ name, so each N is its own vector space with its own HNSW index. Per N, each wit
 - sweep: `_scale_sweep.sweep_stage`:
   `studyllm sweep` over the K values, 3 restarts, PCA 50, vs scikit-learn MiniBatchKMeans / KMeans on the same
   projected vectors;
-- pipeline: the Dagster jobs on the same file (prepare + the same K values, _scale_pipeline.py) vs the CLI sweep;
+- pipeline: the user's path (`studyllm dev` on the same database; prepare_dataset of the same file, then one
+  ranged sweep_k run over the same K values, launched as the Launchpad does; each timed from launch to its end)
+  vs the CLI sweep of the same run (its peer: the sweep stage runs whenever the pipeline stage does);
 - similar: N clustered texts of their own ("cB item I" over 1,000 blobs: the server in blobs mode puts each
   near blob B, so neighbours are meaningful as in real embeddings), embedded by `studyllm embed`; the
   space's index build (the method and settings the defaults chose, said) and top-10 p50/p95 of
@@ -117,16 +119,47 @@ def embed_stages(path: Path, n: int, model: str, env: dict[str, str], base: str)
     return rows
 
 
+STEPS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { stepStats { stepKey startTime endTime } } } }"""
+
+
 def pipeline_stage(path: Path, n: int, model: str, env: dict[str, str], base: str, ks: list[int]) -> list[dict[str, Any]]:
-    """The Dagster jobs on the same file and K values, in one process (_scale_pipeline.py)."""
-    penv = {k: v for k, v in env.items() if k != "STUDYLLM_DATABASE_URL"}  # attach to the embedded server by home
+    """The user's path: `studyllm dev` (webserver + daemon) on the bench's database; the dataset's partition and
+    K values added and two runs launched as the Launchpad does (bench_pipeline.launch_run): prepare_dataset with
+    the file as its source and PCA_DIM, then one ranged sweep_k run over the K values (RESTARTS restarts, no
+    summary rounds: `studyllm sweep`'s settings). Each timed from launch to the run's end (the queue, the run
+    process's start and every step), with the run process's peak RSS; the step times say where it went."""
+    from bench_pipeline import Dev, follow, launch_run
+
+    from studyllm_pipeline import backfill as bf
+    from studyllm_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG, partition_key
+
+    home = Path(env["STUDYLLM_HOME"])  # attaches to the bench's embedded server by its home (postmaster.pid)
+    penv = {k: v for k, v in env.items() if k not in ("STUDYLLM_DATABASE_URL", "DAGSTER_HOME")}
     penv.update(STUDYLLM_EMBED_PROVIDER="openai-compatible", STUDYLLM_EMBED_MODEL=model, STUDYLLM_EMBED_BASE_URL=base,
                 STUDYLLM_SUMMARIZER="extractive")
-    cmd = [sys.executable, str(HERE / "_scale_pipeline.py"), f"scale-{n}", str(path), ",".join(map(str, ks)),
-           str(RESTARTS), str(PCA_DIM)]
-    seconds, rss, out = run_measured(cmd, penv)
-    jobs = json.loads(out.strip().splitlines()[-1])["seconds"]
-    return [row("pipeline: Dagster jobs", n, seconds, rss, jobs={k: round(v, 1) for k, v in jobs.items()})]
+    dataset = f"scale-{n}"
+    runs = {}
+    with Dev(home, penv) as dev:
+        graphql = bf.GraphQL(dev.base, timeout=120)
+        axis = bf.ensure_partitions(graphql, dataset, ks)
+        assert [int(k) for k in axis if int(k) in ks] == sorted(ks), axis
+        launches = [
+            ("prepare", "prepare_dataset", {"dagster/partition": dataset},
+             {"ops": {"dataset_snapshot": {"config": {"source_path": str(path)}}, "pca": {"config": {"pca_dim": PCA_DIM}}}}),
+            ("sweep_k", "sweep_k", {RANGE_START_TAG: partition_key(dataset, min(ks)), RANGE_END_TAG: partition_key(dataset, max(ks))},
+             {"ops": {"sweep": {"config": {"n_restarts": RESTARTS, "llm_rounds": 0}}}}),
+        ]
+        for label, job, tags, config in launches:
+            before, submitted = dev.pids(), time.time()
+            run_id = launch_run(graphql, job, tags, config)
+            runs[label] = follow(graphql, dev, submitted, lambda run_id=run_id: run_id, before, until=None, timeout=3600)
+            steps = graphql(STEPS, {"id": run_id})["runOrError"]["stepStats"]
+            runs[label]["steps"] = {s["stepKey"]: round(s["endTime"] - s["startTime"], 1) for s in steps if s["endTime"]}
+        graphql.close()
+    total = sum(r["total"] for r in runs.values())
+    return [row("pipeline: studyllm dev runs", n, total, max(r["rss"] for r in runs.values()),
+                runs={label: {"launch_to_start": round(r["to_start"], 1), "start_to_end": round(r["start_to_results"], 1),
+                              "rss_mb": round(r["rss"] / 2**20), "steps": r["steps"]} for label, r in runs.items()})]
 
 
 def sizes(engine) -> dict[str, int]:  # noqa: ANN001
@@ -263,7 +296,7 @@ WHY = {
 
 def print_table(rows: list[dict[str, Any]], exps: list[dict[str, Any]], sizes_by_n: dict[int, dict[str, Any]]) -> None:
     print(f"{'stage':<34}{'N':>10}{'seconds':>10}{'items/s':>11}{'peak RSS MB':>13}  peer / notes")
-    peers = {"embed": "embed: bare client loop", "pipeline: Dagster jobs": "sweep: studyllm sweep",
+    peers = {"embed": "embed: bare client loop", "pipeline: studyllm dev runs": "sweep: studyllm sweep",
              "sweep: studyllm sweep": "sweep: sklearn MiniBatchKMeans"}
     by_key = {(r["stage"], r["n"]): r for r in rows}
     for r in rows:
@@ -283,8 +316,9 @@ def print_table(rows: list[dict[str, Any]], exps: list[dict[str, Any]], sizes_by
             note = f"p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms (goal p50 < 20 ms), recall@10 {r['recall_at_10']:.3f}"
         if r["stage"] == "cached re-run":
             note = "goal >= 200,000 texts/s"
-        if "jobs" in r:
-            note += f"; jobs {r['jobs']}"
+        if "runs" in r:
+            note += "; " + "; ".join(f"{label}: {v['launch_to_start']} s to start + {v['start_to_end']} s, "
+                                     f"{v['rss_mb']} MB, steps {v['steps']}" for label, v in r["runs"].items())
         if "best_k" in r:
             note += f"; best K {r['best_k']}"
         rss = f"{r['rss_mb']:,.0f}" if r.get("rss_mb") else "-"
@@ -356,7 +390,7 @@ def main() -> None:
                     sizes_by_n[n]["hnsw_index"] = index["hnsw_index"]
                     sizes_by_n[n]["indexes"] += index["hnsw_index"]
                     sizes_by_n[n]["database"] += index["hnsw_index"]
-            if "sweep" in stages:
+            if stages & {"sweep", "pipeline"}:  # the CLI sweep is the pipeline's peer
                 rows += sweep_stage(path, n, model, env, base, K_VALUES, args.kmeans_max_n)
             if "pipeline" in stages:
                 rows += pipeline_stage(path, n, model, env, base, K_VALUES)

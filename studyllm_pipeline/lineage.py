@@ -1,7 +1,7 @@
 """Lineage mirrored as provenance: what Dagster knows about a materialization, handed to the core.
 
-Each materialization is recorded by one `ProvenanceService.record_materialization` call from the
-facts Dagster has: the asset key, the partition, the run id, the asset's group type and position
+Each materialization is recorded by one `ProvenanceService.record_materialization` call (the K of a
+ranged run by one `record_materializations` call, one transaction) from the facts Dagster has: the asset key, the partition, the run id, the asset's group type and position
 (`STEPS`), and the upstream assets and partitions it read. The core names the groups
 (`<asset>[<partition>]`, the run group `sweep[<dataset>]`), so re-materializing reuses a group and the
 links reproduce exactly the asset graph Dagster ran; each materialization also adds its own record
@@ -108,6 +108,18 @@ def record_materialization(
 ) -> int:
     """Record one materialization (its group, inputs and place in the sweep run) in one core call."""
     return ProvenanceService(engine).record_materialization(materialization(context, key, **facts))
+
+
+def record_materializations(
+    context: dg.AssetExecutionContext,
+    engine: Engine,
+    made: Sequence[tuple[dg.AssetKey, str]],
+    **facts: Any,
+) -> list[int]:
+    """Record the materializations of a step over many partitions ((asset, partition) each, the same
+    `facts`) in one transaction (ProvenanceService.record_materializations); their group ids, in order."""
+    return ProvenanceService(engine).record_materializations(
+        [materialization(context, key, partition=partition, **facts) for key, partition in made])
 
 
 def expected_inputs(

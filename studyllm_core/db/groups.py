@@ -231,6 +231,29 @@ class GroupRepository:
                 tx.execute(sql, {"p": parent_id, "c": child_id, "t": link_type, "pos": position, "m": jsonb(metadata)}).scalar_one()
             )
 
+    def link_positions(
+        self, parent_ids: Sequence[int], child_ids: Sequence[int], positions: Sequence[int | None], link_type: str,
+        *, conn: Connection | None = None,
+    ) -> None:
+        """Edges parent -> child of `link_type`, each with its position (`link` in bulk: one statement; an
+        existing edge keeps its position where the new one is None)."""
+        if link_type not in LINK_TYPES:
+            raise ValueError(f"link_type must be one of {', '.join(LINK_TYPES)}, not {link_type!r}")
+        if any(p == c for p, c in zip(parent_ids, child_ids, strict=True)):
+            raise ValueError("a group cannot link to itself")
+        if not parent_ids:
+            return
+        sql = text(
+            "INSERT INTO group_links (parent_group_id, child_group_id, link_type, position) "
+            "SELECT e.p, e.c, :t, e.pos FROM unnest(CAST(:parents AS bigint[]), CAST(:children AS bigint[]), "
+            "  CAST(:positions AS integer[])) AS e(p, c, pos) "
+            "ON CONFLICT (parent_group_id, child_group_id, link_type) DO UPDATE SET "
+            "  position = coalesce(EXCLUDED.position, group_links.position)"
+        )
+        params = {"parents": list(parent_ids), "children": list(child_ids), "positions": list(positions), "t": link_type}
+        with translate_db_errors("linking groups"), transaction(self.engine, conn) as tx:
+            tx.execute(sql, params)
+
     def link_many(
         self, parent_id: int, child_ids: Sequence[int], link_type: str, *, conn: Connection | None = None
     ) -> int:
@@ -242,6 +265,12 @@ class GroupRepository:
     ) -> int:
         """Edges each parent -> child of `link_type` in one statement (existing ones kept); returns how many were new."""
         return self._link_pairs(list(parent_ids), [child_id] * len(parent_ids), link_type, conn)
+
+    def link_pairs(
+        self, parent_ids: Sequence[int], child_ids: Sequence[int], link_type: str, *, conn: Connection | None = None
+    ) -> int:
+        """Edges parent -> child of `link_type` for each pair, in one statement (existing ones kept); how many were new."""
+        return self._link_pairs(list(parent_ids), list(child_ids), link_type, conn)
 
     def _link_pairs(self, parents: list[int], children: list[int], link_type: str, conn: Connection | None) -> int:
         if link_type not in LINK_TYPES:

@@ -43,7 +43,7 @@ from sqlalchemy import Connection, Engine, text
 
 from studyllm_core.db.engine import transaction, translate_db_errors
 from studyllm_core.db.groups import ArtifactRow, GroupRepository, GroupRow, LinkRow
-from studyllm_core.db.jsonutil import jsonb
+from studyllm_core.db.jsonutil import dumps, jsonb
 from studyllm_core.db.vocabulary import ROLE_INPUT, ROLE_OUTPUT  # noqa: F401 - the member roles, re-exported
 from studyllm_core.errors import NotFoundError
 from studyllm_core.redaction import redact_settings
@@ -282,6 +282,25 @@ WITH rec AS (
 SELECT id FROM rec
 """
 
+# The same, for many records: the records (one per group), then every input tied to the record its group
+# has in the record's own run when there is one (made by this batch or before), else the newest.
+_RECORDS_SQL = """
+INSERT INTO materializations (group_id, run_id, asset_key, partition, config, code_version, versions)
+SELECT u.g, u.run, u.asset, u.partition, CAST(u.config AS jsonb), u.code, CAST(u.versions AS jsonb)
+FROM unnest(CAST(:g AS bigint[]), CAST(:run AS text[]), CAST(:asset AS text[]), CAST(:partition AS text[]),
+            CAST(:config AS text[]), CAST(:code AS text[]), CAST(:versions AS text[]))
+     WITH ORDINALITY AS u(g, run, asset, partition, config, code, versions, ord)
+ORDER BY u.ord
+RETURNING group_id, id
+"""
+_RECORD_INPUTS_SQL = """
+INSERT INTO materialization_inputs (materialization_id, input_group_id, input_materialization_id)
+SELECT r.id, u.g, (SELECT m.id FROM materializations m WHERE m.group_id = u.g
+                   ORDER BY (m.run_id = r.run_id) DESC, m.id DESC LIMIT 1)
+FROM unnest(CAST(:recs AS bigint[]), CAST(:inputs AS bigint[])) AS u(rec, g)
+JOIN materializations r ON r.id = u.rec
+"""
+
 _RECORD_COLS = (
     "m.id, m.group_id, g.group_type, g.name, m.run_id, m.asset_key, m.partition, m.config, m.code_version, "
     "m.versions, m.created_at"
@@ -352,17 +371,34 @@ class ProvenanceService:
         with transaction(self.groups.engine) as conn:
             return self._add_record(conn, group_id, stamp, list(inputs), asset or group.name, partition)
 
-    def _add_record(self, conn: Connection, group_id: int, stamp: RunStamp, inputs: Sequence[int], asset: str,
-                    partition: str | None) -> int:
+    @staticmethod
+    def _record_values(group_id: int, stamp: RunStamp, asset: str, partition: str | None) -> dict[str, Any]:
+        """The columns of one record: config masked, library versions, code version (default: studyllm's)."""
         versions = {**library_versions(), **stamp.versions}
         code = stamp.code_version or (f"studyllm {versions['studyllm']}" if "studyllm" in versions else None)
-        params = {
-            "g": group_id, "run": stamp.run_id, "asset": asset, "partition": partition,
-            "config": jsonb(redact_settings(dict(stamp.config))), "code": code, "versions": jsonb(versions),
-            "inputs": [i for i in dict.fromkeys(inputs) if i != group_id],
-        }
+        return {"g": group_id, "run": stamp.run_id, "asset": asset, "partition": partition,
+                "config": redact_settings(dict(stamp.config)), "code": code, "versions": versions}
+
+    def _add_record(self, conn: Connection, group_id: int, stamp: RunStamp, inputs: Sequence[int], asset: str,
+                    partition: str | None) -> int:
+        values = self._record_values(group_id, stamp, asset, partition)
+        params = {**values, "config": jsonb(values["config"]), "versions": jsonb(values["versions"]),
+                  "inputs": [i for i in dict.fromkeys(inputs) if i != group_id]}
         with translate_db_errors(f"recording a materialisation of {asset}"):
             return int(conn.execute(text(_RECORD_SQL), params).scalar_one())
+
+    def _add_records(self, conn: Connection, stamped: Sequence[tuple[StepRecord, int, list[int]]]) -> None:
+        """`_add_record` of many (step, group id, input group ids) in two statements."""
+        rows = []
+        for step, group_id, _ in stamped:
+            values = self._record_values(group_id, step.stamp, step.asset or step.name, step.partition)
+            rows.append({**values, "config": dumps(values["config"]), "versions": dumps(values["versions"])})
+        columns = {c: [r[c] for r in rows] for c in ("g", "run", "asset", "partition", "config", "code", "versions")}
+        with translate_db_errors(f"recording {len(rows)} materialisations"):
+            made = dict(conn.execute(text(_RECORDS_SQL), columns).all())  # group id -> record id
+            pairs = [(made[g], i) for _, g, inputs in stamped for i in dict.fromkeys(inputs) if i != g]
+            if pairs:
+                conn.execute(text(_RECORD_INPUTS_SQL), {"recs": [r for r, _ in pairs], "inputs": [i for _, i in pairs]})
 
     def record(self, step: StepRecord) -> int:
         """Record one step in one call: its input groups (created by name where missing, one
@@ -389,6 +425,52 @@ class ProvenanceService:
     def record_materialization(self, materialization: Materialization) -> int:
         """Record one materialization of a pipeline asset in one call (`record` of its `step()`)."""
         return self.record(materialization.step())
+
+    def record_materializations(self, materializations: Sequence[Materialization]) -> list[int]:
+        """Record many materializations (the K of a ranged run) in one transaction, set-based: what
+        `record_materialization` of each would store, in a fixed number of statements whatever their
+        count. Group ids in the given order."""
+        return self.record_steps([m.step() for m in materializations])
+
+    def record_steps(self, steps: Sequence[StepRecord]) -> list[int]:
+        """`record` of many steps in one transaction: one statement per group type for the groups, one for
+        the runs' step links, one for the `depends_on` links, two for the records (each input tied to this
+        run's record of it when the batch made one, as `record` in order would)."""
+        if not steps:
+            return []
+        with transaction(self.groups.engine) as conn:
+            ids: dict[tuple[str, str], int] = {}
+            inputs_by_type: dict[str, list[str]] = {}
+            for step in steps:
+                for name, group_type in step.inputs.items():
+                    inputs_by_type.setdefault(group_type, []).append(name)
+            for group_type, names in inputs_by_type.items():
+                found = self.groups.ensure_groups(group_type, list(dict.fromkeys(names)), conn=conn)
+                ids.update({(group_type, n): i for n, i in found.items()})
+            by_type: dict[str, list[StepRecord]] = {}
+            for step in steps:
+                by_type.setdefault(step.group_type, []).append(step)
+            for group_type, group_steps in by_type.items():
+                found = self.groups.ensure_groups(group_type, [s.name for s in group_steps],
+                                                  metadata=[s.metadata for s in group_steps], conn=conn)
+                ids.update({(group_type, n): i for n, i in found.items()})
+            runs: dict[str, int] = {}
+            for step in steps:
+                if step.run is not None and step.run not in runs:
+                    runs[step.run] = self.groups.ensure_group("run", step.run, metadata=step.run_metadata or None, conn=conn)
+            group_ids = [ids[(s.group_type, s.name)] for s in steps]
+            placed = [(runs[s.run], g, s.position) for s, g in zip(steps, group_ids) if s.run is not None]
+            if placed:
+                self.groups.link_positions(*(list(c) for c in zip(*placed)), "step", conn=conn)
+            parents_of = [list(dict.fromkeys(p for p in [ids[(t, n)] for n, t in s.inputs.items()] + list(s.extra_inputs)
+                                             if p != g)) for s, g in zip(steps, group_ids)]
+            pairs = list(dict.fromkeys((p, g) for parents, g in zip(parents_of, group_ids) for p in parents))
+            if pairs:
+                self.groups.link_pairs([p for p, _ in pairs], [c for _, c in pairs], "depends_on", conn=conn)
+            stamped = [(s, g, parents) for s, g, parents in zip(steps, group_ids, parents_of) if s.stamp is not None]
+            if stamped:
+                self._add_records(conn, stamped)
+        return group_ids
 
     def inputs_of(self, group_id: int) -> list[GroupRow]:
         """The groups this one was made from (its `depends_on` parents, over all its runs)."""

@@ -28,7 +28,7 @@ from studyllm_core.services.sweep.result_store import TABLES
 from studyllm_pipeline.assets.common import API_POOL, PARQUET, SPENDS_MONEY, SWEEP_GROUP, user_errors_as_failures
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.partitions import dataset_and_k, dataset_by_k, partition_key, sweep_backfill_policy
-from studyllm_pipeline.lineage import check_partition_links, provenance_check_spec, record_materialization
+from studyllm_pipeline.lineage import check_partition_links, provenance_check_spec, record_materializations
 from studyllm_pipeline.tables import as_table
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 
@@ -139,7 +139,7 @@ def sweep_k(
                 refuse_beyond_texts=True, notice=context.log.info, on_k=record,
             )
             results.start(dataset, ks, run_id=context.run.run_id)
-            groups.update({k: _record_provenance(context, engine, dataset, k, config) for k in ks})
+            groups.update(_record_provenance(context, engine, dataset, ks, config))
             try:
                 for item in sweep:
                     yield from _materializations(dataset, item, done[item.k], groups[item.k])
@@ -167,13 +167,16 @@ def sweep_k(
                          allow_retries=False)
 
 
-def _record_provenance(context: dg.AssetExecutionContext, engine, dataset: str, k: int, config: SweepSettings) -> dict[str, int]:  # noqa: ANN001
-    """The provenance groups of one K's three tables, linked to what they are made from."""
-    return {
-        name: record_materialization(context, engine, dg.AssetKey(name), partition=partition_key(dataset, k),
-                                     config=config.model_dump())
-        for name in TABLES
-    }
+def _record_provenance(context: dg.AssetExecutionContext, engine, dataset: str, ks: list[int],  # noqa: ANN001
+                       config: SweepSettings) -> dict[int, dict[str, int]]:
+    """K -> the provenance groups of its three tables, linked to what they are made from: every K of the
+    run in one transaction."""
+    made = [(dg.AssetKey(name), partition_key(dataset, k)) for k in ks for name in TABLES]
+    ids = record_materializations(context, engine, made, config=config.model_dump())
+    groups: dict[int, dict[str, int]] = {k: {} for k in ks}
+    for (key, partition), group_id in zip(made, ids, strict=True):
+        groups[dataset_and_k(partition)[1]][key.path[-1]] = group_id
+    return groups
 
 
 def _materializations(dataset: str, item: KResult, scores: dict, groups: dict[str, int]):

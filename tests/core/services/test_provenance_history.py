@@ -143,3 +143,80 @@ def test_the_migration_gives_every_existing_group_one_record_and_keeps_its_links
     materialize(prov, "new-run", "clusters", "demo|3", upstream=[("dataset_snapshot", "demo")], n_restarts=4)
     assert [r.run_id for r in prov.history("clusters", "demo|3")] == ["new-run", "old-run"]
     engine.dispose()
+
+
+def _ranged_run(run_id, dataset, ks):
+    """What a ranged sweep run records: the three tables of every K, each read from the prepared dataset and
+    the summaries and metrics from the K's clusters."""
+    prepared = {("dataset_snapshot", dataset): "dataset", ("pca_projection", dataset): "step"}
+    made = []
+    for k in ks:
+        part = f"{dataset}|{k}"
+        made.append(Materialization(asset="clusters", partition=part, run_id=run_id, group_type="step", position=3,
+                                    upstream=prepared, config={"n_restarts": 3, "api_key": "sk-abcdef0123456789xyz"}))
+        for asset, kind, position in (("cluster_summaries", "summarization_batch", 4), ("cluster_metrics", "metrics", 5)):
+            made.append(Materialization(asset=asset, partition=part, run_id=run_id, group_type=kind, position=position,
+                                        upstream={("clusters", part): "step"}, config={"n_restarts": 3}))
+    return made
+
+
+def _stored(engine, dataset):
+    """Groups, links (with positions) and records (with their inputs) of one dataset, by name, comparable across datasets."""
+    rename = lambda name: name.replace(dataset, "D")  # noqa: E731
+    with engine.connect() as conn:
+        groups = {(t, rename(n)) for t, n in conn.execute(text(
+            "SELECT group_type, name FROM groups WHERE name LIKE :p"), {"p": f"%[{dataset}%"})}
+        links = {(rename(p), rename(c), t, pos) for p, c, t, pos in conn.execute(text(
+            "SELECT gp.name, gc.name, l.link_type, l.position FROM group_links l JOIN groups gp ON gp.id = l.parent_group_id "
+            "JOIN groups gc ON gc.id = l.child_group_id WHERE gc.name LIKE :p"), {"p": f"%[{dataset}%"})}
+        records = {(rename(g), a, rename(p), json.dumps(c, sort_keys=True), code, rename(i or ""), same)
+                   for g, a, p, c, code, i, same in conn.execute(text(
+                       "SELECT g.name, m.asset_key, m.partition, m.config, m.code_version, gi.name, mi.run_id = m.run_id "
+                       "FROM materializations m JOIN groups g ON g.id = m.group_id "
+                       "LEFT JOIN materialization_inputs i ON i.materialization_id = m.id "
+                       "LEFT JOIN groups gi ON gi.id = i.input_group_id "
+                       "LEFT JOIN materializations mi ON mi.id = i.input_materialization_id "
+                       "WHERE m.partition LIKE :p"), {"p": f"{dataset}%"})}
+    return groups, links, records
+
+
+def test_the_k_of_a_run_are_recorded_in_one_transaction_as_one_at_a_time_would(engine):
+    """record_materializations stores what record_materialization of each stores, in one transaction and a
+    number of statements that does not grow with the K of the run (set-based)."""
+    from sqlalchemy import event
+
+    prov = ProvenanceService(engine)
+    for dataset in ("one", "bulk", "six"):
+        prov.record_materialization(Materialization(asset="dataset_snapshot", partition=dataset, run_id="prep", group_type="dataset"))
+        prov.record_materialization(Materialization(asset="pca_projection", partition=dataset, run_id="prep", group_type="step",
+                                                    upstream={("dataset_snapshot", dataset): "dataset"}))
+        prov.record_materialization(Materialization(asset="clusters", partition=f"{dataset}|4", run_id="before"))  # an older run's
+    one_at_a_time = [prov.record_materialization(m) for m in _ranged_run("run-1", "one", [3, 4, 5])]
+
+    counts = {"begin": 0, "statements": 0}
+
+    def begin(conn):
+        counts["begin"] += 1
+
+    def statement(*args):
+        counts["statements"] += 1
+
+    event.listen(engine, "begin", begin)
+    event.listen(engine, "before_cursor_execute", statement)
+    try:
+        bulk = prov.record_materializations(_ranged_run("run-2", "bulk", [3, 4, 5]))
+        three = dict(counts)
+        counts.update(begin=0, statements=0)
+        prov.record_materializations(_ranged_run("run-3", "six", [3, 4, 5, 6, 7, 8]))
+        six = dict(counts)
+    finally:
+        event.remove(engine, "begin", begin)
+        event.remove(engine, "before_cursor_execute", statement)
+    assert three["begin"] == 1 and six["begin"] == 1  # one transaction per run
+    assert six["statements"] == three["statements"]  # set-based: not one statement per K
+    assert len(bulk) == len(one_at_a_time) == 9 and len(set(bulk)) == 9
+    assert _stored(engine, "bulk") == _stored(engine, "one")
+    # Within the run, the summaries' record reads the clusters' record this run made.
+    [summaries] = prov.history("cluster_summaries", "bulk|4")
+    assert summaries.inputs[0]["group"] == "clusters[bulk|4]" and summaries.inputs[0]["same_run"]
+    assert prov.history("clusters", "bulk|4")[0].config["api_key"] == "***"
