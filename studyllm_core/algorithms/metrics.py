@@ -73,25 +73,57 @@ def silhouette(
     seed: int = 0,
 ) -> Silhouette:
     """Mean silhouette; exact when N <= sample_size, otherwise on a seeded random sample of sample_size
-    items (its cost is quadratic in the items used). Distance chunks are capped at 64 MB."""
+    items. Cosine: from per-cluster sums of the unit rows (cosine_silhouette_samples, linear in the items,
+    scikit-learn's value up to round-off); Euclidean: scikit-learn's (quadratic in the items, distance
+    chunks capped at 64 MB)."""
     check_metric(metric)
     labels = np.asarray(labels)
     n = labels.size
     sampled = n > sample_size
     method = f"sample:n={sample_size}" if sampled else "exact"
+    x = np.asarray(x)
+    if sampled:
+        index = np.sort(np.random.default_rng(seed).choice(n, size=sample_size, replace=False))
+        x, labels = x[index], labels[index]
+    x = x.astype(np.float64)  # scikit-learn's float32 distance path upcasts chunk by chunk, slowly
+    n_labels = np.unique(labels).size
+    if not 2 <= n_labels < labels.size:
+        return Silhouette(float("nan"), method)
+    if metric == "cosine":
+        return Silhouette(float(np.mean(cosine_silhouette_samples(x, labels))), method)
     import sklearn
     from sklearn.metrics import silhouette_score
 
     with sklearn.config_context(working_memory=_SILHOUETTE_WORKING_MEMORY_MB):
-        x = np.asarray(x)
-        if sampled:
-            index = np.sort(np.random.default_rng(seed).choice(n, size=sample_size, replace=False))
-            x, labels = x[index], labels[index]
-        x = x.astype(np.float64)  # scikit-learn's float32 distance path upcasts chunk by chunk, slowly
-        n_labels = np.unique(labels).size
-        if not 2 <= n_labels < labels.size:
-            return Silhouette(float("nan"), method)
         return Silhouette(float(silhouette_score(x, labels, metric=metric)), method)
+
+
+def cosine_silhouette_samples(x: np.ndarray, labels: np.ndarray, block: int = 65_536) -> np.ndarray:
+    """Silhouette of every row under the cosine distance 1 - cos, as scikit-learn's silhouette_samples
+    defines it (0 for a cluster of one), without the N x N distances: an item's summed distance to the
+    members of cluster c is n_c - u . S_c (u its unit row, S_c the sum of c's unit rows), so the cost is
+    N x K x dim. Labels are any integers; rows must be non-zero."""
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    codes = np.unique(np.asarray(labels), return_inverse=True)[1].ravel()
+    k = int(codes.max()) + 1
+    sizes = np.bincount(codes, minlength=k).astype(np.float64)
+    sums = np.zeros((k, unit.shape[1]))
+    np.add.at(sums, codes, unit)
+    out = np.empty(unit.shape[0])
+    for start in range(0, unit.shape[0], block):
+        u, own = unit[start : start + block], codes[start : start + block]
+        rows = np.arange(own.size)
+        total = sizes[None, :] - u @ sums.T  # summed distances to every cluster, the item itself included
+        self_distance = 1.0 - np.einsum("ij,ij->i", u, u)  # 0 up to round-off
+        own_size = sizes[own]
+        intra = (total[rows, own] - self_distance) / np.maximum(own_size - 1.0, 1.0)
+        mean = total / sizes[None, :]
+        mean[rows, own] = np.inf
+        inter = mean.min(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = (inter - intra) / np.maximum(intra, inter)
+        out[start : start + block] = np.where(own_size > 1, np.nan_to_num(s), 0.0)
+    return out
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from studyllm_core.algorithms import (
     silhouette,
     stability,
 )
+from studyllm_core.algorithms.metrics import cosine_silhouette_samples
 
 
 def test_accuracy_is_one_under_a_label_permutation():
@@ -64,6 +65,26 @@ def test_silhouette_on_large_n_uses_a_seeded_sample(blobs):
     assert sil.method == "sample:n=2000"
     assert sil == silhouette(x, truth, metric="euclidean", sample_size=2000, seed=1)
     assert 0.5 < sil.value <= 1
+
+
+def test_cosine_silhouette_is_scikit_learns_value():
+    """The linear-cost cosine silhouette gives scikit-learn's per-item values (round-off only), with a
+    cluster of one (silhouette 0), label codes with gaps, unnormalised rows, exact and sampled."""
+    from sklearn.metrics import silhouette_samples, silhouette_score
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(5, 6)) * 3
+    x = centres[rng.integers(0, 5, 300)] + rng.normal(size=(300, 6))
+    labels = rng.integers(0, 5, 300) * 2  # codes 0, 2, ..., 8: not 0..K-1
+    labels[17] = 11  # a cluster of one
+    expected = silhouette_samples(x, labels, metric="cosine")
+    assert expected[17] == 0.0
+    assert np.abs(cosine_silhouette_samples(x, labels, block=64) - expected).max() < 1e-12
+    assert silhouette(x, labels).value == pytest.approx(silhouette_score(x, labels, metric="cosine"), abs=1e-12)
+    index = np.sort(np.random.default_rng(4).choice(300, size=120, replace=False))
+    sampled = silhouette(x, labels, sample_size=120, seed=4)
+    assert sampled.method == "sample:n=120"
+    assert sampled.value == pytest.approx(silhouette_score(x[index], labels[index], metric="cosine"), abs=1e-12)
 
 
 def test_silhouette_undefined_for_one_cluster():
