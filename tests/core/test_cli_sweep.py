@@ -45,6 +45,11 @@ def test_sweep_writes_report_labels_and_table(cli, env, corpus, tmp_path, stub):
     assert counts["summarize_calls"] == (2 + 3 + 4) * 2  # default: 2 rounds, on the best restart only
     assert "warning: row 5: empty or whitespace-only text" in result.stderr
     assert "note: pca_dim=50 is more than the 16 embedding dimensions" in result.stderr
+    seconds = summary["seconds"]  # each step's wall seconds (what benchmarks/_scale_sweep.py reads)
+    assert set(seconds) == {"embed", "pca", "k_loop", "per_k", "write"} and set(seconds["per_k"]) == {"2", "3", "4"}
+    assert all(v >= 0 for v in [*seconds["per_k"].values(), seconds["embed"], seconds["pca"], seconds["write"]])
+    assert seconds["k_loop"] >= sum(seconds["per_k"].values())
+    assert "seconds" not in json.loads((out / "report.json").read_text())  # the artifact has no timings
 
     assert summary["files"]["report"] == str(out / "report.json")
     report = json.loads((out / "report.json").read_text())

@@ -78,6 +78,7 @@ class SweepRun:
     summary_embedding_api_requests: int = 0
     pca: dict[str, Any] | None = None
     plan: SweepPlan | None = None  # how the sweep runs at this N (chosen by N, said in a notice)
+    seconds: dict[str, Any] = field(default_factory=dict)  # wall seconds: "pca", "per_k" {K: s} (timing only)
 
     @property
     def done(self) -> list[int]:
@@ -237,7 +238,8 @@ class SweepRecipe:
             seconds = time.perf_counter() - started
         except ValueError as exc:  # settings the data cannot satisfy
             raise InputError(str(exc)) from None
-        run = SweepRun(config=config, requested=requested, refused=refused, pca=pca, plan=sweep_plan(z.shape[0], config))
+        run = SweepRun(config=config, requested=requested, refused=refused, pca=pca, plan=sweep_plan(z.shape[0], config),
+                       seconds={"pca": seconds if pca is not None else 0.0, "per_k": {}})
         if pca is not None and notice is not None:
             notice(describe_pca(x.shape[1], pca, seconds))
         if notice is not None:
@@ -278,10 +280,11 @@ class Sweep:
                 item = sweep_k(self.z, self.texts, k, run.config, summarize=summarize, embed=embed,
                                project=self.project, truth=self.truth, plan=run.plan)
                 run.results.append(item)
+                run.seconds["per_k"][k] = time.perf_counter() - started
                 if self.on_k is not None:
                     self.on_k(item)
                 if self.notice is not None:
-                    self.notice(describe_k(item, position, len(self.runnable), time.perf_counter() - started))
+                    self.notice(describe_k(item, position, len(self.runnable), run.seconds["per_k"][k]))
                 yield item
         except GeneratorExit:  # the caller stopped iterating
             raise

@@ -66,6 +66,9 @@ class SweepOutcome:
     files: dict[str, Any]
     run_group_id: int
     failures: dict[int, str] = field(default_factory=dict)  # input row -> why it has no vector
+    # Wall seconds of each step: "embed" (vectors from the cache or the provider), "pca", "k_loop" and
+    # "per_k" {K: s}, "write" (files and their records). Timing only: printed by --json, not in report.json.
+    seconds: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best_k(self) -> int | None:
@@ -84,6 +87,8 @@ class SweepOutcome:
             "notes": self.report["notes"],
             "files": self.files,
             "group_id": self.run_group_id,
+            "seconds": {key: ({str(k): v for k, v in value.items()} if isinstance(value, dict) else value)
+                        for key, value in self.seconds.items()},
         }
 
 
@@ -227,8 +232,9 @@ class SweepService:
             notes.append("llm_rounds=0: the summariser is not used, the sweep is plain k-means")
         started = time.perf_counter()
         outcome = self.embedder.embed(texts, group_id=emb_group, progress=progress)
+        seconds: dict[str, Any] = {"embed": time.perf_counter() - started}
         say(f"{outcome.texts:,} texts ({outcome.unique:,} unique): {outcome.cached:,} vectors from the cache, "
-            f"{outcome.embedded:,} embedded, {outcome.failed:,} failed, in {time.perf_counter() - started:.1f} s")
+            f"{outcome.embedded:,} embedded, {outcome.failed:,} failed, in {seconds['embed']:.1f} s")
         rows = np.flatnonzero(outcome.ok)
         if rows.size == 0:
             first = next(iter(outcome.failures.items()), (0, "not embedded"))
@@ -252,9 +258,11 @@ class SweepService:
         # The sweep holds the projected N x pca_dim vectors only: the N x dim embeddings go before the K loop.
         del x
         outcome.vectors = np.empty((0, 0), dtype=np.float32)
+        started = time.perf_counter()
         for _ in steps:
             pass
         sweep = steps.run
+        seconds.update(pca=sweep.seconds["pca"], k_loop=time.perf_counter() - started, per_k=dict(sweep.seconds["per_k"]))
         if sweep.error is not None:
             raise sweep.error
         choice = sweep.choice()
@@ -296,9 +304,11 @@ class SweepService:
             "per_k": [_per_k_entry(item.to_dict(), rows) for item in result.per_k],
             "failed_rows": [{"row": row, "reason": reason} for row, reason in outcome.failures.items()],
         }
+        started = time.perf_counter()
         files = self._write(out_dir, report, texts, labels, full_labels, run_id)
+        seconds["write"] = time.perf_counter() - started
         report["files"] = files
-        return SweepOutcome(report, result, rows, full_labels, files, run_id, dict(outcome.failures))
+        return SweepOutcome(report, result, rows, full_labels, files, run_id, dict(outcome.failures), seconds)
 
     # -- provenance -----------------------------------------------------------------------------
 
