@@ -45,6 +45,31 @@ def test_label_metrics_hand_checked_ari():
     assert metrics["acc"] == pytest.approx(3 / 4)
 
 
+@pytest.mark.parametrize("case", ["random", "permuted", "one cluster each", "all split", "text and gaps", "negative"])
+def test_label_metrics_are_scikit_learns(case):
+    """ACC, NMI and ARI from one contingency table equal scikit-learn's functions on the labels themselves."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+    from sklearn.metrics.cluster import contingency_matrix
+
+    rng = np.random.default_rng(5)
+    truth, labels = {
+        "random": (rng.integers(0, 6, 500), rng.integers(0, 9, 500).astype(np.int32)),
+        "permuted": (np.array([0, 0, 1, 1, 2]), np.array([2, 2, 0, 0, 1])),
+        "one cluster each": (np.zeros(6, int), np.zeros(6, int)),
+        "all split": (np.zeros(4, int), np.arange(4)),
+        "text and gaps": (np.array(list("aabbcca")), np.array([30, 30, 7, 7, 7, 1, 30])),
+        "negative": (np.array([-1, -1, 2, 2, 5]), np.array([0, 1, 0, 1, 1])),
+    }[case]
+    table = contingency_matrix(truth, labels)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    assert label_metrics(truth, labels) == {
+        "acc": pytest.approx(table[rows, cols].sum() / table.sum(), abs=1e-12),
+        "nmi": pytest.approx(normalized_mutual_info_score(truth, labels), abs=1e-12),
+        "ari": pytest.approx(adjusted_rand_score(truth, labels), abs=1e-12),
+    }
+
+
 def test_label_metrics_shape_mismatch():
     with pytest.raises(ValueError, match="one label per item"):
         label_metrics(np.zeros(3), np.zeros(4))
