@@ -71,16 +71,22 @@ def test_claims_exclude_cached_and_live_peers_and_free_on_close(engine):
     second.close()
 
 
-def test_lookup_chunks_issue_one_query_per_chunk_and_place_vectors_by_position(engine):
+def test_lookup_chunks_issue_one_query_per_chunk_and_place_vectors_by_position(engine, monkeypatch):
+    import psycopg
+
     call_id = _call(engine)
     stored = [f"h{i:02d}" for i in range(25)]
     batch = _batch(call_id, stored)
     with engine.begin() as conn:
         EmbeddingCache.store(conn, batch)
     wanted = ["missing"] + stored[::-1] + ["also-missing"]  # 27 hashes: 3 chunks of 10
-    with Statements(engine, "embedding_vectors") as statements:
-        chunks = list(EmbeddingCache(engine).lookup_chunks(wanted, chunk_size=10))
-    assert len(statements.seen) == 3
+    seen = []  # the look-up runs on a binary psycopg cursor, below SQLAlchemy's events: count its executes
+    execute = psycopg.Cursor.execute
+    monkeypatch.setattr(psycopg.Cursor, "execute", lambda cur, query, *a, **k: (seen.append(query), execute(cur, query, *a, **k))[1])
+    chunks = list(EmbeddingCache(engine).lookup_chunks(wanted, chunk_size=10))
+    monkeypatch.undo()
+    assert len([q for q in seen if "embedding_vectors" in str(q)]) == 3
+    assert all(c.vectors.dtype == np.float32 and c.vectors.flags.c_contiguous for c in chunks)
     positions = np.concatenate([c.positions for c in chunks])
     vectors = np.concatenate([c.vectors for c in chunks])
     assert sorted(positions.tolist()) == list(range(1, 26))
