@@ -87,6 +87,12 @@ def test_lookup_chunks_issue_one_query_per_chunk_and_place_vectors_by_position(e
     monkeypatch.undo()
     assert len([q for q in seen if "embedding_vectors" in str(q)]) == 3
     assert all(c.vectors.dtype == np.float32 and c.vectors.flags.c_contiguous for c in chunks)
+    # chunks come in the order of the hashes although two connections read them (READERS)
+    assert [sorted(set(c.positions // 10)) for c in chunks] == [[0], [1], [2]]
+    reader = EmbeddingCache(engine).lookup_chunks(wanted, chunk_size=5)
+    next(reader)
+    reader.close()  # a caller that stops early: the reads in flight end, the connections go back to the pool
+    assert engine.pool.checkedout() == 0
     positions = np.concatenate([c.positions for c in chunks])
     vectors = np.concatenate([c.vectors for c in chunks])
     assert sorted(positions.tolist()) == list(range(1, 26))
