@@ -133,6 +133,20 @@ def test_coverage_counts_items_in_big_enough_clusters():
     assert coverage(labels, min_size=1) == 1.0
 
 
+def test_representatives_are_the_cheapest_members_by_cost_then_index():
+    """Per cluster the m members of lowest cost, ties by row index, in that order: the same as one sort of
+    every item by (cluster, cost, index); with ties at the m-th cost, small clusters and an empty one."""
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 6, 400)
+    labels[labels == 5] = 4  # cluster 5 is empty
+    labels[np.flatnonzero(labels == 3)[2:]] = 2  # cluster 3 has two members
+    costs = rng.integers(0, 4, 400).astype(np.float64)  # many ties
+    order = np.lexsort((np.arange(400), costs, labels))
+    expected = [[int(i) for i in order[labels[order] == c][:5]] for c in range(6)]
+    assert representatives(None, labels, np.zeros((6, 2)), m=5, costs=costs) == expected
+    assert expected[5] == [] and len(expected[3]) == 2
+
+
 def test_dispersion_and_representatives():
     x = np.array([[0.0, 0], [1, 0], [3, 0], [10, 0], [12, 0]])
     labels = np.array([0, 0, 0, 1, 1])
