@@ -9,7 +9,10 @@ environment in `env`). It runs, each timed with its peak RSS where it is a proce
 
 - `studyllm sweep` over K = min(ks)..max(ks), RESTARTS restarts, PCA PCA_DIM (a subprocess, wall time
   including start-up, reading the vectors from the cache, the PCA and writing the files; peak RSS of the
-  child from wait4);
+  process, _measure.run_measured);
+- the K loop of that same process, as it reports it (`--json` `seconds.k_loop`), with what it spent
+  outside the loop (embed: the vectors from the cache; pca; write: the files and their records; rest:
+  start-up, reading the input file, provenance);
 - scikit-learn MiniBatchKMeans(K, n_init=RESTARTS, batch_size=4096) for every K on the same projected
   vectors (the vectors `studyllm embed --out` returns from the cache, PCA-projected by the sweep's own
   project_dataset, rows unit-normalised as the sweep's spherical k-means sees them), and KMeans(K,
@@ -17,16 +20,15 @@ environment in `env`). It runs, each timed with its peak RSS where it is a proce
 
 With reference labels (a `label` column of the input, or `labels`), each row carries the NMI at the true
 K (the number of distinct labels, when swept) and, for the CLI, at the K it chose. Every row is a dict:
-stage, n, seconds, per_s, rss_mb, plus nmi, best_k, ratio (seconds over MiniBatchKMeans's) where known.
+stage, n, seconds, per_s, rss_mb, plus nmi, best_k, ratio (seconds over MiniBatchKMeans's: both the
+process's and its K loop's are printed against the same peer) where known.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,31 +37,13 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _measure import exponents, print_growth, row, run_measured  # noqa: E402
+
 STUDYLLM = str(Path(sys.executable).with_name("studyllm"))
 RESTARTS, PCA_DIM, BATCH = 3, 50, 4096
 MBKM, KMEANS, CLI = "sweep: sklearn MiniBatchKMeans", "sweep: sklearn KMeans", "sweep: studyllm sweep"
-
-
-def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, int, str, str]:
-    """Run a command; (wall seconds, peak RSS of the child in bytes, stdout, stderr). SystemExit on failure."""
-    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:
-        start = time.perf_counter()
-        proc = subprocess.Popen(args, env=env, stdout=out_file, stderr=err_file, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)  # reaps the child: its own peak RSS
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out_file.seek(0)
-        err_file.seek(0)
-        out, err = out_file.read(), err_file.read()
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"{' '.join(Path(a).name for a in args[:2])} failed ({code}): {err[-3000:]}")
-    return seconds, usage.ru_maxrss * 1024, out, err
-
-
-def row(stage: str, n: int, seconds: float, rss: int | None, **extra: Any) -> dict[str, Any]:
-    return {"stage": stage, "n": n, "seconds": seconds, "per_s": n / seconds, "rss_mb": rss / 2**20 if rss else None,
-            **extra}
+CLI_LOOP = "sweep: studyllm sweep, K loop"  # the K loop of the same process, from its --json `seconds`
 
 
 def projected_vectors(path: Path, model: str, env: dict[str, str], base: str, pca_dim: int, text_column: str | None) -> np.ndarray:
@@ -102,6 +86,7 @@ def sweep_stage(path: Path, n: int, model: str, env: dict[str, str], base: str, 
            *(["--text-column", text_column] if text_column else [])]
     seconds, rss, stdout, _ = run_measured(cli, env)
     summary = json.loads(stdout)
+    steps = summary["seconds"]  # the sweep's own step times (embed, pca, k_loop, per_k, write)
     by_k = {r["k"]: r for r in summary["per_k"]}
     if labels is None and label_column:
         labels = _read_labels(path, label_column)
@@ -110,7 +95,9 @@ def sweep_stage(path: Path, n: int, model: str, env: dict[str, str], base: str, 
     plan = (summary.get("plan") or {}).get("text")
     cli_row = row(CLI, n, seconds, rss, best_k=summary["best_k"], plan=plan,
                   nmi=by_k.get(true_k, {}).get("nmi"), nmi_best_k=by_k.get(summary["best_k"], {}).get("nmi"))
-    rows = [cli_row]
+    outside = {key: steps[key] for key in ("embed", "pca", "write")}
+    outside["rest"] = seconds - steps["k_loop"] - sum(outside.values())  # start-up, reading the file, provenance
+    rows = [cli_row, row(CLI_LOOP, n, steps["k_loop"], None, outside=outside)]
 
     z = projected_vectors(path, model, env, base, pca_dim, text_column)
     peers = [(MBKM, lambda k: MiniBatchKMeans(k, n_init=restarts, random_state=0, batch_size=BATCH))]
@@ -123,7 +110,7 @@ def sweep_stage(path: Path, n: int, model: str, env: dict[str, str], base: str, 
             if k == true_k:
                 nmi = nmi_at(truth, fitted.labels_)
         rows.append(row(stage, n, time.perf_counter() - start, None, nmi=nmi))
-    peer = rows[1]["seconds"]
+    peer = next(r["seconds"] for r in rows if r["stage"] == MBKM)
     for r in rows:
         r["ratio"] = r["seconds"] / peer
     return rows
@@ -151,18 +138,6 @@ def write_blobs(path: Path, n: int, k: int, seed: int = 0) -> np.ndarray:
     return labels
 
 
-def growth(rows: list[dict[str, Any]], ns: list[int]) -> list[str]:
-    """b of each stage between consecutive N (seconds ∝ N^b)."""
-    lines = []
-    for stage in dict.fromkeys(r["stage"] for r in rows):
-        by_n = {r["n"]: r["seconds"] for r in rows if r["stage"] == stage}
-        for a, b in zip(ns, ns[1:]):
-            if a in by_n and b in by_n:
-                exp = math.log(by_n[b] / by_n[a]) / math.log(b / a)
-                lines.append(f"  {stage:<34}{a:>10,} -> {b:>10,}: b = {exp:.2f}{'  (> 1.1)' if exp > 1.1 else ''}")
-    return lines
-
-
 def print_table(rows: list[dict[str, Any]], ns: list[int]) -> None:
     print(f"{'stage':<34}{'N':>10}{'seconds':>10}{'peak RSS MB':>13}{'x MBKM':>8}{'NMI@true K':>11}  notes")
     for r in rows:
@@ -171,12 +146,11 @@ def print_table(rows: list[dict[str, Any]], ns: list[int]) -> None:
         note = ""
         if r["stage"] == CLI:
             chosen = "-" if r.get("nmi_best_k") is None else f"{r['nmi_best_k']:.4f}"
-            note = f"best K {r['best_k']} (NMI {chosen}); {r.get('plan')}"
+            note = f"process start to exit; best K {r['best_k']} (NMI {chosen}); {r.get('plan')}"
+        if r["stage"] == CLI_LOOP:
+            note = "outside the loop: " + ", ".join(f"{key} {value:.1f} s" for key, value in r["outside"].items())
         print(f"{r['stage']:<34}{r['n']:>10,}{r['seconds']:>10.2f}{rss:>13}{r['ratio']:>8.2f}{nmi:>11}  {note}")
-    lines = growth(rows, ns)
-    if lines:
-        print("\ngrowth exponent b (seconds ∝ N^b) between consecutive N")
-        print("\n".join(lines))
+    print_growth(exponents(rows, ns))
 
 
 def main() -> None:
@@ -190,7 +164,6 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384, help="embedding dimensions of the loopback server")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).parent))
     from _db import scratch_database
 
     from studyllm_core.testing import stub_server_process

@@ -10,8 +10,8 @@ name, so each N is its own vector space with its own HNSW index. Per N, each wit
   (_bare_embed_loop.py; the SDK asks for base64 too);
 - cached: `studyllm embed` again (every text served from the cache);
 - sweep: `_scale_sweep.sweep_stage`:
-  `studyllm sweep` over the K values, 3 restarts, PCA 50, vs scikit-learn MiniBatchKMeans / KMeans on the same
-  projected vectors;
+  `studyllm sweep` over the K values, 3 restarts, PCA 50 (the process, and its own K loop), vs scikit-learn
+  MiniBatchKMeans / KMeans on the same projected vectors;
 - pipeline: the user's path (`studyllm dev` on the same database; prepare_dataset of the same file, then one
   ranged sweep_k run over the same K values, launched as the Launchpad does; each timed from launch to its end)
   vs the CLI sweep of the same run (its peer: the sweep stage runs whenever the pipeline stage does);
@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from _db import scratch_database
+from _measure import exponents, print_growth, row, run_measured
 from _scale_sweep import sweep_stage
 from studyllm_core.testing import stub_server_process
 from studyllm_core.testing.openai_server import blob_embedding, stub_embeddings
@@ -56,39 +55,6 @@ BATCH, CONCURRENCY, DIM = 256, 8, 384
 K_VALUES = list(range(10, 20))  # `studyllm sweep` clusters every K of --k-min..--k-max: 10 values
 RESTARTS, PCA_DIM = 3, 50
 QUERIES, RECALL_QUERIES, CLI_CALLS = 200, 30, 5
-
-
-# -- processes ------------------------------------------------------------------------------------
-
-
-def run_measured(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (bytes: the process and its children, sampled every 20 ms) and stdout of one
-    process, start to exit. (wait4's ru_maxrss would count the bench's own RSS, inherited at fork.)"""
-    import psutil
-
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=err, text=True)
-        peak = 0
-        watched = psutil.Process(proc.pid)
-        while proc.poll() is None:
-            try:
-                peak = max(peak, watched.memory_info().rss + sum(c.memory_info().rss for c in watched.children(True)))
-            except psutil.Error:
-                pass
-            time.sleep(0.02)
-        seconds = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(Path(a).name for a in args[:3])} failed ({proc.returncode}): {stderr[-3000:]}")
-    return seconds, peak, stdout
-
-
-def row(stage: str, n: int, seconds: float, rss: int | None, items: int | None = None, **extra: Any) -> dict[str, Any]:
-    return {"stage": stage, "n": n, "seconds": seconds, "per_s": (items if items is not None else n) / seconds,
-            "rss_mb": rss / 2**20 if rss else None, **extra}
 
 
 # -- stages ---------------------------------------------------------------------------------------
@@ -105,14 +71,14 @@ def embed_stages(path: Path, n: int, model: str, env: dict[str, str], base: str)
     cli = [STUDYLLM, "embed", str(path), "--provider", "openai-compatible", "--model", model,
            "--batch-size", str(BATCH), "--concurrency", str(CONCURRENCY), "--json"]
     rows = []
-    seconds, rss, out = run_measured(cli, env)
+    seconds, rss, out, _ = run_measured(cli, env)
     first = json.loads(out)
     assert first["embedded"] == n, first
     rows.append(row("embed", n, seconds, rss))
     bare = [sys.executable, str(HERE / "_bare_embed_loop.py"), base, str(path), str(BATCH), str(CONCURRENCY)]
-    seconds, rss, _ = run_measured(bare, env)
+    seconds, rss, _, _ = run_measured(bare, env)
     rows.append(row("embed: bare client loop", n, seconds, rss))
-    seconds, rss, out = run_measured(cli, env)
+    seconds, rss, out, _ = run_measured(cli, env)
     again = json.loads(out)
     assert again["cached"] == n and again["api_requests"] == 0, again
     rows.append(row("cached re-run", n, seconds, rss))
@@ -191,7 +157,7 @@ def similar_stage(engine, n: int, env: dict[str, str], work: Path, *, random_mod
     path = work / f"blobs-{n}.txt"
     write_blob_texts(path, n, blobs)
     model = f"bench-similar-{n}"
-    seconds, _, _ = run_measured([STUDYLLM, "embed", str(path), "--provider", "openai-compatible", "--model", model,
+    seconds, _, _, _ = run_measured([STUDYLLM, "embed", str(path), "--provider", "openai-compatible", "--model", model,
                                   "--batch-size", str(BATCH), "--concurrency", str(CONCURRENCY), "--json"], env)
     print(f"  N={n:,} similar: embedded {n:,} clustered texts ({blobs:,} blobs) in {seconds:.1f} s", file=sys.stderr, flush=True)
     queries = np.array([blob_embedding(model, f"c{i * 7 % blobs} query {i}", DIM) for i in range(QUERIES)], dtype=np.float32)
@@ -274,19 +240,6 @@ def recall_at_10(engine, model: str, queries: np.ndarray, found: list[set[int]])
 # -- report ---------------------------------------------------------------------------------------
 
 
-def exponents(rows: list[dict[str, Any]], ns: list[int]) -> list[dict[str, Any]]:
-    """b of each stage between consecutive N: seconds ∝ N^b."""
-    out = []
-    stages = list(dict.fromkeys(r["stage"] for r in rows))
-    for stage in stages:
-        by_n = {r["n"]: r["seconds"] for r in rows if r["stage"] == stage}
-        for a, b in zip(ns, ns[1:]):
-            if a in by_n and b in by_n and by_n[a] > 0:
-                exp = math.log(by_n[b] / by_n[a]) / math.log(b / a)
-                out.append({"stage": stage, "from": a, "to": b, "b": exp, "flag": exp > 1.1})
-    return out
-
-
 WHY = {
     "similar: index build": "IVFFlat files each vector under the nearest of sqrt(N) lists (N^1.5 distances); "
                             "HNSW inserts by a graph search (N log N), slower once the graph outgrows memory",
@@ -297,7 +250,8 @@ WHY = {
 def print_table(rows: list[dict[str, Any]], exps: list[dict[str, Any]], sizes_by_n: dict[int, dict[str, Any]]) -> None:
     print(f"{'stage':<34}{'N':>10}{'seconds':>10}{'items/s':>11}{'peak RSS MB':>13}  peer / notes")
     peers = {"embed": "embed: bare client loop", "pipeline: studyllm dev runs": "sweep: studyllm sweep",
-             "sweep: studyllm sweep": "sweep: sklearn MiniBatchKMeans"}
+             "sweep: studyllm sweep": "sweep: sklearn MiniBatchKMeans",
+             "sweep: studyllm sweep, K loop": "sweep: sklearn MiniBatchKMeans"}
     by_key = {(r["stage"], r["n"]): r for r in rows}
     for r in rows:
         note = ""
@@ -319,6 +273,8 @@ def print_table(rows: list[dict[str, Any]], exps: list[dict[str, Any]], sizes_by
         if "runs" in r:
             note += "; " + "; ".join(f"{label}: {v['launch_to_start']} s to start + {v['start_to_end']} s, "
                                      f"{v['rss_mb']} MB, steps {v['steps']}" for label, v in r["runs"].items())
+        if "outside" in r:
+            note += "; outside the loop: " + ", ".join(f"{key} {value:.1f} s" for key, value in r["outside"].items())
         if "best_k" in r:
             note += f"; best K {r['best_k']}"
         rss = f"{r['rss_mb']:,.0f}" if r.get("rss_mb") else "-"
@@ -331,10 +287,7 @@ def print_table(rows: list[dict[str, Any]], exps: list[dict[str, Any]], sizes_by
         print(f"  N={n:>9,}: table {per['table']:,.0f}  b-tree {per['indexes'] - per['hnsw_index']:,.0f}  HNSW {per['hnsw_index']:,.0f}  "
               f"raw_calls {per['raw_calls']:,.0f}  group_embeddings {per['group_embeddings']:,.0f}  total {per['database']:,.0f}")
     print()
-    print("growth exponent b (seconds ∝ N^b) between consecutive N; * where b > 1.1")
-    for e in exps:
-        flag = f"  * {WHY.get(e['stage'], 'see the stage')}" if e["flag"] else ""
-        print(f"  {e['stage']:<34}{e['from']:>9,} -> {e['to']:>9,}: b = {e['b']:.2f}{flag}")
+    print_growth(exps, WHY)
 
 
 @contextmanager

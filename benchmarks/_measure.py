@@ -1,0 +1,67 @@
+"""What the scale benchmarks share: one process timed with its peak RSS, a figures row, growth exponents.
+
+bench_scale.py and _scale_sweep.py both import these, so a figure means the same in both.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def run_measured(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str, str]:
+    """Wall seconds (start to exit, the process's start-up included), peak RSS (bytes: the process and its
+    children, sampled every 20 ms), stdout and stderr of one process; SystemExit with its stderr on failure.
+    (wait4's ru_maxrss would count the benchmark's own RSS, inherited at fork.)"""
+    import psutil
+
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=err, text=True)
+        peak = 0
+        watched = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                peak = max(peak, watched.memory_info().rss + sum(c.memory_info().rss for c in watched.children(True)))
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(Path(a).name for a in args[:3])} failed ({proc.returncode}): {stderr[-3000:]}")
+    return seconds, peak, stdout, stderr
+
+
+def row(stage: str, n: int, seconds: float, rss: int | None, items: int | None = None, **extra: Any) -> dict[str, Any]:
+    """One figure: stage, N, seconds, items per second (N unless `items`), peak RSS in MB (None: not measured)."""
+    return {"stage": stage, "n": n, "seconds": seconds, "per_s": (items if items is not None else n) / seconds,
+            "rss_mb": rss / 2**20 if rss else None, **extra}
+
+
+def exponents(rows: list[dict[str, Any]], ns: list[int]) -> list[dict[str, Any]]:
+    """b of each stage between consecutive N: seconds ∝ N^b (flag: b > 1.1)."""
+    out = []
+    for stage in dict.fromkeys(r["stage"] for r in rows):
+        by_n = {r["n"]: r["seconds"] for r in rows if r["stage"] == stage}
+        for a, b in zip(ns, ns[1:]):
+            if a in by_n and b in by_n and by_n[a] > 0:
+                exp = math.log(by_n[b] / by_n[a]) / math.log(b / a)
+                out.append({"stage": stage, "from": a, "to": b, "b": exp, "flag": exp > 1.1})
+    return out
+
+
+def print_growth(exps: list[dict[str, Any]], why: dict[str, str] | None = None) -> None:
+    """The growth exponents, one line per stage and pair of N; * where b > 1.1, with `why[stage]` when known."""
+    if not exps:
+        return
+    print("\ngrowth exponent b (seconds ∝ N^b) between consecutive N; * where b > 1.1")
+    for e in exps:
+        flag = f"  * {(why or {}).get(e['stage'], 'see the stage')}" if e["flag"] else ""
+        print(f"  {e['stage']:<34}{e['from']:>9,} -> {e['to']:>9,}: b = {e['b']:.2f}{flag}")
