@@ -342,3 +342,15 @@ def test_the_embeddings_are_freed_before_the_k_loop_and_each_step_says_its_time(
     assert lines[0].startswith(f"{len(texts)} texts ({len(texts)} unique): ") and timed.search(lines[0])
     assert lines[1].startswith("PCA ") and timed.search(lines[1])
     assert all(timed.search(line) for line in lines if line.startswith("K="))
+
+
+@pytest.mark.parametrize("bad", [None, "", "   ", "x" * 50, "nul\x00here", "lone \udc80"])
+def test_usable_count_matches_the_check_of_each_text(bad):
+    """A clean file is counted whole (one scan); one text the service would refuse makes it count text by text."""
+    from studyllm_core.services.capture.cache_key import unusable_reason
+    from studyllm_core.services.sweep.service import usable_count
+
+    clean = [f"text {i}" for i in range(20)]
+    assert usable_count(clean, 40) == 20
+    mixed = clean[:7] + [bad] + clean[7:]
+    assert usable_count(mixed, 40) == sum(unusable_reason(t, 40) is None for t in mixed) == 20
