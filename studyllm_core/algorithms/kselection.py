@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .kmeans import k_llmmeans
+from .metrics import adjusted_rand
 from .results import ClusteringResult
 from .validation import as_matrix, check_metric, check_positive_int, normalize_rows
 
@@ -144,8 +145,6 @@ def subsample_stability(x: np.ndarray, k: int, config: KSelectionConfig, seed: i
     """Adjusted Rand index of every pair among `n_resamples` clusterings of random subsamples (each the
     best of `n_init` k-means++ starts, extended to all rows of x by the nearest centroid). Rows of x
     must be unit-norm for the cosine metric."""
-    from sklearn.metrics import adjusted_rand_score
-
     n = x.shape[0]
     size = subsample_size(n, k, config)
     extended = []
@@ -158,7 +157,7 @@ def subsample_stability(x: np.ndarray, k: int, config: KSelectionConfig, seed: i
         ]
         best = min(fits, key=lambda fit: fit.objective)
         extended.append(_nearest(x, best.centroids, metric))
-    return np.array([adjusted_rand_score(a, b) for a, b in combinations(extended, 2)])
+    return np.array([adjusted_rand(a, b) for a, b in combinations(extended, 2)])
 
 
 def prediction_strength(x: np.ndarray, k: int, config: KSelectionConfig, seed: int, metric: str = "cosine") -> np.ndarray:

@@ -141,9 +141,7 @@ class Stability:
 
 def stability(labelings: Sequence[np.ndarray]) -> Stability:
     """Agreement between restarts of the same K: adjusted Rand index over all pairs of labelings."""
-    from sklearn.metrics import adjusted_rand_score
-
-    scores = [adjusted_rand_score(a, b) for a, b in combinations(labelings, 2)]
+    scores = [adjusted_rand(a, b) for a, b in combinations(labelings, 2)]
     if not scores:
         return Stability(float("nan"), float("nan"), 0)
     return Stability(float(np.mean(scores)), float(np.std(scores)), len(scores))
@@ -197,11 +195,23 @@ def label_metrics(true_labels: np.ndarray, labels: np.ndarray) -> dict[str, floa
         mi = mutual_info_score(None, None, contingency=table.astype(np.float64))
         entropies = [-float(np.sum((c / n) * (np.log(c) - np.log(n)))) for c in (classes, clusters)]
         nmi = 0.0 if mi == 0 else float(mi / np.mean(entropies))
-    # adjusted_rand_score from pair_confusion_matrix's counts, in Python integers (no overflow)
+    return {"acc": _accuracy(table), "nmi": nmi, "ari": _adjusted_rand(table)}
+
+
+def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
+    """scikit-learn's adjusted_rand_score of two labelings, from one contingency table (no sort of N labels
+    for a sweep's integer labels, none of scikit-learn's per-call validation)."""
+    return _adjusted_rand(contingency(a, b))
+
+
+def _adjusted_rand(table: np.ndarray) -> float:
+    """adjusted_rand_score from pair_confusion_matrix's counts, in Python integers (no overflow)."""
+    n = int(table.sum())
     sum_squares = int(np.sum(table.astype(np.int64) ** 2))
-    fp = int((table @ clusters).sum()) - sum_squares
-    fn = int((table.T @ classes).sum()) - sum_squares
+    fp = int((table @ table.sum(axis=0)).sum()) - sum_squares
+    fn = int((table.T @ table.sum(axis=1)).sum()) - sum_squares
     tp = sum_squares - n
     tn = n * n - fp - fn - sum_squares
-    ari = 1.0 if fn == 0 and fp == 0 else 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
-    return {"acc": _accuracy(table), "nmi": nmi, "ari": float(ari)}
+    if fn == 0 and fp == 0:
+        return 1.0
+    return float(2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn)))

@@ -15,7 +15,7 @@ from studyllm_core.algorithms import (
     silhouette,
     stability,
 )
-from studyllm_core.algorithms.metrics import cosine_silhouette_samples
+from studyllm_core.algorithms.metrics import adjusted_rand, cosine_silhouette_samples
 
 
 def test_accuracy_is_one_under_a_label_permutation():
@@ -68,6 +68,7 @@ def test_label_metrics_are_scikit_learns(case):
         "nmi": pytest.approx(normalized_mutual_info_score(truth, labels), abs=1e-12),
         "ari": pytest.approx(adjusted_rand_score(truth, labels), abs=1e-12),
     }
+    assert adjusted_rand(labels, truth) == pytest.approx(adjusted_rand_score(labels, truth), abs=1e-12)
 
 
 def test_label_metrics_shape_mismatch():
