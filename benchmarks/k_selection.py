@@ -125,9 +125,10 @@ def load_set(name: str) -> DataSet:
     return DataSet(name, x, labels, true_k, k_range(true_k))
 
 
-def sweep(z: np.ndarray, truth: np.ndarray, ks: list[int], seed: int) -> tuple[dict, float]:
-    """The sweep's per-K work (what run_sweep does per K) over `ks`: chosen clustering, scores, NMI."""
-    config = SweepConfig(k_min=min(ks), k_max=max(ks), seed=seed, metric="cosine")
+def sweep(z: np.ndarray, truth: np.ndarray, ks: list[int], seed: int, **options) -> tuple[dict, float]:
+    """The sweep's per-K work (what run_sweep does per K) over `ks`: chosen clustering, scores, NMI.
+    `options`: SweepConfig fields other than the defaults (e.g. breathing=True)."""
+    config = SweepConfig(k_min=min(ks), k_max=max(ks), seed=seed, metric="cosine", **options)
     started = time.process_time()
     per_k = {}
     for k in ks:
@@ -200,6 +201,12 @@ def main() -> None:
     parser.add_argument("--restability", action="store_true",
                         help="with --from-saved: recompute the stability criterion (the saved sweeps' other criteria "
                              "kept) with the settings below, on the same projected vectors; its seconds are measured now")
+    parser.add_argument("--breathing", choices=("on", "off"), default=None,
+                        help="breathing k-means on each K's chosen restart (SweepConfig.breathing; default: the sweep's default)")
+    parser.add_argument("--breathing-depth", type=int, default=None, help="SweepConfig.breathing_depth")
+    parser.add_argument("--suffix", default="",
+                        help="appended to the saved pickles' names (k_selection_<set><suffix>.pkl), e.g. to keep the "
+                             "ones docs/methods.md quotes")
     parser.add_argument("--n-resamples", type=int, default=KSelectionConfig.n_resamples)
     parser.add_argument("--n-init", type=int, default=KSelectionConfig.n_init)
     parser.add_argument("--fraction", type=float, default=KSelectionConfig.fraction)
@@ -212,7 +219,12 @@ def main() -> None:
     table = []
     saved: dict[str, dict] = {}
     nmi_at_true: dict[str, list[float]] = {}
-    suffix = "_uncentered" if args.uncentered else ""
+    suffix = ("_uncentered" if args.uncentered else "") + args.suffix
+    options = {}
+    if args.breathing is not None:
+        options["breathing"] = args.breathing == "on"
+    if args.breathing_depth is not None:
+        options["breathing_depth"] = args.breathing_depth
     for name in args.sets:
         if args.from_saved:  # re-decide a run's per-K criteria: no sweep, no criterion is recomputed
             with open(OUT / f"k_selection_{name}{suffix}.pkl", "rb") as handle:
@@ -248,7 +260,7 @@ def main() -> None:
                     crit = {k: {**crit[k], **{n: v for n, v in part[k].items() if n.startswith(family)}}
                             for k in data.ks}
             else:
-                per_k, elapsed = sweep(z, data.labels, data.ks, seed)
+                per_k, elapsed = sweep(z, data.labels, data.ks, seed, **options)
                 results = [per_k[k]["result"] for k in data.ks]
                 nmi = {k: v["nmi"] for k, v in per_k.items()}
                 crit = {k: {} for k in data.ks}
@@ -295,7 +307,7 @@ def main() -> None:
     print(f"Vectors: all-MiniLM-L6-v2 (labelled sets) or 64-d vMF blobs (syn_*), PCA {PCA_DIM}"
           f"{' uncentered' if args.uncentered else ''}, spherical k-means, "
           f"5 restarts per K (the sweep's cluster_restarts/score_k), seeds 0..{args.seeds - 1}.")
-    print(f"Selection settings: {base}")
+    print(f"Selection settings: {base}; sweep options: {options or 'defaults'}")
     print("Columns: chosen K per seed ('-': undecided); mean and worst relative error to the true K; every seed within "
           "5% of the seeds' median; true K inside the stated interval (seeds); NMI at the chosen K minus NMI at the "
           "true K (same seed's sweep, mean, points); the rule's CPU seconds per sweep (process time: the machine is shared) and their ratio to the sweep's own; "
