@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .breathing import BREATHING_DEPTH, BreathingReport, breathe
+from .breathing import BreathingReport, breathe
 from .kmeans import Embed, Project, Summarize, k_llmmeans, refine
 from .kselection import KSelectionConfig, decide, rule_text
 from .kselection import criteria as selection_criteria
@@ -84,9 +84,10 @@ class SweepConfig:
     refine_iter: int = REFINE_ITER
     criteria_sample_size: int = CRITERIA_SAMPLE
     # Breathing k-means (algorithms/breathing.py) on the chosen restart of each K, k-means without a
-    # summariser only; at large N on the fit sample, before the refinement. Depth: centroids per breath.
+    # summariser only; at large N on the fit sample, before the refinement. Depth: centroids per breath
+    # (None: breathing.depth_for(K) = max(5, K // 3)).
     breathing: bool = False
-    breathing_depth: int = BREATHING_DEPTH
+    breathing_depth: int | None = None
 
     def validate(self) -> None:
         """Reject settings that cannot work whatever the data; data-dependent checks happen in run_sweep."""
@@ -114,7 +115,8 @@ class SweepConfig:
         check_positive_int(self.fit_sample_size, "fit_sample_size", minimum=2)
         check_positive_int(self.refine_iter, "refine_iter")
         check_positive_int(self.criteria_sample_size, "criteria_sample_size", minimum=2)
-        check_positive_int(self.breathing_depth, "breathing_depth")
+        if self.breathing_depth is not None:
+            check_positive_int(self.breathing_depth, "breathing_depth")
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ class SweepPlan:
     criteria_rows: np.ndarray | None = None
     silhouette_sample: int | None = None  # None: exact silhouette
     refine_iter: int = REFINE_ITER
-    breathing_depth: int | None = None  # breathing k-means after each K's best restart (None: off)
+    breathing: bool = False  # breathing k-means after each K's best restart
+    breathing_depth: int | None = None  # its depth (None: max(5, K // 3))
 
     @property
     def large(self) -> bool:
@@ -138,8 +141,9 @@ class SweepPlan:
     def describe(self) -> str:
         """One line saying what was chosen and why (progress line and report)."""
         sil = f"silhouette on a {self.silhouette_sample:,} sample" if self.silhouette_sample else "exact silhouette"
-        breathing = ("" if self.breathing_depth is None else
-                     f"; breathing k-means (depth {self.breathing_depth}) on each K's best restart without summaries")
+        depth = "max(5, K // 3)" if self.breathing_depth is None else str(self.breathing_depth)
+        breathing = (f"; breathing k-means (depth {depth}) on each K's best restart without summaries"
+                     if self.breathing else "")
         if not self.large:
             return f"N={self.n:,} <= {self.large_n:,}: k-means restarts and K criteria on all N, {sil}{breathing}"
         assert self.fit_rows is not None and self.criteria_rows is not None
@@ -153,7 +157,7 @@ class SweepPlan:
             "fit_sample": None if self.fit_rows is None else int(self.fit_rows.size),
             "criteria_sample": None if self.criteria_rows is None else int(self.criteria_rows.size),
             "silhouette_sample": self.silhouette_sample, "refine_iter": self.refine_iter if self.large else None,
-            "breathing_depth": self.breathing_depth,
+            "breathing": self.breathing, "breathing_depth": self.breathing_depth,
             "text": self.describe(),
         }
 
@@ -166,12 +170,13 @@ def sample_rows(n: int, size: int, seed: int, purpose: int) -> np.ndarray:
 def sweep_plan(n: int, config: SweepConfig) -> SweepPlan:
     """The plan of a sweep of n items (SweepPlan). Large N only for k-means (k-subspaces is exact at any N)."""
     sil = config.silhouette_sample_size if n > config.silhouette_sample_size else None
-    breathing = config.breathing_depth if config.breathing and config.method == "kllmmeans" else None
+    breathing = config.breathing and config.method == "kllmmeans"
     if n <= config.large_n or config.method != "kllmmeans":
-        return SweepPlan(n, config.large_n, silhouette_sample=sil, breathing_depth=breathing)
+        return SweepPlan(n, config.large_n, silhouette_sample=sil, breathing=breathing,
+                         breathing_depth=config.breathing_depth)
     fit = sample_rows(n, min(n, config.fit_sample_size), config.seed, 1)
     crit = sample_rows(n, min(n, config.criteria_sample_size), config.seed, 2)
-    return SweepPlan(n, config.large_n, fit, crit, sil, config.refine_iter, breathing)
+    return SweepPlan(n, config.large_n, fit, crit, sil, config.refine_iter, breathing, config.breathing_depth)
 
 
 def restart_seed(seed: int, k: int, restart: int) -> int:

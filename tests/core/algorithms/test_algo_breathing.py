@@ -57,7 +57,7 @@ def test_reaches_the_true_partitions_objective_where_restarts_do_not(metric):
         result, report = breathe(x, start)
         assert result.objective <= target * (1 + 1e-3)
         assert report.objective_before == start.objective and report.objective_after == result.objective
-        assert report.kept >= 1 and report.cycles >= report.kept + 5  # ends after `depth` failed cycles
+        assert report.kept >= 1 and report.cycles >= report.kept + 3  # m = 6, 3, 1 fail before the end
         own = np.sum((x - result.centroids[result.labels]) ** 2) * (0.5 if metric == "cosine" else 1.0)
         assert result.objective == pytest.approx(own, rel=1e-6)
         assert np.bincount(result.labels, minlength=20).min() > 0 and result.k == 20
@@ -79,7 +79,7 @@ def test_an_optimal_start_is_returned_as_it_is():
     x, truth = sibling_blobs(k=4, parents=4, min_size=60, spread=0.1, seed=2)  # four clear blobs
     start = cluster_restarts(x, None, 4, SweepConfig(k_min=2, k_max=4)).chosen
     result, report = breathe(x, start)
-    assert result is start and report.kept == 0 and report.cycles == 4  # depth min(5, K) cycles, none kept
+    assert result is start and report.kept == 0 and report.cycles == 3  # m = 4, 2, 1: none kept
     one, report = breathe(x, cluster_restarts(x, None, 2, SweepConfig(k_min=2, k_max=2)).chosen, depth=0)
     assert report.cycles == 0
 
@@ -124,11 +124,11 @@ def test_the_plan_says_it_runs_and_the_depth_is_validated(directions):
     messages: list[str] = []
     result = run_sweep(x, None, SweepConfig(k_min=2, k_max=4, n_restarts=2, breathing=True), labels=truth,
                        progress=messages.append)
-    assert "breathing k-means (depth 5) on each K's best restart" in messages[0]
-    assert result.to_dict()["plan"]["breathing_depth"] == 5
+    assert "breathing k-means (depth max(5, K // 3)) on each K's best restart" in messages[0]
+    assert result.to_dict()["plan"]["breathing"]
     assert all(item.restarts.breathing is not None for item in result.per_k)
     off = run_sweep(x, None, SweepConfig(k_min=2, k_max=3, n_restarts=2), labels=truth)
-    assert "breathing" not in off.plan.describe() and off.to_dict()["plan"]["breathing_depth"] is None
+    assert "breathing" not in off.plan.describe() and not off.to_dict()["plan"]["breathing"]
     with pytest.raises(ValueError, match="breathing_depth"):
         SweepConfig(breathing=True, breathing_depth=0).validate()
 
