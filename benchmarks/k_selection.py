@@ -1,6 +1,8 @@
 """How well each K-selection rule finds the true number of clusters, on labelled and synthetic sets.
 
 Run: python benchmarks/k_selection.py [--seeds 5] [--sets agnews_8000 syn_k10 ...] [--rules consensus bic ...] [--uncentered]
+     [--breathing on|off] [--breathing-depth M] [--suffix _name]  (the sweep's breathing k-means, default
+     on; --suffix keeps the saved pickles apart from the default run's)
      python benchmarks/k_selection.py --from-saved [--restability --n-resamples 8 --n-init 2 --max-sample 3000]
      (re-decide a run's saved per-K criteria; label-free criteria it lacks, or stability with other
      settings, are computed on the same projected vectors)
@@ -9,7 +11,7 @@ For every set (the labelled sets of /work/shared/data, embedded once with the pa
 under benchmarks/out/; synthetic von Mises-Fisher blobs on the sphere with unequal sizes and overlapping
 sub-topics, generated from a fixed seed), the vectors are projected by PCA 50 as the sweep does and
 swept over about 0.5x-1.5x the true K (a step for large K) with the sweep's own per-K code
-(cluster_restarts with the default 5 restarts, score_k, representatives), once per seed. Then:
+(cluster_restarts with the default 5 restarts and breathing k-means, score_k, representatives), once per seed. Then:
 
 - per rule (studyllm_core.algorithms.kselection: criteria() once per seed, decide() per rule; plus
   today's silhouette + restart-ARI rule from the same sweep): the chosen K per seed, the mean and worst

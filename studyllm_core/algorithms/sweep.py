@@ -86,7 +86,7 @@ class SweepConfig:
     # Breathing k-means (algorithms/breathing.py) on the chosen restart of each K, k-means without a
     # summariser only; at large N on the fit sample, before the refinement. Depth: centroids per breath
     # (None: breathing.depth_for(K) = max(5, K // 3)).
-    breathing: bool = False
+    breathing: bool = True
     breathing_depth: int | None = None
 
     def validate(self) -> None:

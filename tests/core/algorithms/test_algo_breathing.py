@@ -51,7 +51,8 @@ def test_reaches_the_true_partitions_objective_where_restarts_do_not(metric):
     x, truth = sibling_blobs()
     target = truth_objective(x, truth, metric)
     for seed in range(3):
-        restarts = cluster_restarts(x, None, 20, SweepConfig(k_min=2, k_max=20, seed=seed, metric=metric))
+        restarts = cluster_restarts(x, None, 20, SweepConfig(k_min=2, k_max=20, seed=seed, metric=metric,
+                                                             breathing=False))
         start = restarts.chosen
         assert start.objective > 1.01 * target  # best of 5 k-means++ restarts: stuck 2-5% above
         result, report = breathe(x, start)
@@ -66,7 +67,8 @@ def test_reaches_the_true_partitions_objective_where_restarts_do_not(metric):
 def test_same_start_same_result_and_never_worse():
     x, _ = sibling_blobs(seed=1)
     for seed in range(4):
-        start = cluster_restarts(x, None, 20, SweepConfig(k_min=2, k_max=20, seed=seed, n_restarts=1)).chosen
+        start = cluster_restarts(x, None, 20, SweepConfig(k_min=2, k_max=20, seed=seed, n_restarts=1,
+                                                          breathing=False)).chosen
         a, report_a = breathe(x, start)
         b, report_b = breathe(x, start)
         np.testing.assert_array_equal(a.labels, b.labels)
@@ -77,17 +79,17 @@ def test_same_start_same_result_and_never_worse():
 
 def test_an_optimal_start_is_returned_as_it_is():
     x, truth = sibling_blobs(k=4, parents=4, min_size=60, spread=0.1, seed=2)  # four clear blobs
-    start = cluster_restarts(x, None, 4, SweepConfig(k_min=2, k_max=4)).chosen
+    start = cluster_restarts(x, None, 4, SweepConfig(k_min=2, k_max=4, breathing=False)).chosen
     result, report = breathe(x, start)
     assert result is start and report.kept == 0 and report.cycles == 3  # m = 4, 2, 1: none kept
-    one, report = breathe(x, cluster_restarts(x, None, 2, SweepConfig(k_min=2, k_max=2)).chosen, depth=0)
+    one, report = breathe(x, cluster_restarts(x, None, 2, SweepConfig(k_min=2, k_max=2, breathing=False)).chosen, depth=0)
     assert report.cycles == 0
 
 
-def test_cluster_restarts_breathes_on_the_chosen_restart_only_when_asked():
+def test_cluster_restarts_breathes_on_the_chosen_restart_by_default_and_not_when_off():
     x, truth = sibling_blobs(seed=0)
-    plain = cluster_restarts(x, None, 20, SweepConfig(k_min=2, k_max=20))
-    breathed = cluster_restarts(x, None, 20, SweepConfig(k_min=2, k_max=20, breathing=True))
+    plain = cluster_restarts(x, None, 20, SweepConfig(k_min=2, k_max=20, breathing=False))
+    breathed = cluster_restarts(x, None, 20, SweepConfig(k_min=2, k_max=20))
     assert plain.breathing is None and breathed.breathing is not None
     for a, b in zip(plain.runs, breathed.runs):  # the restarts (and their stability) are unchanged
         np.testing.assert_array_equal(a.labels, b.labels)
@@ -98,7 +100,7 @@ def test_cluster_restarts_breathes_on_the_chosen_restart_only_when_asked():
 
 def test_with_summaries_the_k_llmmeans_path_is_left_as_it_is():
     x, _ = sibling_blobs(seed=0)
-    config = SweepConfig(k_min=2, k_max=20, n_restarts=2)
+    config = SweepConfig(k_min=2, k_max=20, n_restarts=2)  # breathing on by default
     runs = []
     for breathing in (False, True):
         llm = FakeLLM(x)
@@ -127,7 +129,7 @@ def test_the_plan_says_it_runs_and_the_depth_is_validated(directions):
     assert "breathing k-means (depth max(5, K // 3)) on each K's best restart" in messages[0]
     assert result.to_dict()["plan"]["breathing"]
     assert all(item.restarts.breathing is not None for item in result.per_k)
-    off = run_sweep(x, None, SweepConfig(k_min=2, k_max=3, n_restarts=2), labels=truth)
+    off = run_sweep(x, None, SweepConfig(k_min=2, k_max=3, n_restarts=2, breathing=False), labels=truth)
     assert "breathing" not in off.plan.describe() and not off.to_dict()["plan"]["breathing"]
     with pytest.raises(ValueError, match="breathing_depth"):
         SweepConfig(breathing=True, breathing_depth=0).validate()
