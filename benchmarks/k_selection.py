@@ -1,6 +1,8 @@
 """How well each K-selection rule finds the true number of clusters, on labelled and synthetic sets.
 
 Run: python benchmarks/k_selection.py [--seeds 5] [--sets agnews_8000 syn_k10 ...] [--rules consensus bic ...] [--uncentered]
+     [--breathing on|off] [--breathing-depth M] [--suffix _name]  (the sweep's breathing k-means, default
+     on; --suffix keeps the saved pickles apart from the default run's)
      python benchmarks/k_selection.py --from-saved [--restability --n-resamples 8 --n-init 2 --max-sample 3000]
      (re-decide a run's saved per-K criteria; label-free criteria it lacks, or stability with other
      settings, are computed on the same projected vectors)
@@ -9,7 +11,7 @@ For every set (the labelled sets of /work/shared/data, embedded once with the pa
 under benchmarks/out/; synthetic von Mises-Fisher blobs on the sphere with unequal sizes and overlapping
 sub-topics, generated from a fixed seed), the vectors are projected by PCA 50 as the sweep does and
 swept over about 0.5x-1.5x the true K (a step for large K) with the sweep's own per-K code
-(cluster_restarts with the default 5 restarts, score_k, representatives), once per seed. Then:
+(cluster_restarts with the default 5 restarts and breathing k-means, score_k, representatives), once per seed. Then:
 
 - per rule (studyllm_core.algorithms.kselection: criteria() once per seed, decide() per rule; plus
   today's silhouette + restart-ARI rule from the same sweep): the chosen K per seed, the mean and worst
@@ -125,9 +127,10 @@ def load_set(name: str) -> DataSet:
     return DataSet(name, x, labels, true_k, k_range(true_k))
 
 
-def sweep(z: np.ndarray, truth: np.ndarray, ks: list[int], seed: int) -> tuple[dict, float]:
-    """The sweep's per-K work (what run_sweep does per K) over `ks`: chosen clustering, scores, NMI."""
-    config = SweepConfig(k_min=min(ks), k_max=max(ks), seed=seed, metric="cosine")
+def sweep(z: np.ndarray, truth: np.ndarray, ks: list[int], seed: int, **options) -> tuple[dict, float]:
+    """The sweep's per-K work (what run_sweep does per K) over `ks`: chosen clustering, scores, NMI.
+    `options`: SweepConfig fields other than the defaults (e.g. breathing=True)."""
+    config = SweepConfig(k_min=min(ks), k_max=max(ks), seed=seed, metric="cosine", **options)
     started = time.process_time()
     per_k = {}
     for k in ks:
@@ -200,6 +203,12 @@ def main() -> None:
     parser.add_argument("--restability", action="store_true",
                         help="with --from-saved: recompute the stability criterion (the saved sweeps' other criteria "
                              "kept) with the settings below, on the same projected vectors; its seconds are measured now")
+    parser.add_argument("--breathing", choices=("on", "off"), default=None,
+                        help="breathing k-means on each K's chosen restart (SweepConfig.breathing; default: the sweep's default)")
+    parser.add_argument("--breathing-depth", type=int, default=None, help="SweepConfig.breathing_depth")
+    parser.add_argument("--suffix", default="",
+                        help="appended to the saved pickles' names (k_selection_<set><suffix>.pkl), e.g. to keep the "
+                             "ones docs/methods.md quotes")
     parser.add_argument("--n-resamples", type=int, default=KSelectionConfig.n_resamples)
     parser.add_argument("--n-init", type=int, default=KSelectionConfig.n_init)
     parser.add_argument("--fraction", type=float, default=KSelectionConfig.fraction)
@@ -212,7 +221,12 @@ def main() -> None:
     table = []
     saved: dict[str, dict] = {}
     nmi_at_true: dict[str, list[float]] = {}
-    suffix = "_uncentered" if args.uncentered else ""
+    suffix = ("_uncentered" if args.uncentered else "") + args.suffix
+    options = {}
+    if args.breathing is not None:
+        options["breathing"] = args.breathing == "on"
+    if args.breathing_depth is not None:
+        options["breathing_depth"] = args.breathing_depth
     for name in args.sets:
         if args.from_saved:  # re-decide a run's per-K criteria: no sweep, no criterion is recomputed
             with open(OUT / f"k_selection_{name}{suffix}.pkl", "rb") as handle:
@@ -248,7 +262,7 @@ def main() -> None:
                     crit = {k: {**crit[k], **{n: v for n, v in part[k].items() if n.startswith(family)}}
                             for k in data.ks}
             else:
-                per_k, elapsed = sweep(z, data.labels, data.ks, seed)
+                per_k, elapsed = sweep(z, data.labels, data.ks, seed, **options)
                 results = [per_k[k]["result"] for k in data.ks]
                 nmi = {k: v["nmi"] for k, v in per_k.items()}
                 crit = {k: {} for k in data.ks}
@@ -295,7 +309,7 @@ def main() -> None:
     print(f"Vectors: all-MiniLM-L6-v2 (labelled sets) or 64-d vMF blobs (syn_*), PCA {PCA_DIM}"
           f"{' uncentered' if args.uncentered else ''}, spherical k-means, "
           f"5 restarts per K (the sweep's cluster_restarts/score_k), seeds 0..{args.seeds - 1}.")
-    print(f"Selection settings: {base}")
+    print(f"Selection settings: {base}; sweep options: {options or 'defaults'}")
     print("Columns: chosen K per seed ('-': undecided); mean and worst relative error to the true K; every seed within "
           "5% of the seeds' median; true K inside the stated interval (seeds); NMI at the chosen K minus NMI at the "
           "true K (same seed's sweep, mean, points); the rule's CPU seconds per sweep (process time: the machine is shared) and their ratio to the sweep's own; "

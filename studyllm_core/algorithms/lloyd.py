@@ -22,10 +22,13 @@ class Lloyd:
     and compared with the summed squared centroid shift.
     """
 
-    def __init__(self, x: np.ndarray, k: int, spherical: bool, tol: float) -> None:
+    def __init__(self, x: np.ndarray, k: int, spherical: bool, tol: float, *,
+                 xt: np.ndarray | None = None, x_sq: np.ndarray | None = None) -> None:
+        """`xt` / `x_sq` (transposed(x), row_sq_norms(x)) may be passed to share them between runs on
+        the same rows (breathing k-means runs Lloyd many times with different K)."""
         self.x = x
-        self.xt = transposed(x)  # the fast GEMM layout (see distances.py)
-        self.x_sq = row_sq_norms(x)
+        self.xt = transposed(x) if xt is None else xt  # the fast GEMM layout (see distances.py)
+        self.x_sq = row_sq_norms(x) if x_sq is None else x_sq
         self.k = k
         self.spherical = spherical
         mean = self.xt.sum(axis=1, dtype=np.float64) / x.shape[0]

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .breathing import BreathingReport, breathe
 from .kmeans import Embed, Project, Summarize, k_llmmeans, refine
 from .kselection import KSelectionConfig, decide, rule_text
 from .kselection import criteria as selection_criteria
@@ -82,6 +83,11 @@ class SweepConfig:
     fit_sample_size: int = FIT_SAMPLE
     refine_iter: int = REFINE_ITER
     criteria_sample_size: int = CRITERIA_SAMPLE
+    # Breathing k-means (algorithms/breathing.py) on the chosen restart of each K, k-means without a
+    # summariser only; at large N on the fit sample, before the refinement. Depth: centroids per breath
+    # (None: breathing.depth_for(K) = max(5, K // 3)).
+    breathing: bool = True
+    breathing_depth: int | None = None
 
     def validate(self) -> None:
         """Reject settings that cannot work whatever the data; data-dependent checks happen in run_sweep."""
@@ -109,6 +115,8 @@ class SweepConfig:
         check_positive_int(self.fit_sample_size, "fit_sample_size", minimum=2)
         check_positive_int(self.refine_iter, "refine_iter")
         check_positive_int(self.criteria_sample_size, "criteria_sample_size", minimum=2)
+        if self.breathing_depth is not None:
+            check_positive_int(self.breathing_depth, "breathing_depth")
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,8 @@ class SweepPlan:
     criteria_rows: np.ndarray | None = None
     silhouette_sample: int | None = None  # None: exact silhouette
     refine_iter: int = REFINE_ITER
+    breathing: bool = False  # breathing k-means after each K's best restart
+    breathing_depth: int | None = None  # its depth (None: max(5, K // 3))
 
     @property
     def large(self) -> bool:
@@ -131,12 +141,15 @@ class SweepPlan:
     def describe(self) -> str:
         """One line saying what was chosen and why (progress line and report)."""
         sil = f"silhouette on a {self.silhouette_sample:,} sample" if self.silhouette_sample else "exact silhouette"
+        depth = "max(5, K // 3)" if self.breathing_depth is None else str(self.breathing_depth)
+        breathing = (f"; breathing k-means (depth {depth}) on each K's best restart without summaries"
+                     if self.breathing else "")
         if not self.large:
-            return f"N={self.n:,} <= {self.large_n:,}: k-means restarts and K criteria on all N, {sil}"
+            return f"N={self.n:,} <= {self.large_n:,}: k-means restarts and K criteria on all N, {sil}{breathing}"
         assert self.fit_rows is not None and self.criteria_rows is not None
         return (f"N={self.n:,} > {self.large_n:,}: sampled k-means (restarts fit on a {self.fit_rows.size:,} sample, "
                 f"the best refined by up to {self.refine_iter} Lloyd passes over all N; restart stability on that sample), K criteria on a "
-                f"{self.criteria_rows.size:,} sample, {sil}")
+                f"{self.criteria_rows.size:,} sample, {sil}{breathing}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +157,7 @@ class SweepPlan:
             "fit_sample": None if self.fit_rows is None else int(self.fit_rows.size),
             "criteria_sample": None if self.criteria_rows is None else int(self.criteria_rows.size),
             "silhouette_sample": self.silhouette_sample, "refine_iter": self.refine_iter if self.large else None,
+            "breathing": self.breathing, "breathing_depth": self.breathing_depth,
             "text": self.describe(),
         }
 
@@ -156,11 +170,13 @@ def sample_rows(n: int, size: int, seed: int, purpose: int) -> np.ndarray:
 def sweep_plan(n: int, config: SweepConfig) -> SweepPlan:
     """The plan of a sweep of n items (SweepPlan). Large N only for k-means (k-subspaces is exact at any N)."""
     sil = config.silhouette_sample_size if n > config.silhouette_sample_size else None
+    breathing = config.breathing and config.method == "kllmmeans"
     if n <= config.large_n or config.method != "kllmmeans":
-        return SweepPlan(n, config.large_n, silhouette_sample=sil)
+        return SweepPlan(n, config.large_n, silhouette_sample=sil, breathing=breathing,
+                         breathing_depth=config.breathing_depth)
     fit = sample_rows(n, min(n, config.fit_sample_size), config.seed, 1)
     crit = sample_rows(n, min(n, config.criteria_sample_size), config.seed, 2)
-    return SweepPlan(n, config.large_n, fit, crit, sil, config.refine_iter)
+    return SweepPlan(n, config.large_n, fit, crit, sil, config.refine_iter, breathing, config.breathing_depth)
 
 
 def restart_seed(seed: int, k: int, restart: int) -> int:
@@ -198,6 +214,7 @@ class Restarts:
     best: int  # index of the restart with the lowest objective
     chosen: ClusteringResult  # runs[best], or its re-run with summaries (summarize_restarts="best")
     n_summarize_calls: int  # over all runs of this K
+    breathing: BreathingReport | None = None  # what breathing did to runs[best] (config.breathing)
 
 
 def cluster_restarts(
@@ -216,7 +233,9 @@ def cluster_restarts(
     every restart is a k-LLMmeans run (summarize_restarts="all"), or the restarts run without the LLM
     and only the chosen seed is re-run with it ("best"). With `fit_rows` (large N, SweepPlan) the
     restarts run on those rows only (their labels and objectives are the sample's) and the chosen one
-    is refined by Lloyd on every row of Z."""
+    is refined by Lloyd on every row of Z. With config.breathing (k-means without summaries only:
+    breathing_applies) the chosen restart is improved by breathing k-means before that refinement;
+    the restarts themselves (their stability) are unchanged."""
     config.validate()
     use_llm = _check_llm_method(config, summarize, embed)
     full = Z
@@ -252,11 +271,22 @@ def cluster_restarts(
     runs = [run(seed, llm_each) for seed in seeds]
     best = int(np.argmin([r.objective for r in runs]))
     chosen = run(seeds[best], True) if use_llm and not llm_each else runs[best]
+    report = None
+    if breathing_applies(config, use_llm):
+        chosen, report = breathe(Z, chosen, depth=config.breathing_depth, max_iter=config.max_iter)
     if fit_rows is not None:
         chosen = refine(chosen, full, max_iter=config.refine_iter)
     rerun = use_llm and not llm_each
     calls = sum(r.n_summarize_calls for r in runs) + (chosen.n_summarize_calls if rerun else 0)
-    return Restarts(k=k, runs=runs, seeds=seeds, best=best, chosen=chosen, n_summarize_calls=calls)
+    return Restarts(k=k, runs=runs, seeds=seeds, best=best, chosen=chosen, n_summarize_calls=calls, breathing=report)
+
+
+def breathing_applies(config: SweepConfig, use_llm: bool) -> bool:
+    """Whether cluster_restarts runs breathing k-means: when config.breathing asks for it, on k-means
+    (method "kllmmeans") without summaries. With summaries the chosen clustering is k-LLMmeans' own
+    (its rounds re-seed the centroids from the summaries, and docs/methods.md measures what they add
+    against plain k-means of the same seeds), so it is left as it is; k-subspaces is another model."""
+    return config.breathing and config.method == "kllmmeans" and not use_llm
 
 
 @dataclass(frozen=True)
