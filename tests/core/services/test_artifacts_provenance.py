@@ -207,3 +207,17 @@ def test_a_local_path_or_file_url_stays_a_local_folder(tmp_path):
 
     assert storage_location(str(tmp_path)) == tmp_path and type(storage_location(str(tmp_path))) is type(Path())
     assert storage_location(tmp_path.as_uri()) == tmp_path
+
+
+def test_embeddings_read_back_from_their_artifact_project_exactly_as_in_memory(engine, tmp_path):
+    """The pipeline's pca step projects the embeddings artifact as read (mapped from the verified file): the
+    projection and basis are bit for bit those of the array that was written."""
+    from studyllm_core.services.sweep.projection import project_dataset
+
+    service = ArtifactService(engine, tmp_path)
+    vectors = np.random.default_rng(3).standard_normal((3000, 64)).astype(np.float32)
+    path = service.path_for("embeddings", "ds", suffix=".npy")
+    service.write(vectors, path, group_id=None)
+    in_memory, from_file = project_dataset(vectors, 8), project_dataset(service.read(path), 8)
+    np.testing.assert_array_equal(from_file.projection.Z, in_memory.projection.Z)
+    np.testing.assert_array_equal(from_file.basis, in_memory.basis)
