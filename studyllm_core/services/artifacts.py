@@ -200,16 +200,23 @@ class ArtifactService:
         return self._verified(path)[0]
 
     def read(self, path: Path | UPath) -> Any:
-        """Verify, then load the artifact (the file is read once for both). A local NPY file is hashed through one
-        reused buffer, then memory-mapped copy-on-write from the same open file: the array is the verified bytes,
-        costs no copy (the pipeline's embeddings are 1.5 GB at a million texts), and writing into it never
-        changes the file. (Artifacts are replaced by renaming a new file into place, never written in place.)"""
+        """Verify, then load the artifact (the file is read once for both; a local NPY file straight into its
+        array, hashed as it is read, so loading costs the array's memory only)."""
         if is_local(path) and path.suffix == ".npy":
             record = self._record_of_existing(path)
             with Path(path).open("rb") as handle:
-                _check(path, record, _sha256_of_handle(handle))
-                handle.seek(0)
-                return _mapped_npy(handle)
+                source = _Hashed(handle)
+                try:
+                    array = read_npy(source)
+                except ValueError:  # cut short or garbled: the hash says so first, when the file changed
+                    while source.read(_CHUNK):
+                        pass
+                    _check(path, record, source.hexdigest())
+                    raise
+                while source.read(_CHUNK):  # anything after the array counts too
+                    pass
+            _check(path, record, source.hexdigest())
+            return array
         _, data = self._verified(path)
         return decode(path, data)
 
@@ -257,35 +264,37 @@ def write_npy(sink: _Hashed, array: np.ndarray) -> None:
         sink.write(view[start : start + _NPY_CHUNK])
 
 
-def _sha256_of_handle(handle: Any) -> str:
-    """Hex sha256 of an open file from its start, read into one reused 1 MiB buffer."""
-    digest, buffer = hashlib.sha256(), bytearray(_CHUNK)
-    view = memoryview(buffer)
-    while got := handle.readinto(buffer):
-        digest.update(view[:got])
-    return digest.hexdigest()
-
-
-def _mapped_npy(handle: Any) -> np.ndarray:
-    """The NPY array of an open (verified) file: a copy-on-write memory map of its data for a plain array,
-    else numpy's reader (no pickles)."""
-    version = np.lib.format.read_magic(handle)
+def read_npy(source: _Hashed) -> np.ndarray:
+    """Read an NPY array through `source` (no pickles). The data of a plain array is read straight into the new
+    array in 16 MiB slices (numpy's reader, for what is not a real file, copies every 256 KiB it reads)."""
+    version = np.lib.format.read_magic(source)
     if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(source)
     elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-    else:
-        shape, fortran, dtype = (), False, np.dtype(object)  # version 3 (utf-8 field names): numpy's reader
-    if dtype.kind not in "biufc" or not shape or not all(shape):  # a scalar, no data, or not plain numbers
-        handle.seek(0)
-        return np.lib.format.read_array(handle, allow_pickle=False)
-    mapped = np.memmap(handle, dtype=dtype, mode="c", offset=handle.tell(), shape=shape, order="F" if fortran else "C")
-    return mapped.view(np.ndarray)  # a plain array (the map lives on as its base)
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(source)
+    else:  # version 3 (utf-8 field names): numpy's reader, from the start again
+        source.restart()
+        return np.lib.format.read_array(source, allow_pickle=False)
+    if dtype.hasobject:
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    array = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
+    data = _plain_bytes(array)
+    if data is None:  # no data, or a dtype numpy's reader handles: its own reader, from the start again
+        source.restart()
+        return np.lib.format.read_array(source, allow_pickle=False)
+    view = memoryview(data)
+    start = 0
+    while start < len(view):
+        got = source.readinto(view[start : start + _NPY_CHUNK])
+        if not got:
+            raise ValueError(f"EOF: reading array data, expected {len(view)} bytes got {start}")
+        start += got
+    return array.T if fortran else array
 
 
 class _Hashed:
-    """A file object that hashes (sha256) and counts the bytes written to the file it wraps (NPY data in 16 MiB
-    slices: write_npy)."""
+    """A file object that hashes (sha256) and counts the bytes read from or written to the file it wraps (NPY
+    data in 16 MiB slices, read_npy and write_npy)."""
 
     def __init__(self, handle: Any) -> None:
         self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
@@ -299,6 +308,22 @@ class _Hashed:
         self.size += len(data)
         return self.handle.write(data)
 
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        got = self.handle.readinto(buffer) or 0
+        self.digest.update(buffer[:got])
+        self.size += got
+        return got
+
+    def restart(self) -> None:
+        """Back to the start of the file, hashing from scratch."""
+        self.handle.seek(0)
+        self.digest, self.size = hashlib.sha256(), 0
 
     def hexdigest(self) -> str:
         return self.digest.hexdigest()
