@@ -205,7 +205,7 @@ def test_a_local_path_or_file_url_stays_a_local_folder(tmp_path):
 
 
 def test_embeddings_read_back_from_their_artifact_project_exactly_as_in_memory(engine, tmp_path):
-    """The pipeline's pca step projects the embeddings artifact as read (mapped from the verified file): the
+    """The pipeline's pca step projects the embeddings artifact as read back (verified, in 16 MiB slices): the
     projection and basis are bit for bit those of the array that was written."""
     from studyllm_core.services.sweep.projection import project_dataset
 
