@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 CONTENT_TYPES = {".npy": "application/x-npy", ".parquet": "application/vnd.apache.parquet", ".json": "application/json"}
 _CHUNK = 1 << 20
+_NPY_CHUNK = 1 << 24  # bytes of an array's data hashed and moved per call: 16 MiB, as numpy's own writer
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class ArtifactService:
         are 1.5 GB)."""
         if is_local(path) and path.suffix == ".npy" and isinstance(value, np.ndarray):
             sink = _Hashed(None)
-            atomic_write(Path(path), lambda handle: np.lib.format.write_array(sink.over(handle), value, allow_pickle=False))
+            atomic_write(Path(path), lambda handle: write_npy(sink.over(handle), value))
             size, digest = sink.size, sink.hexdigest()
         else:
             data = encode(value, path.suffix)
@@ -205,7 +206,13 @@ class ArtifactService:
             record = self._record_of_existing(path)
             with Path(path).open("rb") as handle:
                 source = _Hashed(handle)
-                array = np.lib.format.read_array(source, allow_pickle=False)
+                try:
+                    array = read_npy(source)
+                except ValueError:  # cut short or garbled: the hash says so first, when the file changed
+                    while source.read(_CHUNK):
+                        pass
+                    _check(path, record, source.hexdigest())
+                    raise
                 while source.read(_CHUNK):  # anything after the array counts too
                     pass
             _check(path, record, source.hexdigest())
@@ -236,9 +243,58 @@ def _check(path: Path | UPath, record: ArtifactRow, actual: str) -> None:
         )
 
 
+def _plain_bytes(array: np.ndarray) -> np.ndarray | None:
+    """The data of a C-contiguous array of a plain numeric dtype as a flat uint8 view (no copy), or None when
+    numpy's own NPY code must handle it (any other dtype, Fortran order, no data)."""
+    if array.size == 0 or array.dtype.kind not in "biufc" or not array.flags.c_contiguous:
+        return None
+    return array.reshape(-1).view(np.uint8)
+
+
+def write_npy(sink: _Hashed, array: np.ndarray) -> None:
+    """Write `array` as NPY through `sink`, byte for byte what np.save writes (no pickles). A plain C-ordered
+    array goes straight from its memory in 16 MiB slices (numpy would copy each slice to bytes first)."""
+    data = _plain_bytes(array)
+    if data is None:
+        np.lib.format.write_array(sink, array, allow_pickle=False)
+        return
+    np.lib.format.write_array_header_1_0(sink, np.lib.format.header_data_from_array_1_0(array))
+    view = memoryview(data)
+    for start in range(0, len(view), _NPY_CHUNK):
+        sink.write(view[start : start + _NPY_CHUNK])
+
+
+def read_npy(source: _Hashed) -> np.ndarray:
+    """Read an NPY array through `source` (no pickles). The data of a plain array is read straight into the new
+    array in 16 MiB slices (numpy's reader, for what is not a real file, copies every 256 KiB it reads)."""
+    version = np.lib.format.read_magic(source)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(source)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(source)
+    else:  # version 3 (utf-8 field names): numpy's reader, from the start again
+        source.restart()
+        return np.lib.format.read_array(source, allow_pickle=False)
+    if dtype.hasobject:
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    array = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
+    data = _plain_bytes(array)
+    if data is None:  # no data, or a dtype numpy's reader handles: its own reader, from the start again
+        source.restart()
+        return np.lib.format.read_array(source, allow_pickle=False)
+    view = memoryview(data)
+    start = 0
+    while start < len(view):
+        got = source.readinto(view[start : start + _NPY_CHUNK])
+        if not got:
+            raise ValueError(f"EOF: reading array data, expected {len(view)} bytes got {start}")
+        start += got
+    return array.T if fortran else array
+
+
 class _Hashed:
-    """A file object that hashes (sha256) and counts the bytes read from or written to the file it wraps. Not a
-    real file to numpy, so NPY arrays go through it in chunks (write_array: 16 MiB, read_array: 256 KiB)."""
+    """A file object that hashes (sha256) and counts the bytes read from or written to the file it wraps (NPY
+    data in 16 MiB slices, read_npy and write_npy)."""
 
     def __init__(self, handle: Any) -> None:
         self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
@@ -257,6 +313,17 @@ class _Hashed:
         self.digest.update(data)
         self.size += len(data)
         return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        got = self.handle.readinto(buffer) or 0
+        self.digest.update(buffer[:got])
+        self.size += got
+        return got
+
+    def restart(self) -> None:
+        """Back to the start of the file, hashing from scratch."""
+        self.handle.seek(0)
+        self.digest, self.size = hashlib.sha256(), 0
 
     def hexdigest(self) -> str:
         return self.digest.hexdigest()

@@ -6,7 +6,6 @@ import pandas as pd
 
 from studyllm_core.charts import bar_chart
 from studyllm_core.services.datasets import DatasetRegistry
-from studyllm_core.services.study.comparison import compare_models
 from studyllm_pipeline.assets.common import sweep_asset_args, user_errors_as_failures
 from studyllm_pipeline.assets.report import REPORT_CONDITION
 from studyllm_pipeline.lineage import check_links, record_materialization
@@ -36,6 +35,10 @@ def study_comparison(context: dg.AssetExecutionContext, database: StudyllmDataba
             f"{dataset} is a {kind or 'unregistered'} dataset, not the replies of a prompt run: no models to compare")})
         yield check_links(context, engine, group_id)
         return
+    # Imported here: its scipy.stats costs every run process ~0.7 s at start (the code location is loaded by each
+    # run), and only this step uses it (the sweep's scikit-learn metrics import it when they run).
+    from studyllm_core.services.study.comparison import compare_models
+
     comparison = compare_models(engine, database.sweep_results(), dataset)
     shares = comparison.shares
     clusters = sorted(shares["cluster"].unique())

@@ -86,3 +86,15 @@ def test_no_asset_value_is_pickled():
             output = assets_def.op.output_def_named(assets_def.get_output_name_for_asset_key(key))
             assert not output.is_required and key.to_user_string() in {"clusters", "cluster_summaries", "cluster_metrics"}, (
                 key, io_key)
+
+
+def test_loading_the_code_location_leaves_scipy_stats_to_the_steps_that_use_it():
+    """Every run process loads the definitions before its first step: a prepare run never needs scipy.stats
+    (~0.7 s of imports), only study_comparison (and the sweep's scikit-learn metrics, when they run) do."""
+    import subprocess
+    import sys
+
+    probe = "import sys, studyllm_pipeline.definitions; print(sorted(m for m in ('scipy.stats', 'sklearn') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -68,13 +68,47 @@ def test_an_npy_artifact_streams_in_and_out_without_a_copy_of_the_array(engine, 
     assert path.read_bytes() == expected.getvalue() and stored.sha256 == sha256_of(path)
     assert stored.byte_size == len(expected.getvalue())
     np.testing.assert_array_equal(back, vectors)
-    assert write_peak < 0.5 * vectors.nbytes  # chunks, not a copy
-    assert read_peak < 1.5 * vectors.nbytes  # the array itself, read into place
+    assert write_peak < 0.1 * vectors.nbytes  # straight from the array's memory: not even a copy per chunk
+    assert read_peak < 1.1 * vectors.nbytes  # the array itself, read into place
     fortran = np.asfortranarray(np.arange(12, dtype=np.int64).reshape(3, 4))
     service.write(fortran, path, group_id=None)
     np.testing.assert_array_equal(service.read(path), fortran)
     with path.open("ab") as handle:  # bytes after the array are part of the file: a changed file
         handle.write(b"x")
+    with pytest.raises(IntegrityError, match="was changed after it was written"):
+        service.read(path)
+
+
+@pytest.mark.parametrize("array", [
+    pytest.param(np.random.default_rng(1).standard_normal((300, 7)).astype(np.float32), id="float32"),
+    pytest.param(np.arange(10, dtype=">i4"), id="big-endian"),
+    pytest.param(np.random.default_rng(2).standard_normal((20, 20))[::2], id="strided"),
+    pytest.param(np.asfortranarray(np.arange(6.0).reshape(2, 3)), id="fortran"),
+    pytest.param(np.zeros((0, 3), dtype=np.float32), id="empty"),
+    pytest.param(np.array(2.5), id="scalar"),
+    pytest.param(np.array([True, False, True]), id="bool"),
+    pytest.param(np.array(["ab", "c"]), id="unicode"),
+    pytest.param(np.zeros(2, dtype=[("a", "<f4"), ("b", "<i2")]), id="structured"),
+])
+def test_every_npy_artifact_is_the_file_np_save_writes_and_reads_back_equal(engine, tmp_path, array):
+    import io
+
+    service = ArtifactService(engine, tmp_path)
+    path = service.path_for("a", suffix=".npy")
+    stored = service.write(array, path, group_id=None)
+    expected = io.BytesIO()
+    np.save(expected, array, allow_pickle=False)
+    assert path.read_bytes() == expected.getvalue() and stored.sha256 == sha256_of(path)
+    back = service.read(path)
+    assert back.dtype == array.dtype and back.shape == array.shape
+    np.testing.assert_array_equal(back, array)
+
+
+def test_a_cut_short_npy_artifact_is_a_changed_artifact(engine, tmp_path):
+    service = ArtifactService(engine, tmp_path)
+    path = service.path_for("x", suffix=".npy")
+    service.write(np.ones((1000, 8), dtype=np.float32), path, group_id=None)
+    path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(IntegrityError, match="was changed after it was written"):
         service.read(path)
 
@@ -168,3 +202,17 @@ def test_a_local_path_or_file_url_stays_a_local_folder(tmp_path):
 
     assert storage_location(str(tmp_path)) == tmp_path and type(storage_location(str(tmp_path))) is type(Path())
     assert storage_location(tmp_path.as_uri()) == tmp_path
+
+
+def test_embeddings_read_back_from_their_artifact_project_exactly_as_in_memory(engine, tmp_path):
+    """The pipeline's pca step projects the embeddings artifact as read back (verified, in 16 MiB slices): the
+    projection and basis are bit for bit those of the array that was written."""
+    from studyllm_core.services.sweep.projection import project_dataset
+
+    service = ArtifactService(engine, tmp_path)
+    vectors = np.random.default_rng(3).standard_normal((3000, 64)).astype(np.float32)
+    path = service.path_for("embeddings", "ds", suffix=".npy")
+    service.write(vectors, path, group_id=None)
+    in_memory, from_file = project_dataset(vectors, 8), project_dataset(service.read(path), 8)
+    np.testing.assert_array_equal(from_file.projection.Z, in_memory.projection.Z)
+    np.testing.assert_array_equal(from_file.basis, in_memory.basis)
