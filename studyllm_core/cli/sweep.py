@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rank", type=int, metavar="R",
                    help=f"subspace rank of --method ksubspaces (default {DEFAULT_RANK}; 0 is k-means)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the restarts (default 0)")
+    p.add_argument("--breathing-depth", type=int, metavar="D",
+                   help="breathing k-means on each K's best restart (k-means without --summarizer): centroids moved "
+                   "per breath (default max(5, K // 3)); 0 turns it off")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report, labels and clusters table")
     p.add_argument("--json", action="store_true", help="print one JSON object: best_k, per-K scores, counts, files")
     p.set_defaults(handler=cmd_sweep)
@@ -79,7 +82,17 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         llm_rounds=rounds if args.summarizer else 0,
         seed=args.seed,
         summarize_restarts="best",
+        **breathing_settings(args.breathing_depth),
     )
+
+
+def breathing_settings(depth: int | None) -> dict[str, object]:
+    """SweepConfig's breathing fields of --breathing-depth: None keeps the default, 0 turns it off."""
+    if depth is None:
+        return {}
+    if depth < 0:
+        raise InputError(f"--breathing-depth must be 0 (off) or a positive number of centroids; got {depth}")
+    return {"breathing": False} if depth == 0 else {"breathing_depth": depth}
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

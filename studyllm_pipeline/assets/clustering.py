@@ -54,6 +54,13 @@ class SweepSettings(dg.Config):
     summarize_restarts: str = _DEFAULTS.summarize_restarts
     metric: str = _DEFAULTS.metric
     seed: int = _DEFAULTS.seed
+    breathing: bool = Field(
+        default=_DEFAULTS.breathing,
+        description="breathing k-means (Fritzke 2020) on each K's best restart, k-means without summaries (docs/methods.md)",
+    )
+    breathing_depth: Optional[int] = Field(
+        default=_DEFAULTS.breathing_depth, description="centroids moved per breath (default max(5, K // 3))"
+    )
 
     def sweep_config(self) -> SweepConfig:
         """The core's SweepConfig (pca_dim None: the inputs are projected already); InputError for a bad method."""

@@ -99,6 +99,7 @@ def test_human_output_is_a_table_per_k(cli, env, corpus, tmp_path, stub):
         (["--summarizer", "bogus"], "summarizer 'bogus' must be 'extractive' or PROVIDER:MODEL"),
         (["--summarizer", "nosuch:model"], "unknown provider 'nosuch'"),
         (["--llm-rounds", "3"], "--llm-rounds needs --summarizer"),
+        (["--breathing-depth", "-1"], "--breathing-depth must be 0 (off) or a positive number of centroids; got -1"),
         (["--label-column", "label"], "has no column 'label'"),
         (["--label-column", "7"], "label column index 7 is out of range"),
     ],
@@ -142,3 +143,16 @@ def test_method_settings_that_cannot_work_fail_before_any_request(cli, env, corp
     result = cli(sweep_args(corpus, tmp_path / "out", stub, *extra), env)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and stub.stats.requests_total == 0
+
+
+@pytest.mark.parametrize("depth, breathing, stated", [("0", False, None), ("3", True, "breathing k-means (depth 3)")])
+def test_breathing_depth_is_the_sweeps_and_said(cli, env, corpus, tmp_path, stub, depth, breathing, stated):
+    """--breathing-depth 0 turns breathing k-means off, a positive depth sets it; the report's config and plan say so."""
+    out = tmp_path / "out"
+    result = cli(sweep_args(corpus, out, stub, "--breathing-depth", depth, "--json"), env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["breathing"] is breathing
+    assert report["config"]["breathing_depth"] == (int(depth) if breathing else None)
+    plan = report["plan"]["text"]
+    assert (stated in plan) if stated else ("breathing" not in plan)

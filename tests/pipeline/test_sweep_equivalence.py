@@ -74,3 +74,6 @@ def test_pipeline_defaults_are_the_cli_defaults():
     settings = SweepSettings().sweep_config()
     assert (settings.n_restarts, settings.llm_rounds, settings.seed) == (cli_sweep.DEFAULT_RESTARTS, cli_sweep.DEFAULT_LLM_ROUNDS, 0)
     assert settings == SweepConfig()  # every setting the step has is SweepConfig's default (K comes from the partitions)
+    # breathing k-means is set from the run config as from --breathing-depth
+    assert SweepSettings(breathing_depth=3).sweep_config().breathing_depth == 3
+    assert SweepSettings(breathing=False).sweep_config().breathing is False
