@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .distances import nearest_two, row_sq_norms, sq_dist_to_assigned, transposed
+from .distances import centre_sq_distances, nearest_two, row_sq_norms, sq_dist_to_assigned, transposed
 from .lloyd import Lloyd
 from .results import ClusteringResult
 from .validation import as_matrix, check_positive_int, normalize_rows
@@ -157,12 +157,7 @@ def _breathe_out(xt: np.ndarray, x_sq: np.ndarray, centroids: np.ndarray, m: int
     total = centroids.shape[0]
     labels, d1, d2 = nearest_two(xt, centroids, x_sq)
     utility = np.bincount(labels, weights=d2.astype(np.float64) - d1, minlength=total)
-    c = centroids.astype(np.float64)
-    gram = c @ c.T
-    c_sq = np.diag(gram)
-    between = c_sq[:, None] + c_sq[None, :] - 2 * gram
-    np.fill_diagonal(between, np.inf)
-    neighbour = np.argmin(between, axis=1)
+    neighbour = np.argmin(centre_sq_distances(centroids), axis=1)
     removed: list[int] = []
     frozen: set[int] = set()
     for index in np.argsort(utility, kind="stable"):

@@ -27,6 +27,17 @@ def transposed(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def centre_sq_distances(centres: np.ndarray) -> np.ndarray:
+    """K x K squared distances between the centres (float64, GEMM identity, not clipped at 0), the diagonal
+    infinite so that a row's minimum is its nearest other centre (Hamerly's bound, breathing's freezing)."""
+    c = np.asarray(centres, dtype=np.float64)
+    gram = c @ c.T
+    c_sq = np.diag(gram)
+    between = c_sq[:, None] + c_sq[None, :] - 2 * gram
+    np.fill_diagonal(between, np.inf)
+    return between
+
+
 def chunk_rows(n_centres: int) -> int:
     """Rows per block so that an n_centres x rows block holds about _BLOCK_ELEMENTS values."""
     return max(256, _BLOCK_ELEMENTS // max(1, n_centres))

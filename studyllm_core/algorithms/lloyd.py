@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .distances import chunk_rows, nearest_two, row_sq_norms, sq_dist_to_assigned, transposed
+from .distances import centre_sq_distances, chunk_rows, nearest_two, row_sq_norms, sq_dist_to_assigned, transposed
 
 
 class Lloyd:
@@ -92,11 +92,7 @@ class Lloyd:
         from its centroid to the nearest other centroid keeps its label; the rest get all K distances
         recomputed (Hamerly's extra tightening step costs more than it saves when vectorised)."""
         if self.upper is not None and self.labels is not None:
-            c = self.centroids.astype(np.float64)
-            gram = c @ c.T
-            c_sq = np.diag(gram)
-            between = np.sqrt(np.maximum(c_sq[:, None] + c_sq[None, :] - 2 * gram, 0.0))
-            np.fill_diagonal(between, np.inf)
+            between = np.sqrt(np.maximum(centre_sq_distances(self.centroids), 0.0))
             bound = np.maximum((0.5 * between.min(axis=1))[self.labels], self.lower)
             todo = np.flatnonzero(self.upper > bound)
             if todo.size <= self.labels.size // 2:  # else a full pass is cheaper than gathering
