@@ -33,6 +33,7 @@ from .validation import as_matrix, check_positive_int, normalize_rows
 BREATHING_DEPTH = 5  # the reference's default m: the least depth_for gives
 MAX_CYCLES = 100  # a bound on the cycles (each kept one lowers the objective by > IMPROVEMENT; never reached in docs/methods.md's runs)
 IMPROVEMENT = 1e-4  # relative objective decrease a cycle must bring to be kept (the reference's tol)
+SCHEDULES = ("halve", "step")  # how m falls after a breath that does not improve
 OFFSET = 0.01  # new centroids' offset, in units of the root-mean-square error (the reference's eps)
 
 
@@ -62,12 +63,17 @@ def breathe(
     tol: float = 1e-4,
     max_cycles: int = MAX_CYCLES,
     breath_iter: int | None = None,
+    schedule: str = "halve",
 ) -> tuple[ClusteringResult, BreathingReport]:
     """Breathing k-means from `start` (a converged k-means fit of Z's rows: labels consistent with its
     centroids, metric "cosine" or "euclidean"): the best solution the search reached and what it did.
     When no cycle improves, `start` itself is returned. Random offsets are drawn from start.seed, so the
     result is deterministic for a start. `depth` None: depth_for(K). `max_iter` and `tol` are each
-    Lloyd run's (as k_llmmeans')."""
+    Lloyd run's (as k_llmmeans'). `schedule`: after a breath that does not improve, m is halved
+    ("halve", the sweep's first pass) or lowered by one ("step", the reference's: about `depth` more
+    breaths, a deeper search)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r} is not a breathing schedule; use one of {', '.join(SCHEDULES)}.")
     depth = depth_for(start.k) if depth is None else check_positive_int(depth, "depth", minimum=0)
     max_cycles = check_positive_int(max_cycles, "max_cycles", minimum=0)
     x = as_matrix(Z, "Z")
@@ -110,7 +116,7 @@ def breathe(
         if objective < best_objective * (1.0 - IMPROVEMENT):
             best, best_objective, kept = (state, objective, converged), objective, kept + 1
         else:
-            m //= 2
+            m = m // 2 if schedule == "halve" else m - 1
     report = BreathingReport(start.objective, best_objective, cycles, kept, n_iter)
     if best is None:
         return start, report
@@ -172,3 +178,36 @@ def _breathe_out(xt: np.ndarray, x_sq: np.ndarray, centroids: np.ndarray, m: int
         rest = [int(i) for i in np.argsort(utility, kind="stable") if int(i) not in removed]
         removed += rest[: m - len(removed)]
     return np.delete(centroids, removed, axis=0)
+
+
+def resize(Z: np.ndarray, start: ClusteringResult, k: int, *, max_iter: int = 300, tol: float = 1e-4,
+           seed: int | None = None) -> ClusteringResult:
+    """A k-means fit at `k` centroids grown or shrunk from `start` (a converged fit of Z's rows at
+    another K): one breath in (k - K new centroids beside those of largest error) or out (the K - k of
+    lowest utility removed), then Lloyd to convergence. A start for K from a neighbouring K's optimum:
+    the optimal objective never rises with K, so a neighbour's solution carries what it found.
+    `seed` (default start.seed) draws the new centroids' offsets; the result carries it."""
+    x = as_matrix(Z, "Z")
+    n = x.shape[0]
+    k = check_positive_int(k, "k", minimum=1)
+    if k > n:
+        raise ValueError(f"k={k} exceeds the {n} rows; use k <= {n}.")
+    spherical = start.metric == "cosine"
+    if spherical:
+        x = normalize_rows(x, "Z")
+    if start.labels.shape != (n,):
+        raise ValueError(f"start has {start.labels.shape[0]} labels for {n} rows; pass the fit of these rows.")
+    seed = start.seed if seed is None else seed
+    xt, x_sq = transposed(x), row_sq_norms(x)
+    centroids = np.asarray(start.centroids, dtype=np.float64)
+    if k > start.k:
+        centroids = _breathe_in(x, centroids, np.asarray(start.labels, dtype=np.intp), k - start.k, spherical,
+                                np.random.default_rng([seed, 0xB4EA7E, k]))
+    elif k < start.k:
+        centroids = _breathe_out(xt, x_sq, centroids.astype(x.dtype), start.k - k)
+    state = Lloyd(x, k, spherical, tol, xt=xt, x_sq=x_sq)
+    state.set_centroids(centroids)
+    steps, converged = state.run(max_iter)
+    state.settle()
+    return replace(start, labels=state.labels.astype(np.int32), centroids=state.centroids.astype(np.float64),
+                   objective=state.objective(), n_iter=steps, converged=converged, seed=seed, summaries=None)
