@@ -33,7 +33,6 @@ from .validation import as_matrix, check_positive_int, normalize_rows
 BREATHING_DEPTH = 5  # the reference's default m: the least depth_for gives
 MAX_CYCLES = 100  # a bound on the cycles (each kept one lowers the objective by > IMPROVEMENT; never reached in docs/methods.md's runs)
 IMPROVEMENT = 1e-4  # relative objective decrease a cycle must bring to be kept (the reference's tol)
-SCHEDULES = ("halve", "step")  # how m falls after a breath that does not improve
 OFFSET = 0.01  # new centroids' offset, in units of the root-mean-square error (the reference's eps)
 
 
@@ -63,17 +62,12 @@ def breathe(
     tol: float = 1e-4,
     max_cycles: int = MAX_CYCLES,
     breath_iter: int | None = None,
-    schedule: str = "halve",
 ) -> tuple[ClusteringResult, BreathingReport]:
     """Breathing k-means from `start` (a converged k-means fit of Z's rows: labels consistent with its
     centroids, metric "cosine" or "euclidean"): the best solution the search reached and what it did.
     When no cycle improves, `start` itself is returned. Random offsets are drawn from start.seed, so the
     result is deterministic for a start. `depth` None: depth_for(K). `max_iter` and `tol` are each
-    Lloyd run's (as k_llmmeans'). `schedule`: after a breath that does not improve, m is halved
-    ("halve", the sweep's first pass) or lowered by one ("step", the reference's: about `depth` more
-    breaths, a deeper search)."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule={schedule!r} is not a breathing schedule; use one of {', '.join(SCHEDULES)}.")
+    Lloyd run's (as k_llmmeans')."""
     depth = depth_for(start.k) if depth is None else check_positive_int(depth, "depth", minimum=0)
     max_cycles = check_positive_int(max_cycles, "max_cycles", minimum=0)
     x = as_matrix(Z, "Z")
@@ -116,7 +110,7 @@ def breathe(
         if objective < best_objective * (1.0 - IMPROVEMENT):
             best, best_objective, kept = (state, objective, converged), objective, kept + 1
         else:
-            m = m // 2 if schedule == "halve" else m - 1
+            m //= 2
     report = BreathingReport(start.objective, best_objective, cycles, kept, n_iter)
     if best is None:
         return start, report
