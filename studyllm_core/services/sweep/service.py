@@ -269,7 +269,7 @@ class SweepService:
         seconds.update(pca=sweep.seconds["pca"], k_loop=time.perf_counter() - started, per_k=dict(sweep.seconds["per_k"]))
         if sweep.error is not None:
             raise sweep.error
-        choice = sweep.choice()
+        choice = steps.choose()  # after the second pass, which may update sweep.results
         assert choice is not None
         result = SweepResult(
             config=config_run, per_k=sweep.results, best_k=choice.k, rule=choice.rule, choice=choice, pca=sweep.pca,
