@@ -28,7 +28,7 @@ from .kmeans import refine
 from .kselection import mixture_bic
 from .metrics import item_costs, representatives
 from .results import ClusteringResult
-from .sweep import KChoice, KResult, SweepConfig, SweepPlan, breathing_applies, choose_k, score_k
+from .sweep import KChoice, KResult, SweepConfig, SweepPlan, choose_k, score_k
 from .validation import as_matrix, normalize_rows
 
 GAIN = 1e-6  # relative objective decrease a neighbour's fit must bring to replace a K's clustering
@@ -134,7 +134,7 @@ def refocus(
     skipped = None
     if not config.refocus:
         skipped = "turned off (SweepConfig.refocus)"
-    elif not breathing_applies(config, use_llm) or config.method != "kllmmeans":
+    elif use_llm or config.method != "kllmmeans":
         skipped = "the clusterings are k-LLMmeans' own (summaries) or not k-means"
     elif first.k is None:
         skipped = "the rule could not decide"

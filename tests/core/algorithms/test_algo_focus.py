@@ -130,6 +130,8 @@ def test_not_run_with_summaries_or_when_turned_off():
     items, choice = refocus(x, result.per_k, result.config, use_llm=True)
     assert choice.details["second_pass"]["skipped"].startswith("the clusterings are k-LLMmeans'")
     assert [i.clustering for i in items] == [i.clustering for i in sorted(result.per_k, key=lambda i: i.k)]
+    _, plain = sweep(breathing=False)  # the pass does not need breathing
+    assert plain.choice.details["second_pass"]["skipped"] is None
     _, off = sweep(refocus=False)
     assert off.choice.details["second_pass"]["skipped"].startswith("turned off")
     assert off.choice.details["second_pass"]["ks"] == []
