@@ -21,6 +21,12 @@ swept over about 0.5x-1.5x the true K (a step for large K) with the sweep's own 
   picks when the same per-K criteria are cut to 0.5-1.1x, 0.8-1.5x, 0.5-1.0x and 1.0-1.5x the true K (a
   rule that follows the swept range moves there; on the last two the true K is at an end of the range);
   every seed's per-K criteria go to benchmarks/out/k_selection_<set>.pkl;
+- the sweep's second pass (algorithms.focus: the K within 20% of the first choice re-optimised from
+  their neighbours' solutions, then the rule once more), its seconds counted in the default rule's;
+  rows 'before (main)' (the rule as it was: one pass, the lowest single BIC) and 'no 2nd pass'
+  (today's rule on the first pass's criteria) come from the same sweep;
+- the peer of the time goal: the sweep as filed (breathing off, no criteria), timed per seed in the
+  same run; the goals print (sweep + rule + pass) / that peer (--no-filed-peer skips it);
 - a null peer that knows only the range: its middle K. On ranges centred on the true K it meets every
   goal, so the goals alone cannot tell a rule from the range; the edge cuts can;
 - scikit-learn's HDBSCAN on the same projected (unit-normalised) vectors, the peer that chooses its own
