@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .breathing import resize
+from .distances import sq_dist_to_assigned
 from .kmeans import refine
 from .kselection import mixture_bic
 from .metrics import item_costs, representatives
@@ -91,28 +92,49 @@ def reoptimise(
     """The K of `window` re-optimised from their swept neighbours' solutions (module docstring): a new
     dict of every K's clustering, where a K of the window holds the lowest objective among its own and
     the fits started from the swept K just below and above (over the whole `chosen`, updated as the
-    pass goes). With a large-N `plan` the fits run on its fit sample and are refined on all rows, as
-    the sweep's restarts are; objectives compare over all rows. Deterministic."""
-    ks = sorted(chosen)
-    current = dict(chosen)
+    pass goes); a K not improved keeps its very object. With a large-N `plan` the pass runs on its fit
+    sample, as the sweep's restarts do, and only an improved K is refined on all rows, kept when its
+    objective over all rows is lower too. Deterministic."""
     fit_rows = plan.fit_rows if plan is not None else None
-    sample = Z if fit_rows is None else Z[fit_rows]
+    if fit_rows is None:
+        return _neighbour_pass(Z, dict(chosen), window, max_iter)
+    sample = Z[fit_rows]
+    on_sample = {k: _restricted(sample, c, fit_rows) for k, c in chosen.items()}
+    moved = _neighbour_pass(sample, dict(on_sample), window, max_iter)
+    out = dict(chosen)
+    for k in window:
+        if moved[k] is not on_sample[k]:
+            fit = refine(moved[k], Z, max_iter=plan.refine_iter)
+            if fit.objective < chosen[k].objective * (1.0 - GAIN):
+                out[k] = fit
+    return out
 
-    def grown(neighbour: ClusteringResult, k: int) -> ClusteringResult:
-        start = neighbour if fit_rows is None else replace(neighbour, labels=neighbour.labels[fit_rows])
-        fit = resize(sample, start, k, max_iter=max_iter)
-        return fit if fit_rows is None else refine(fit, Z, max_iter=plan.refine_iter)
 
+def _neighbour_pass(x: np.ndarray, current: dict[int, ClusteringResult], window: Sequence[int],
+                    max_iter: int) -> dict[int, ClusteringResult]:
+    """The window's K, ascending then descending, each replaced by a fit grown or shrunk from the swept K
+    just below or above when that fit's objective is lower by more than GAIN (relative)."""
+    ks = sorted(current)
     for order in (list(window), list(window)[::-1]):
         for k in order:
             i = ks.index(k)
             for j in (i - 1, i + 1):
                 if 0 <= j < len(ks):
-                    fit = grown(current[ks[j]], k)
+                    fit = resize(x, current[ks[j]], k, max_iter=max_iter)
                     if fit.objective < current[k].objective * (1.0 - GAIN):
                         current[k] = replace(fit, seed=current[k].seed, n_iter=current[k].n_iter + fit.n_iter,
                                              summaries=None)
     return current
+
+
+def _restricted(sample: np.ndarray, result: ClusteringResult, rows: np.ndarray) -> ClusteringResult:
+    """`result` (a fit of all rows) read on the sample `rows`: their labels and the objective over them."""
+    x = as_matrix(sample, "Z")
+    if result.metric == "cosine":
+        x = normalize_rows(x, "Z")
+    labels = result.labels[rows]
+    sq = float(sq_dist_to_assigned(x, np.asarray(result.centroids, dtype=x.dtype), labels).sum())
+    return replace(result, labels=labels, objective=0.5 * sq if result.metric == "cosine" else sq)
 
 
 def refocus(

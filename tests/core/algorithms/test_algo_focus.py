@@ -70,6 +70,22 @@ def test_a_fit_from_a_bad_neighbour_never_replaces_a_better_k():
     assert after[9] is chosen[9] and after[11] is chosen[11]
 
 
+def test_at_large_n_the_pass_runs_on_the_fit_sample_and_keeps_only_what_all_rows_confirm():
+    from studyllm_core.algorithms.sweep import sweep_plan
+
+    x, _ = sibling_blobs(k=10)
+    plan = sweep_plan(len(x), SweepConfig(large_n=200, fit_sample_size=300, seed=1))
+    assert plan.large and plan.fit_rows.size == 300
+    chosen = {k: refine(fit, x) for k, fit in fits(x[plan.fit_rows], [9, 10, 11]).items()}  # as the sweep hands them over
+    members = np.flatnonzero(np.argmax(x @ chosen[10].centroids.T, axis=1) == 0)[:11]
+    chosen[11] = lloyd_from(x, x[members])
+    after = reoptimise(x, chosen, [10, 11], plan=plan)
+    assert after[11].objective < chosen[11].objective and after[11].labels.shape == (len(x),)
+    assert after[11].objective == pytest.approx(lloyd_from(x, after[11].centroids).objective, rel=1e-3)  # over all rows
+    for k in chosen:
+        assert after[k].objective <= chosen[k].objective
+
+
 def test_focus_window_and_its_edges():
     ks = list(range(5, 16))
     assert focus_ks(10, ks) == [8, 9, 10, 11, 12]
