@@ -306,8 +306,12 @@ class Sweep:
         run = self.run
         if not run.results:
             return None
+        started = time.perf_counter()
         run.results, choice = refocus(self.z, run.results, run.config, run.plan, self.truth,
                                       use_llm=self.recipe.uses_llm(run.config))
+        run.seconds["second_pass"] = time.perf_counter() - started
+        if self.notice is not None:
+            self.notice(f"{choice.notes[-1]}, in {run.seconds['second_pass']:.1f} s")
         return choice
 
 
