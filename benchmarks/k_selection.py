@@ -21,6 +21,12 @@ swept over about 0.5x-1.5x the true K (a step for large K) with the sweep's own 
   picks when the same per-K criteria are cut to 0.5-1.1x, 0.8-1.5x, 0.5-1.0x and 1.0-1.5x the true K (a
   rule that follows the swept range moves there; on the last two the true K is at an end of the range);
   every seed's per-K criteria go to benchmarks/out/k_selection_<set>.pkl;
+- the sweep's second pass (algorithms.focus: the K within 20% of the first choice re-optimised from
+  their neighbours' solutions, then the rule once more), its seconds counted in the default rule's;
+  rows 'before (main)' (the rule as it was: one pass, the lowest single BIC) and 'no 2nd pass'
+  (today's rule on the first pass's criteria) come from the same sweep;
+- the peer of the time goal: the sweep as filed (breathing off, no criteria), timed per seed in the
+  same run; the goals print (sweep + rule + pass) / that peer (--no-filed-peer skips it);
 - a null peer that knows only the range: its middle K. On ranges centred on the true K it meets every
   goal, so the goals alone cannot tell a rule from the range; the edge cuts can;
 - scikit-learn's HDBSCAN on the same projected (unit-normalised) vectors, the peer that chooses its own
@@ -54,13 +60,17 @@ from studyllm_core.algorithms import (  # noqa: E402
     representatives,
     score_k,
 )
-from studyllm_core.algorithms.kselection import KSelectionConfig, criteria, decide  # noqa: E402
+from studyllm_core.algorithms.focus import focus_ks, reoptimise  # noqa: E402
+from studyllm_core.algorithms.kselection import KSelectionConfig, criteria, decide, mixture_bic  # noqa: E402
+from studyllm_core.algorithms.validation import normalize_rows  # noqa: E402
 
 PCA_DIM = 50
 DEFAULT_RULE = KSelectionConfig().rule
 RULES = ("stability", "stability_max", "bic", "gap", "prediction_strength", "knee", "consensus")
 TODAY = "today (silhouette + restart ARI)"
 MIDDLE = "middle"  # the null peer: the middle of the swept range, snapped to a swept K
+BEFORE = "before (main)"  # the default rule as it was: no second pass, bic_fit=0
+NO_PASS = "no 2nd pass"  # today's rule on the first pass's criteria
 
 
 @dataclass
@@ -147,6 +157,36 @@ def sweep(z: np.ndarray, truth: np.ndarray, ks: list[int], seed: int, **options)
     return out, elapsed
 
 
+def filed_sweep(z: np.ndarray, truth: np.ndarray, ks: list[int], seed: int) -> float:
+    """CPU seconds of the sweep as it was when the issue was filed (no breathing; criteria not computed):
+    the peer of the time budget, measured in the same run."""
+    return sweep(z, truth, ks, seed, breathing=False)[1]
+
+
+def second_pass(z: np.ndarray, truth: np.ndarray, per_k: dict, crit: dict, nmi: dict,
+                config: KSelectionConfig) -> tuple[list[int], dict[int, tuple[float, float]]]:
+    """The sweep's second pass (algorithms.focus, as refocus runs it) on the benchmark's per-K results: the
+    window around the first choice re-optimised from neighbours' solutions; crit, nmi and per_k updated in
+    place for the K that improved. Returns the window and {K: (objective before, after)}."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    first = decide(config, crit)
+    if first.k is None:
+        return [], {}
+    window = focus_ks(first.k, sorted(per_k))
+    before = {k: v["result"] for k, v in per_k.items()}
+    after = reoptimise(z, before, window)
+    x = normalize_rows(np.asarray(z), "Z")
+    improved = {}
+    for k in window:
+        if after[k] is not before[k]:
+            improved[k] = (before[k].objective, after[k].objective)
+            per_k[k]["result"] = after[k]
+            crit[k].update(objective=float(after[k].objective), bic=mixture_bic(x, after[k].labels, k))
+            nmi[k] = normalized_mutual_info_score(truth, after[k].labels)
+    return window, improved
+
+
 def hdbscan_peer(z: np.ndarray, truth: np.ndarray) -> dict:
     from sklearn.cluster import HDBSCAN
     from sklearn.metrics import normalized_mutual_info_score
@@ -195,6 +235,8 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=[*TRUE_K, *SYNTHETIC], choices=[*TRUE_K, *SYNTHETIC])
     parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
     parser.add_argument("--no-hdbscan", action="store_true")
+    parser.add_argument("--no-filed-peer", dest="filed_peer", action="store_false",
+                        help="skip the peer: the sweep as filed (breathing off), timed per seed in the same run")
     parser.add_argument("--from-saved", action="store_true",
                         help="re-decide every rule from the per-K criteria a previous run saved (no sweep): the rule's "
                              "half, seconds as that run measured them")
@@ -248,8 +290,8 @@ def main() -> None:
             print(f"{name}: N={len(data.labels):,}, true K={data.true_k}, swept K={data.ks[0]}..{data.ks[-1]} "
                   f"({len(data.ks)} values)", flush=True)
         rows = {rule: {"k": [], "dnmi": [], "seconds": [], "interval": [], "shifted": []}
-                for rule in (TODAY, MIDDLE, *args.rules)}
-        sweep_seconds = []
+                for rule in (TODAY, MIDDLE, BEFORE, NO_PASS, *args.rules)}
+        sweep_seconds, filed_seconds = [], []
         for seed in range(args.seeds):
             if args.from_saved:
                 run = runs[seed]
@@ -274,20 +316,39 @@ def main() -> None:
                     for k, values in part.items():
                         crit[k].update(values)
                 today = choose_best_k({k: v["score"] for k, v in per_k.items()})
+                first_crit = {k: dict(row) for k, row in crit.items()}
+                first_nmi = dict(nmi)
+                started = time.process_time()
+                window, improved = second_pass(z, data.labels, per_k, crit, nmi, base)
+                seconds["second_pass"] = time.process_time() - started
+                seconds["filed_sweep"] = filed_sweep(z, data.labels, data.ks, seed) if args.filed_peer else math.nan
+                print(f"  seed {seed}: second pass over K {window[0]}..{window[-1]} ({len(window)} values), "
+                      f"{len(improved)} improved: " + ", ".join(f"{k} {b:.1f}->{a:.1f}" for k, (b, a) in improved.items()),
+                      flush=True)
             sweep_seconds.append(elapsed)
+            filed_seconds.append(seconds.get("filed_sweep", math.nan))
             nmi_true = nmi[data.true_k]
             nmi_at_true.setdefault(name, []).append(nmi_true)
             cuts = [[k for k in data.ks if low * data.true_k - 1e-9 <= k <= high * data.true_k + 1e-9]
                     for low, high in SHIFTED]
             picks = {TODAY: (today, None, 0.0, []), MIDDLE: (middle(data.ks), None, 0.0, [middle(c) for c in cuts])}
+            if args.from_saved:
+                first_crit, first_nmi = run.get("first_criteria", crit), run.get("first_nmi", nmi)
+            for label, config in ((BEFORE, replace(base, bic_fit=0.0)), (NO_PASS, base)):
+                selection = decide(config, first_crit)
+                shifted = [decide(config, {k: first_crit[k] for k in cut}).k for cut in cuts]
+                picks[label] = (selection.k, selection.interval, sum(seconds.get(f, 0.0) for f in ("stability", "bic")),
+                                shifted)
             for rule in args.rules:
                 config = replace(base, rule=rule)
                 selection = decide(config, crit)
                 shifted = [decide(config, {k: crit[k] for k in cut}).k for cut in cuts]
-                picks[rule] = (selection.k, selection.interval, sum(seconds[f] for f in RULE_FAMILIES[rule]), shifted)
+                extra = sum(seconds[f] for f in RULE_FAMILIES[rule]) + (seconds.get("second_pass", 0.0) if rule == DEFAULT_RULE else 0.0)
+                picks[rule] = (selection.k, selection.interval, extra, shifted)
             for rule, (k, interval, secs, shifted) in picks.items():
                 rows[rule]["k"].append(k)
-                rows[rule]["dnmi"].append(nmi[k] - nmi_true if k is not None else math.nan)
+                at = first_nmi if rule in (BEFORE, NO_PASS) else nmi  # the first pass's clusterings
+                rows[rule]["dnmi"].append(at[k] - at[data.true_k] if k is not None else math.nan)
                 rows[rule]["seconds"].append(secs)
                 rows[rule]["interval"].append(interval)
                 rows[rule]["shifted"].append(shifted)
@@ -296,10 +357,11 @@ def main() -> None:
             saved.setdefault(name, {})[seed] = {
                 "true_k": data.true_k, "nmi": nmi, "today": today,
                 "criteria": {k: dict(row) for k, row in crit.items()},
+                "first_criteria": {k: dict(row) for k, row in first_crit.items()}, "first_nmi": first_nmi,
                 "sweep_cpu_s": elapsed, "rule_cpu_s": seconds,
             }
         peer = None if args.no_hdbscan or args.from_saved else hdbscan_peer(z, data.labels)
-        table.append((data, rows, float(np.mean(sweep_seconds)), peer))
+        table.append((data, rows, float(np.mean(sweep_seconds)), peer, float(np.mean(filed_seconds))))
         if not args.from_saved:
             OUT.mkdir(parents=True, exist_ok=True)
             with open(OUT / f"k_selection_{name}{suffix}.pkl", "wb") as handle:  # per-K criteria, to re-decide offline
@@ -332,7 +394,7 @@ def main() -> None:
         picks = r["k"] + [k for sh in r["shifted"] for k in sh]
         return f"{sum(within(k, true_k) for k in picks)}/{len(picks)}"
 
-    for data, rows, sweep_s, peer in table:
+    for data, rows, sweep_s, peer, filed_s in table:
         for rule, r in rows.items():
             ks = r["k"]
             if rule == TODAY and all(k is None for k in ks):  # re-decided from a run that did not keep it
@@ -359,13 +421,16 @@ def main() -> None:
                 total[2] += sum(1 for sh in r["shifted"] for k in sh[2:] if within(k, data.true_k))
                 total[3] += len(ks) * len(SHIFTED[2:])
             if rule == DEFAULT_RULE:
-                ok = (len(decided) == len(ks) and max(errs) <= 0.2, same, dnmi >= -1.0, 1 + extra / sweep_s <= 2.0)
-                verdicts.append((data.name, ok))
+                # the budget: sweep + rule (+ second pass) against the sweep as filed (no breathing, same run)
+                ratio = (sweep_s + extra) / filed_s if math.isfinite(filed_s) else 1 + extra / sweep_s
+                ok = (len(decided) == len(ks) and max(errs) <= 0.2, same, dnmi >= -1.0, ratio <= 2.0)
+                verdicts.append((data.name, ok, ratio))
         if peer:
             print(f"{data.name:<16} {data.true_k:>3} {'HDBSCAN peer':<16} {peer['clusters']} clusters, noise "
                   f"{100 * peer['noise']:.1f}%, NMI {100 * peer['nmi']:.2f} (k-means at the true K: "
                   f"{100 * np.mean(nmi_at_true[data.name]):.2f}), {peer['seconds']:.1f} s")
-        print(f"{data.name:<16} {'':>3} {'(sweep itself)':<16} {sweep_s:.1f} CPU s per seed")
+        print(f"{data.name:<16} {'':>3} {'(sweep itself)':<16} {sweep_s:.1f} CPU s per seed; the sweep as filed "
+              f"(no breathing, same run): {filed_s:.1f} s, today's sweep {sweep_s / filed_s:.2f}x it")
     print()
     print(f"Within 20% of the true K over every set, seed and range (the full range and the {len(SHIFTED)} cut ones; "
           "then on the two cuts with the true K at an end):")
@@ -374,8 +439,9 @@ def main() -> None:
     print()
     print(f"Goals for the default rule ({DEFAULT_RULE}): within 20% of the true K on every set, the same K (±5%) "
           "across seeds, NMI at the chosen K >= NMI at the true K - 1 point, sweep + rule <= 2x the sweep.")
-    for name, (err_ok, same_ok, nmi_ok, time_ok) in verdicts:
-        flags = [("within 20%", err_ok), ("same K ±5%", same_ok), ("ΔNMI >= -1", nmi_ok), ("<= 2x time", time_ok)]
+    for name, (err_ok, same_ok, nmi_ok, time_ok), ratio in verdicts:
+        flags = [("within 20%", err_ok), ("same K ±5%", same_ok), ("ΔNMI >= -1", nmi_ok),
+                 (f"<= 2x time ({ratio:.2f}x the filed sweep)", time_ok)]
         print(f"  {name:<16} " + ", ".join(f"{t}: {'met' if ok else 'NOT met'}" for t, ok in flags))
 
 

@@ -172,3 +172,36 @@ def _breathe_out(xt: np.ndarray, x_sq: np.ndarray, centroids: np.ndarray, m: int
         rest = [int(i) for i in np.argsort(utility, kind="stable") if int(i) not in removed]
         removed += rest[: m - len(removed)]
     return np.delete(centroids, removed, axis=0)
+
+
+def resize(Z: np.ndarray, start: ClusteringResult, k: int, *, max_iter: int = 300, tol: float = 1e-4,
+           seed: int | None = None) -> ClusteringResult:
+    """A k-means fit at `k` centroids grown or shrunk from `start` (a converged fit of Z's rows at
+    another K): one breath in (k - K new centroids beside those of largest error) or out (the K - k of
+    lowest utility removed), then Lloyd to convergence. A start for K from a neighbouring K's optimum:
+    the optimal objective never rises with K, so a neighbour's solution carries what it found.
+    `seed` (default start.seed) draws the new centroids' offsets; the result carries it."""
+    x = as_matrix(Z, "Z")
+    n = x.shape[0]
+    k = check_positive_int(k, "k", minimum=1)
+    if k > n:
+        raise ValueError(f"k={k} exceeds the {n} rows; use k <= {n}.")
+    spherical = start.metric == "cosine"
+    if spherical:
+        x = normalize_rows(x, "Z")
+    if start.labels.shape != (n,):
+        raise ValueError(f"start has {start.labels.shape[0]} labels for {n} rows; pass the fit of these rows.")
+    seed = start.seed if seed is None else seed
+    xt, x_sq = transposed(x), row_sq_norms(x)
+    centroids = np.asarray(start.centroids, dtype=np.float64)
+    if k > start.k:
+        centroids = _breathe_in(x, centroids, np.asarray(start.labels, dtype=np.intp), k - start.k, spherical,
+                                np.random.default_rng([seed, 0xB4EA7E, k]))
+    elif k < start.k:
+        centroids = _breathe_out(xt, x_sq, centroids.astype(x.dtype), start.k - k)
+    state = Lloyd(x, k, spherical, tol, xt=xt, x_sq=x_sq)
+    state.set_centroids(centroids)
+    steps, converged = state.run(max_iter)
+    state.settle()
+    return replace(start, labels=state.labels.astype(np.int32), centroids=state.centroids.astype(np.float64),
+                   objective=state.objective(), n_iter=steps, converged=converged, seed=seed, summaries=None)

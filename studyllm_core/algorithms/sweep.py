@@ -88,6 +88,9 @@ class SweepConfig:
     # (None: breathing.depth_for(K) = max(5, K // 3)).
     breathing: bool = True
     breathing_depth: int | None = None
+    # The second pass (algorithms/focus.py): after the K loop, the K near the chosen one are re-optimised
+    # from their neighbours' solutions and K is chosen again (k-means without a summariser only).
+    refocus: bool = True
 
     def validate(self) -> None:
         """Reject settings that cannot work whatever the data; data-dependent checks happen in run_sweep."""
@@ -634,7 +637,9 @@ def run_sweep(
         if on_k is not None:
             on_k(item)
         say(describe_k(item, position, len(ks), time.perf_counter() - started))
-    choice = choose_k([item.scores.to_row() for item in per_k])
+    from .focus import refocus  # focus builds on this module's per-K step
+
+    per_k, choice = refocus(z, per_k, config, plan, truth, use_llm=_check_llm_method(config, summarize, embed))
     return SweepResult(
         config=config,
         per_k=per_k,

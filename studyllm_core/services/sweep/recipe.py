@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from studyllm_core.algorithms import KChoice, KResult, SweepConfig, choose_k, sweep_k
+from studyllm_core.algorithms.focus import refocus
 from studyllm_core.algorithms.kmeans import Project
 from studyllm_core.algorithms.sweep import SweepPlan, check_sweep, describe_k, describe_pca, sweep_plan, sweep_space
 from studyllm_core.errors import InputError, StudyllmError
@@ -109,7 +110,8 @@ class SweepRun:
         return {str(k): self.status(k) + (f": {self.reason(k)}" if self.reason(k) else "") for k in self.requested}
 
     def choice(self) -> KChoice | None:
-        """K chosen among the done ones (None when none is done)."""
+        """K chosen among the done ones from their per-K rows as they stand (None when none is done): what
+        the Dagster report decides from the stored rows. `Sweep.choose` adds the second pass first."""
         rows = [item.scores.to_row() for item in self.results]
         return choose_k(rows) if rows else None
 
@@ -296,6 +298,21 @@ class Sweep:
         finally:
             run.n_summarize_calls = sum(item.restarts.n_summarize_calls for item in run.results)
             run.summary_embedding_api_requests = sum(e.api_requests for e in embedders)
+
+    def choose(self) -> KChoice | None:
+        """K chosen among the done ones after the second pass (algorithms.focus.refocus: the K near the
+        first choice re-optimised from their neighbours' solutions, their results replaced in `run`);
+        None when none is done. Call it once the iteration has ended."""
+        run = self.run
+        if not run.results:
+            return None
+        started = time.perf_counter()
+        run.results, choice = refocus(self.z, run.results, run.config, run.plan, self.truth,
+                                      use_llm=self.recipe.uses_llm(run.config))
+        run.seconds["second_pass"] = time.perf_counter() - started
+        if self.notice is not None:
+            self.notice(f"{choice.notes[-1]}, in {run.seconds['second_pass']:.1f} s")
+        return choice
 
 
 def label_codes(values: Sequence[object]) -> np.ndarray:

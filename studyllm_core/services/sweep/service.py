@@ -67,7 +67,8 @@ class SweepOutcome:
     run_group_id: int
     failures: dict[int, str] = field(default_factory=dict)  # input row -> why it has no vector
     # Wall seconds of each step: "embed" (vectors from the cache or the provider), "pca", "k_loop" and
-    # "per_k" {K: s}, "write" (files and their records). Timing only: printed by --json, not in report.json.
+    # "per_k" {K: s}, "second_pass" (algorithms.focus, after the K loop), "write" (files and their records).
+    # Timing only: printed by --json, not in report.json.
     seconds: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -269,8 +270,9 @@ class SweepService:
         seconds.update(pca=sweep.seconds["pca"], k_loop=time.perf_counter() - started, per_k=dict(sweep.seconds["per_k"]))
         if sweep.error is not None:
             raise sweep.error
-        choice = sweep.choice()
+        choice = steps.choose()  # after the second pass, which may update sweep.results
         assert choice is not None
+        seconds["second_pass"] = sweep.seconds["second_pass"]
         result = SweepResult(
             config=config_run, per_k=sweep.results, best_k=choice.k, rule=choice.rule, choice=choice, pca=sweep.pca,
             n_summarize_calls=sweep.n_summarize_calls, plan=sweep.plan,

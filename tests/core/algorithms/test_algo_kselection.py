@@ -130,6 +130,35 @@ def test_the_knee_is_the_centre_of_a_flat_top_so_one_local_optimum_does_not_move
     assert decide(KSelectionConfig(rule="knee"), {k: {"objective": w} for k, w in smooth.items()}).k in picks
 
 
+def test_bic_reads_its_minimum_from_a_parabola_so_one_local_optimum_does_not_move_it():
+    # BIC over K=40..80 in steps of 2 with its minimum at 60; a K whose k-means stopped 0.1% above its
+    # optimum gets its BIC raised by hundreds (syn_k60_min50: 400 per objective unit). Whichever K near
+    # the minimum is the badly optimised one, the lowest single K jumps, the parabola's vertex stays.
+    ks = range(40, 81, 2)
+    smooth = {k: 8.0 * (k - 60) ** 2 for k in ks}
+    picks, lowest = [], []
+    for bad in (58, 60, 62):
+        table = {k: {"bic": b + (400.0 if k in (bad, 60) else 0.0)} for k, b in smooth.items()}
+        picks.append(decide(KSelectionConfig(rule="bic"), table).k)
+        lowest.append(decide(KSelectionConfig(rule="bic", bic_fit=0.0), table).k)
+    assert picks == [60, 60, 60], picks
+    assert lowest != [60, 60, 60] and all(k != 60 for k in lowest)  # the lowest single K moves off 60
+    selection = decide(KSelectionConfig(rule="bic"), {k: {"bic": b} for k, b in smooth.items()})
+    assert selection.k == 60 and selection.interval == (60, 60)
+    assert "vertex of a parabola" in selection.rule and "within 25%" in selection.rule
+    assert "vertex of a parabola" not in decide(KSelectionConfig(rule="bic", bic_fit=0.0), table).rule
+
+
+def test_bic_falls_back_to_the_lowest_when_no_parabola_fits():
+    # a BIC falling over the whole range (no minimum inside it): the parabola opens downward or its
+    # vertex leaves the window, so the lowest K (the edge) is kept and said
+    table = {k: {"bic": -float(k) ** 2, "objective": 100.0 - k} for k in range(2, 11)}
+    selection = decide(KSelectionConfig(rule="bic"), table)
+    assert selection.k == 10 and "largest swept" in selection.notes[0]
+    with pytest.raises(ValueError, match="bic_fit"):
+        KSelectionConfig(bic_fit=1.0).validate()
+
+
 def test_every_k_alike_is_undecided():
     # A data set cannot be trusted to tie exactly, so the rule gets tied criteria: it must refuse to pick.
     table = {k: {"objective": 100.0 - k, "stability": 0.9 + 0.001 * (k % 2), "bic": 0.0} for k in range(4, 9)}

@@ -75,6 +75,10 @@ def test_recovers_the_topics_and_writes_recorded_files(engine, embedder, service
     assert set(by_k) == {2, 3, 4, 5}
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["best_k"] == 3 and "BIC" in report["rule"] and report["choice"]["text"].startswith("K = 3")
+    # the second pass ran on the K around the first choice and the report says so (algorithms/focus.py)
+    assert report["choice"]["second_pass"]["ks"] == [2, 3, 4] and report["choice"]["second_pass"]["skipped"] is None
+    assert "applied once more" in report["rule"] and any("second pass re-optimised K 2..4" in n
+                                                          for n in report["choice"]["notes"])
     counts = report["counts"]
     assert (counts["texts"], counts["clustered"], counts["failed"], counts["summarize_calls"]) == (61, 60, 1, 0)
     assert report["failed_rows"] == [{"row": 7, "reason": "empty or whitespace-only text"}]
@@ -288,6 +292,8 @@ def test_large_n_plan_is_reported_and_the_clusters_table_is_streamed_per_k(engin
     assert any(note.startswith("N=120 > 60: sampled k-means") for note in report["notes"])
     by_k = {row["k"]: row for row in out.summary()["per_k"]}
     assert by_k[3]["nmi"] == pytest.approx(1.0)  # the blob number is the reference label
+    # the second pass runs on the fit sample and refines on all rows, as the restarts do
+    assert report["choice"]["second_pass"]["skipped"] is None and report["choice"]["second_pass"]["ks"] == [2, 3, 4]
     clusters = pq.ParquetFile(tmp_path / "out" / "clusters.parquet")
     assert clusters.metadata.num_row_groups == 3  # one per K, written as they are made
     table = clusters.read().to_pandas()
