@@ -6,7 +6,8 @@ run that loads the dataset once and calls the core's SweepRecipe for those K (wh
 runs). Each K's three tables are stored by the core's SweepResults as soon as the K is done, and the
 step reports each done K as a materialization of its partition. A K that fails stops the step, which
 then fails the run: the K done before stay materialized, the others are failed partitions, and
-cluster_metrics' records name them. A K larger than the dataset's texts is refused, reported and
+cluster_metrics' records name them. After the K loop the core's second pass re-optimises the K near the
+first choice (as `studyllm sweep` does); a K it improves is stored and materialized again. A K larger than the dataset's texts is refused, reported and
 left unmaterialized (it never turns the assets red); the others run. The step holds the sweep
 locks of its (dataset, K) while it sweeps them (SweepResults.hold): a run whose K overlap, ranged
 or not, waits with a line saying for which run; runs of other K or other datasets go on.
@@ -156,6 +157,13 @@ def sweep_k(
                     verdicts[NO_EMPTY][key] = clusters_verdict(item.clustering.labels, item.k)
                     verdicts[ONE_SUMMARY][key] = summaries_verdict(item.summaries, item.k, expected=config.llm_rounds > 0)
                     made += [(name, key, group) for name, group in groups[item.k].items()]
+                if sweep.run.error is None:  # the second pass, as `studyllm sweep` runs it (Sweep.choose)
+                    for item in _second_pass(sweep):
+                        record(item)  # the improved K's tables replace the swept ones
+                        yield from _materializations(dataset, item, done[item.k], groups[item.k])
+                        key = partition_key(dataset, item.k)
+                        verdicts[NO_EMPTY][key] = clusters_verdict(item.clustering.labels, item.k)
+                        verdicts[ONE_SUMMARY][key] = summaries_verdict(item.summaries, item.k, expected=config.llm_rounds > 0)
             except BaseException as exc:  # noqa: BLE001 - an interrupt between two K: the done ones are reported
                 sweep.run.error = sweep.run.error or exc
             results.finish(dataset, sweep.run, run_id=context.run.run_id)
@@ -174,6 +182,16 @@ def sweep_k(
     if problems:
         raise dg.Failure(description="; ".join(problems) + "; the done K are stored, run again for the rest",
                          allow_retries=False)
+
+
+def _second_pass(sweep) -> list[KResult]:  # noqa: ANN001 - the recipe's Sweep
+    """The K of the run the core's second pass improved (algorithms.focus, after the run's K loop: the K near
+    the first choice re-optimised from their neighbours' solutions), so the stored per-K tables, and the
+    report's choice made from them, are what `studyllm sweep` chooses from. Over the K of this run only: a
+    range split over several runs (STUDYLLM_SWEEP_KS_PER_RUN, one-K runs) gets the pass per part."""
+    choice = sweep.choose()
+    improved = {int(k) for k in ((choice.details.get("second_pass") or {}).get("improved") or {})} if choice else set()
+    return [item for item in sweep.run.results if item.k in improved]
 
 
 def _record_provenance(context: dg.AssetExecutionContext, engine, dataset: str, ks: list[int],  # noqa: ANN001
