@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -296,12 +297,13 @@ def cluster_restarts(
 
     seeds = [restart_seed(config.seed, k, r) for r in range(config.n_restarts)]
     llm_each = use_llm and config.summarize_restarts == "all"
-    runs = [run(seed, llm_each) for seed in seeds]
-    best = int(np.argmin([r.objective for r in runs]))
-    chosen = run(seeds[best], True) if use_llm and not llm_each else runs[best]
-    report = None
-    if breathing_applies(config, use_llm):
-        chosen, report = breathe(Z, chosen, depth=config.breathing_depth, max_iter=config.max_iter)
+    with sample_blas(fit_rows is not None):
+        runs = [run(seed, llm_each) for seed in seeds]
+        best = int(np.argmin([r.objective for r in runs]))
+        chosen = run(seeds[best], True) if use_llm and not llm_each else runs[best]
+        report = None
+        if breathing_applies(config, use_llm):
+            chosen, report = breathe(Z, chosen, depth=config.breathing_depth, max_iter=config.max_iter)
     passes = None
     if fit_rows is not None:
         fitted = chosen.n_iter
@@ -311,6 +313,19 @@ def cluster_restarts(
     calls = sum(r.n_summarize_calls for r in runs) + (chosen.n_summarize_calls if rerun else 0)
     return Restarts(k=k, runs=runs, seeds=seeds, best=best, chosen=chosen, n_summarize_calls=calls, breathing=report,
                     refine_passes=passes)
+
+
+def sample_blas(sampled: bool) -> AbstractContextManager[Any]:
+    """One BLAS thread for the large-N sweep's work on its samples (restarts, breathing, K criteria on at
+    most fit_sample_size rows), as scikit-learn's KMeans limits BLAS in its own loop: their K x rows
+    products are too small for threads to pay, and OpenBLAS threads that wait on a busy machine made
+    that work several times slower (docs/architecture.md). Scoped to the call; the refinement over all
+    N rows keeps the library's threads. No change when `sampled` is False (all rows, small N)."""
+    if not sampled:
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
 
 
 def breathing_applies(config: SweepConfig, use_llm: bool) -> bool:
@@ -360,7 +375,8 @@ def k_criteria(Z: np.ndarray, chosen: ClusteringResult, seed: int, rows: np.ndar
     if rows is not None:
         Z = Z[rows]
         chosen = replace(chosen, labels=chosen.labels[rows])
-    row = selection_criteria(Z, [chosen], K_SELECTION, seed)[chosen.k]
+    with sample_blas(rows is not None):
+        row = selection_criteria(Z, [chosen], K_SELECTION, seed)[chosen.k]
     return {
         "objective": float(row["objective"]),
         "subsample_stability": float(row["stability"]),

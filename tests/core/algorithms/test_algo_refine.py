@@ -104,3 +104,28 @@ def test_small_sweeps_do_not_refine():
 def test_bad_refine_tol_is_refused(bad):
     with pytest.raises(ValueError, match="refine_tol"):
         SweepConfig(refine_tol=bad).validate()
+
+
+def test_the_sampled_work_runs_on_one_blas_thread_and_the_refinement_on_the_callers(monkeypatch):
+    """At large N the restarts, breathing and K criteria (on samples) run with one BLAS thread; the
+    refinement over all rows and every small-N sweep keep the caller's setting."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen: dict[str, set[int]] = {"fit": set(), "breathe": set(), "criteria": set(), "refine": set()}
+    for name, attr in (("fit", "k_llmmeans"), ("breathe", "breathe"), ("criteria", "selection_criteria"),
+                       ("refine", "refine")):
+        real = getattr(sweep_module, attr)
+        monkeypatch.setattr(sweep_module, attr,
+                            lambda *a, _real=real, _name=name, **kw: seen[_name].update(blas_threads()) or _real(*a, **kw))
+    z = overlapping(n=900, k=4)
+    with threadpool_limits(2, user_api="blas"):
+        assert blas_threads() == {2}
+        run_sweep(z, None, SweepConfig(k_min=3, k_max=4, n_restarts=2, **LARGE))
+        assert seen == {"fit": {1}, "breathe": {1}, "criteria": {1}, "refine": {2}}
+        for found in seen.values():
+            found.clear()
+        run_sweep(z[:250], None, SweepConfig(k_min=3, k_max=4, n_restarts=2, large_n=300))
+        assert seen["fit"] == seen["criteria"] == {2} and not seen["refine"]
