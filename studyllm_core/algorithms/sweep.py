@@ -701,12 +701,15 @@ def run_sweep(
 
 
 def describe_k(item: KResult, position: int, total: int, seconds: float | None = None) -> str:
-    """One progress line for a finished K (with the seconds it took, when given)."""
+    """One progress line for a finished K (with the refinement's passes at large N and the seconds it
+    took, when given)."""
     s = item.scores
     return (
         f"K={item.k} ({position}/{total}): objective {item.clustering.objective:.4g}, "
         f"silhouette {s.silhouette.value:.3f} ({s.silhouette.method}), "
         f"stability {s.stability.mean_ari:.3f}, score {s.score:.3f}"
+        + (f", refined by {passes} Lloyd pass{'es' if passes != 1 else ''} over all N"
+           if (passes := item.restarts.refine_passes) is not None else "")
         + (f" in {seconds:.1f} s" if seconds is not None else "")
     )
 

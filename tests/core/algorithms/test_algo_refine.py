@@ -82,12 +82,15 @@ def test_a_sweep_prepares_its_rows_once_and_says_how_it_refined(monkeypatch):
     real = sweep_module.refine_rows
     monkeypatch.setattr(sweep_module, "refine_rows", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     config = SweepConfig(k_min=3, k_max=5, n_restarts=2, **LARGE)
-    result = run_sweep(z, None, config)
+    messages: list[str] = []
+    result = run_sweep(z, None, config, progress=messages.append)
     assert len(calls) == 1  # once for the three K
     plan = result.to_dict()["plan"]
     assert "until a pass lowers the objective by at most 0.0001 of it" in plan["text"] and plan["refine_tol"] == 1e-4
     passes = [row["refine_passes"] for row in result.to_dict()["per_k"]]
     assert all(1 <= p <= config.refine_iter for p in passes)
+    for message, p in zip(messages[1:], passes):  # each K's progress line says it too
+        assert f", refined by {p} Lloyd pass{'es' if p != 1 else ''} over all N" in message
     every = run_sweep(z, None, SweepConfig(k_min=3, k_max=5, n_restarts=2, refine_tol=0.0, **LARGE))
     assert "until a pass" not in every.plan.describe()
     every_passes = [row["refine_passes"] for row in every.to_dict()["per_k"]]
@@ -96,8 +99,10 @@ def test_a_sweep_prepares_its_rows_once_and_says_how_it_refined(monkeypatch):
 
 def test_small_sweeps_do_not_refine():
     z = overlapping(n=250, k=3)
-    result = run_sweep(z, None, SweepConfig(k_min=2, k_max=3, n_restarts=2, large_n=300))
+    messages: list[str] = []
+    result = run_sweep(z, None, SweepConfig(k_min=2, k_max=3, n_restarts=2, large_n=300), progress=messages.append)
     assert all(row["refine_passes"] is None for row in result.to_dict()["per_k"])
+    assert not any("refined" in message for message in messages)
 
 
 @pytest.mark.parametrize("bad", [-1e-4, 1.0, "0.1"])
