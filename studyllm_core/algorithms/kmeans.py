@@ -9,7 +9,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from .distances import sq_dist_to_assigned
 from .lloyd import Lloyd, Rows, lloyd_rows
+from .metrics import costs_from_sq
 from .results import ClusteringResult
 from .seeding import kmeans_plusplus
 from .validation import (
@@ -221,6 +223,14 @@ def refine(
     several refinements. Lloyd never raises the objective, so the result's objective over all rows is
     at most that of result's centroids with every row at its nearest. Summaries and LLM call counts
     are result's; n_iter adds the passes run."""
+    return refine_costs(result, Z, max_iter=max_iter, tol=tol, rel_tol=rel_tol)[0]
+
+
+def refine_costs(
+    result: ClusteringResult, Z: np.ndarray | Rows, *, max_iter: int = 300, tol: float = 1e-4, rel_tol: float = 0.0
+) -> tuple[ClusteringResult, np.ndarray]:
+    """refine, and every row's metrics.item_costs to its refined centroid from the same pass over the
+    rows that gives the objective (a sweep needs both: one pass over N less per K)."""
     if not (isinstance(rel_tol, (int, float)) and 0.0 <= rel_tol < 1.0):
         raise ValueError(f"rel_tol must be a number in [0, 1), got {rel_tol!r}.")
     rows = Z if isinstance(Z, Rows) else refine_rows(Z, result.metric)
@@ -229,11 +239,13 @@ def refine(
     state.set_centroids(result.centroids)
     steps, converged = state.run(check_positive_int(max_iter, "max_iter"), rel_tol=rel_tol)
     state.settle()
-    return replace(
+    sq = sq_dist_to_assigned(rows.x, state.centroids, state.labels)
+    refined = replace(
         result,
         labels=state.labels.astype(np.int32),
         centroids=state.centroids.astype(np.float64),
-        objective=state.objective(),
+        objective=float(0.5 * sq.sum() if spherical else sq.sum()),  # Lloyd.objective, from the same pass
         n_iter=result.n_iter + steps,
         converged=converged,
     )
+    return refined, costs_from_sq(sq, result.metric)

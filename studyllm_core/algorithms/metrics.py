@@ -20,20 +20,23 @@ DEFAULT_SILHOUETTE_SAMPLE = 5000
 _SILHOUETTE_WORKING_MEMORY_MB = 64  # bounds scikit-learn's distance chunks (sample x rows)
 
 
-def item_costs(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, metric: str = "cosine", *,
-               unit_rows: bool = False) -> np.ndarray:
+def item_costs(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, metric: str = "cosine") -> np.ndarray:
     """Distance of every item to its own centroid (float64): Euclidean, or 1 - cos for metric="cosine".
-    Small is typical of the cluster; it ranks representatives and averages to the dispersion.
-    `unit_rows`: the rows of x are unit already (cosine; saves a normalised copy of x)."""
+    Small is typical of the cluster; it ranks representatives and averages to the dispersion."""
     check_metric(metric)
     x = np.asarray(x)
     labels = np.asarray(labels)
     centroids = np.asarray(centroids, dtype=x.dtype)
     if metric == "cosine":
-        unit = x if unit_rows else x / np.linalg.norm(x, axis=1, keepdims=True)
-        unit_c = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
-        return 0.5 * sq_dist_to_assigned(unit, unit_c, labels)
-    return np.sqrt(sq_dist_to_assigned(x, centroids, labels))
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
+    return costs_from_sq(sq_dist_to_assigned(x, centroids, labels), metric)
+
+
+def costs_from_sq(sq: np.ndarray, metric: str) -> np.ndarray:
+    """item_costs from the squared distances of the items to their own centroid (unit rows and centroids
+    for cosine: 1 - cos = |a - b|^2 / 2), for a caller that has them (kmeans.refine_costs)."""
+    return 0.5 * sq if metric == "cosine" else np.sqrt(sq)
 
 
 def representatives(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .breathing import BreathingReport, breathe
-from .kmeans import Embed, Project, Summarize, k_llmmeans, refine, refine_rows
+from .kmeans import Embed, Project, Summarize, k_llmmeans, refine_costs, refine_rows
 from .kselection import KSelectionConfig, decide, rule_text
 from .kselection import criteria as selection_criteria
 from .lloyd import Rows
@@ -242,6 +242,7 @@ class Restarts:
     n_summarize_calls: int  # over all runs of this K
     breathing: BreathingReport | None = None  # what breathing did to runs[best] (config.breathing)
     refine_passes: int | None = None  # Lloyd passes over all rows that refined the chosen fit (large N)
+    costs: np.ndarray | None = None  # item_costs of every row, from the refinement's last pass (large N)
 
 
 def cluster_restarts(
@@ -304,15 +305,16 @@ def cluster_restarts(
         report = None
         if breathing_applies(config, use_llm):
             chosen, report = breathe(Z, chosen, depth=config.breathing_depth, max_iter=config.max_iter)
-    passes = None
+    passes = costs = None
     if fit_rows is not None:
         fitted = chosen.n_iter
-        chosen = refine(chosen, full if rows is None else rows, max_iter=config.refine_iter, rel_tol=config.refine_tol)
+        chosen, costs = refine_costs(chosen, full if rows is None else rows, max_iter=config.refine_iter,
+                                     rel_tol=config.refine_tol)
         passes = chosen.n_iter - fitted
     rerun = use_llm and not llm_each
     calls = sum(r.n_summarize_calls for r in runs) + (chosen.n_summarize_calls if rerun else 0)
     return Restarts(k=k, runs=runs, seeds=seeds, best=best, chosen=chosen, n_summarize_calls=calls, breathing=report,
-                    refine_passes=passes)
+                    refine_passes=passes, costs=costs)
 
 
 def sample_blas(sampled: bool) -> AbstractContextManager[Any]:
@@ -434,9 +436,8 @@ def sweep_k(
     restarts = cluster_restarts(Z, texts, k, config, summarize=summarize, embed=embed, project=project,
                                 fit_rows=plan.fit_rows, rows=rows)
     chosen = restarts.chosen
-    if rows is not None:  # the rows as the refinement saw them (unit for cosine): no copy of Z
-        costs = item_costs(rows.x, chosen.labels, chosen.centroids, config.metric, unit_rows=True)
-    else:
+    costs = restarts.costs  # at large N from the refinement's last pass over the rows
+    if costs is None:
         costs = item_costs(Z, chosen.labels, chosen.centroids, config.metric)
     scores = score_k(Z, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth,
                      criteria=k_criteria(Z, chosen, config.seed, plan.criteria_rows))

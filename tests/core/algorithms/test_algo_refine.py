@@ -8,7 +8,7 @@ import pytest
 
 from studyllm_core.algorithms import SweepConfig, run_sweep
 from studyllm_core.algorithms import sweep as sweep_module
-from studyllm_core.algorithms.kmeans import k_llmmeans, refine, refine_rows
+from studyllm_core.algorithms.kmeans import k_llmmeans, refine, refine_costs, refine_rows
 from studyllm_core.algorithms.lloyd import Lloyd
 from studyllm_core.algorithms.metrics import item_costs
 
@@ -70,10 +70,18 @@ def test_prepared_rows_give_the_refinement_of_the_matrix_itself():
     rows = refine_rows(z, "cosine")
     a, b = refine(sample, z, max_iter=10, rel_tol=1e-4), refine(sample, rows, max_iter=10, rel_tol=1e-4)
     assert np.array_equal(a.labels, b.labels) and a.objective == b.objective and len(rows) == len(z)
-    unit = z / np.linalg.norm(z, axis=1, keepdims=True)
-    assert np.allclose(item_costs(rows.x, b.labels, b.centroids, unit_rows=True),
-                       item_costs(z, b.labels, b.centroids), atol=1e-6)
-    assert np.allclose(rows.x, unit, atol=1e-6)
+    assert np.allclose(rows.x, z / np.linalg.norm(z, axis=1, keepdims=True), atol=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_the_refinements_costs_are_the_item_costs_and_sum_to_its_objective(metric):
+    z = overlapping(n=3000)
+    sample = k_llmmeans(z[:300], None, 6, seed=0, metric=metric)
+    refined, costs = refine_costs(sample, z, max_iter=10, rel_tol=1e-4)
+    assert np.allclose(costs, item_costs(z, refined.labels, refined.centroids, metric), rtol=1e-5, atol=1e-6)
+    squared = costs if metric == "cosine" else costs**2
+    assert squared.sum() == pytest.approx(refined.objective, rel=1e-12)
+    assert refine(sample, z, max_iter=10, rel_tol=1e-4).objective == refined.objective
 
 
 def test_a_sweep_prepares_its_rows_once_and_says_how_it_refined(monkeypatch):
@@ -121,7 +129,7 @@ def test_the_sampled_work_runs_on_one_blas_thread_and_the_refinement_on_the_call
 
     seen: dict[str, set[int]] = {"fit": set(), "breathe": set(), "criteria": set(), "refine": set()}
     for name, attr in (("fit", "k_llmmeans"), ("breathe", "breathe"), ("criteria", "selection_criteria"),
-                       ("refine", "refine")):
+                       ("refine", "refine_costs")):
         real = getattr(sweep_module, attr)
         monkeypatch.setattr(sweep_module, attr,
                             lambda *a, _real=real, _name=name, **kw: seen[_name].update(blas_threads()) or _real(*a, **kw))
