@@ -9,7 +9,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from .lloyd import Lloyd
+from .distances import sq_dist_to_assigned
+from .lloyd import Lloyd, Rows, lloyd_rows
+from .metrics import costs_from_sq
 from .results import ClusteringResult
 from .seeding import kmeans_plusplus
 from .validation import (
@@ -201,24 +203,49 @@ def k_llmmeans(
     )
 
 
-def refine(result: ClusteringResult, Z: np.ndarray, *, max_iter: int = 300, tol: float = 1e-4) -> ClusteringResult:
-    """`result` (a k-means fit on a sample of Z's rows) carried to every row of Z: Lloyd iterations on
-    all of Z starting from result's centroids, until convergence or `max_iter`. The large-N sweep's
-    way to get exact-k-means labels at the cost of a few passes (the restarts fit on a sample, as
-    Faiss's k-means trains on a subsample). Summaries and LLM call counts are result's."""
+def refine_rows(Z: np.ndarray, metric: str) -> Rows:
+    """Z prepared for refine: checked, unit rows for metric="cosine", with what Lloyd derives from its rows.
+    A sweep prepares its rows once and refines every K on them."""
     x = as_matrix(Z, "Z")
-    spherical = result.metric == "cosine"
-    if spherical:
+    if check_metric(metric) == "cosine":
         x = normalize_rows(x, "Z")
-    state = Lloyd(x, result.k, spherical, tol)
+    return lloyd_rows(x)
+
+
+def refine(
+    result: ClusteringResult, Z: np.ndarray | Rows, *, max_iter: int = 300, tol: float = 1e-4, rel_tol: float = 0.0
+) -> ClusteringResult:
+    """`result` (a k-means fit on a sample of Z's rows) carried to every row of Z: Lloyd iterations on
+    all of Z starting from result's centroids, until convergence, `max_iter`, or (rel_tol > 0) an
+    iteration that lowers the objective by at most rel_tol of it (Lloyd.run). The large-N sweep's way
+    to get k-means labels of every row at the cost of a few passes (the restarts fit on a sample, as
+    Faiss's k-means trains on a subsample). Z may be refine_rows(Z, result.metric), prepared once for
+    several refinements. Lloyd never raises the objective, so the result's objective over all rows is
+    at most that of result's centroids with every row at its nearest. Summaries and LLM call counts
+    are result's; n_iter adds the passes run."""
+    return refine_costs(result, Z, max_iter=max_iter, tol=tol, rel_tol=rel_tol)[0]
+
+
+def refine_costs(
+    result: ClusteringResult, Z: np.ndarray | Rows, *, max_iter: int = 300, tol: float = 1e-4, rel_tol: float = 0.0
+) -> tuple[ClusteringResult, np.ndarray]:
+    """refine, and every row's metrics.item_costs to its refined centroid from the same pass over the
+    rows that gives the objective (a sweep needs both: one pass over N less per K)."""
+    if not (isinstance(rel_tol, (int, float)) and 0.0 <= rel_tol < 1.0):
+        raise ValueError(f"rel_tol must be a number in [0, 1), got {rel_tol!r}.")
+    rows = Z if isinstance(Z, Rows) else refine_rows(Z, result.metric)
+    spherical = result.metric == "cosine"
+    state = Lloyd(rows.x, result.k, spherical, tol, rows=rows)
     state.set_centroids(result.centroids)
-    steps, converged = state.run(check_positive_int(max_iter, "max_iter"))
+    steps, converged = state.run(check_positive_int(max_iter, "max_iter"), rel_tol=rel_tol)
     state.settle()
-    return replace(
+    sq = sq_dist_to_assigned(rows.x, state.centroids, state.labels)
+    refined = replace(
         result,
         labels=state.labels.astype(np.int32),
         centroids=state.centroids.astype(np.float64),
-        objective=state.objective(),
+        objective=float(0.5 * sq.sum() if spherical else sq.sum()),  # Lloyd.objective, from the same pass
         n_iter=result.n_iter + steps,
         converged=converged,
     )
+    return refined, costs_from_sq(sq, result.metric)

@@ -28,10 +28,15 @@ def item_costs(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, metric:
     labels = np.asarray(labels)
     centroids = np.asarray(centroids, dtype=x.dtype)
     if metric == "cosine":
-        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-        unit_c = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
-        return 0.5 * sq_dist_to_assigned(unit, unit_c, labels)
-    return np.sqrt(sq_dist_to_assigned(x, centroids, labels))
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
+    return costs_from_sq(sq_dist_to_assigned(x, centroids, labels), metric)
+
+
+def costs_from_sq(sq: np.ndarray, metric: str) -> np.ndarray:
+    """item_costs from the squared distances of the items to their own centroid (unit rows and centroids
+    for cosine: 1 - cos = |a - b|^2 / 2), for a caller that has them (kmeans.refine_costs)."""
+    return 0.5 * sq if metric == "cosine" else np.sqrt(sq)
 
 
 def representatives(

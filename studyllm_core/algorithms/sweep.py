@@ -6,15 +6,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from .breathing import BreathingReport, breathe
-from .kmeans import Embed, Project, Summarize, k_llmmeans, refine
+from .kmeans import Embed, Project, Summarize, k_llmmeans, refine_costs, refine_rows
 from .kselection import KSelectionConfig, decide, rule_text
 from .kselection import criteria as selection_criteria
+from .lloyd import Rows
 from .metrics import (
     DEFAULT_SILHOUETTE_SAMPLE,
     Silhouette,
@@ -48,9 +50,13 @@ BEST_K_RULE = (
 # Above LARGE_N items a sweep samples (SweepPlan): every cost then grows linearly with N.
 LARGE_N = 100_000
 # Rows the restarts fit on before the chosen one is refined on all rows (Faiss's k-means trains on at
-# most 256 points per centroid: 20,000 covers K <= 78 at that rate), and the refinement's Lloyd passes.
+# most 256 points per centroid: 20,000 covers K <= 78 at that rate), and the refinement's Lloyd passes:
+# at most REFINE_ITER, stopping after a pass that lowers the objective by at most REFINE_TOL of it (from
+# centroids converged on the sample, the second pass gains ~1e-5 and each later one ~2e-6 at a million
+# blobs: docs/architecture.md).
 FIT_SAMPLE = 20_000
 REFINE_ITER = 10
+REFINE_TOL = 1e-4
 CRITERIA_SAMPLE = 10_000  # rows the K-selection criteria (subsampling stability, BIC) are computed on
 
 
@@ -82,6 +88,7 @@ class SweepConfig:
     large_n: int = LARGE_N
     fit_sample_size: int = FIT_SAMPLE
     refine_iter: int = REFINE_ITER
+    refine_tol: float = REFINE_TOL  # 0: always refine_iter passes (unless Lloyd converges)
     criteria_sample_size: int = CRITERIA_SAMPLE
     # Breathing k-means (algorithms/breathing.py) on the chosen restart of each K, k-means without a
     # summariser only; at large N on the fit sample, before the refinement. Depth: centroids per breath
@@ -117,6 +124,8 @@ class SweepConfig:
         check_positive_int(self.large_n, "large_n", minimum=2)
         check_positive_int(self.fit_sample_size, "fit_sample_size", minimum=2)
         check_positive_int(self.refine_iter, "refine_iter")
+        if not (isinstance(self.refine_tol, (int, float)) and 0.0 <= self.refine_tol < 1.0):
+            raise ValueError(f"refine_tol must be a number in [0, 1), got {self.refine_tol!r}.")
         check_positive_int(self.criteria_sample_size, "criteria_sample_size", minimum=2)
         if self.breathing_depth is not None:
             check_positive_int(self.breathing_depth, "breathing_depth")
@@ -136,10 +145,23 @@ class SweepPlan:
     refine_iter: int = REFINE_ITER
     breathing: bool = False  # breathing k-means after each K's best restart
     breathing_depth: int | None = None  # its depth (None: max(5, K // 3))
+    refine_tol: float = REFINE_TOL
+    metric: str = "cosine"
+    # The rows prepared for the refinement (refine_rows_of), kept for the next K of the sweep.
+    _prepared: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def large(self) -> bool:
         return self.fit_rows is not None
+
+    def refine_rows_of(self, z: np.ndarray) -> Rows:
+        """The sweep's rows `z` prepared for the refinement (kmeans.refine_rows: checked, unit rows for
+        cosine, transposed copy, norms), once per plan: the first K pays for it, every later K of the
+        sweep refines on the same prepared rows (at a million rows this was a third of a refinement)."""
+        held = self._prepared.get("rows")
+        if held is None or held[0] is not z:
+            self._prepared["rows"] = held = (z, refine_rows(z, self.metric))
+        return held[1]
 
     def describe(self) -> str:
         """One line saying what was chosen and why (progress line and report)."""
@@ -150,9 +172,11 @@ class SweepPlan:
         if not self.large:
             return f"N={self.n:,} <= {self.large_n:,}: k-means restarts and K criteria on all N, {sil}{breathing}"
         assert self.fit_rows is not None and self.criteria_rows is not None
+        stop = (f" until a pass lowers the objective by at most {self.refine_tol:g} of it" if self.refine_tol > 0
+                else "")
         return (f"N={self.n:,} > {self.large_n:,}: sampled k-means (restarts fit on a {self.fit_rows.size:,} sample, "
-                f"the best refined by up to {self.refine_iter} Lloyd passes over all N; restart stability on that sample), K criteria on a "
-                f"{self.criteria_rows.size:,} sample, {sil}{breathing}")
+                f"the best refined by up to {self.refine_iter} Lloyd passes over all N{stop}; restart stability on "
+                f"that sample), K criteria on a {self.criteria_rows.size:,} sample, {sil}{breathing}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +184,7 @@ class SweepPlan:
             "fit_sample": None if self.fit_rows is None else int(self.fit_rows.size),
             "criteria_sample": None if self.criteria_rows is None else int(self.criteria_rows.size),
             "silhouette_sample": self.silhouette_sample, "refine_iter": self.refine_iter if self.large else None,
+            "refine_tol": self.refine_tol if self.large else None,
             "breathing": self.breathing, "breathing_depth": self.breathing_depth,
             "text": self.describe(),
         }
@@ -179,7 +204,8 @@ def sweep_plan(n: int, config: SweepConfig) -> SweepPlan:
                          breathing_depth=config.breathing_depth)
     fit = sample_rows(n, min(n, config.fit_sample_size), config.seed, 1)
     crit = sample_rows(n, min(n, config.criteria_sample_size), config.seed, 2)
-    return SweepPlan(n, config.large_n, fit, crit, sil, config.refine_iter, breathing, config.breathing_depth)
+    return SweepPlan(n, config.large_n, fit, crit, sil, config.refine_iter, breathing, config.breathing_depth,
+                     config.refine_tol, config.metric)
 
 
 def restart_seed(seed: int, k: int, restart: int) -> int:
@@ -218,6 +244,8 @@ class Restarts:
     chosen: ClusteringResult  # runs[best], or its re-run with summaries (summarize_restarts="best")
     n_summarize_calls: int  # over all runs of this K
     breathing: BreathingReport | None = None  # what breathing did to runs[best] (config.breathing)
+    refine_passes: int | None = None  # Lloyd passes over all rows that refined the chosen fit (large N)
+    costs: np.ndarray | None = None  # item_costs of every row, from the refinement's last pass (large N)
 
 
 def cluster_restarts(
@@ -230,15 +258,17 @@ def cluster_restarts(
     embed: Embed | None = None,
     project: Project | None = None,
     fit_rows: np.ndarray | None = None,
+    rows: Rows | None = None,
 ) -> Restarts:
     """config.n_restarts runs of config.method at one K on the (already projected) Z, seeded by
     restart_seed(config.seed, k, restart); the lowest objective is chosen. With summarize and embed,
     every restart is a k-LLMmeans run (summarize_restarts="all"), or the restarts run without the LLM
     and only the chosen seed is re-run with it ("best"). With `fit_rows` (large N, SweepPlan) the
     restarts run on those rows only (their labels and objectives are the sample's) and the chosen one
-    is refined by Lloyd on every row of Z. With config.breathing (k-means without summaries only:
-    breathing_applies) the chosen restart is improved by breathing k-means before that refinement;
-    the restarts themselves (their stability) are unchanged."""
+    is refined by Lloyd on every row of Z (config.refine_iter passes at most, fewer by config.refine_tol;
+    `rows`: Z already prepared by refine_rows, as a sweep does once for every K). With config.breathing
+    (k-means without summaries only: breathing_applies) the chosen restart is improved by breathing
+    k-means before that refinement; the restarts themselves (their stability) are unchanged."""
     config.validate()
     use_llm = _check_llm_method(config, summarize, embed)
     full = Z
@@ -271,17 +301,36 @@ def cluster_restarts(
 
     seeds = [restart_seed(config.seed, k, r) for r in range(config.n_restarts)]
     llm_each = use_llm and config.summarize_restarts == "all"
-    runs = [run(seed, llm_each) for seed in seeds]
-    best = int(np.argmin([r.objective for r in runs]))
-    chosen = run(seeds[best], True) if use_llm and not llm_each else runs[best]
-    report = None
-    if breathing_applies(config, use_llm):
-        chosen, report = breathe(Z, chosen, depth=config.breathing_depth, max_iter=config.max_iter)
+    with sample_blas(fit_rows is not None):
+        runs = [run(seed, llm_each) for seed in seeds]
+        best = int(np.argmin([r.objective for r in runs]))
+        chosen = run(seeds[best], True) if use_llm and not llm_each else runs[best]
+        report = None
+        if breathing_applies(config, use_llm):
+            chosen, report = breathe(Z, chosen, depth=config.breathing_depth, max_iter=config.max_iter)
+    passes = costs = None
     if fit_rows is not None:
-        chosen = refine(chosen, full, max_iter=config.refine_iter)
+        fitted = chosen.n_iter
+        chosen, costs = refine_costs(chosen, full if rows is None else rows, max_iter=config.refine_iter,
+                                     rel_tol=config.refine_tol)
+        passes = chosen.n_iter - fitted
     rerun = use_llm and not llm_each
     calls = sum(r.n_summarize_calls for r in runs) + (chosen.n_summarize_calls if rerun else 0)
-    return Restarts(k=k, runs=runs, seeds=seeds, best=best, chosen=chosen, n_summarize_calls=calls, breathing=report)
+    return Restarts(k=k, runs=runs, seeds=seeds, best=best, chosen=chosen, n_summarize_calls=calls, breathing=report,
+                    refine_passes=passes, costs=costs)
+
+
+def sample_blas(sampled: bool) -> AbstractContextManager[Any]:
+    """One BLAS thread for the large-N sweep's work on its samples (restarts, breathing, K criteria on at
+    most fit_sample_size rows), as scikit-learn's KMeans limits BLAS in its own loop: their K x rows
+    products are too small for threads to pay, and OpenBLAS threads that wait on a busy machine made
+    that work several times slower (docs/architecture.md). Scoped to the call; the refinement over all
+    N rows keeps the library's threads. No change when `sampled` is False (all rows, small N)."""
+    if not sampled:
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
 
 
 def breathing_applies(config: SweepConfig, use_llm: bool) -> bool:
@@ -331,7 +380,8 @@ def k_criteria(Z: np.ndarray, chosen: ClusteringResult, seed: int, rows: np.ndar
     if rows is not None:
         Z = Z[rows]
         chosen = replace(chosen, labels=chosen.labels[rows])
-    row = selection_criteria(Z, [chosen], K_SELECTION, seed)[chosen.k]
+    with sample_blas(rows is not None):
+        row = selection_criteria(Z, [chosen], K_SELECTION, seed)[chosen.k]
     return {
         "objective": float(row["objective"]),
         "subsample_stability": float(row["stability"]),
@@ -385,10 +435,13 @@ def sweep_k(
     as config.summarize_restarts says), every item's cost, the scores and the representatives.
     `plan` (default sweep_plan(len(Z), config)) says which rows the restarts and criteria use."""
     plan = plan or sweep_plan(len(Z), config)
+    rows = plan.refine_rows_of(Z) if plan.large else None
     restarts = cluster_restarts(Z, texts, k, config, summarize=summarize, embed=embed, project=project,
-                                fit_rows=plan.fit_rows)
+                                fit_rows=plan.fit_rows, rows=rows)
     chosen = restarts.chosen
-    costs = item_costs(Z, chosen.labels, chosen.centroids, config.metric)
+    costs = restarts.costs  # at large N from the refinement's last pass over the rows
+    if costs is None:
+        costs = item_costs(Z, chosen.labels, chosen.centroids, config.metric)
     scores = score_k(Z, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth,
                      criteria=k_criteria(Z, chosen, config.seed, plan.criteria_rows))
     reps = representatives(Z, chosen.labels, chosen.centroids, config.n_representatives, config.metric, costs=costs)
@@ -509,6 +562,7 @@ class KResult:
                 "representatives": self.representatives,
                 "summaries": c.summaries,
                 "n_summarize_calls": r.n_summarize_calls,
+                "refine_passes": r.refine_passes,
             }
         )
 
@@ -653,12 +707,15 @@ def run_sweep(
 
 
 def describe_k(item: KResult, position: int, total: int, seconds: float | None = None) -> str:
-    """One progress line for a finished K (with the seconds it took, when given)."""
+    """One progress line for a finished K (with the refinement's passes at large N and the seconds it
+    took, when given)."""
     s = item.scores
     return (
         f"K={item.k} ({position}/{total}): objective {item.clustering.objective:.4g}, "
         f"silhouette {s.silhouette.value:.3f} ({s.silhouette.method}), "
         f"stability {s.stability.mean_ari:.3f}, score {s.score:.3f}"
+        + (f", refined by {passes} Lloyd pass{'es' if passes != 1 else ''} over all N"
+           if (passes := item.restarts.refine_passes) is not None else "")
         + (f" in {seconds:.1f} s" if seconds is not None else "")
     )
 

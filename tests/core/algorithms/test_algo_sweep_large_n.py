@@ -56,7 +56,7 @@ def test_sampled_work_sees_at_most_the_sample(directions, monkeypatch):
     monkeypatch.setattr(sweep_module, "k_llmmeans", spy("fit", sweep_module.k_llmmeans))
     monkeypatch.setattr(sweep_module, "selection_criteria", spy("criteria", sweep_module.selection_criteria))
     monkeypatch.setattr(sweep_module, "silhouette", spy("silhouette", sweep_module.silhouette))
-    monkeypatch.setattr(sweep_module, "refine", spy("refine", sweep_module.refine, position=1))
+    monkeypatch.setattr(sweep_module, "refine_costs", spy("refine", sweep_module.refine_costs, position=1))
     result = run_sweep(x, None, SweepConfig(k_min=3, k_max=4, n_restarts=3, **LARGE))
     assert seen["fit"] == [200] * 6  # 3 restarts x 2 K, each on the 200-row sample
     assert seen["criteria"] == [150, 150]
