@@ -10,7 +10,11 @@ normalised text). A run:
    batch it leases the batch's texts, so concurrent runs (other processes, other threads) never
    send the same text twice; texts leased by a live peer are waited for, texts leased by a dead
    one are taken over;
-4. stores each successful batch's vectors together with its raw call in one transaction.
+4. stores each successful batch's vectors together with its raw call in one transaction, written behind
+   the requests (`GroupCommit`): the answers that arrived while the previous write ran go into the next
+   transaction, so requests keep going while the database writes, and a busy run commits once per few
+   batches instead of once per batch. Bounded: at most 2 x `concurrency` batches are sent or paid for
+   and not yet stored (what a killed run may pay for again), and so held in memory.
 
 A batch rejected because of one input (a 400 that names the input, such as a context-length
 error, or a content filter) is split in halves until the offending text stands alone, so one bad
@@ -25,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +63,7 @@ from studyllm_core.services.capture.cache_key import (
 )
 from studyllm_core.services.capture.recording import (
     CallRecorder,
+    GroupCommit,
     ensure_run_group,
     error_json,
     input_error_json,
@@ -76,6 +81,7 @@ from studyllm_core.services.provenance import ProvenanceService, RunStamp, new_r
 log = get_logger("services.embedding")
 
 WAIT_POLL_S = 0.25
+UNSTORED_PER_REQUEST = 2  # batches sent or answered but not yet stored, per request in flight
 
 # (provider, model, dimensions) -> vector dimension of models that answered in this process: no lone
 # probe batch, and no look-up of the cached dimension, is needed for them.
@@ -126,6 +132,15 @@ class EmbedOutcome:
             "api_requests": self.api_requests,
             "group_id": self.group_id,
         }
+
+
+@dataclass(slots=True)
+class _Answer:
+    """A successful batch waiting to be written: its raw call and its vectors go in one transaction."""
+
+    batch: list[_Item]
+    call: NewCall
+    vectors: np.ndarray  # (len(batch), d) float32
 
 
 @dataclass(slots=True)
@@ -272,6 +287,11 @@ class _Run:
         self.reused_ids: list[np.ndarray] = []  # embedding ids found cached (they join the run's set at the end)
         self.set_id: int | None = None  # the run's own embedding set (the group's items), filled as it goes
         self.lease_conn: Connection | None = None
+        # Answers are written behind the requests, several per transaction. A slot is held from before a
+        # batch is sent until its answers are stored: requests in flight plus answers waiting stay bounded.
+        self.writer: GroupCommit[_Answer, int] = GroupCommit(self._store)
+        self.unstored = asyncio.Semaphore(UNSTORED_PER_REQUEST * service.concurrency)
+        self.write_error: BaseException | None = None  # the first failed write stops the run
         self.lease_lock = asyncio.Lock()
         self.model_key = (service.provider_name, service.server, service.model, service.dimensions)
         self.expected_dim: int | None = service.dimensions or _validated_models.get(self.model_key)
@@ -420,14 +440,23 @@ class _Run:
                 waiting = await self._process(pending)
                 if not waiting:
                     break
+                await self._drained()
                 self.waited = max(self.waited, len(waiting))
                 await asyncio.sleep(WAIT_POLL_S)
                 await asyncio.to_thread(self._absorb_cached, waiting)
                 self._report()
                 pending = [it for it in waiting if not self.have[it.index]]
+            await self._drained()
         finally:
+            await self.writer.drain()  # answers already paid for are stored, however the run ends
             conn, self.lease_conn = self.lease_conn, None
             await asyncio.to_thread(self._close_lease_connection, conn)
+
+    async def _drained(self) -> None:
+        """Wait for every queued answer to be written; raise the first write's failure."""
+        await self.writer.drain()
+        if self.write_error is not None:
+            raise self.write_error
 
     def _close_lease_connection(self, conn: Connection) -> None:
         """Free leases still held (batches cut short by an error) and return the connection."""
@@ -465,33 +494,52 @@ class _Run:
         while not self.guard.proven:
             # One batch at a time until one succeeds: a provider broken from the start (wrong key,
             # model or URL, a proxy's HTML page) costs a few requests, not `concurrency` of them.
-            first = await next_batch(1)
-            if first is None:
+            if not await self._send_next(lambda: next_batch(1)):
                 break
-            await self._send(first)
 
         async def worker() -> None:
-            while (batch := await next_batch(self.s.concurrency)) is not None:
-                await self._send(batch)
+            while await self._send_next(lambda: next_batch(self.s.concurrency)):
+                pass
 
         await gather_or_cancel(
             [asyncio.create_task(worker()) for _ in range(min(self.s.concurrency, len(batches) + len(leased)))]
         )
         return waiting
 
-    async def _send(self, batch: list[_Item]) -> None:
-        """Embed a leased batch, splitting it only when the provider blames one of its inputs."""
+    async def _send_next(self, take: Callable[[], Awaitable[list[_Item] | None]]) -> bool:
+        """Send the next leased batch once a slot is free (the writer is not too far behind); False when none is
+        left. The slot is given back when the answers of the batch (two if it was split, none if it failed)
+        are stored."""
+        await self.unstored.acquire()
+        written: list[asyncio.Future[int]] = []
+        try:
+            if self.write_error is not None:
+                raise self.write_error
+            batch = await take()
+            if batch is None:
+                return False
+            await self._send(batch, written)
+            return True
+        finally:
+            if written:
+                asyncio.gather(*written, return_exceptions=True).add_done_callback(lambda _: self.unstored.release())
+            else:
+                self.unstored.release()
+
+    async def _send(self, batch: list[_Item], written: list[asyncio.Future[int]]) -> None:
+        """Embed a leased batch, splitting it only when the provider blames one of its inputs; the writes of
+        its answers join `written`."""
         if not batch:
             return
         try:
-            await self._call_with_retries(batch)
+            await self._call_with_retries(batch, written)
         except (BadRequestError, ContentFilterError) as exc:
             one_input = isinstance(exc, ContentFilterError) or exc.cause == "input"
             if one_input and len(batch) > 1:
                 half = len(batch) // 2
                 self.guard.add_planned(1)
-                await self._send(batch[:half])
-                await self._send(batch[half:])
+                await self._send(batch[:half], written)
+                await self._send(batch[half:], written)
                 return
             await self._give_up(batch, exc)
             return
@@ -526,7 +574,7 @@ class _Run:
             async with self.lease_lock:
                 await asyncio.to_thread(EmbeddingLeases.release, self.lease_conn, [it.request_hash for it in batch])
 
-    async def _call_with_retries(self, batch: list[_Item]) -> None:
+    async def _call_with_retries(self, batch: list[_Item], written: list[asyncio.Future[int]]) -> None:
         texts = [it.text for it in batch]
         request = {"input": [it.stored for it in batch], **self._params()}
         batch_hash = content_hash(*(it.request_hash for it in batch))
@@ -561,11 +609,23 @@ class _Run:
                 raise
             self.guard.succeeded()
             latency = (time.perf_counter() - started) * 1000
-            call_id = await asyncio.to_thread(self._store, batch, request, response, latency, n, batch_hash)
-            self._put([it.index for it in batch], response.vectors)
-            self.used_call_ids.add(call_id)
-            self.embedded += len(batch)
-            self._report()
+            call = NewCall(
+                provider=self.s.provider_name,
+                model=self.s.model,
+                modality="embedding",
+                status="success",
+                request_json=request,
+                response_json={"count": len(batch), "dimension": int(response.vectors.shape[1]), "model": response.model},
+                latency_ms=latency,
+                tokens_json=response.usage.as_dict(),
+                metadata_json=run_metadata(attempt=n, batch_size=len(batch), group_id=self.group_id),
+                request_hash=batch_hash,
+            )
+            answer = _Answer(batch, call, np.ascontiguousarray(response.vectors, dtype=np.float32))
+            # Queued before any await (a cancellation cannot lose it); the worker goes on to its next request.
+            future = self.writer.submit(answer)
+            future.add_done_callback(lambda done: self._written(answer, done))
+            written.append(future)
 
         await call_with_retries(attempt, self.s.retry, what=f"an embedding batch of {len(texts)} texts")
 
@@ -597,39 +657,37 @@ class _Run:
             )
         _validated_models[self.model_key] = dim
 
-    def _store(
-        self, batch: list[_Item], request: dict, response: EmbeddingResponse, latency: float, attempt: int, batch_hash: str
-    ) -> int:
-        """Record the successful call and its vectors in one transaction, releasing the leases."""
-        call = NewCall(
-            provider=self.s.provider_name,
-            model=self.s.model,
-            modality="embedding",
-            status="success",
-            request_json=request,
-            response_json={"count": len(batch), "dimension": int(response.vectors.shape[1]), "model": response.model},
-            latency_ms=latency,
-            tokens_json=response.usage.as_dict(),
-            metadata_json=run_metadata(attempt=attempt, batch_size=len(batch), group_id=self.group_id),
-            request_hash=batch_hash,
-        )
-        vectors = np.ascontiguousarray(response.vectors, dtype=np.float32)
+    def _store(self, answers: list[_Answer]) -> list[int]:
+        """Record the answers' successful calls and their vectors in one transaction (which also drops their
+        leases); returns the call ids in order. Runs in the writer's thread."""
         with translate_db_errors("storing embeddings"), self.s.engine.begin() as conn:
-            [call_id] = self.recorder.record([call], conn=conn)
-            EmbeddingCache.store(
-                conn,
+            call_ids = self.recorder.record([a.call for a in answers], conn=conn)
+            EmbeddingCache.store(conn, *(
                 NewVectors(
-                    request_hashes=[it.request_hash for it in batch],
-                    texts=[it.stored for it in batch],
-                    vectors=vectors,
+                    request_hashes=[it.request_hash for it in a.batch],
+                    texts=[it.stored for it in a.batch],
+                    vectors=a.vectors,
                     provider=self.s.provider_name,
                     model=self.s.model,
                     raw_call_id=call_id,
                     server=self.s.server,
                     set_id=self.set_id,
-                ),
-            )
-        return call_id
+                )
+                for a, call_id in zip(answers, call_ids, strict=True)
+            ))
+        return call_ids
+
+    def _written(self, answer: _Answer, written: asyncio.Future[int]) -> None:
+        """Account for a written answer (on the loop), or keep the write's failure to stop the run."""
+        if written.cancelled():
+            return
+        if written.exception() is not None:
+            self.write_error = self.write_error or written.exception()
+            return
+        self._put([it.index for it in answer.batch], answer.vectors)
+        self.used_call_ids.add(written.result())
+        self.embedded += len(answer.batch)
+        self._report()
 
     def _params(self) -> dict[str, Any]:
         """Request fields recorded with every call, the server it went to included."""
