@@ -145,8 +145,10 @@ class _Answer:
 
 @dataclass(slots=True)
 class _Item:
-    """One unique usable text: `text` goes to the provider, `stored` (secrets masked) to the database;
-    `index` is its row in the run's matrix of unique vectors."""
+    """One unique usable text of a batch: `text` goes to the provider, `stored` (secrets masked) to the
+    database; `index` is its row in the run's matrix of unique vectors. Made when its batch is leased: the
+    run keeps its unique texts as columns (`_Run.hashes`, ...) and its work as arrays of indices, so a
+    million texts are not a million long-lived objects for the garbage collector to walk."""
 
     request_hash: str
     text: str
@@ -282,6 +284,10 @@ class _Run:
         self.api_requests = 0
         self.embedded = 0
         self.total = 0  # unique usable texts, known after _prepare
+        # The unique usable texts as columns, index i for each: cache key, text sent, text stored.
+        self.hashes: list[str] = []
+        self.sendable: list[str] = []
+        self.stored: list[str] = []
         self.waited = 0
         self.used_call_ids: set[int] = set()
         self.reused_ids: list[np.ndarray] = []  # embedding ids found cached (they join the run's set at the end)
@@ -304,26 +310,26 @@ class _Run:
     # -- orchestration --------------------------------------------------------------------------
 
     async def execute(self) -> EmbedOutcome:
-        item_of_row, items = await asyncio.to_thread(self._prepare)
-        self.total = len(items)
-        self.have = np.zeros(len(items), dtype=bool)
-        digest = set_digest([it.request_hash for it in items]) if self.group_id is not None and items else None
-        known = await asyncio.to_thread(self.s.vectors.find_set, digest, len(items)) if digest else None
+        item_of_row, self.hashes, self.sendable, self.stored = await asyncio.to_thread(self._prepare)
+        unique = self.total = len(self.hashes)
+        self.have = np.zeros(unique, dtype=bool)
+        digest = set_digest(self.hashes) if self.group_id is not None and unique else None
+        known = await asyncio.to_thread(self.s.vectors.find_set, digest, unique) if digest else None
         if known is not None and not self.keep_vectors:
             # The texts are exactly a complete set's members: each is cached, and no vector is wanted.
             self.have[:] = True
-            cached = len(items)
+            cached = unique
         else:
-            cached = await asyncio.to_thread(self._absorb_cached, items)
-        todo = [it for it in items if not self.have[it.index]]
+            cached = await asyncio.to_thread(self._absorb_cached, np.arange(unique, dtype=np.int64))
+        todo = np.flatnonzero(~self.have)
         self._report()
-        if known is not None and not todo:
+        if known is not None and not len(todo):
             await asyncio.to_thread(self._use_known_set, known)
-            return self._outcome(item_of_row, len(items), cached)
-        if self.group_id is not None and items:
+            return self._outcome(item_of_row, unique, cached)
+        if self.group_id is not None and unique:
             self.set_id = await asyncio.to_thread(self.s.vectors.new_set, self.group_id)
             await self._add_reused_to_set()  # before any API call: a run stopped part way keeps these too
-        if todo:
+        if len(todo):
             await self._embed_uncached(todo)
         if self.group_id is not None and self.used_call_ids:
             # Cached vectors belong to this run's provenance too: their producing calls join the group,
@@ -333,8 +339,8 @@ class _Run:
         if self.set_id is not None:
             await self._add_reused_to_set()  # found meanwhile, stored by peers
             if digest is not None and self.have.all():  # complete: later runs of these texts reference it
-                await asyncio.to_thread(self.s.vectors.seal_set, self.set_id, digest, len(items), sorted(self.used_call_ids))
-        return self._outcome(item_of_row, len(items), cached)
+                await asyncio.to_thread(self.s.vectors.seal_set, self.set_id, digest, unique, sorted(self.used_call_ids))
+        return self._outcome(item_of_row, unique, cached)
 
     async def _add_reused_to_set(self) -> None:
         if self.reused_ids and self.set_id is not None:
@@ -349,14 +355,15 @@ class _Run:
             EmbeddingCache.use_set(conn, self.group_id, known.id)
             GroupRepository(self.s.engine).add_members(self.group_id, known.call_ids, role=ROLE_INPUT, conn=conn)
 
-    def _absorb_cached(self, items: list[_Item]) -> int:
-        """Take the vectors of `items` found in the cache (ours or a peer's), a chunk at a time; returns how many.
-
-        Their calls join the group, their embedding ids join its items at the end of the run.
+    def _absorb_cached(self, indices: np.ndarray) -> int:
+        """Take the vectors of the unique texts `indices` found in the cache (ours or a peer's), a chunk at a time;
+        returns how many. Their calls join the group, their embedding ids join its items at the end of the run.
         """
         found = 0
-        for chunk in self.s.vectors.lookup_chunks([it.request_hash for it in items], vectors=self.keep_vectors):
-            rows = np.fromiter((items[p].index for p in chunk.positions), dtype=np.int64, count=len(chunk.positions))
+        every = len(indices) == self.total  # the first look-up: all of them, in order
+        hashes = self.hashes if every else [self.hashes[i] for i in indices.tolist()]
+        for chunk in self.s.vectors.lookup_chunks(hashes, vectors=self.keep_vectors):
+            rows = indices[chunk.positions]
             if chunk.vectors is None:
                 self.have[rows] = True
                 self.expected_dim = self.expected_dim or chunk.dimension
@@ -383,17 +390,16 @@ class _Run:
         self.unique_vectors[rows] = vectors
         self.have[rows] = True
 
-    def _prepare(self) -> tuple[np.ndarray, list[_Item]]:
+    def _prepare(self) -> tuple[np.ndarray, list[str], list[str], list[str]]:
         """Normalise, reject unusable texts (recorded as failed calls), and de-duplicate.
 
-        Returns the unique item of each input row (-1 for a rejected text) and the unique items.
+        Returns the unique text of each input row (-1 for a rejected text), and the unique texts' cache keys,
+        texts to send and texts to store (secrets masked).
         """
         if already_prepared(self.texts, self.s.max_chars):  # the usual file: every text clean, all distinct
             hashes = list(map(self.s.request_hash, self.texts))
             if len(set(hashes)) == len(hashes):
-                stored = redact_data_many(self.texts)
-                items = list(map(_Item, hashes, self.texts, stored, range(len(hashes))))  # map: no tuple per row
-                return np.arange(len(items), dtype=np.int64), items
+                return np.arange(len(hashes), dtype=np.int64), hashes, self.texts, redact_data_many(self.texts)
         item_of_row = np.full(len(self.texts), -1, dtype=np.int64)
         unique: dict[str, int] = {}  # request_hash -> index among the unique texts
         texts: list[str] = []
@@ -412,7 +418,7 @@ class _Run:
         if rejected:
             self.recorder.record(rejected)
         stored = redact_data_many(texts)  # a configured key pasted into a text is sent as given but never stored
-        return item_of_row, [_Item(h, t, m, i) for i, (h, t, m) in enumerate(zip(unique, texts, stored, strict=True))]
+        return item_of_row, list(unique), texts, stored
 
     def _rejected_call(self, raw: object, problem: str, index: int) -> NewCall:
         return NewCall(
@@ -427,7 +433,7 @@ class _Run:
             metadata_json=run_metadata(input_index=index, sent=False),
         )
 
-    async def _embed_uncached(self, todo: list[_Item]) -> None:
+    async def _embed_uncached(self, todo: np.ndarray) -> None:
         self.guard.add_planned(-(-len(todo) // self.s.batch_size))
         if self.expected_dim is None:
             self.expected_dim = await asyncio.to_thread(
@@ -436,16 +442,16 @@ class _Run:
         self.lease_conn = await asyncio.to_thread(self._open_lease_connection)
         try:
             pending = todo
-            while pending:
+            while len(pending):
                 waiting = await self._process(pending)
-                if not waiting:
+                if not len(waiting):
                     break
                 await self._drained()
                 self.waited = max(self.waited, len(waiting))
                 await asyncio.sleep(WAIT_POLL_S)
                 await asyncio.to_thread(self._absorb_cached, waiting)
                 self._report()
-                pending = [it for it in waiting if not self.have[it.index]]
+                pending = waiting[~self.have[waiting]]
             await self._drained()
         finally:
             await self.writer.drain()  # answers already paid for are stored, however the run ends
@@ -471,10 +477,11 @@ class _Run:
         with translate_db_errors("opening the lease connection"):
             return self.s.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
-    async def _process(self, items: list[_Item]) -> list[_Item]:
-        """Embed what we can lease among `items`; return the items a live peer holds."""
-        batches = deque(items[i : i + self.s.batch_size] for i in range(0, len(items), self.s.batch_size))
-        waiting: list[_Item] = []
+    async def _process(self, indices: np.ndarray) -> np.ndarray:
+        """Embed what we can lease among the unique texts `indices`; return the indices a live peer holds."""
+        size = self.s.batch_size
+        batches = deque(indices[i : i + size].tolist() for i in range(0, len(indices), size))
+        waiting: list[int] = []
         leased: deque[list[_Item]] = deque()
 
         async def next_batch(count: int) -> list[_Item] | None:
@@ -482,11 +489,11 @@ class _Run:
             async with self.lease_lock:
                 while not leased and batches:
                     chunk = [batches.popleft() for _ in range(min(count, len(batches)))]
-                    hashes = [it.request_hash for batch in chunk for it in batch]
+                    hashes = [self.hashes[i] for batch in chunk for i in batch]
                     mine = await asyncio.to_thread(EmbeddingLeases.claim, self.lease_conn, hashes)
                     for batch in chunk:
-                        waiting.extend(it for it in batch if it.request_hash not in mine)
-                        ours = [it for it in batch if it.request_hash in mine]
+                        waiting.extend(i for i in batch if self.hashes[i] not in mine)
+                        ours = [self._item(i) for i in batch if self.hashes[i] in mine]
                         if ours:
                             leased.append(ours)
                 return leased.popleft() if leased else None
@@ -504,7 +511,10 @@ class _Run:
         await gather_or_cancel(
             [asyncio.create_task(worker()) for _ in range(min(self.s.concurrency, len(batches) + len(leased)))]
         )
-        return waiting
+        return np.asarray(waiting, dtype=np.int64)
+
+    def _item(self, i: int) -> _Item:
+        return _Item(self.hashes[i], self.sendable[i], self.stored[i], i)
 
     async def _send_next(self, take: Callable[[], Awaitable[list[_Item] | None]]) -> bool:
         """Send the next leased batch once a slot is free (the writer is not too far behind); False when none is
