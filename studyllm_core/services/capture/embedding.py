@@ -319,6 +319,8 @@ class _Run:
             # The texts are exactly a complete set's members: each is cached, and no vector is wanted.
             self.have[:] = True
             cached = unique
+        elif known is None and unique and not await asyncio.to_thread(self._space_has_vectors):
+            cached = 0  # a new space: nothing to look up (what a peer stores meanwhile, the lease claims find)
         else:
             cached = await asyncio.to_thread(self._absorb_cached, np.arange(unique, dtype=np.int64))
         todo = np.flatnonzero(~self.have)
@@ -354,6 +356,12 @@ class _Run:
         with translate_db_errors("recording the group's embeddings"), self.s.engine.begin() as conn:
             EmbeddingCache.use_set(conn, self.group_id, known.id)
             GroupRepository(self.s.engine).add_members(self.group_id, known.call_ids, role=ROLE_INPUT, conn=conn)
+
+    def _space_has_vectors(self) -> bool:
+        """Whether any vector of this provider, model and server is cached (one index probe); keeps its dimension."""
+        dim = self.s.vectors.known_dimension(self.s.provider_name, self.s.model, self.s.server)
+        self.expected_dim = self.expected_dim or dim
+        return dim is not None
 
     def _absorb_cached(self, indices: np.ndarray) -> int:
         """Take the vectors of the unique texts `indices` found in the cache (ours or a peer's), a chunk at a time;

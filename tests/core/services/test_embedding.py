@@ -357,3 +357,19 @@ def test_a_failed_write_stops_the_run_with_the_database_error_and_frees_its_leas
             "SELECT count(*) FROM embedding_vectors v LEFT JOIN raw_calls r ON r.id = v.raw_call_id "
             "WHERE r.id IS NULL OR r.status <> 'success'")).scalar_one()
     assert stored < 200 and orphans == 0
+
+
+def test_a_first_run_in_a_new_space_skips_the_cache_look_up_and_a_later_one_does_it(engine, stub, monkeypatch):
+    """Nothing cached for this provider, model and server: the look-up of every key (a query per 10,000)
+    is skipped; once the space has vectors, a run of partly new texts looks them up and reuses them."""
+    from studyllm_core.db.embedding_cache import EmbeddingCache
+
+    looked_up = []
+    lookup = EmbeddingCache.lookup_chunks
+    monkeypatch.setattr(EmbeddingCache, "lookup_chunks", lambda self, hashes, **kw: (looked_up.append(len(hashes)), lookup(self, hashes, **kw))[1])
+    service = make_service(engine, stub, batch_size=4)
+    first = service.embed(texts(6, "space"))
+    assert first.embedded == 6 and looked_up == []
+    second = service.embed(texts(9, "space"))
+    assert second.cached == 6 and second.embedded == 3 and looked_up == [9]
+    np.testing.assert_allclose(second.vectors, np.array([stub.embedding(t) for t in texts(9, "space")]), rtol=1e-6)
