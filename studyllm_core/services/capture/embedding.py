@@ -702,8 +702,12 @@ class _Run:
         if written.exception() is not None:
             self.write_error = self.write_error or written.exception()
             return
-        self._put([it.index for it in answer.batch], answer.vectors)
         self.used_call_ids.add(written.result())
+        try:
+            self._put([it.index for it in answer.batch], answer.vectors)
+        except Exception as exc:  # noqa: BLE001 - a callback's exception would only be logged: the run stops with it
+            self.write_error = self.write_error or exc
+            return
         self.embedded += len(answer.batch)
         self._report()
 
