@@ -7,7 +7,8 @@ One fresh embedded database and one loopback OpenAI-compatible server (its own p
 name, so each N is its own vector space with its own HNSW index. Per N, each with its peer from the same run:
 
 - embed: `studyllm embed` (first run) vs a bare AsyncOpenAI loop process over the same batches
-  (_bare_embed_loop.py; the SDK asks for base64 too);
+  (_bare_embed_loop.py; the SDK asks for base64 too), each with the CPU seconds it, Postgres and the loopback
+  server spent meanwhile (on a shared machine the ratio of wall times moves with the load; CPU seconds far less);
 - cached: `studyllm embed` again (every text served from the cache);
 - sweep: `_scale_sweep.sweep_stage`:
   `studyllm sweep` over the K values, 3 restarts, PCA 50 (the process, and its own K loop), vs scikit-learn
@@ -30,6 +31,7 @@ Wall times include each process's start. Then the growth exponent b of each stag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -67,21 +69,53 @@ def write_texts(path: Path, n: int) -> None:
                                  for i in range(start, min(n, start + 100_000))))
 
 
+def cpu_seconds(pgdata: Path) -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process's finished children (the measured process, once
+    reaped), of the Postgres server at `pgdata` (the postmaster, its live processes, and those it reaped), and of
+    the loopback server: their differences around a stage are robust where wall times on a shared machine are not."""
+    import resource
+
+    import psutil
+
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    postgres = 0.0
+    postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+    for proc in [postmaster, *postmaster.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            postgres += t.user + t.system + t.children_user + t.children_system
+    server = 0.0
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "openai_server" in " ".join(proc.cmdline()):
+                server += sum(proc.cpu_times()[:2])
+    return {"cpu_s": used.ru_utime + used.ru_stime, "postgres_cpu_s": postgres, "server_cpu_s": server}
+
+
+def run_with_cpu(args: list[str], env: dict[str, str]) -> tuple[float, int, str, dict[str, float]]:
+    """`run_measured`, plus the CPU seconds the process, Postgres and the loopback server spent meanwhile."""
+    pgdata = Path(env["STUDYLLM_HOME"]) / "pg"
+    before = cpu_seconds(pgdata)
+    seconds, rss, out, _ = run_measured(args, env)
+    after = cpu_seconds(pgdata)
+    return seconds, rss, out, {k: after[k] - before[k] for k in after}
+
+
 def embed_stages(path: Path, n: int, model: str, env: dict[str, str], base: str) -> list[dict[str, Any]]:
     cli = [STUDYLLM, "embed", str(path), "--provider", "openai-compatible", "--model", model,
            "--batch-size", str(BATCH), "--concurrency", str(CONCURRENCY), "--json"]
     rows = []
-    seconds, rss, out, _ = run_measured(cli, env)
+    seconds, rss, out, cpu = run_with_cpu(cli, env)
     first = json.loads(out)
     assert first["embedded"] == n, first
-    rows.append(row("embed", n, seconds, rss))
+    rows.append(row("embed", n, seconds, rss, **cpu))
     bare = [sys.executable, str(HERE / "_bare_embed_loop.py"), base, str(path), str(BATCH), str(CONCURRENCY)]
-    seconds, rss, _, _ = run_measured(bare, env)
-    rows.append(row("embed: bare client loop", n, seconds, rss))
-    seconds, rss, out, _ = run_measured(cli, env)
+    seconds, rss, _, cpu = run_with_cpu(bare, env)
+    rows.append(row("embed: bare client loop", n, seconds, rss, **cpu))
+    seconds, rss, out, cpu = run_with_cpu(cli, env)
     again = json.loads(out)
     assert again["cached"] == n and again["api_requests"] == 0, again
-    rows.append(row("cached re-run", n, seconds, rss))
+    rows.append(row("cached re-run", n, seconds, rss, **cpu))
     return rows
 
 
@@ -270,6 +304,9 @@ def print_table(rows: list[dict[str, Any]], exps: list[dict[str, Any]], sizes_by
             note = f"p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms (goal p50 < 20 ms), recall@10 {r['recall_at_10']:.3f}"
         if r["stage"] == "cached re-run":
             note = "goal >= 200,000 texts/s"
+        if "cpu_s" in r:  # CPU of the 2 cores' users: what decides the ratio when the machine is busy
+            note += (f"{'; ' if note else ''}CPU s: process {r['cpu_s']:.1f}, Postgres {r['postgres_cpu_s']:.1f}, "
+                     f"loopback server {r['server_cpu_s']:.1f}")
         if "runs" in r:
             note += "; " + "; ".join(f"{label}: {v['launch_to_start']} s to start + {v['start_to_end']} s, "
                                      f"{v['rss_mb']} MB, steps {v['steps']}" for label, v in r["runs"].items())

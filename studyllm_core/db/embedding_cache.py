@@ -45,8 +45,8 @@ def db_errors(action: str):  # noqa: ANN202 - a decorator
         return inner
 
     return wrap
-_VECTOR_COLUMNS = "(request_hash, provider, model, dimension, text, vector, norm, raw_call_id, server)"
-_VECTOR_TYPES = ["varchar", "varchar", "varchar", "int4", "text", "vector", "float8", "int8", "varchar"]
+_VECTOR_COLUMNS = "(id, provider, model, dimension, text, vector, norm, raw_call_id, server, request_hash)"
+_VECTOR_TYPES = ["int8", "varchar", "varchar", "int4", "text", "vector", "float8", "int8", "varchar", "varchar"]
 
 
 HASHES = "string_to_array(%s, ',')"  # the SQL side of `hash_list`
@@ -70,6 +70,22 @@ def _add_to_set(cursor, set_id: int, hashes: Sequence[str]) -> None:  # noqa: AN
         f"SELECT %s, id FROM embedding_vectors WHERE request_hash = ANY({HASHES}) ON CONFLICT DO NOTHING",
         (set_id, hash_list(hashes)),
     )
+
+
+def _copy_set_items(cursor, set_id: int, ids: np.ndarray) -> None:  # noqa: ANN001 - a psycopg cursor
+    """Add embeddings to a set by id with one binary COPY built by numpy (no Python object per row).
+
+    Only for ids this transaction just inserted (so none is in the set yet): COPY has no ON CONFLICT.
+    """
+    row = np.dtype([("fields", ">i2"), ("set_len", ">i4"), ("set_id", ">i8"), ("id_len", ">i4"), ("id", ">i8")])
+    rows = np.empty(len(ids), dtype=row)
+    rows["fields"], rows["set_len"], rows["set_id"], rows["id_len"], rows["id"] = 2, 8, set_id, 8, ids
+    with cursor.copy("COPY embedding_set_items (set_id, embedding_id) FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.write(_BINARY_COPY_HEADER + rows.tobytes() + _BINARY_COPY_TRAILER)
+
+
+_BINARY_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_BINARY_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 
 def set_digest(hashes: Sequence[str]) -> str:
@@ -284,25 +300,37 @@ class EmbeddingCache:
 
     @staticmethod
     @db_errors("storing embeddings")
-    def store(conn: Connection, batch: NewVectors) -> int:
-        """Insert vectors inside the caller's transaction and drop their leases; returns rows added.
+    def store(conn: Connection, *batches: NewVectors) -> int:
+        """Insert the vectors of `batches` inside the caller's transaction and drop their leases; returns rows added.
 
-        COPY straight into the table is the fast path (leases make us the only writer of these
-        hashes). If a hash turned up meanwhile anyway (a lease taken over from a session that
-        was slow, not dead), the COPY is undone and the rows go in through ON CONFLICT DO NOTHING.
+        Set-based whatever the number of batches: one COPY of all rows (ids reserved up front, in one query),
+        one DELETE of their leases and one COPY of their set items by id. COPY straight into the table is the
+        fast path (leases make us the only writer of these hashes). If a hash turned up meanwhile anyway (a
+        lease taken over from a session that was slow, not dead), the COPY is undone and the rows go in
+        through ON CONFLICT DO NOTHING, and the set items by hash.
         """
         cursor = conn.connection.driver_connection.cursor()
-        norms = np.linalg.norm(batch.vectors.astype(np.float64), axis=1)
-        dimension = int(batch.vectors.shape[1])
-        rows = [
-            (h, batch.provider, batch.model, dimension, t, v, float(n), batch.raw_call_id, batch.server)
-            for h, t, v, n in zip(batch.request_hashes, batch.texts, batch.vectors, norms, strict=True)
-        ]
+        hashes = [h for batch in batches for h in batch.request_hashes]
+        if not hashes:
+            return 0
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('embedding_vectors', 'id')) FROM generate_series(1, %s)", (len(hashes),)
+        )
+        ids = np.fromiter((row[0] for row in cursor.fetchall()), dtype=np.int64, count=len(hashes))
+        rows = []
+        for batch in batches:
+            norms = np.linalg.norm(batch.vectors.astype(np.float64), axis=1).tolist()
+            dimension = int(batch.vectors.shape[1])
+            rows += [
+                (batch.provider, batch.model, dimension, t, v, n, batch.raw_call_id, batch.server, h)
+                for h, t, v, n in zip(batch.request_hashes, batch.texts, batch.vectors, norms, strict=True)
+            ]
+        rows = [(int(i), *row) for i, row in zip(ids.tolist(), rows, strict=True)]
         savepoint = conn.begin_nested()
         try:
             _copy_rows(cursor, "embedding_vectors", rows)
             savepoint.commit()
-            added = len(rows)
+            added, by_id = len(rows), True
         except UniqueViolation:
             savepoint.rollback()
             cursor.execute(
@@ -313,8 +341,12 @@ class EmbeddingCache:
             cursor.execute(
                 "INSERT INTO embedding_vectors SELECT * FROM _stage_vectors ON CONFLICT (request_hash) DO NOTHING"
             )
-            added = cursor.rowcount
-        cursor.execute(f"DELETE FROM embedding_leases WHERE request_hash = ANY({HASHES})", (hash_list(batch.request_hashes),))
-        if batch.set_id is not None:
-            _add_to_set(cursor, batch.set_id, batch.request_hashes)
+            added, by_id = cursor.rowcount, False
+        cursor.execute(f"DELETE FROM embedding_leases WHERE request_hash = ANY({HASHES})", (hash_list(hashes),))
+        for set_id in dict.fromkeys(b.set_id for b in batches if b.set_id is not None):
+            mine = [b.set_id == set_id for b in batches for _ in b.request_hashes]
+            if by_id:
+                _copy_set_items(cursor, set_id, ids[np.asarray(mine, dtype=bool)])
+            else:
+                _add_to_set(cursor, set_id, [h for h, m in zip(hashes, mine, strict=True) if m])
         return added

@@ -33,7 +33,6 @@ class EmbeddingLeases:
             INSERT INTO embedding_leases (request_hash, owner_pid, owner_started)
             SELECT h, me.pid, me.backend_start
             FROM unnest({HASHES}) AS h, me
-            WHERE NOT EXISTS (SELECT 1 FROM embedding_vectors v WHERE v.request_hash = h)
             ORDER BY h
             ON CONFLICT (request_hash) DO UPDATE
                 SET owner_pid = EXCLUDED.owner_pid, owner_started = EXCLUDED.owner_started, claimed_at = now()
@@ -50,8 +49,10 @@ class EmbeddingLeases:
         claimed = [row[0] for row in cursor.fetchall()]
         if not claimed:
             return set()
-        # The insert may have waited on a peer that committed its vectors and dropped its leases
-        # meanwhile; its NOT EXISTS check ran on the older snapshot. A new statement sees the commit.
+        # Cached hashes are dropped by a second statement, which sees every commit before it: those made
+        # before the insert, and those of a peer the insert waited on (its lease row was ours to take
+        # once that peer committed its vectors). The callers looked the hashes up just before, so these
+        # are rare: checking the cache inside the insert as well cost more (a second probe per hash).
         cursor.execute(f"SELECT request_hash FROM embedding_vectors WHERE request_hash = ANY({HASHES})", (hash_list(claimed),))
         done = [row[0] for row in cursor.fetchall()]
         if done:

@@ -6,7 +6,7 @@ checks that protect the embedding cache (count, order, dimension, finite values)
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -162,8 +162,9 @@ def _vector(item: Mapping[str, Any], *, provider: str) -> np.ndarray:
     emb = item.get("embedding")
     if isinstance(emb, str):  # encoding_format="base64": little-endian float32
         try:
-            return np.frombuffer(base64.b64decode(emb, validate=True), dtype="<f4").astype(np.float32)
-        except (ValueError, TypeError):
+            # strict_mode: what b64decode(validate=True) refuses, refused in C (b64decode checks with a regex first)
+            return np.frombuffer(binascii.a2b_base64(emb, strict_mode=True), dtype="<f4").astype(np.float32)
+        except (ValueError, TypeError, binascii.Error):
             raise MalformedResponseError(f"{provider} returned an embedding that is not valid base64 float32", provider=provider) from None
     if not isinstance(emb, list):
         raise MalformedResponseError(f"{provider} returned an embedding of type {type(emb).__name__}", provider=provider)

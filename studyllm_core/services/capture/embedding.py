@@ -10,7 +10,11 @@ normalised text). A run:
    batch it leases the batch's texts, so concurrent runs (other processes, other threads) never
    send the same text twice; texts leased by a live peer are waited for, texts leased by a dead
    one are taken over;
-4. stores each successful batch's vectors together with its raw call in one transaction.
+4. stores each successful batch's vectors together with its raw call in one transaction, written behind
+   the requests (`GroupCommit`): the answers that arrived while the previous write ran go into the next
+   transaction, so requests keep going while the database writes, and a busy run commits once per few
+   batches instead of once per batch. Bounded: at most 2 x `concurrency` batches are sent or paid for
+   and not yet stored (what a killed run may pay for again), and so held in memory.
 
 A batch rejected because of one input (a 400 that names the input, such as a context-length
 error, or a content filter) is split in halves until the offending text stands alone, so one bad
@@ -25,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +63,7 @@ from studyllm_core.services.capture.cache_key import (
 )
 from studyllm_core.services.capture.recording import (
     CallRecorder,
+    GroupCommit,
     ensure_run_group,
     error_json,
     input_error_json,
@@ -76,6 +81,7 @@ from studyllm_core.services.provenance import ProvenanceService, RunStamp, new_r
 log = get_logger("services.embedding")
 
 WAIT_POLL_S = 0.25
+UNSTORED_PER_REQUEST = 2  # batches sent or answered but not yet stored, per request in flight
 
 # (provider, model, dimensions) -> vector dimension of models that answered in this process: no lone
 # probe batch, and no look-up of the cached dimension, is needed for them.
@@ -129,9 +135,20 @@ class EmbedOutcome:
 
 
 @dataclass(slots=True)
+class _Answer:
+    """A successful batch waiting to be written: its raw call and its vectors go in one transaction."""
+
+    batch: list[_Item]
+    call: NewCall
+    vectors: np.ndarray  # (len(batch), d) float32
+
+
+@dataclass(slots=True)
 class _Item:
-    """One unique usable text: `text` goes to the provider, `stored` (secrets masked) to the database;
-    `index` is its row in the run's matrix of unique vectors."""
+    """One unique usable text of a batch: `text` goes to the provider, `stored` (secrets masked) to the
+    database; `index` is its row in the run's matrix of unique vectors. Made when its batch is leased: the
+    run keeps its unique texts as columns (`_Run.hashes`, ...) and its work as arrays of indices, so a
+    million texts are not a million long-lived objects for the garbage collector to walk."""
 
     request_hash: str
     text: str
@@ -267,11 +284,20 @@ class _Run:
         self.api_requests = 0
         self.embedded = 0
         self.total = 0  # unique usable texts, known after _prepare
+        # The unique usable texts as columns, index i for each: cache key, text sent, text stored.
+        self.hashes: list[str] = []
+        self.sendable: list[str] = []
+        self.stored: list[str] = []
         self.waited = 0
         self.used_call_ids: set[int] = set()
         self.reused_ids: list[np.ndarray] = []  # embedding ids found cached (they join the run's set at the end)
         self.set_id: int | None = None  # the run's own embedding set (the group's items), filled as it goes
         self.lease_conn: Connection | None = None
+        # Answers are written behind the requests, several per transaction. A slot is held from before a
+        # batch is sent until its answers are stored: requests in flight plus answers waiting stay bounded.
+        self.writer: GroupCommit[_Answer, int] = GroupCommit(self._store)
+        self.unstored = asyncio.Semaphore(UNSTORED_PER_REQUEST * service.concurrency)
+        self.write_error: BaseException | None = None  # the first failed write stops the run
         self.lease_lock = asyncio.Lock()
         self.model_key = (service.provider_name, service.server, service.model, service.dimensions)
         self.expected_dim: int | None = service.dimensions or _validated_models.get(self.model_key)
@@ -284,26 +310,28 @@ class _Run:
     # -- orchestration --------------------------------------------------------------------------
 
     async def execute(self) -> EmbedOutcome:
-        item_of_row, items = await asyncio.to_thread(self._prepare)
-        self.total = len(items)
-        self.have = np.zeros(len(items), dtype=bool)
-        digest = set_digest([it.request_hash for it in items]) if self.group_id is not None and items else None
-        known = await asyncio.to_thread(self.s.vectors.find_set, digest, len(items)) if digest else None
+        item_of_row, self.hashes, self.sendable, self.stored = await asyncio.to_thread(self._prepare)
+        unique = self.total = len(self.hashes)
+        self.have = np.zeros(unique, dtype=bool)
+        digest = set_digest(self.hashes) if self.group_id is not None and unique else None
+        known = await asyncio.to_thread(self.s.vectors.find_set, digest, unique) if digest else None
         if known is not None and not self.keep_vectors:
             # The texts are exactly a complete set's members: each is cached, and no vector is wanted.
             self.have[:] = True
-            cached = len(items)
+            cached = unique
+        elif known is None and unique and not await asyncio.to_thread(self._space_has_vectors):
+            cached = 0  # a new space: nothing to look up (what a peer stores meanwhile, the lease claims find)
         else:
-            cached = await asyncio.to_thread(self._absorb_cached, items)
-        todo = [it for it in items if not self.have[it.index]]
+            cached = await asyncio.to_thread(self._absorb_cached, np.arange(unique, dtype=np.int64))
+        todo = np.flatnonzero(~self.have)
         self._report()
-        if known is not None and not todo:
+        if known is not None and not len(todo):
             await asyncio.to_thread(self._use_known_set, known)
-            return self._outcome(item_of_row, len(items), cached)
-        if self.group_id is not None and items:
+            return self._outcome(item_of_row, unique, cached)
+        if self.group_id is not None and unique:
             self.set_id = await asyncio.to_thread(self.s.vectors.new_set, self.group_id)
             await self._add_reused_to_set()  # before any API call: a run stopped part way keeps these too
-        if todo:
+        if len(todo):
             await self._embed_uncached(todo)
         if self.group_id is not None and self.used_call_ids:
             # Cached vectors belong to this run's provenance too: their producing calls join the group,
@@ -313,8 +341,8 @@ class _Run:
         if self.set_id is not None:
             await self._add_reused_to_set()  # found meanwhile, stored by peers
             if digest is not None and self.have.all():  # complete: later runs of these texts reference it
-                await asyncio.to_thread(self.s.vectors.seal_set, self.set_id, digest, len(items), sorted(self.used_call_ids))
-        return self._outcome(item_of_row, len(items), cached)
+                await asyncio.to_thread(self.s.vectors.seal_set, self.set_id, digest, unique, sorted(self.used_call_ids))
+        return self._outcome(item_of_row, unique, cached)
 
     async def _add_reused_to_set(self) -> None:
         if self.reused_ids and self.set_id is not None:
@@ -329,14 +357,21 @@ class _Run:
             EmbeddingCache.use_set(conn, self.group_id, known.id)
             GroupRepository(self.s.engine).add_members(self.group_id, known.call_ids, role=ROLE_INPUT, conn=conn)
 
-    def _absorb_cached(self, items: list[_Item]) -> int:
-        """Take the vectors of `items` found in the cache (ours or a peer's), a chunk at a time; returns how many.
+    def _space_has_vectors(self) -> bool:
+        """Whether any vector of this provider, model and server is cached (one index probe); keeps its dimension."""
+        dim = self.s.vectors.known_dimension(self.s.provider_name, self.s.model, self.s.server)
+        self.expected_dim = self.expected_dim or dim
+        return dim is not None
 
-        Their calls join the group, their embedding ids join its items at the end of the run.
+    def _absorb_cached(self, indices: np.ndarray) -> int:
+        """Take the vectors of the unique texts `indices` found in the cache (ours or a peer's), a chunk at a time;
+        returns how many. Their calls join the group, their embedding ids join its items at the end of the run.
         """
         found = 0
-        for chunk in self.s.vectors.lookup_chunks([it.request_hash for it in items], vectors=self.keep_vectors):
-            rows = np.fromiter((items[p].index for p in chunk.positions), dtype=np.int64, count=len(chunk.positions))
+        every = len(indices) == self.total  # the first look-up: all of them, in order
+        hashes = self.hashes if every else [self.hashes[i] for i in indices.tolist()]
+        for chunk in self.s.vectors.lookup_chunks(hashes, vectors=self.keep_vectors):
+            rows = indices[chunk.positions]
             if chunk.vectors is None:
                 self.have[rows] = True
                 self.expected_dim = self.expected_dim or chunk.dimension
@@ -363,17 +398,16 @@ class _Run:
         self.unique_vectors[rows] = vectors
         self.have[rows] = True
 
-    def _prepare(self) -> tuple[np.ndarray, list[_Item]]:
+    def _prepare(self) -> tuple[np.ndarray, list[str], list[str], list[str]]:
         """Normalise, reject unusable texts (recorded as failed calls), and de-duplicate.
 
-        Returns the unique item of each input row (-1 for a rejected text) and the unique items.
+        Returns the unique text of each input row (-1 for a rejected text), and the unique texts' cache keys,
+        texts to send and texts to store (secrets masked).
         """
         if already_prepared(self.texts, self.s.max_chars):  # the usual file: every text clean, all distinct
             hashes = list(map(self.s.request_hash, self.texts))
             if len(set(hashes)) == len(hashes):
-                stored = redact_data_many(self.texts)
-                items = list(map(_Item, hashes, self.texts, stored, range(len(hashes))))  # map: no tuple per row
-                return np.arange(len(items), dtype=np.int64), items
+                return np.arange(len(hashes), dtype=np.int64), hashes, self.texts, redact_data_many(self.texts)
         item_of_row = np.full(len(self.texts), -1, dtype=np.int64)
         unique: dict[str, int] = {}  # request_hash -> index among the unique texts
         texts: list[str] = []
@@ -392,7 +426,7 @@ class _Run:
         if rejected:
             self.recorder.record(rejected)
         stored = redact_data_many(texts)  # a configured key pasted into a text is sent as given but never stored
-        return item_of_row, [_Item(h, t, m, i) for i, (h, t, m) in enumerate(zip(unique, texts, stored, strict=True))]
+        return item_of_row, list(unique), texts, stored
 
     def _rejected_call(self, raw: object, problem: str, index: int) -> NewCall:
         return NewCall(
@@ -407,7 +441,7 @@ class _Run:
             metadata_json=run_metadata(input_index=index, sent=False),
         )
 
-    async def _embed_uncached(self, todo: list[_Item]) -> None:
+    async def _embed_uncached(self, todo: np.ndarray) -> None:
         self.guard.add_planned(-(-len(todo) // self.s.batch_size))
         if self.expected_dim is None:
             self.expected_dim = await asyncio.to_thread(
@@ -416,18 +450,27 @@ class _Run:
         self.lease_conn = await asyncio.to_thread(self._open_lease_connection)
         try:
             pending = todo
-            while pending:
+            while len(pending):
                 waiting = await self._process(pending)
-                if not waiting:
+                if not len(waiting):
                     break
+                await self._drained()
                 self.waited = max(self.waited, len(waiting))
                 await asyncio.sleep(WAIT_POLL_S)
                 await asyncio.to_thread(self._absorb_cached, waiting)
                 self._report()
-                pending = [it for it in waiting if not self.have[it.index]]
+                pending = waiting[~self.have[waiting]]
+            await self._drained()
         finally:
+            await self.writer.drain()  # answers already paid for are stored, however the run ends
             conn, self.lease_conn = self.lease_conn, None
             await asyncio.to_thread(self._close_lease_connection, conn)
+
+    async def _drained(self) -> None:
+        """Wait for every queued answer to be written; raise the first write's failure."""
+        await self.writer.drain()
+        if self.write_error is not None:
+            raise self.write_error
 
     def _close_lease_connection(self, conn: Connection) -> None:
         """Free leases still held (batches cut short by an error) and return the connection."""
@@ -442,10 +485,11 @@ class _Run:
         with translate_db_errors("opening the lease connection"):
             return self.s.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
-    async def _process(self, items: list[_Item]) -> list[_Item]:
-        """Embed what we can lease among `items`; return the items a live peer holds."""
-        batches = deque(items[i : i + self.s.batch_size] for i in range(0, len(items), self.s.batch_size))
-        waiting: list[_Item] = []
+    async def _process(self, indices: np.ndarray) -> np.ndarray:
+        """Embed what we can lease among the unique texts `indices`; return the indices a live peer holds."""
+        size = self.s.batch_size
+        batches = deque(indices[i : i + size].tolist() for i in range(0, len(indices), size))
+        waiting: list[int] = []
         leased: deque[list[_Item]] = deque()
 
         async def next_batch(count: int) -> list[_Item] | None:
@@ -453,11 +497,11 @@ class _Run:
             async with self.lease_lock:
                 while not leased and batches:
                     chunk = [batches.popleft() for _ in range(min(count, len(batches)))]
-                    hashes = [it.request_hash for batch in chunk for it in batch]
+                    hashes = [self.hashes[i] for batch in chunk for i in batch]
                     mine = await asyncio.to_thread(EmbeddingLeases.claim, self.lease_conn, hashes)
                     for batch in chunk:
-                        waiting.extend(it for it in batch if it.request_hash not in mine)
-                        ours = [it for it in batch if it.request_hash in mine]
+                        waiting.extend(i for i in batch if self.hashes[i] not in mine)
+                        ours = [self._item(i) for i in batch if self.hashes[i] in mine]
                         if ours:
                             leased.append(ours)
                 return leased.popleft() if leased else None
@@ -465,33 +509,55 @@ class _Run:
         while not self.guard.proven:
             # One batch at a time until one succeeds: a provider broken from the start (wrong key,
             # model or URL, a proxy's HTML page) costs a few requests, not `concurrency` of them.
-            first = await next_batch(1)
-            if first is None:
+            if not await self._send_next(lambda: next_batch(1)):
                 break
-            await self._send(first)
 
         async def worker() -> None:
-            while (batch := await next_batch(self.s.concurrency)) is not None:
-                await self._send(batch)
+            while await self._send_next(lambda: next_batch(self.s.concurrency)):
+                pass
 
         await gather_or_cancel(
             [asyncio.create_task(worker()) for _ in range(min(self.s.concurrency, len(batches) + len(leased)))]
         )
-        return waiting
+        return np.asarray(waiting, dtype=np.int64)
 
-    async def _send(self, batch: list[_Item]) -> None:
-        """Embed a leased batch, splitting it only when the provider blames one of its inputs."""
+    def _item(self, i: int) -> _Item:
+        return _Item(self.hashes[i], self.sendable[i], self.stored[i], i)
+
+    async def _send_next(self, take: Callable[[], Awaitable[list[_Item] | None]]) -> bool:
+        """Send the next leased batch once a slot is free (the writer is not too far behind); False when none is
+        left. The slot is given back when the answers of the batch (two if it was split, none if it failed)
+        are stored."""
+        await self.unstored.acquire()
+        written: list[asyncio.Future[int]] = []
+        try:
+            if self.write_error is not None:
+                raise self.write_error
+            batch = await take()
+            if batch is None:
+                return False
+            await self._send(batch, written)
+            return True
+        finally:
+            if written:
+                asyncio.gather(*written, return_exceptions=True).add_done_callback(lambda _: self.unstored.release())
+            else:
+                self.unstored.release()
+
+    async def _send(self, batch: list[_Item], written: list[asyncio.Future[int]]) -> None:
+        """Embed a leased batch, splitting it only when the provider blames one of its inputs; the writes of
+        its answers join `written`."""
         if not batch:
             return
         try:
-            await self._call_with_retries(batch)
+            await self._call_with_retries(batch, written)
         except (BadRequestError, ContentFilterError) as exc:
             one_input = isinstance(exc, ContentFilterError) or exc.cause == "input"
             if one_input and len(batch) > 1:
                 half = len(batch) // 2
                 self.guard.add_planned(1)
-                await self._send(batch[:half])
-                await self._send(batch[half:])
+                await self._send(batch[:half], written)
+                await self._send(batch[half:], written)
                 return
             await self._give_up(batch, exc)
             return
@@ -526,7 +592,7 @@ class _Run:
             async with self.lease_lock:
                 await asyncio.to_thread(EmbeddingLeases.release, self.lease_conn, [it.request_hash for it in batch])
 
-    async def _call_with_retries(self, batch: list[_Item]) -> None:
+    async def _call_with_retries(self, batch: list[_Item], written: list[asyncio.Future[int]]) -> None:
         texts = [it.text for it in batch]
         request = {"input": [it.stored for it in batch], **self._params()}
         batch_hash = content_hash(*(it.request_hash for it in batch))
@@ -561,11 +627,23 @@ class _Run:
                 raise
             self.guard.succeeded()
             latency = (time.perf_counter() - started) * 1000
-            call_id = await asyncio.to_thread(self._store, batch, request, response, latency, n, batch_hash)
-            self._put([it.index for it in batch], response.vectors)
-            self.used_call_ids.add(call_id)
-            self.embedded += len(batch)
-            self._report()
+            call = NewCall(
+                provider=self.s.provider_name,
+                model=self.s.model,
+                modality="embedding",
+                status="success",
+                request_json=request,
+                response_json={"count": len(batch), "dimension": int(response.vectors.shape[1]), "model": response.model},
+                latency_ms=latency,
+                tokens_json=response.usage.as_dict(),
+                metadata_json=run_metadata(attempt=n, batch_size=len(batch), group_id=self.group_id),
+                request_hash=batch_hash,
+            )
+            answer = _Answer(batch, call, np.ascontiguousarray(response.vectors, dtype=np.float32))
+            # Queued before any await (a cancellation cannot lose it); the worker goes on to its next request.
+            future = self.writer.submit(answer)
+            future.add_done_callback(lambda done: self._written(answer, done))
+            written.append(future)
 
         await call_with_retries(attempt, self.s.retry, what=f"an embedding batch of {len(texts)} texts")
 
@@ -597,39 +675,41 @@ class _Run:
             )
         _validated_models[self.model_key] = dim
 
-    def _store(
-        self, batch: list[_Item], request: dict, response: EmbeddingResponse, latency: float, attempt: int, batch_hash: str
-    ) -> int:
-        """Record the successful call and its vectors in one transaction, releasing the leases."""
-        call = NewCall(
-            provider=self.s.provider_name,
-            model=self.s.model,
-            modality="embedding",
-            status="success",
-            request_json=request,
-            response_json={"count": len(batch), "dimension": int(response.vectors.shape[1]), "model": response.model},
-            latency_ms=latency,
-            tokens_json=response.usage.as_dict(),
-            metadata_json=run_metadata(attempt=attempt, batch_size=len(batch), group_id=self.group_id),
-            request_hash=batch_hash,
-        )
-        vectors = np.ascontiguousarray(response.vectors, dtype=np.float32)
+    def _store(self, answers: list[_Answer]) -> list[int]:
+        """Record the answers' successful calls and their vectors in one transaction (which also drops their
+        leases); returns the call ids in order. Runs in the writer's thread."""
         with translate_db_errors("storing embeddings"), self.s.engine.begin() as conn:
-            [call_id] = self.recorder.record([call], conn=conn)
-            EmbeddingCache.store(
-                conn,
+            call_ids = self.recorder.record([a.call for a in answers], conn=conn)
+            EmbeddingCache.store(conn, *(
                 NewVectors(
-                    request_hashes=[it.request_hash for it in batch],
-                    texts=[it.stored for it in batch],
-                    vectors=vectors,
+                    request_hashes=[it.request_hash for it in a.batch],
+                    texts=[it.stored for it in a.batch],
+                    vectors=a.vectors,
                     provider=self.s.provider_name,
                     model=self.s.model,
                     raw_call_id=call_id,
                     server=self.s.server,
                     set_id=self.set_id,
-                ),
-            )
-        return call_id
+                )
+                for a, call_id in zip(answers, call_ids, strict=True)
+            ))
+        return call_ids
+
+    def _written(self, answer: _Answer, written: asyncio.Future[int]) -> None:
+        """Account for a written answer (on the loop), or keep the write's failure to stop the run."""
+        if written.cancelled():
+            return
+        if written.exception() is not None:
+            self.write_error = self.write_error or written.exception()
+            return
+        self.used_call_ids.add(written.result())
+        try:
+            self._put([it.index for it in answer.batch], answer.vectors)
+        except Exception as exc:  # noqa: BLE001 - a callback's exception would only be logged: the run stops with it
+            self.write_error = self.write_error or exc
+            return
+        self.embedded += len(answer.batch)
+        self._report()
 
     def _params(self) -> dict[str, Any]:
         """Request fields recorded with every call, the server it went to included."""

@@ -1,8 +1,9 @@
 """Recording provider attempts: every attempt becomes a raw call and joins the run's group.
 
-`CallRecorder` writes a list of calls in one transaction; `CallQueue` puts a group commit in
-front of it for services that record attempts one by one from many concurrent tasks, so a busy
-run still writes one statement per flush instead of one per call.
+`CallRecorder` writes a list of calls in one transaction; `GroupCommit` puts a group commit in
+front of a writer for services that record attempts one by one from many concurrent tasks, so a busy
+run still writes one transaction per flush instead of one per call (`CallQueue` for raw calls; the
+embedding service writes calls with their vectors through one).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -22,6 +23,9 @@ from studyllm_core.db.groups import GroupRepository
 from studyllm_core.db.vocabulary import ROLE_OUTPUT
 from studyllm_core.providers.errors import ProviderError, ProviderTimeoutError
 from studyllm_core.redaction import redact, redact_data
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class CallRecorder:
@@ -48,33 +52,34 @@ class CallRecorder:
         return await asyncio.to_thread(self.record, calls)
 
 
-class CallQueue:
-    """Group commit for one event loop: calls submitted while a write is in flight go out together next.
+class GroupCommit(Generic[T, R]):
+    """Group commit for one event loop: items submitted while a write is in flight go out together next.
 
-    A lone call is written at once (no added delay); under load, calls pile up during each write
-    and the next write takes them all, so N concurrent attempts cost about N / pile-size inserts.
-    Ids follow submission order. Call `drain()` before the loop ends so nothing is left unwritten.
+    `write` takes a list of items and returns one result per item, in order (it runs in a thread). A lone
+    item is written at once (no added delay); under load, items pile up during each write and the next
+    write takes them all, so N concurrent submitters cost about N / pile-size writes. Call `drain()`
+    before the loop ends so nothing is left unwritten.
     """
 
-    def __init__(self, recorder: CallRecorder) -> None:
-        self.recorder = recorder
-        self._pending: list[tuple[NewCall, asyncio.Future[int]]] = []
+    def __init__(self, write: Callable[[list[T]], list[R]]) -> None:
+        self.write = write
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    def submit(self, call: NewCall) -> asyncio.Future[int]:
-        """Queue `call` now (no await: a cancellation cannot lose it) and return the future of its id."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((call, future))
+    def submit(self, item: T) -> asyncio.Future[R]:
+        """Queue `item` now (no await: a cancellation cannot lose it) and return the future of its result."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
         return future
 
-    async def record(self, call: NewCall) -> int:
-        """Queue `call` and wait for its id; the write goes through even if the caller is cancelled."""
-        return await asyncio.shield(self.submit(call))
+    async def record(self, item: T) -> R:
+        """Queue `item` and wait for its result; the write goes through even if the caller is cancelled."""
+        return await asyncio.shield(self.submit(item))
 
     async def drain(self) -> None:
-        """Wait until every submitted call is written."""
+        """Wait until every submitted item is written."""
         while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
 
@@ -82,7 +87,7 @@ class CallQueue:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                ids = await asyncio.to_thread(self.recorder.record, [call for call, _ in batch])
+                results = await asyncio.to_thread(self.write, [item for item, _ in batch])
             except Exception as exc:  # e.g. the database went away: every submitter of this write sees it
                 for _, future in batch:
                     if not future.done():
@@ -93,9 +98,17 @@ class CallQueue:
                 for _, future in batch:
                     future.cancel()
                 raise
-            for (_, future), call_id in zip(batch, ids, strict=True):
+            for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
-                    future.set_result(call_id)
+                    future.set_result(result)
+
+
+class CallQueue(GroupCommit[NewCall, int]):
+    """Group commit of raw calls: each submitted call gets its id; ids follow submission order."""
+
+    def __init__(self, recorder: CallRecorder) -> None:
+        super().__init__(recorder.record)
+        self.recorder = recorder
 
 
 def ensure_run_group(

@@ -148,3 +148,48 @@ def test_a_sealed_set_is_found_by_digest_and_size_and_a_second_equal_set_stays_u
     found = cache.find_set(digest, 3)
     assert found is not None and found.id == first and found.call_ids == [4, 5]
     assert cache.find_set(digest, 4) is None
+
+
+def test_store_of_several_batches_is_one_statement_of_each_kind_and_each_row_keeps_its_call_and_set(engine, monkeypatch):
+    """The embedding writer stores a pile of answers at once: as many statements for three batches as for one
+    (ids reserved in one query, one COPY of the vectors, one lease DELETE, one COPY of set items per set); each
+    row keeps its own raw call, each set gets exactly its batches' rows, the leases are gone."""
+    import psycopg
+
+    from studyllm_core.db.groups import GroupRepository
+
+    group = GroupRepository(engine).ensure_group("embedding_batch", "pile-test")
+    sets = [EmbeddingCache(engine).new_set(group) for _ in range(2)]
+    calls = [_call(engine) for _ in range(4)]
+    lease = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    EmbeddingLeases.claim(lease, ["one", *(f"p{i}" for i in range(7))])
+    seen = []  # store runs on the driver's cursor, below SQLAlchemy's events: count its executes and COPYs
+    execute, copy = psycopg.Cursor.execute, psycopg.Cursor.copy
+    monkeypatch.setattr(psycopg.Cursor, "execute", lambda cur, q, *a, **k: (seen.append(q), execute(cur, q, *a, **k))[1])
+    monkeypatch.setattr(psycopg.Cursor, "copy", lambda cur, q, *a, **k: (seen.append(q), copy(cur, q, *a, **k))[1])
+    counts = []
+    for batches in (
+        [NewVectors(["one"], ["t"], np.ones((1, 3), np.float32), "p", "m", calls[0], set_id=sets[0])],
+        [NewVectors([f"p{i}" for i in range(3)], ["t"] * 3, np.full((3, 3), 2, np.float32), "p", "m", calls[1], set_id=sets[0]),
+         NewVectors(["p3", "p4"], ["t"] * 2, np.full((2, 3), 3, np.float32), "p", "m", calls[2], set_id=sets[1]),
+         NewVectors(["p5", "p6"], ["t"] * 2, np.full((2, 3), 4, np.float32), "p", "m", calls[3], set_id=sets[0])],
+    ):
+        seen.clear()
+        with engine.begin() as conn:
+            assert EmbeddingCache.store(conn, *batches) == sum(len(b.request_hashes) for b in batches)
+        counts.append(len([q for q in seen if "embedding_" in str(q)]))  # not the driver's type look-ups
+    monkeypatch.undo()
+    assert counts[0] + 1 == counts[1]  # the second pile's two sets: one more COPY of items, nothing per batch
+    found = EmbeddingCache(engine).lookup(["one", *(f"p{i}" for i in range(7))])
+    assert {h: int(call) for h, (_, call) in found.items()} == {
+        "one": calls[0], "p0": calls[1], "p1": calls[1], "p2": calls[1], "p3": calls[2], "p4": calls[2],
+        "p5": calls[3], "p6": calls[3]}
+    assert found["p4"][0].tolist() == [3, 3, 3]
+    with engine.connect() as conn:
+        items = conn.execute(text(
+            "SELECT si.set_id, v.request_hash FROM embedding_set_items si JOIN embedding_vectors v ON v.id = si.embedding_id"
+        )).all()
+        assert conn.execute(text("SELECT count(*) FROM embedding_leases")).scalar_one() == 0
+    assert sorted(h for s, h in items if s == sets[0]) == ["one", "p0", "p1", "p2", "p5", "p6"]
+    assert sorted(h for s, h in items if s == sets[1]) == ["p3", "p4"]
+    lease.close()

@@ -306,3 +306,70 @@ def test_a_run_that_completes_with_a_failed_text_leaves_its_set_unaddressed(engi
     assert out.failed == 1 and out.embedded == 2 and len(_items(engine, out.group_id)) == 2
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM embedding_sets WHERE digest IS NOT NULL")).scalar_one() == 0
+
+
+def test_a_stalled_writer_stops_new_requests_at_twice_the_concurrency_and_the_run_then_completes(engine, stub):
+    """Answers are stored behind the requests, but boundedly: while the database cannot take vectors, at most
+    2 x concurrency batches are sent (and so held, or paid for again by a run killed meanwhile); then the
+    writes go through and the run finishes with every vector cached and no lease left."""
+    service = make_service(engine, stub, batch_size=2, concurrency=2)
+    inputs = texts(40, "stall")
+    outcomes = []
+    with engine.connect() as blocker:
+        blocker.execute(text("LOCK TABLE embedding_vectors IN SHARE MODE"))  # inserts wait, reads go on
+        worker = threading.Thread(target=lambda: outcomes.append(service.embed(inputs, keep_vectors=False)))
+        worker.start()
+        deadline = time.monotonic() + 30
+        while stub.stats.snapshot()["requests_total"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)  # room for more requests, were they not bounded
+        sent_while_stalled = stub.stats.snapshot()["requests_total"]
+        blocker.rollback()
+    worker.join(60)
+    assert sent_while_stalled == 2 * 2
+    assert outcomes and outcomes[0].embedded == 40 and outcomes[0].api_requests == 20 and outcomes[0].failed == 0
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM embedding_vectors")).scalar_one() == 40
+        assert conn.execute(text("SELECT count(*) FROM embedding_leases")).scalar_one() == 0
+
+
+def test_a_failed_write_stops_the_run_with_the_database_error_and_frees_its_leases(engine, stub):
+    """A write behind the requests that fails is not lost: the run stops with it (one line naming the step),
+    later batches are not sent, and the leases of what was not stored are free for the next run."""
+    from studyllm_core.errors import DatabaseError
+
+    with engine.begin() as conn:
+        conn.execute(text(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'the disk refused it'; END $$"))
+        conn.execute(text(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON embedding_vectors FOR EACH ROW "
+            "WHEN (NEW.text LIKE 'poison%') EXECUTE FUNCTION refuse_poison()"))
+    service = make_service(engine, stub, batch_size=2, concurrency=2)
+    inputs = ["poison 0", "poison 1"] + texts(200, "after")
+    with pytest.raises(DatabaseError, match="storing embeddings failed: .*the disk refused it"):
+        service.embed(inputs, keep_vectors=False)
+    assert stub.stats.snapshot()["requests_total"] < 101  # stopped, not carried on to the last batch
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM embedding_leases")).scalar_one() == 0
+        stored = conn.execute(text("SELECT count(*) FROM embedding_vectors")).scalar_one()
+        orphans = conn.execute(text(
+            "SELECT count(*) FROM embedding_vectors v LEFT JOIN raw_calls r ON r.id = v.raw_call_id "
+            "WHERE r.id IS NULL OR r.status <> 'success'")).scalar_one()
+    assert stored < 200 and orphans == 0
+
+
+def test_a_first_run_in_a_new_space_skips_the_cache_look_up_and_a_later_one_does_it(engine, stub, monkeypatch):
+    """Nothing cached for this provider, model and server: the look-up of every key (a query per 10,000)
+    is skipped; once the space has vectors, a run of partly new texts looks them up and reuses them."""
+    from studyllm_core.db.embedding_cache import EmbeddingCache
+
+    looked_up = []
+    lookup = EmbeddingCache.lookup_chunks
+    monkeypatch.setattr(EmbeddingCache, "lookup_chunks", lambda self, hashes, **kw: (looked_up.append(len(hashes)), lookup(self, hashes, **kw))[1])
+    service = make_service(engine, stub, batch_size=4)
+    first = service.embed(texts(6, "space"))
+    assert first.embedded == 6 and looked_up == []
+    second = service.embed(texts(9, "space"))
+    assert second.cached == 6 and second.embedded == 3 and looked_up == [9]
+    np.testing.assert_allclose(second.vectors, np.array([stub.embedding(t) for t in texts(9, "space")]), rtol=1e-6)
