@@ -11,7 +11,8 @@ environment in `env`). It runs, each timed with its peak RSS where it is a proce
   including start-up, reading the vectors from the cache, the PCA and writing the files; peak RSS of the
   process, _measure.run_measured);
 - the K loop of that same process, as it reports it (`--json` `seconds.k_loop`), with what it spent
-  outside the loop (embed: the vectors from the cache; pca; write: the files and their records; rest:
+  outside the loop (embed: the vectors from the cache; pca; second_pass: the K near the first choice
+  re-optimised, algorithms/focus.py; write: the files and their records; rest:
   start-up, reading the input file, provenance);
 - scikit-learn MiniBatchKMeans(K, n_init=RESTARTS, batch_size=4096) for every K on the same projected
   vectors (the vectors `studyllm embed --out` returns from the cache, PCA-projected by the sweep's own
@@ -95,7 +96,7 @@ def sweep_stage(path: Path, n: int, model: str, env: dict[str, str], base: str, 
     plan = (summary.get("plan") or {}).get("text")
     cli_row = row(CLI, n, seconds, rss, best_k=summary["best_k"], plan=plan,
                   nmi=by_k.get(true_k, {}).get("nmi"), nmi_best_k=by_k.get(summary["best_k"], {}).get("nmi"))
-    outside = {key: steps[key] for key in ("embed", "pca", "write")}
+    outside = {key: steps[key] for key in ("embed", "pca", "second_pass", "write") if key in steps}
     outside["rest"] = seconds - steps["k_loop"] - sum(outside.values())  # start-up, reading the file, provenance
     rows = [cli_row, row(CLI_LOOP, n, steps["k_loop"], None, outside=outside)]
 

@@ -29,7 +29,7 @@ from .kmeans import refine
 from .kselection import mixture_bic
 from .metrics import item_costs, representatives
 from .results import ClusteringResult
-from .sweep import KChoice, KResult, SweepConfig, SweepPlan, choose_k, score_k
+from .sweep import KChoice, KResult, SweepConfig, SweepPlan, choose_k, sample_blas, score_k
 from .validation import as_matrix, normalize_rows
 
 GAIN = 1e-6  # relative objective decrease a neighbour's fit must bring to replace a K's clustering
@@ -100,11 +100,12 @@ def reoptimise(
         return _neighbour_pass(Z, dict(chosen), window, max_iter)
     sample = Z[fit_rows]
     on_sample = {k: _restricted(sample, c, fit_rows) for k, c in chosen.items()}
-    moved = _neighbour_pass(sample, dict(on_sample), window, max_iter)
+    with sample_blas(True):  # the sample's small products, as the sweep's restarts run them
+        moved = _neighbour_pass(sample, dict(on_sample), window, max_iter)
     out = dict(chosen)
     for k in window:
-        if moved[k] is not on_sample[k]:
-            fit = refine(moved[k], Z, max_iter=plan.refine_iter)
+        if moved[k] is not on_sample[k]:  # refined as the sweep refines: its prepared rows, its stop rule
+            fit = refine(moved[k], plan.refine_rows_of(Z), max_iter=plan.refine_iter, rel_tol=plan.refine_tol)
             if fit.objective < chosen[k].objective * (1.0 - GAIN):
                 out[k] = fit
     return out
