@@ -740,6 +740,9 @@ class _Run:
             out = np.full((len(self.texts), dim), np.nan, dtype=np.float32)
             if ok.any():
                 out[ok] = vectors[item_of_row[ok]]
+        # The outcome is now the vectors' only holder: a caller that drops them (the sweep, once projected)
+        # frees them at once, whatever cycles keep this run object alive until the next collection.
+        self.unique_vectors = None
         return EmbedOutcome(
             vectors=out,
             failures=dict(sorted(self.failures.items())),
