@@ -162,6 +162,7 @@ class Dev:
 RUN_QUERY = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status
   stats { ... on RunStatsSnapshot { enqueuedTime launchTime startTime endTime } }
   assetMaterializations { assetKey { path } timestamp } } } }"""
+STATUS_QUERY = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
 
 
 LAUNCH_RUN = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
@@ -185,20 +186,23 @@ def launch_run(graphql, job: str, tags: dict[str, str], run_config: dict | None 
 def follow(graphql, dev: Dev, submitted: float, run_id_of, before: set[int],  # noqa: ANN001
            until: str | None = "cluster_metrics", timeout: float = 900) -> dict:
     """Poll until the run of a submission finished; its timings (seconds after submission: to the last
-    materialization of `until`, or to the run's end when None) and peak RSS."""
+    materialization of `until`, or to the run's end when None, both from the run's own timestamps) and peak RSS.
+    The run's status is asked for once a second and the RSS sampled four times a second: the webserver, its
+    Postgres and this loop share the machine with the run, so a tighter poll would slow what it measures."""
     peak = PeakRss(lambda: dev.worker_processes(before))
     deadline = time.monotonic() + timeout
-    run_id = None
+    run_id, next_poll = None, 0.0
     while True:
         peak.sample()
-        run_id = run_id or run_id_of()
-        if run_id:
-            run = graphql(RUN_QUERY, {"id": run_id})["runOrError"]
-            if run["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+        if time.monotonic() >= next_poll:
+            next_poll = time.monotonic() + 1.0
+            run_id = run_id or run_id_of()
+            if run_id and graphql(STATUS_QUERY, {"id": run_id})["runOrError"]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
                 break
         if time.monotonic() > deadline:
             raise SystemExit(f"the run did not finish in {timeout / 60:.0f} minutes")
-        time.sleep(0.1)
+        time.sleep(0.25)
+    run = graphql(RUN_QUERY, {"id": run_id})["runOrError"]
     if run["status"] != "SUCCESS":
         raise SystemExit(f"run {run_id} ended {run['status']}")
     stats = run["stats"]

@@ -90,6 +90,7 @@ defs = dg.Definitions(
         replies_to_sweep,
         dg.AutomationConditionSensorDefinition(
             "report_automation", target=[sweep_report, study_comparison], default_status=dg.DefaultSensorStatus.RUNNING,
+            use_user_code_server=True,  # its condition reads the event log (studyllm_pipeline/automation.py)
             description="Re-materialises a dataset's sweep_report when new K results arrive (also after a sweep "
                         "that stopped part-way) and no sweep of it is running, then its study_comparison (the models "
                         "of a reply dataset compared by cluster). On by default: both only read stored results and "

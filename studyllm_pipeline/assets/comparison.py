@@ -7,7 +7,7 @@ import pandas as pd
 from studyllm_core.charts import bar_chart
 from studyllm_core.services.datasets import DatasetRegistry
 from studyllm_pipeline.assets.common import sweep_asset_args, user_errors_as_failures
-from studyllm_pipeline.assets.report import REPORT_CONDITION
+from studyllm_pipeline.automation import FOLLOW_NEW_RESULTS
 from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.partitions import datasets
 from studyllm_pipeline.resources import StudyllmDatabase
@@ -17,7 +17,7 @@ SHARES = ["provider", "model", "cluster", "replies", "share"]
 
 
 @dg.asset(
-    deps=["sweep_report"], automation_condition=REPORT_CONDITION,
+    deps=["sweep_report"], automation_condition=FOLLOW_NEW_RESULTS,
     **sweep_asset_args("study_comparison", io="parquet", partitions_def=datasets, postgres=True),
 )
 @user_errors_as_failures

@@ -6,6 +6,7 @@ import pandas as pd
 from studyllm_core.charts import line_chart
 from studyllm_core.quality import report_verdict
 from studyllm_pipeline.assets.common import sweep_asset_args, user_errors_as_failures
+from studyllm_pipeline.automation import FOLLOW_NEW_RESULTS
 from studyllm_pipeline.checks import quality_result, quality_spec
 from studyllm_pipeline.lineage import check_links, record_materialization
 from studyllm_pipeline.partitions import datasets, partition_key
@@ -14,15 +15,6 @@ from studyllm_pipeline.resources import StudyllmDatabase
 
 K_CHECK = "requested_k_done"
 
-# Reading stored results costs nothing, so the report follows new K results on its own (also after a
-# sweep run that failed or was cancelled part-way: its done K are stored, the others named).
-REPORT_CONDITION = (
-    dg.AutomationCondition.any_deps_updated().since_last_handled()
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
-).with_label("new K results")
-
-
 CHECKS = [quality_spec(
     "sweep_report", K_CHECK, partitions_def=datasets, blocking=False,
     description="At least two K are done (a choice of K needs two to compare) and every K a sweep was asked for "
@@ -30,7 +22,7 @@ CHECKS = [quality_spec(
 )]
 
 
-@dg.asset(deps=["cluster_metrics", "cluster_summaries"], automation_condition=REPORT_CONDITION,
+@dg.asset(deps=["cluster_metrics", "cluster_summaries"], automation_condition=FOLLOW_NEW_RESULTS,
           **sweep_asset_args("sweep_report", io="parquet", partitions_def=datasets, checks=CHECKS))
 @user_errors_as_failures
 def sweep_report(context: dg.AssetExecutionContext, database: StudyllmDatabase):

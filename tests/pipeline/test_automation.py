@@ -122,6 +122,34 @@ def test_report_follows_new_k_results_on_its_own(instance, resources, tmp_path):
     third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
     assert third.total_requested == 0
 
+    # A report made and then a new K stored between the same two ticks (a report run that went ahead of a sweep
+    # run): the K came after the report, so the report is asked for again, here and on a later tick alike.
+    assert dg.materialize(SWEEP_ASSETS, selection=["sweep_report"], partition_key="auto", instance=instance,
+                          resources=resources).success
+    assert sweep_ks(instance, resources, "auto", [4]).success
+    fourth = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=third.cursor)
+    assert fourth.get_requested_partitions(dg.AssetKey("sweep_report")) == {"auto"}
+    assert dg.materialize(SWEEP_ASSETS, selection=["sweep_report"], partition_key="auto", instance=instance,
+                          resources=resources).success
+    fifth = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=fourth.cursor)
+    assert fifth.total_requested == 0
+
+    # A report that fails is not asked for again on every tick: it waits for the next new K.
+    class Down(StudyllmDatabase):
+        def sweep_results(self):  # noqa: ANN202
+            raise RuntimeError("the results store is down")
+
+    assert sweep_ks(instance, resources, "auto", [5]).success
+    assert not dg.materialize(SWEEP_ASSETS, selection=["sweep_report"], partition_key="auto", instance=instance,
+                              resources={**resources, "database": Down()}, raise_on_error=False).success
+    sixth = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=fifth.cursor)
+    assert sixth.get_requested_partitions(dg.AssetKey("sweep_report")) == {"auto"}  # K=5 is new since the last tick
+    seventh = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=sixth.cursor)
+    assert seventh.total_requested == 0  # still stale, but its last run failed and nothing new came
+    assert sweep_ks(instance, resources, "auto", [6]).success
+    eighth = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=seventh.cursor)
+    assert eighth.get_requested_partitions(dg.AssetKey("sweep_report")) == {"auto"}
+
 
 def test_sensor_skips_a_bad_file_name_and_gives_distinct_files_distinct_names(instance, pipeline_env, tmp_path,
                                                                               monkeypatch, capfd):
