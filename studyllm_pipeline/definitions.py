@@ -80,6 +80,20 @@ def with_code_references(assets: list) -> list:
     return [located(a) for a in assets]
 
 
+# Its condition reads the event log (studyllm_pipeline/automation.py), so it is evaluated on the code server: a beta
+# parameter of Dagster 1.13, whose warning is silenced for this call only.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    report_automation = dg.AutomationConditionSensorDefinition(
+        "report_automation", target=[sweep_report, study_comparison], default_status=dg.DefaultSensorStatus.RUNNING,
+        use_user_code_server=True,
+        description="Re-materialises a dataset's sweep_report when new K results arrive (also after a sweep "
+                    "that stopped part-way) and no sweep of it is running, then its study_comparison (the models "
+                    "of a reply dataset compared by cluster). On by default: both only read stored results and "
+                    "call no API.",
+    )
+
+
 defs = dg.Definitions(
     assets=[*with_code_references([*SWEEP_ASSETS, study_comparison, prompt_run, *ANALYTICS_ASSETS]), *CAPTURE_ASSETS],
     jobs=[prepare_job, sweep_k_job, report_job],
@@ -88,14 +102,7 @@ defs = dg.Definitions(
         new_dataset_files,
         replies_to_prepare,
         replies_to_sweep,
-        dg.AutomationConditionSensorDefinition(
-            "report_automation", target=[sweep_report, study_comparison], default_status=dg.DefaultSensorStatus.RUNNING,
-            use_user_code_server=True,  # its condition reads the event log (studyllm_pipeline/automation.py)
-            description="Re-materialises a dataset's sweep_report when new K results arrive (also after a sweep "
-                        "that stopped part-way) and no sweep of it is running, then its study_comparison (the models "
-                        "of a reply dataset compared by cluster). On by default: both only read stored results and "
-                        "call no API.",
-        ),
+        report_automation,
         dg.AutomationConditionSensorDefinition(
             "analytics_automation", target=ANALYTICS_ASSETS, default_status=dg.DefaultSensorStatus.RUNNING,
             description="Refreshes the analytics (provider comparison, calls over time, failures, usage) every hour. "
