@@ -163,6 +163,8 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=RESTARTS)
     parser.add_argument("--kmeans-max-n", type=int, default=200_000, help="KMeans peer only up to this N")
     parser.add_argument("--dim", type=int, default=384, help="embedding dimensions of the loopback server")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="data seed: blob sizes, order and (as part of the model name) blob directions (default 0)")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     args = parser.parse_args()
     from _db import scratch_database
@@ -177,8 +179,8 @@ def main() -> None:
         env = {**os.environ, "STUDYLLM_DATABASE_URL": url, "OPENAI_COMPATIBLE_BASE_URL": base}
         for n in ns:
             path = work / f"blobs-{n}.csv"
-            write_blobs(path, n, args.blobs)
-            model = f"scale-blobs-{n}"
+            write_blobs(path, n, args.blobs, seed=args.seed)
+            model = f"scale-blobs-{n}" + (f"-s{args.seed}" if args.seed else "")  # the server's blobs follow the name
             start = time.perf_counter()
             cmd = [STUDYLLM, "embed", str(path), "--provider", "openai-compatible", "--model", model,
                    "--base-url", base, "--json"]
@@ -191,7 +193,7 @@ def main() -> None:
                     print(f"  {r['stage']}: {r['seconds']:.1f} s", file=sys.stderr, flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(rows, indent=1))
-    print(f"blobs: {args.blobs} true clusters, {args.dim}-d vectors; K={ks[0]}..{ks[-1]}, {args.restarts} restarts, "
+    print(f"blobs (data seed {args.seed}): {args.blobs} true clusters, {args.dim}-d vectors; K={ks[0]}..{ks[-1]}, {args.restarts} restarts, "
           f"PCA {PCA_DIM}; this machine is shared: read ratios, not absolute figures")
     print_table(rows, ns)
 
