@@ -28,6 +28,7 @@ single pair varies, so --pairs pairs run back to back and the median ratio is th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -77,13 +78,21 @@ class PeakRss:
     def __init__(self, processes) -> None:  # noqa: ANN001
         self.processes = processes
         self.bytes = 0
+        self.cpu: dict[int, float] = {}
 
     def sample(self) -> None:
         try:
             for proc in self.processes():
                 self.bytes = max(self.bytes, proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(True)))
+                for one in (proc, *proc.children(True)):
+                    self.cpu[one.pid] = sum(one.cpu_times()[:2])  # the last seen: a finished process is gone
         except psutil.Error:
             pass
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) of the sampled processes, as last seen."""
+        return sum(self.cpu.values())
 
 
 def sweep_args(k_min: int, k_max: int, out: Path) -> list[str]:
@@ -158,6 +167,15 @@ class Dev:
     def pids(self) -> set[int]:
         return {p.pid for p in psutil.Process(self.proc.pid).children(True)}
 
+    def service_cpu_s(self, pids: set[int]) -> dict[int, float]:
+        """CPU seconds (user + system, not their children's) so far of each of the dev's own processes among
+        `pids` (webserver, daemon, code servers): around a run, what they take from the machine meanwhile."""
+        times = {}
+        for pid in pids | {self.proc.pid}:
+            with contextlib.suppress(psutil.Error):
+                times[pid] = sum(psutil.Process(pid).cpu_times()[:2])
+        return times
+
 
 RUN_QUERY = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status
   stats { ... on RunStatsSnapshot { enqueuedTime launchTime startTime endTime } }
@@ -209,7 +227,7 @@ def follow(graphql, dev: Dev, submitted: float, run_id_of, before: set[int],  # 
     results = stats["endTime"] if until is None else max(  # the last K
         float(m["timestamp"]) / 1000 for m in run["assetMaterializations"] if m["assetKey"]["path"] == [until])
     return {"run_id": run_id, "to_start": stats["startTime"] - submitted, "start_to_results": results - stats["startTime"],
-            "total": results - submitted, "rss": peak.bytes}
+            "total": results - submitted, "rss": peak.bytes, "cpu_s": peak.cpu_s}
 
 
 def daemon_mode(work: Path, pairs: int) -> None:

@@ -104,14 +104,15 @@ def run_with_cpu(args: list[str], env: dict[str, str]) -> tuple[float, int, str,
 def embed_stages(path: Path, n: int, model: str, env: dict[str, str], base: str) -> list[dict[str, Any]]:
     cli = [STUDYLLM, "embed", str(path), "--provider", "openai-compatible", "--model", model,
            "--batch-size", str(BATCH), "--concurrency", str(CONCURRENCY), "--json"]
-    rows = []
+    # The peer first: the embed's writes are flushed by Postgres's checkpoints after it ends, which would land in
+    # the window of whatever runs next.
+    bare = [sys.executable, str(HERE / "_bare_embed_loop.py"), base, str(path), str(BATCH), str(CONCURRENCY)]
+    seconds, rss, _, cpu = run_with_cpu(bare, env)
+    peer = row("embed: bare client loop", n, seconds, rss, **cpu)
     seconds, rss, out, cpu = run_with_cpu(cli, env)
     first = json.loads(out)
     assert first["embedded"] == n, first
-    rows.append(row("embed", n, seconds, rss, **cpu))
-    bare = [sys.executable, str(HERE / "_bare_embed_loop.py"), base, str(path), str(BATCH), str(CONCURRENCY)]
-    seconds, rss, _, cpu = run_with_cpu(bare, env)
-    rows.append(row("embed: bare client loop", n, seconds, rss, **cpu))
+    rows = [row("embed", n, seconds, rss, **cpu), peer]
     seconds, rss, out, cpu = run_with_cpu(cli, env)
     again = json.loads(out)
     assert again["cached"] == n and again["api_requests"] == 0, again
@@ -149,17 +150,24 @@ def pipeline_stage(path: Path, n: int, model: str, env: dict[str, str], base: st
             ("sweep_k", "sweep_k", {RANGE_START_TAG: partition_key(dataset, min(ks)), RANGE_END_TAG: partition_key(dataset, max(ks))},
              {"ops": {"sweep": {"config": {"n_restarts": RESTARTS, "llm_rounds": 0}}}}),
         ]
+        pgdata = home / "pg"
         for label, job, tags, config in launches:
             before, submitted = dev.pids(), time.time()
+            services, postgres = dev.service_cpu_s(before), cpu_seconds(pgdata)["postgres_cpu_s"]
             run_id = launch_run(graphql, job, tags, config)
             runs[label] = follow(graphql, dev, submitted, lambda run_id=run_id: run_id, before, until=None, timeout=3600)
+            runs[label]["cpu"] = {"run": round(runs[label]["cpu_s"], 1),
+                                  "dev services": round(sum(t - services[pid] for pid, t in dev.service_cpu_s(before).items()
+                                                            if pid in services), 1),  # those alive throughout
+                                  "postgres": round(cpu_seconds(pgdata)["postgres_cpu_s"] - postgres, 1)}
             steps = graphql(STEPS, {"id": run_id})["runOrError"]["stepStats"]
             runs[label]["steps"] = {s["stepKey"]: round(s["endTime"] - s["startTime"], 1) for s in steps if s["endTime"]}
         graphql.close()
     total = sum(r["total"] for r in runs.values())
     return [row("pipeline: studyllm dev runs", n, total, max(r["rss"] for r in runs.values()),
                 runs={label: {"launch_to_start": round(r["to_start"], 1), "start_to_end": round(r["start_to_results"], 1),
-                              "rss_mb": round(r["rss"] / 2**20), "steps": r["steps"]} for label, r in runs.items()})]
+                              "rss_mb": round(r["rss"] / 2**20), "steps": r["steps"], "cpu_s": r["cpu"]}
+                          for label, r in runs.items()})]
 
 
 def sizes(engine) -> dict[str, int]:  # noqa: ANN001
@@ -309,7 +317,8 @@ def print_table(rows: list[dict[str, Any]], exps: list[dict[str, Any]], sizes_by
                      f"loopback server {r['server_cpu_s']:.1f}")
         if "runs" in r:
             note += "; " + "; ".join(f"{label}: {v['launch_to_start']} s to start + {v['start_to_end']} s, "
-                                     f"{v['rss_mb']} MB, steps {v['steps']}" for label, v in r["runs"].items())
+                                     f"{v['rss_mb']} MB, steps {v['steps']}, CPU s {v['cpu_s']}"
+                                     for label, v in r["runs"].items())
         if "outside" in r:
             note += "; outside the loop: " + ", ".join(f"{key} {value:.1f} s" for key, value in r["outside"].items())
         if "best_k" in r:
