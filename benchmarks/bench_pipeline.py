@@ -83,8 +83,9 @@ class PeakRss:
     def sample(self) -> None:
         try:
             for proc in self.processes():
-                self.bytes = max(self.bytes, proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(True)))
-                for one in (proc, *proc.children(True)):
+                tree = [proc, *proc.children(True)]
+                self.bytes = max(self.bytes, sum(one.memory_info().rss for one in tree))
+                for one in tree:
                     self.cpu[one.pid] = sum(one.cpu_times()[:2])  # the last seen: a finished process is gone
         except psutil.Error:
             pass

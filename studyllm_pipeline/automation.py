@@ -49,4 +49,4 @@ FOLLOW_NEW_RESULTS = (
      | dg.AutomationCondition.any_deps_updated().since_last_handled())
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
-).with_label("new K results")
+).with_label("newer inputs")
