@@ -153,3 +153,22 @@ def test_rows_swallowed_by_a_late_closing_quote_are_refused_real_multiline_texts
     two_lines = '"first line, and\nsecond line"'
     (tmp_path / "ok.csv").write_text(f"text,label\n{reply},a\n{two_lines},b\nplain,c\n")
     assert len(read_texts(tmp_path / "ok.csv", text_column="text").texts) == 3
+
+
+def test_a_dataset_keeps_the_same_rows_whether_its_texts_are_clean_or_not(engine, tmp_path):
+    """A clean file takes the one-scan path (every row kept as read); a file with unusable rows is checked text by
+    text: both give the kept texts, their labels and source rows, and why each dropped row went."""
+    from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
+
+    registry = DatasetRegistry(engine)
+    clean = tmp_path / "clean.csv"
+    clean.write_text("label,text\na,first reply\nb,second reply\na,third reply\n")
+    data = registry.load(DatasetSource(name="clean", path=str(clean), label_column="label"))
+    assert (data.texts, data.labels, data.source_rows, data.dropped) == (
+        ["first reply", "second reply", "third reply"], ["a", "b", "a"], [0, 1, 2], {})
+
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text('label,text\na,first reply\nb," "\na,"  spaced   reply "\nc,last\n')
+    data = registry.load(DatasetSource(name="mixed", path=str(mixed), label_column="label"))
+    assert (data.texts, data.labels, data.source_rows) == (["first reply", "  spaced   reply ", "last"], ["a", "a", "c"], [0, 2, 3])
+    assert data.dropped == {1: "empty or whitespace-only text"}
