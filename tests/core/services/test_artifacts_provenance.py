@@ -70,6 +70,12 @@ def test_an_npy_artifact_streams_in_and_out_without_a_copy_of_the_array(engine, 
     np.testing.assert_array_equal(back, vectors)
     assert write_peak < 0.1 * vectors.nbytes  # straight from the array's memory: not even a copy per chunk
     assert read_peak < 1.1 * vectors.nbytes  # the array itself, read into place
+    data = bytearray(path.read_bytes())  # one byte flipped in the middle of the data (hashed on the helper thread)
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="was changed after it was written"):
+        service.read(path)
+    service.write(vectors, path, group_id=None)
     fortran = np.asfortranarray(np.arange(12, dtype=np.int64).reshape(3, 4))
     service.write(fortran, path, group_id=None)
     np.testing.assert_array_equal(service.read(path), fortran)
