@@ -5,6 +5,7 @@ bench_scale.py and _scale_sweep.py both import these, so a figure means the same
 
 from __future__ import annotations
 
+import contextlib
 import math
 import subprocess
 import tempfile
@@ -65,3 +66,35 @@ def print_growth(exps: list[dict[str, Any]], why: dict[str, str] | None = None) 
     for e in exps:
         flag = f"  * {(why or {}).get(e['stage'], 'see the stage')}" if e["flag"] else ""
         print(f"  {e['stage']:<34}{e['from']:>9,} -> {e['to']:>9,}: b = {e['b']:.2f}{flag}")
+
+
+def cpu_seconds(pgdata: Path) -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process's finished children (the measured process, once
+    reaped), of the Postgres server at `pgdata` (the postmaster, its live processes, and those it reaped), and of
+    the loopback server: their differences around a stage are robust where wall times on a shared machine are not."""
+    import resource
+
+    import psutil
+
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    postgres = 0.0
+    postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+    for proc in [postmaster, *postmaster.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            postgres += t.user + t.system + t.children_user + t.children_system
+    server = 0.0
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "openai_server" in " ".join(proc.cmdline()):
+                server += sum(proc.cpu_times()[:2])
+    return {"cpu_s": used.ru_utime + used.ru_stime, "postgres_cpu_s": postgres, "server_cpu_s": server}
+
+
+def run_with_cpu(args: list[str], env: dict[str, str]) -> tuple[float, int, str, dict[str, float]]:
+    """`run_measured`, plus the CPU seconds the process, Postgres and the loopback server spent meanwhile."""
+    pgdata = Path(env["STUDYLLM_HOME"]) / "pg"
+    before = cpu_seconds(pgdata)
+    seconds, rss, out, _ = run_measured(args, env)
+    after = cpu_seconds(pgdata)
+    return seconds, rss, out, {k: after[k] - before[k] for k in after}

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import exponents, print_growth, row, run_measured  # noqa: E402
+from _measure import exponents, print_growth, row, run_measured, run_with_cpu  # noqa: E402
 
 STUDYLLM = str(Path(sys.executable).with_name("studyllm"))
 RESTARTS, PCA_DIM, BATCH = 3, 50, 4096
@@ -85,7 +85,7 @@ def sweep_stage(path: Path, n: int, model: str, env: dict[str, str], base: str, 
            "--pca-dim", str(pca_dim), "--out", str(out), "--json",
            *(["--label-column", label_column] if label_column else []),
            *(["--text-column", text_column] if text_column else [])]
-    seconds, rss, stdout, _ = run_measured(cli, env)
+    seconds, rss, stdout, cpu = run_with_cpu(cli, env)  # CPU: what the pipeline stage's runs are compared on too
     summary = json.loads(stdout)
     steps = summary["seconds"]  # the sweep's own step times (embed, pca, k_loop, per_k, write)
     by_k = {r["k"]: r for r in summary["per_k"]}
@@ -94,7 +94,7 @@ def sweep_stage(path: Path, n: int, model: str, env: dict[str, str], base: str, 
     truth = None if labels is None else np.unique(np.asarray([str(v) for v in labels]), return_inverse=True)[1]
     true_k = None if truth is None else int(truth.max()) + 1
     plan = (summary.get("plan") or {}).get("text")
-    cli_row = row(CLI, n, seconds, rss, best_k=summary["best_k"], plan=plan,
+    cli_row = row(CLI, n, seconds, rss, best_k=summary["best_k"], plan=plan, **cpu,
                   nmi=by_k.get(true_k, {}).get("nmi"), nmi_best_k=by_k.get(summary["best_k"], {}).get("nmi"))
     outside = {key: steps[key] for key in ("embed", "pca", "second_pass", "write") if key in steps}
     outside["rest"] = seconds - steps["k_loop"] - sum(outside.values())  # start-up, reading the file, provenance

@@ -22,6 +22,8 @@ name, so each N is its own vector space with its own HNSW index. Per N, each wit
   `SimilarityService.search_vector` (what `studyllm similar` runs once the query is embedded), with recall@10
   against exact search over the stored vectors; with --similar-random, the same on the embed stage's
   uniformly random vectors (every neighbour nearly equidistant: the worst case of any index);
+- before the sweep and pipeline stages the database is settled (VACUUM ANALYZE of the embed stage's tables and a
+  checkpoint), so Postgres's own catching up after a million inserts lands in neither of the two compared;
 - size: what the database grew by for these vectors (table, b-tree indexes, HNSW index), per million vectors.
 
 Wall times include each process's start. Then the growth exponent b of each stage between consecutive N
@@ -46,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from _db import scratch_database
-from _measure import exponents, print_growth, row, run_measured
+from _measure import cpu_seconds, exponents, print_growth, row, run_measured, run_with_cpu
 from _scale_sweep import sweep_stage
 from studyllm_core.testing import stub_server_process
 from studyllm_core.testing.openai_server import blob_embedding, stub_embeddings
@@ -67,38 +69,6 @@ def write_texts(path: Path, n: int) -> None:
         for start in range(0, n, 100_000):
             handle.write("".join(f"scale {n} text {i}: a short reply about topic {i * 7919 % 1009}\n"
                                  for i in range(start, min(n, start + 100_000))))
-
-
-def cpu_seconds(pgdata: Path) -> dict[str, float]:
-    """CPU seconds (user + system) so far of this process's finished children (the measured process, once
-    reaped), of the Postgres server at `pgdata` (the postmaster, its live processes, and those it reaped), and of
-    the loopback server: their differences around a stage are robust where wall times on a shared machine are not."""
-    import resource
-
-    import psutil
-
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    postgres = 0.0
-    postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
-    for proc in [postmaster, *postmaster.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            t = proc.cpu_times()
-            postgres += t.user + t.system + t.children_user + t.children_system
-    server = 0.0
-    for proc in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if "openai_server" in " ".join(proc.cmdline()):
-                server += sum(proc.cpu_times()[:2])
-    return {"cpu_s": used.ru_utime + used.ru_stime, "postgres_cpu_s": postgres, "server_cpu_s": server}
-
-
-def run_with_cpu(args: list[str], env: dict[str, str]) -> tuple[float, int, str, dict[str, float]]:
-    """`run_measured`, plus the CPU seconds the process, Postgres and the loopback server spent meanwhile."""
-    pgdata = Path(env["STUDYLLM_HOME"]) / "pg"
-    before = cpu_seconds(pgdata)
-    seconds, rss, out, _ = run_measured(args, env)
-    after = cpu_seconds(pgdata)
-    return seconds, rss, out, {k: after[k] - before[k] for k in after}
 
 
 def embed_stages(path: Path, n: int, model: str, env: dict[str, str], base: str) -> list[dict[str, Any]]:
@@ -168,6 +138,18 @@ def pipeline_stage(path: Path, n: int, model: str, env: dict[str, str], base: st
                 runs={label: {"launch_to_start": round(r["to_start"], 1), "start_to_end": round(r["start_to_results"], 1),
                               "rss_mb": round(r["rss"] / 2**20), "steps": r["steps"], "cpu_s": r["cpu"]}
                           for label, r in runs.items()})]
+
+
+def settle(engine) -> None:  # noqa: ANN001
+    """VACUUM (ANALYZE) the tables the embed stage filled, and a checkpoint: Postgres's autovacuum of a million
+    new rows (about a minute, seen with pg_stat_activity) and the checkpoint would otherwise land in whichever
+    timed stage runs next, the CLI sweep in one run and the pipeline in another."""
+    start = time.perf_counter()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in ("embedding_vectors", "embedding_set_items", "embedding_leases", "raw_calls"):
+            conn.exec_driver_sql(f"VACUUM (ANALYZE) {table}")
+        conn.exec_driver_sql("CHECKPOINT")
+    print(f"  database settled (VACUUM ANALYZE, CHECKPOINT) in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
 def sizes(engine) -> dict[str, int]:  # noqa: ANN001
@@ -390,6 +372,7 @@ def main() -> None:
                     sizes_by_n[n]["indexes"] += index["hnsw_index"]
                     sizes_by_n[n]["database"] += index["hnsw_index"]
             if stages & {"sweep", "pipeline"}:  # the CLI sweep is the pipeline's peer
+                settle(engine)
                 rows += sweep_stage(path, n, model, env, base, K_VALUES, args.kmeans_max_n)
             if "pipeline" in stages:
                 rows += pipeline_stage(path, n, model, env, base, K_VALUES)
