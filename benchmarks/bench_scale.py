@@ -126,9 +126,13 @@ def pipeline_stage(path: Path, n: int, model: str, env: dict[str, str], base: st
             services, postgres = dev.service_cpu_s(before), cpu_seconds(pgdata)["postgres_cpu_s"]
             run_id = launch_run(graphql, job, tags, config)
             runs[label] = follow(graphql, dev, submitted, lambda run_id=run_id: run_id, before, until=None, timeout=3600)
+            by_service: dict[str, float] = {}
+            for pid, t in dev.service_cpu_s(before).items():
+                if pid in services:  # those alive throughout
+                    name = service_name(pid)
+                    by_service[name] = round(by_service.get(name, 0.0) + t - services[pid], 1)
             runs[label]["cpu"] = {"run": round(runs[label]["cpu_s"], 1),
-                                  "dev services": round(sum(t - services[pid] for pid, t in dev.service_cpu_s(before).items()
-                                                            if pid in services), 1),  # those alive throughout
+                                  "dev services": round(sum(by_service.values()), 1), **by_service,
                                   "postgres": round(cpu_seconds(pgdata)["postgres_cpu_s"] - postgres, 1)}
             steps = graphql(STEPS, {"id": run_id})["runOrError"]["stepStats"]
             runs[label]["steps"] = {s["stepKey"]: round(s["endTime"] - s["startTime"], 1) for s in steps if s["endTime"]}
@@ -138,6 +142,20 @@ def pipeline_stage(path: Path, n: int, model: str, env: dict[str, str], base: st
                 runs={label: {"launch_to_start": round(r["to_start"], 1), "start_to_end": round(r["start_to_results"], 1),
                               "rss_mb": round(r["rss"] / 2**20), "steps": r["steps"], "cpu_s": r["cpu"]}
                           for label, r in runs.items()})]
+
+
+def service_name(pid: int) -> str:
+    """Which of `studyllm dev`'s processes `pid` is: its daemon, webserver, a code server, or dev itself."""
+    import psutil
+
+    try:
+        cmd = " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return "gone"
+    for marker, name in (("dagster-daemon", "daemon"), ("dagster-webserver", "webserver"), ("grpc", "code server")):
+        if marker in cmd:
+            return name
+    return "other"
 
 
 def settle(engine) -> None:  # noqa: ANN001
