@@ -145,15 +145,15 @@ def pipeline_stage(path: Path, n: int, model: str, env: dict[str, str], base: st
 
 
 def service_name(pid: int) -> str:
-    """Which of `studyllm dev`'s processes `pid` is: a code server (`api grpc`), the daemon, the webserver, or other
-    (`dagster dev`, the reaper)."""
+    """Which of `studyllm dev`'s processes `pid` is: a code server (`api grpc`, or the `code-server start` proxy
+    that runs one), the daemon, the webserver, or other (`dagster dev`, the reaper)."""
     import psutil
 
     try:
         cmd = " ".join(psutil.Process(pid).cmdline())
     except psutil.Error:
         return "gone"
-    for marker, name in (("grpc", "code server"), ("daemon", "daemon"), ("webserver", "webserver")):
+    for marker, name in (("grpc", "code server"), ("code-server", "code server"), ("daemon", "daemon"), ("webserver", "webserver")):
         if marker in cmd:
             return name
     return "other"
