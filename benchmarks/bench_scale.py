@@ -153,7 +153,10 @@ def service_name(pid: int) -> str:
         cmd = " ".join(psutil.Process(pid).cmdline())
     except psutil.Error:
         return "gone"
-    for marker, name in (("grpc", "code server"), ("code-server", "code server"), ("daemon", "daemon"), ("webserver", "webserver")):
+    # The daemon's command line carries the instance's settings (JSON), which can name anything: match on the module.
+    markers = (("dagster._daemon", "daemon"), ("dagster_webserver", "webserver"), ("api grpc", "code server"),
+               ("code-server start", "code server"))
+    for marker, name in markers:
         if marker in cmd:
             return name
     return "other"
