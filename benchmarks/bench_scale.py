@@ -154,7 +154,7 @@ def service_name(pid: int) -> str:
     except psutil.Error:
         return "gone"
     # The daemon's command line carries the instance's settings (JSON), which can name anything: match on the module.
-    markers = (("dagster._daemon", "daemon"), ("dagster_webserver", "webserver"), ("api grpc", "code server"),
+    markers = (("_daemon run", "daemon"), ("dagster_webserver", "webserver"), ("api grpc", "code server"),
                ("code-server start", "code server"))
     for marker, name in markers:
         if marker in cmd:
