@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 from studyllm_core.db.engine import translate_db_errors
 from studyllm_core.db.groups import GroupRepository
 from studyllm_core.errors import InputError, NotFoundError
-from studyllm_core.services.capture.cache_key import already_prepared, unusable_reason
+from studyllm_core.services.capture.cache_key import unusable_rows
 from studyllm_core.services.inputs import CONFIG_OPTIONS, read_texts
 
 DEMO = "demo"
@@ -143,20 +143,10 @@ class DatasetRegistry:
                 options=CONFIG_OPTIONS,
             )
             texts, labels = table.texts, table.labels
-        if already_prepared(texts):  # every text usable as it is: a few scans of all, not a check per text (1.5 s at 1M)
-            kept, rows, dropped = list(texts), list(range(len(texts))), {}
-            kept_labels = list(labels) if labels is not None else []
-        else:
-            kept, kept_labels, rows, dropped = [], [], [], {}
-            for row, raw in enumerate(texts):
-                reason = unusable_reason(raw)
-                if reason:
-                    dropped[row] = reason
-                    continue
-                kept.append(raw)
-                rows.append(row)
-                if labels is not None:
-                    kept_labels.append(labels[row])
+        dropped = unusable_rows(texts)  # a clean file: no check per text
+        rows = [row for row in range(len(texts)) if row not in dropped]
+        kept = [texts[row] for row in rows]
+        kept_labels = [labels[row] for row in rows] if labels is not None else []
         if not kept:
             raise InputError(
                 f"dataset {source.name!r} has no usable texts ({len(texts)} rows, all empty or unreadable); "

@@ -34,7 +34,7 @@ from studyllm_core.algorithms import SweepConfig, SweepResult
 from studyllm_core.errors import InputError, StudyllmError
 from studyllm_core.logging_config import get_logger
 from studyllm_core.services.artifacts import ArtifactService
-from studyllm_core.services.capture.cache_key import already_prepared, unusable_reason
+from studyllm_core.services.capture.cache_key import unusable_rows
 from studyllm_core.services.capture.recording import ensure_run_group
 from studyllm_core.services.capture.embedding import EmbeddingService, ProgressFn
 from studyllm_core.services.provenance import ProvenanceService, RunStamp, new_run_id
@@ -94,12 +94,8 @@ class SweepOutcome:
 
 
 def usable_count(texts: Sequence[object], max_chars: int) -> int:
-    """How many texts the embedding service would send (the rest fail without an API call). A clean file
-    (`already_prepared`: a few scans of the joined texts) is all usable without a check per text."""
-    texts = texts if isinstance(texts, list) else list(texts)
-    if already_prepared(texts, max_chars):
-        return len(texts)
-    return sum(1 for t in texts if unusable_reason(t, max_chars) is None)
+    """How many texts the embedding service would send (the rest fail without an API call)."""
+    return len(texts) - len(unusable_rows(texts, max_chars))
 
 
 class SweepService:
