@@ -295,6 +295,11 @@ def read_npy(source: _Hashed) -> np.ndarray:
     return array.T if fortran else array
 
 
+_BACKGROUND_HASH = 1 << 20  # slices from this size on are hashed on the helper thread
+_HASHER: ThreadPoolExecutor | None = None
+_HASHER_LOCK = threading.Lock()
+
+
 class _Hashed:
     """A file object that hashes (sha256) and counts the bytes read from or written to the file it wraps (NPY
     data in 16 MiB slices, read_npy and write_npy).
@@ -350,11 +355,6 @@ class _Hashed:
     def hexdigest(self) -> str:
         self._wait()
         return self.digest.hexdigest()
-
-
-_BACKGROUND_HASH = 1 << 20  # slices from this size on are hashed on the helper thread
-_HASHER: ThreadPoolExecutor | None = None
-_HASHER_LOCK = threading.Lock()
 
 
 def _hasher() -> ThreadPoolExecutor:
