@@ -30,6 +30,7 @@ ENV_WATCH_DIR = "STUDYLLM_WATCH_DIR"
 ENV_SWEEP_K_MIN = "STUDYLLM_SWEEP_K_MIN"
 ENV_SWEEP_K_MAX = "STUDYLLM_SWEEP_K_MAX"
 ENV_SWEEP_KS_PER_RUN = "STUDYLLM_SWEEP_KS_PER_RUN"
+ENV_SENSOR_INTERVAL = "STUDYLLM_SENSOR_INTERVAL_S"
 ENV_DAGSTER_URL = "STUDYLLM_DAGSTER_URL"
 ENV_EMBED_PROVIDER = "STUDYLLM_EMBED_PROVIDER"
 ENV_EMBED_MODEL = "STUDYLLM_EMBED_MODEL"
@@ -154,6 +155,22 @@ def sweep_ks_per_run() -> int | None:
         return None
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigError(f"{ENV_SWEEP_KS_PER_RUN} must be a whole number of at least 1, got {raw!r}; fix or unset it")
+    return int(raw)
+
+
+DEFAULT_SENSOR_INTERVAL_S = 30  # Dagster's own default for sensors
+
+
+def sensor_interval_s() -> int:
+    """How often the pipeline's sensors and report automation look for new work, in seconds
+    (STUDYLLM_SENSOR_INTERVAL_S, default 30): lower reacts sooner to new files, replies and K results,
+    at the cost of more queries per minute on the Dagster and studyllm databases."""
+    load_env_file()
+    raw = (os.environ.get(ENV_SENSOR_INTERVAL) or "").strip()
+    if not raw:
+        return DEFAULT_SENSOR_INTERVAL_S
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{ENV_SENSOR_INTERVAL} must be a whole number of seconds, at least 1, got {raw!r}; fix or unset it")
     return int(raw)
 
 

@@ -30,7 +30,7 @@ from studyllm_pipeline.io_manager import NpyArtifacts, ParquetArtifacts
 from studyllm_pipeline.jobs import prepare_job, report_job, sweep_k_job
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
 from studyllm_pipeline.schedules import nightly_sweep
-from studyllm_pipeline.sensors import new_dataset_files, replies_to_prepare, replies_to_sweep
+from studyllm_pipeline.sensors import INTERVAL_S, new_dataset_files, replies_to_prepare, replies_to_sweep
 
 # The code location is an entry point: its processes (code server, run workers) load the model offline
 # and pause the collector around heavy imports, and the pipeline's settings left unset get their
@@ -86,7 +86,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     report_automation = dg.AutomationConditionSensorDefinition(
         "report_automation", target=[sweep_report, study_comparison], default_status=dg.DefaultSensorStatus.RUNNING,
-        use_user_code_server=True,
+        use_user_code_server=True, minimum_interval_seconds=INTERVAL_S,
         description="Re-materialises a dataset's sweep_report when new K results arrive (also after a sweep "
                     "that stopped part-way) and no sweep of it is running, then its study_comparison (the models "
                     "of a reply dataset compared by cluster). On by default: both only read stored results and "

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from studyllm_core.config import get_settings, sweep_k_range
+from studyllm_core.config import get_settings, sensor_interval_s, sweep_k_range
 from studyllm_core.errors import InputError
 from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
 from studyllm_core.services.inputs import FORMATS, LABEL_COLUMN, column_names
 from studyllm_pipeline.jobs import prepare_job, sweep_k_job
 from studyllm_pipeline.partitions import datasets, sweep_run_requests
 from studyllm_pipeline.resources import EmbedderResource, StudyllmDatabase, SummarizerResource
+
+INTERVAL_S = sensor_interval_s()  # how often each sensor here and the report automation look (default 30 s)
 
 
 def watched_folder() -> Path:
@@ -38,8 +40,8 @@ def _mtime(path: Path) -> float | None:
 
 
 @dg.sensor(
-    job=prepare_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Every 30 s: each new or changed CSV/TSV/Parquet/JSONL/TXT file in STUDYLLM_WATCH_DIR (default "
+    job=prepare_job, minimum_interval_seconds=INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING,
+    description=f"Every {INTERVAL_S} s (STUDYLLM_SENSOR_INTERVAL_S): each new or changed CSV/TSV/Parquet/JSONL/TXT file in STUDYLLM_WATCH_DIR (default "
                 "$STUDYLLM_HOME/datasets) becomes a dataset partition and a prepare_dataset run (snapshot, embed, "
                 "project). On by default: with the default local embedder this costs nothing; with a paid embedder "
                 "each new file is embedded once (the cache keeps it from being paid twice).",
@@ -85,6 +87,7 @@ def new_dataset_files(context: dg.SensorEvaluationContext, database: StudyllmDat
 
 @dg.asset_sensor(
     asset_key=dg.AssetKey("prompt_run"), job=prepare_job, default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=INTERVAL_S,
     description="After each prompt_run materialization, prepares the dataset its replies became (snapshot, embed, "
                 "project) in a prepare_dataset run of the same partition. On by default: whoever ran the prompts "
                 "chose to study the replies; with a paid embedder this embeds each reply once.",
@@ -111,7 +114,7 @@ def replies_k_range(n_texts: int) -> list[int]:
 
 
 @dg.sensor(
-    job=sweep_k_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+    job=sweep_k_job, minimum_interval_seconds=INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING,
     description="Once a dataset of prompt_run replies is prepared (pca_basis materialized), sweeps K over "
                 "STUDYLLM_SWEEP_K_MIN..MAX (default 2..12) cut to half its replies, in one sweep_k run; the sweep "
                 "report and study_comparison (do the models answer differently, and how) follow through "

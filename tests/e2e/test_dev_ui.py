@@ -29,6 +29,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+SENSOR_INTERVAL_S = 5  # how often the dev's sensors and report automation look (STUDYLLM_SENSOR_INTERVAL_S)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -182,7 +185,7 @@ def cancel_midway_then_recover(base: str, env: dict, stub) -> str:
     query = """query { assetNodeOrError(assetKey: {path: ["sweep_report"]}) { ... on AssetNode {
         assetMaterializations(partitions: ["e2e"], limit: 1) { runId timestamp metadataEntries { label
         ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue } } } } } }"""
-    deadline = time.monotonic() + 120  # the report's automation sensor looks every 30 s
+    deadline = time.monotonic() + 120  # the report's automation looks every SENSOR_INTERVAL_S
     while True:
         latest = (graphql(base, query)["assetNodeOrError"]["assetMaterializations"] or [None])[0]
         if latest and float(latest["timestamp"]) / 1000 > cancelled_at:
@@ -214,7 +217,7 @@ def wait_for_comparison(base: str, dataset: str, after_run: str, timeout: float 
                     {"id": after_run})["runOrError"]["endTime"]
     query = """query($key: AssetKeyInput!, $p: String!) { assetOrError(assetKey: $key) { ... on Asset {
         assetMaterializations(partitions: [$p], limit: 1) { runId timestamp } } } }"""
-    deadline = time.monotonic() + timeout  # sensor ticks are 30 s apart
+    deadline = time.monotonic() + timeout  # sensor ticks are SENSOR_INTERVAL_S apart
     while time.monotonic() < deadline:
         found = graphql(base, query, {"key": {"path": ["study_comparison"]}, "p": dataset})["assetOrError"]
         latest = (found["assetMaterializations"] or [None])[0]
@@ -225,8 +228,8 @@ def wait_for_comparison(base: str, dataset: str, after_run: str, timeout: float 
     raise AssertionError(f"the automation did not compare {dataset} after run {after_run}")
 
 
-def wait_until_quiet(base: str, quiet_for: float = 35, timeout: float = 420) -> None:
-    """Wait until no run is queued or running for `quiet_for` seconds (longer than the automation's 30 s tick), so
+def wait_until_quiet(base: str, quiet_for: float = SENSOR_INTERVAL_S + 10, timeout: float = 420) -> None:
+    """Wait until no run is queued or running for `quiet_for` seconds (longer than the automation's tick), so
     whatever the automation follows a run with has been launched and done."""
     query = """query { runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED, CANCELING]}) {
         ... on Runs { results { runId } } } }"""
@@ -406,6 +409,9 @@ def test_dev_serves_the_asset_graph_runs_ui_sweeps_and_backfills_and_stops_clean
     # Runs launched from the UI embed through the loopback server instead of the local model.
     env.update(STUDYLLM_EMBED_PROVIDER="openai-compatible", STUDYLLM_EMBED_MODEL="stub-embedding",
                STUDYLLM_EMBED_BASE_URL=stub.base_url, OPENAI_COMPATIBLE_API_KEY=TEST_API_KEY)
+    # The sensors and the report automation look every SENSOR_INTERVAL_S instead of 30 s: the test waits on
+    # about ten of their ticks, up to 30 s each by default (the backfill daemon's 30 s loop is Dagster's own).
+    env["STUDYLLM_SENSOR_INTERVAL_S"] = str(SENSOR_INTERVAL_S)
     source = tmp_path / "e2e.csv"
     source.write_text("text\n" + "".join(f"note {i} about {['stars', 'bread', 'trains'][i % 3]}\n" for i in range(30)))
     port = free_port()

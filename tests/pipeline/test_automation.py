@@ -2,11 +2,12 @@
 
 import datetime
 import json
+import os
 
 import dagster as dg
 import pytest
 
-from studyllm_core.config import sweep_ks_per_run
+from studyllm_core.config import sensor_interval_s, sweep_ks_per_run
 from studyllm_core.errors import ConfigError
 from studyllm_core.services.datasets import DatasetRegistry, DatasetSource
 from studyllm_pipeline.definitions import defs
@@ -32,6 +33,26 @@ def test_definitions_load_with_every_asset_job_schedule_and_sensor():
     # Assets that spend money never run on their own.
     for key in ("embeddings", "clusters", "cluster_summaries", "prompt_run"):
         assert graph.get(dg.AssetKey(key)).automation_condition is None
+
+
+def test_sensors_and_report_automation_look_as_often_as_configured(monkeypatch):
+    """STUDYLLM_SENSOR_INTERVAL_S, read when the code location loads (default 30 s), sets how often every
+    sensor and the report automation look; a bad value is a one-line error naming the variable."""
+    import subprocess
+    import sys
+
+    script = ("from studyllm_pipeline.definitions import defs\n"
+              "names = ['new_dataset_files', 'replies_to_prepare', 'replies_to_sweep', 'report_automation']\n"
+              "print(*(defs.resolve_sensor_def(n).minimum_interval_seconds for n in names))\n")
+    for value, expected in (("", "30 30 30 30"), ("5", "5 5 5 5")):
+        env = {**os.environ, "STUDYLLM_SENSOR_INTERVAL_S": value}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split("\n")[-2] == expected
+    for bad in ("0", "fast", "2.5"):
+        monkeypatch.setenv("STUDYLLM_SENSOR_INTERVAL_S", bad)
+        with pytest.raises(ConfigError, match="STUDYLLM_SENSOR_INTERVAL_S must be a whole number of seconds, at least 1"):
+            sensor_interval_s()
 
 
 def test_sensor_registers_new_files_once(instance, pipeline_env, tmp_path, monkeypatch):
