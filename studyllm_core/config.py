@@ -149,13 +149,7 @@ def sweep_k_range() -> tuple[int, int]:
 def sweep_ks_per_run() -> int | None:
     """How many K one pipeline run sweeps (STUDYLLM_SWEEP_KS_PER_RUN): None (unset) is a whole K range per
     run, on one machine; 1 is one run per (dataset, K), the unit a run launcher spreads over machines."""
-    load_env_file()
-    raw = (os.environ.get(ENV_SWEEP_KS_PER_RUN) or "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"{ENV_SWEEP_KS_PER_RUN} must be a whole number of at least 1, got {raw!r}; fix or unset it")
-    return int(raw)
+    return _whole_number_setting(ENV_SWEEP_KS_PER_RUN, None)
 
 
 DEFAULT_SENSOR_INTERVAL_S = 30  # Dagster's own default for sensors
@@ -165,12 +159,18 @@ def sensor_interval_s() -> int:
     """How often the pipeline's sensors and report automation look for new work, in seconds
     (STUDYLLM_SENSOR_INTERVAL_S, default 30): lower reacts sooner to new files, replies and K results,
     at the cost of more queries per minute on the Dagster and studyllm databases."""
+    return _whole_number_setting(ENV_SENSOR_INTERVAL, DEFAULT_SENSOR_INTERVAL_S)
+
+
+def _whole_number_setting(name: str, default: int | None) -> int | None:
+    """The environment variable `name` (then `.env`) as a whole number of at least 1, `default` when unset;
+    ConfigError naming the variable for anything else."""
     load_env_file()
-    raw = (os.environ.get(ENV_SENSOR_INTERVAL) or "").strip()
+    raw = (os.environ.get(name) or "").strip()
     if not raw:
-        return DEFAULT_SENSOR_INTERVAL_S
+        return default
     if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"{ENV_SENSOR_INTERVAL} must be a whole number of seconds, at least 1, got {raw!r}; fix or unset it")
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {raw!r}; fix or unset it")
     return int(raw)
 
 

@@ -51,7 +51,7 @@ def test_sensors_and_report_automation_look_as_often_as_configured(monkeypatch):
         assert done.stdout.split("\n")[-2] == expected
     for bad in ("0", "fast", "2.5"):
         monkeypatch.setenv("STUDYLLM_SENSOR_INTERVAL_S", bad)
-        with pytest.raises(ConfigError, match="STUDYLLM_SENSOR_INTERVAL_S must be a whole number of seconds, at least 1"):
+        with pytest.raises(ConfigError, match="STUDYLLM_SENSOR_INTERVAL_S must be a whole number of at least 1"):
             sensor_interval_s()
 
 
