@@ -29,7 +29,7 @@ from .kmeans import refine
 from .kselection import mixture_bic
 from .metrics import item_costs, representatives
 from .results import ClusteringResult
-from .sweep import KChoice, KResult, SweepConfig, SweepPlan, choose_k, sample_blas, score_k
+from .sweep import KChoice, KResult, SweepConfig, SweepPlan, choose_k, one_blas_thread, score_k
 from .validation import as_matrix, normalize_rows
 
 GAIN = 1e-6  # relative objective decrease a neighbour's fit must bring to replace a K's clustering
@@ -100,7 +100,7 @@ def reoptimise(
         return _neighbour_pass(Z, dict(chosen), window, max_iter)
     sample = Z[fit_rows]
     on_sample = {k: _restricted(sample, c, fit_rows) for k, c in chosen.items()}
-    with sample_blas(True):  # the sample's small products, as the sweep's restarts run them
+    with one_blas_thread(True):  # the sample's small products, as the sweep's restarts run them
         moved = _neighbour_pass(sample, dict(on_sample), window, max_iter)
     out = dict(chosen)
     for k in window:
@@ -165,11 +165,12 @@ def refocus(
         return items, _with_pass(first, FocusReport(first.k, first.interval, [], skipped=skipped), first.k)
     window = focus_ks(first.k, [item.k for item in items])
     before = {item.k: item.clustering for item in items}
-    after = reoptimise(Z, before, window, max_iter=config.max_iter, plan=plan)
-    improved = {k: (before[k].objective, after[k].objective) for k in window if after[k] is not before[k]}
-    if improved:
-        items = [_rescored(Z, item, after[item.k], config, plan, truth) if item.k in improved else item
-                 for item in items]
+    with one_blas_thread(plan is not None and plan.large):  # as the K loop ran (sweep_k)
+        after = reoptimise(Z, before, window, max_iter=config.max_iter, plan=plan)
+        improved = {k: (before[k].objective, after[k].objective) for k in window if after[k] is not before[k]}
+        if improved:
+            items = [_rescored(Z, item, after[item.k], config, plan, truth) if item.k in improved else item
+                     for item in items]
     report = FocusReport(first.k, first.interval, window, improved)
     final = choose_k([item.scores.to_row() for item in items]) if improved else first
     return items, _with_pass(final, report, first.k)

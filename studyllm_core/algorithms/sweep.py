@@ -301,7 +301,7 @@ def cluster_restarts(
 
     seeds = [restart_seed(config.seed, k, r) for r in range(config.n_restarts)]
     llm_each = use_llm and config.summarize_restarts == "all"
-    with sample_blas(fit_rows is not None):
+    with one_blas_thread(fit_rows is not None):
         runs = [run(seed, llm_each) for seed in seeds]
         best = int(np.argmin([r.objective for r in runs]))
         chosen = run(seeds[best], True) if use_llm and not llm_each else runs[best]
@@ -320,13 +320,15 @@ def cluster_restarts(
                     refine_passes=passes, costs=costs)
 
 
-def sample_blas(sampled: bool) -> AbstractContextManager[Any]:
-    """One BLAS thread for the large-N sweep's work on its samples (restarts, breathing, K criteria on at
-    most fit_sample_size rows), as scikit-learn's KMeans limits BLAS in its own loop: their K x rows
-    products are too small for threads to pay, and OpenBLAS threads that wait on a busy machine made
-    that work several times slower (docs/architecture.md). Scoped to the call; the refinement over all
-    N rows keeps the library's threads. No change when `sampled` is False (all rows, small N)."""
-    if not sampled:
+def one_blas_thread(large: bool) -> AbstractContextManager[Any]:
+    """One BLAS thread for the large-N sweep's work (SweepPlan.large), as scikit-learn's KMeans limits
+    BLAS in its own loop: the products on samples (restarts, breathing, K criteria on at most
+    fit_sample_size rows) are too small for threads to pay, and OpenBLAS threads that wait on a busy
+    machine made that work several times slower; the passes over all N rows (refinement, costs, second
+    pass) are bound by memory and the single-threaded argmin, so a second thread bought ~5% of their
+    time for ~75% more CPU, CPU that Postgres and Dagster's services need on the same cores
+    (docs/architecture.md). Scoped to the call; no change when `large` is False (small N)."""
+    if not large:
         return nullcontext()
     from threadpoolctl import threadpool_limits
 
@@ -380,7 +382,7 @@ def k_criteria(Z: np.ndarray, chosen: ClusteringResult, seed: int, rows: np.ndar
     if rows is not None:
         Z = Z[rows]
         chosen = replace(chosen, labels=chosen.labels[rows])
-    with sample_blas(rows is not None):
+    with one_blas_thread(rows is not None):
         row = selection_criteria(Z, [chosen], K_SELECTION, seed)[chosen.k]
     return {
         "objective": float(row["objective"]),
@@ -433,18 +435,21 @@ def sweep_k(
 ) -> KResult:
     """The per-K step of a sweep on the projected Z: the restarts (k-LLMmeans rounds with summaries
     as config.summarize_restarts says), every item's cost, the scores and the representatives.
-    `plan` (default sweep_plan(len(Z), config)) says which rows the restarts and criteria use."""
+    `plan` (default sweep_plan(len(Z), config)) says which rows the restarts and criteria use; a large
+    plan runs on one BLAS thread (one_blas_thread)."""
     plan = plan or sweep_plan(len(Z), config)
-    rows = plan.refine_rows_of(Z) if plan.large else None
-    restarts = cluster_restarts(Z, texts, k, config, summarize=summarize, embed=embed, project=project,
-                                fit_rows=plan.fit_rows, rows=rows)
-    chosen = restarts.chosen
-    costs = restarts.costs  # at large N from the refinement's last pass over the rows
-    if costs is None:
-        costs = item_costs(Z, chosen.labels, chosen.centroids, config.metric)
-    scores = score_k(Z, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth,
-                     criteria=k_criteria(Z, chosen, config.seed, plan.criteria_rows))
-    reps = representatives(Z, chosen.labels, chosen.centroids, config.n_representatives, config.metric, costs=costs)
+    with one_blas_thread(plan.large):
+        rows = plan.refine_rows_of(Z) if plan.large else None
+        restarts = cluster_restarts(Z, texts, k, config, summarize=summarize, embed=embed, project=project,
+                                    fit_rows=plan.fit_rows, rows=rows)
+        chosen = restarts.chosen
+        costs = restarts.costs  # at large N from the refinement's last pass over the rows
+        if costs is None:
+            costs = item_costs(Z, chosen.labels, chosen.centroids, config.metric)
+        scores = score_k(Z, chosen.labels, [r.labels for r in restarts.runs], costs, config, truth,
+                         criteria=k_criteria(Z, chosen, config.seed, plan.criteria_rows))
+        reps = representatives(Z, chosen.labels, chosen.centroids, config.n_representatives, config.metric,
+                               costs=costs)
     return KResult(restarts=restarts, scores=scores, representatives=reps, costs=costs)
 
 

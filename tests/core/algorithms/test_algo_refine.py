@@ -119,26 +119,34 @@ def test_bad_refine_tol_is_refused(bad):
         SweepConfig(refine_tol=bad).validate()
 
 
-def test_the_sampled_work_runs_on_one_blas_thread_and_the_refinement_on_the_callers(monkeypatch):
-    """At large N the restarts, breathing and K criteria (on samples) run with one BLAS thread; the
-    refinement over all rows and every small-N sweep keep the caller's setting."""
+def test_a_large_sweep_runs_on_one_blas_thread_and_a_small_one_on_the_callers(monkeypatch):
+    """At large N every step of the K loop and the second pass runs with one BLAS thread: the restarts,
+    breathing and K criteria (on samples) and the passes over all rows (refinement, scores, the second
+    pass's refinement); a small-N sweep keeps the caller's setting, and the setting is back afterwards."""
+    import scipy.linalg  # noqa: F401 - every BLAS the sweep loads, loaded first: threadpoolctl limits the loaded ones
+    import sklearn.metrics  # noqa: F401
     from threadpoolctl import threadpool_info, threadpool_limits
+
+    from studyllm_core.algorithms import focus as focus_module
 
     def blas_threads() -> set[int]:
         return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
 
-    seen: dict[str, set[int]] = {"fit": set(), "breathe": set(), "criteria": set(), "refine": set()}
-    for name, attr in (("fit", "k_llmmeans"), ("breathe", "breathe"), ("criteria", "selection_criteria"),
-                       ("refine", "refine_costs")):
-        real = getattr(sweep_module, attr)
-        monkeypatch.setattr(sweep_module, attr,
+    seen: dict[str, set[int]] = {name: set() for name in ("fit", "breathe", "criteria", "refine", "score", "pass")}
+    for module, name, attr in ((sweep_module, "fit", "k_llmmeans"), (sweep_module, "breathe", "breathe"),
+                               (sweep_module, "criteria", "selection_criteria"), (sweep_module, "refine", "refine_costs"),
+                               (sweep_module, "score", "score_k"), (focus_module, "pass", "refine")):
+        real = getattr(module, attr)
+        monkeypatch.setattr(module, attr,
                             lambda *a, _real=real, _name=name, **kw: seen[_name].update(blas_threads()) or _real(*a, **kw))
+    monkeypatch.setattr(focus_module, "GAIN", -1.0)  # every neighbour's fit is taken: the pass refines on all rows
     z = overlapping(n=900, k=4)
     with threadpool_limits(2, user_api="blas"):
         assert blas_threads() == {2}
-        run_sweep(z, None, SweepConfig(k_min=3, k_max=4, n_restarts=2, **LARGE))
-        assert seen == {"fit": {1}, "breathe": {1}, "criteria": {1}, "refine": {2}}
+        run_sweep(z, None, SweepConfig(k_min=3, k_max=5, n_restarts=2, **LARGE))
+        assert seen == {name: {1} for name in seen}
+        assert blas_threads() == {2}
         for found in seen.values():
             found.clear()
         run_sweep(z[:250], None, SweepConfig(k_min=3, k_max=4, n_restarts=2, large_n=300))
-        assert seen["fit"] == seen["criteria"] == {2} and not seen["refine"]
+        assert seen["fit"] == seen["criteria"] == seen["score"] == {2} and not seen["refine"]
