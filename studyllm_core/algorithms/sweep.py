@@ -330,6 +330,7 @@ def one_blas_thread(large: bool) -> AbstractContextManager[Any]:
     (docs/architecture.md). Scoped to the call; no change when `large` is False (small N)."""
     if not large:
         return nullcontext()
+    import scipy.linalg  # noqa: F401 - scipy's own OpenBLAS (the criteria's), loaded now: the limit covers loaded ones
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1, user_api="blas")

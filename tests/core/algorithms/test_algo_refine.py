@@ -122,9 +122,9 @@ def test_bad_refine_tol_is_refused(bad):
 def test_a_large_sweep_runs_on_one_blas_thread_and_a_small_one_on_the_callers(monkeypatch):
     """At large N every step of the K loop and the second pass runs with one BLAS thread: the restarts,
     breathing and K criteria (on samples) and the passes over all rows (refinement, scores, the second
-    pass's refinement); a small-N sweep keeps the caller's setting, and the setting is back afterwards."""
-    import scipy.linalg  # noqa: F401 - every BLAS the sweep loads, loaded first: threadpoolctl limits the loaded ones
-    import sklearn.metrics  # noqa: F401
+    pass's refinement), scipy's own OpenBLAS included when the first K is what loads it (threadpoolctl limits
+    the libraries loaded when the limit starts; run alone, this test is the one that loads it); a small-N sweep
+    keeps the caller's setting, and the setting is back afterwards."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from studyllm_core.algorithms import focus as focus_module
