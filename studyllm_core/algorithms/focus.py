@@ -100,8 +100,7 @@ def reoptimise(
         return _neighbour_pass(Z, dict(chosen), window, max_iter)
     sample = Z[fit_rows]
     on_sample = {k: _restricted(sample, c, fit_rows) for k, c in chosen.items()}
-    with one_blas_thread(True):  # the sample's small products, as the sweep's restarts run them
-        moved = _neighbour_pass(sample, dict(on_sample), window, max_iter)
+    moved = _neighbour_pass(sample, dict(on_sample), window, max_iter)
     out = dict(chosen)
     for k in window:
         if moved[k] is not on_sample[k]:  # refined as the sweep refines: its prepared rows, its stop rule

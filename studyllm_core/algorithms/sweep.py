@@ -301,13 +301,12 @@ def cluster_restarts(
 
     seeds = [restart_seed(config.seed, k, r) for r in range(config.n_restarts)]
     llm_each = use_llm and config.summarize_restarts == "all"
-    with one_blas_thread(fit_rows is not None):
-        runs = [run(seed, llm_each) for seed in seeds]
-        best = int(np.argmin([r.objective for r in runs]))
-        chosen = run(seeds[best], True) if use_llm and not llm_each else runs[best]
-        report = None
-        if breathing_applies(config, use_llm):
-            chosen, report = breathe(Z, chosen, depth=config.breathing_depth, max_iter=config.max_iter)
+    runs = [run(seed, llm_each) for seed in seeds]
+    best = int(np.argmin([r.objective for r in runs]))
+    chosen = run(seeds[best], True) if use_llm and not llm_each else runs[best]
+    report = None
+    if breathing_applies(config, use_llm):
+        chosen, report = breathe(Z, chosen, depth=config.breathing_depth, max_iter=config.max_iter)
     passes = costs = None
     if fit_rows is not None:
         fitted = chosen.n_iter
@@ -327,7 +326,9 @@ def one_blas_thread(large: bool) -> AbstractContextManager[Any]:
     machine made that work several times slower; the passes over all N rows (refinement, costs, second
     pass) are bound by memory and the single-threaded argmin, so a second thread bought ~5% of their
     time for ~75% more CPU, CPU that Postgres and Dagster's services need on the same cores
-    (docs/architecture.md). Scoped to the call; no change when `large` is False (small N)."""
+    (docs/architecture.md, benchmarks/bench_blas_threads.py). Entered by the two calls a sweep makes per
+    K and after its K loop, `sweep_k` and `focus.refocus`, so everything inside them runs this way; no
+    change when `large` is False (small N)."""
     if not large:
         return nullcontext()
     import scipy.linalg  # noqa: F401 - scipy's own OpenBLAS (the criteria's), loaded now: the limit covers loaded ones
@@ -383,8 +384,7 @@ def k_criteria(Z: np.ndarray, chosen: ClusteringResult, seed: int, rows: np.ndar
     if rows is not None:
         Z = Z[rows]
         chosen = replace(chosen, labels=chosen.labels[rows])
-    with one_blas_thread(rows is not None):
-        row = selection_criteria(Z, [chosen], K_SELECTION, seed)[chosen.k]
+    row = selection_criteria(Z, [chosen], K_SELECTION, seed)[chosen.k]
     return {
         "objective": float(row["objective"]),
         "subsample_stability": float(row["stability"]),
