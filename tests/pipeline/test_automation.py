@@ -3,6 +3,8 @@
 import datetime
 import json
 import os
+import subprocess
+import sys
 
 import dagster as dg
 import pytest
@@ -38,9 +40,6 @@ def test_definitions_load_with_every_asset_job_schedule_and_sensor():
 def test_sensors_and_report_automation_look_as_often_as_configured(monkeypatch):
     """STUDYLLM_SENSOR_INTERVAL_S, read when the code location loads (default 30 s), sets how often every
     sensor and the report automation look; a bad value is a one-line error naming the variable."""
-    import subprocess
-    import sys
-
     script = ("from studyllm_pipeline.definitions import defs\n"
               "names = ['new_dataset_files', 'replies_to_prepare', 'replies_to_sweep', 'report_automation']\n"
               "print(*(defs.resolve_sensor_def(n).minimum_interval_seconds for n in names))\n")
