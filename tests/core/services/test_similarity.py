@@ -1,4 +1,4 @@
-"""SimilarityService: true nearest neighbours (checked by brute force), through the per-model HNSW index."""
+"""SimilarityService: true nearest neighbours (checked by brute force), through the per-space index (HNSW, or IVFFlat from 100,000 vectors)."""
 
 import numpy as np
 import pytest
@@ -130,7 +130,7 @@ def test_search_text_embeds_the_query_through_the_cache(engine, stub):
     assert RawCallRepository(engine).count() == 2  # the corpus batch and the one new query text
 
 
-@pytest.mark.slow  # about 17 s, most of it building the index (IVFFlat at 100,000)
+@pytest.mark.slow  # about 18 s, most of it building the index (IVFFlat at 100,000)
 def test_explain_uses_the_index_at_100k_vectors(engine):
     """The planner picks the partial expression index for the exact statement `nearest` runs."""
     rng = np.random.default_rng(6)
@@ -146,9 +146,15 @@ def test_explain_uses_the_index_at_100k_vectors(engine):
     query = rng.normal(size=dim).astype(np.float32)
     plan = service.vectors.explain_nearest(query, space, k=10)
     assert f"Index Scan using {name}" in plan, plan
-    found = service.search_vector(query, "local", "all-MiniLM-L6-v2", k=10)
-    order, _ = brute_force(data, query, 10)
-    assert len(set(found["request_hash"]) & {f"h{i:08d}" for i in order}) >= 9  # HNSW is approximate; recall@10
+    # IVFFlat is approximate: a query near the border of the lists it probes can miss 2 of its 10 (1-4% of queries
+    # here, depending on the lists the build's random sample made), so recall@10 is averaged over 50 queries (0.98
+    # over 200 queries in each of three builds; a query's worst was 0.8).
+    found = 0
+    for query in rng.normal(size=(50, dim)).astype(np.float32):
+        order, _ = brute_force(data, query, 10)
+        hashes = service.search_vector(query, "local", "all-MiniLM-L6-v2", k=10)["request_hash"]
+        found += len(set(hashes) & {f"h{i:08d}" for i in order})
+    assert found / (50 * 10) >= 0.95, found / 500
 
 
 @pytest.mark.parametrize("dimension, method", [(3_072, "halfvec"), (4_100, "exact")])
