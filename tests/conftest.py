@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from support import STUDYLLM_EXE, TEST_API_KEY, dagster_instance_config
 
-TEMPLATE_DB = "studyllm_test_template"
+TEMPLATE_DB = f"studyllm_test_template{os.environ.get('PYTEST_XDIST_WORKER', '')}"  # one per xdist worker
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,6 +35,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Slow tests first (a stable sort): with `-n 2 --dist loadfile --no-loadscope-reorder` (addopts) their files are
+    # handed out first, so the UI test (about a third of the suite's time) runs beside the rest instead of last.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     # The `local` extra (torch, sentence-transformers) is optional: without it, its tests are skipped.
     import importlib.util
 
