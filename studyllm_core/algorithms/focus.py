@@ -164,7 +164,7 @@ def refocus(
         return items, _with_pass(first, FocusReport(first.k, first.interval, [], skipped=skipped), first.k)
     window = focus_ks(first.k, [item.k for item in items])
     before = {item.k: item.clustering for item in items}
-    with one_blas_thread(plan is not None and plan.large):  # as the K loop ran (sweep_k)
+    with one_blas_thread():  # as the K loop ran (sweep_k)
         after = reoptimise(Z, before, window, max_iter=config.max_iter, plan=plan)
         improved = {k: (before[k].objective, after[k].objective) for k in window if after[k] is not before[k]}
         if improved:

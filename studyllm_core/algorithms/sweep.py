@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -319,18 +319,14 @@ def cluster_restarts(
                     refine_passes=passes, costs=costs)
 
 
-def one_blas_thread(large: bool) -> AbstractContextManager[Any]:
-    """One BLAS thread for the large-N sweep's work (SweepPlan.large), as scikit-learn's KMeans limits
-    BLAS in its own loop: the products on samples (restarts, breathing, K criteria on at most
-    fit_sample_size rows) are too small for threads to pay, and OpenBLAS threads that wait on a busy
-    machine made that work several times slower; the passes over all N rows (refinement, costs, second
-    pass) are bound by memory and the single-threaded argmin, so a second thread bought ~5% of their
-    time for ~75% more CPU, CPU that Postgres and Dagster's services need on the same cores
-    (docs/architecture.md, benchmarks/bench_blas_threads.py). Entered by the two calls a sweep makes per
-    K and after its K loop, `sweep_k` and `focus.refocus`, so everything inside them runs this way; no
-    change when `large` is False (small N)."""
-    if not large:
-        return nullcontext()
+def one_blas_thread() -> AbstractContextManager[Any]:
+    """One BLAS thread for a sweep's work, whatever N, as scikit-learn's KMeans limits BLAS in its own loop.
+    Entered by the two calls a sweep makes per K and after its K loop, `sweep_k` and `focus.refocus`, so
+    everything inside them runs this way. Why: the products (restarts, breathing and K criteria on at most
+    a few tens of thousands of rows, the passes over all rows) are too small or too memory-bound for a second
+    thread to pay: alone on the machine it bought 5-10% of the wall time for up to twice the CPU, and when
+    another process held a core (Postgres, Dagster's services, another job) OpenBLAS's waiting threads made
+    the same work 1.8-2.2x slower (docs/architecture.md, benchmarks/bench_blas_threads.py)."""
     import scipy.linalg  # noqa: F401 - scipy's own OpenBLAS (the criteria's), loaded now: the limit covers loaded ones
     from threadpoolctl import threadpool_limits
 
@@ -436,10 +432,10 @@ def sweep_k(
 ) -> KResult:
     """The per-K step of a sweep on the projected Z: the restarts (k-LLMmeans rounds with summaries
     as config.summarize_restarts says), every item's cost, the scores and the representatives.
-    `plan` (default sweep_plan(len(Z), config)) says which rows the restarts and criteria use; a large
-    plan runs on one BLAS thread (one_blas_thread)."""
+    `plan` (default sweep_plan(len(Z), config)) says which rows the restarts and criteria use; it runs on
+    one BLAS thread (one_blas_thread)."""
     plan = plan or sweep_plan(len(Z), config)
-    with one_blas_thread(plan.large):
+    with one_blas_thread():
         rows = plan.refine_rows_of(Z) if plan.large else None
         restarts = cluster_restarts(Z, texts, k, config, summarize=summarize, embed=embed, project=project,
                                     fit_rows=plan.fit_rows, rows=rows)

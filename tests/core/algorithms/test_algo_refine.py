@@ -119,12 +119,12 @@ def test_bad_refine_tol_is_refused(bad):
         SweepConfig(refine_tol=bad).validate()
 
 
-def test_a_large_sweep_runs_on_one_blas_thread_and_a_small_one_on_the_callers(monkeypatch):
+def test_every_sweep_runs_on_one_blas_thread_and_gives_the_caller_its_threads_back(monkeypatch):
     """At large N every step of the K loop and the second pass runs with one BLAS thread: the restarts,
     breathing and K criteria (on samples) and the passes over all rows (refinement, scores, the second
     pass's refinement), scipy's own OpenBLAS included when the first K is what loads it (threadpoolctl limits
     the libraries loaded when the limit starts; run alone, this test is the one that loads it); a small-N sweep
-    keeps the caller's setting, and the setting is back afterwards."""
+    (all rows everywhere, no refinement) too; the caller's setting is back after each."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from studyllm_core.algorithms import focus as focus_module
@@ -149,4 +149,5 @@ def test_a_large_sweep_runs_on_one_blas_thread_and_a_small_one_on_the_callers(mo
         for found in seen.values():
             found.clear()
         run_sweep(z[:250], None, SweepConfig(k_min=3, k_max=4, n_restarts=2, large_n=300))
-        assert seen["fit"] == seen["criteria"] == seen["score"] == {2} and not seen["refine"]
+        assert seen["fit"] == seen["breathe"] == seen["criteria"] == seen["score"] == {1} and not seen["refine"]
+        assert blas_threads() == {2}
