@@ -324,9 +324,9 @@ def one_blas_thread() -> AbstractContextManager[Any]:
     Entered by the two calls a sweep makes per K and after its K loop, `sweep_k` and `focus.refocus`, so
     everything inside them runs this way. Why: the products (restarts, breathing and K criteria on at most
     a few tens of thousands of rows, the passes over all rows) are too small or too memory-bound for a second
-    thread to pay: alone on the machine it bought 5-10% of the wall time for up to twice the CPU, and when
-    another process held a core (Postgres, Dagster's services, another job) OpenBLAS's waiting threads made
-    the same work 1.8-2.2x slower (docs/architecture.md, benchmarks/bench_blas_threads.py)."""
+    thread to pay: alone on the machine it bought 2-9% of the wall time for 1.6-1.8x the CPU, and when
+    another process held one of two cores (Postgres, Dagster's services, another job) OpenBLAS's waiting
+    threads made the same work 2.6x slower (docs/architecture.md, benchmarks/bench_blas_threads.py)."""
     import scipy.linalg  # noqa: F401 - scipy's own OpenBLAS (the criteria's), loaded now: the limit covers loaded ones
     from threadpoolctl import threadpool_limits
 
