@@ -120,11 +120,11 @@ def test_bad_refine_tol_is_refused(bad):
 
 
 def test_every_sweep_runs_on_one_blas_thread_and_gives_the_caller_its_threads_back(monkeypatch):
-    """At large N every step of the K loop and the second pass runs with one BLAS thread: the restarts,
-    breathing and K criteria (on samples) and the passes over all rows (refinement, scores, the second
-    pass's refinement), scipy's own OpenBLAS included when the first K is what loads it (threadpoolctl limits
-    the libraries loaded when the limit starts; run alone, this test is the one that loads it); a small-N sweep
-    (all rows everywhere, no refinement) too; the caller's setting is back after each."""
+    """Every step of the K loop and the second pass runs with one BLAS thread, at large N (the restarts,
+    breathing and K criteria on samples, the passes over all rows: refinement, scores, the second pass's
+    neighbour fits and refinement) and at small N (all rows everywhere, no refinement), scipy's own OpenBLAS
+    included when the first K is what loads it (threadpoolctl limits the libraries loaded when the limit
+    starts; run alone, this test is the one that loads it); the caller's setting is back after each."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from studyllm_core.algorithms import focus as focus_module
@@ -132,10 +132,12 @@ def test_every_sweep_runs_on_one_blas_thread_and_gives_the_caller_its_threads_ba
     def blas_threads() -> set[int]:
         return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
 
-    seen: dict[str, set[int]] = {name: set() for name in ("fit", "breathe", "criteria", "refine", "score", "pass")}
+    seen: dict[str, set[int]] = {name: set() for name in ("fit", "breathe", "criteria", "refine", "score", "pass",
+                                                          "neighbours")}
     for module, name, attr in ((sweep_module, "fit", "k_llmmeans"), (sweep_module, "breathe", "breathe"),
                                (sweep_module, "criteria", "selection_criteria"), (sweep_module, "refine", "refine_costs"),
-                               (sweep_module, "score", "score_k"), (focus_module, "pass", "refine")):
+                               (sweep_module, "score", "score_k"), (focus_module, "pass", "refine"),
+                               (focus_module, "neighbours", "_neighbour_pass")):
         real = getattr(module, attr)
         monkeypatch.setattr(module, attr,
                             lambda *a, _real=real, _name=name, **kw: seen[_name].update(blas_threads()) or _real(*a, **kw))
@@ -148,6 +150,8 @@ def test_every_sweep_runs_on_one_blas_thread_and_gives_the_caller_its_threads_ba
         assert blas_threads() == {2}
         for found in seen.values():
             found.clear()
-        run_sweep(z[:250], None, SweepConfig(k_min=3, k_max=4, n_restarts=2, large_n=300))
-        assert seen["fit"] == seen["breathe"] == seen["criteria"] == seen["score"] == {1} and not seen["refine"]
+        run_sweep(z[:250], None, SweepConfig(k_min=3, k_max=5, n_restarts=2, large_n=300))
+        assert not seen["refine"] and not seen["pass"]  # small N: no refinement over all rows
+        assert {name: found for name, found in seen.items() if found} == {
+            name: {1} for name in ("fit", "breathe", "criteria", "score", "neighbours")}
         assert blas_threads() == {2}
