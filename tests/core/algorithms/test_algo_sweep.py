@@ -102,7 +102,7 @@ def test_progress_messages(blobs):
     messages: list[str] = []
     run_sweep(x, None, SweepConfig(k_min=2, k_max=3, n_restarts=2), progress=messages.append)
     # the plan chosen by N first (SweepPlan.describe), then one line per K
-    assert len(messages) == 3 and messages[0].startswith("N=200 <= 100,000") and messages[1].startswith("K=2")
+    assert len(messages) == 3 and messages[0].startswith("N=200 <= 20,000") and messages[1].startswith("K=2")
 
 
 @pytest.mark.parametrize(
