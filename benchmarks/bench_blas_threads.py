@@ -1,13 +1,15 @@
 """Why a sweep runs on one BLAS thread (`sweep.one_blas_thread`): its work on 1 thread vs 2, alone and beside a busy core.
 
 Run: python benchmarks/bench_blas_threads.py [--rows 1000000] [--k 15] [--repeats 5]
-     python benchmarks/bench_blas_threads.py --sweep [--rows 50000] [--ks 13-17] [--repeats 3] [--busy]
+     python benchmarks/bench_blas_threads.py --sweep [--rows 20000] [--ks 13-17] [--repeats 3] [--busy]
 
 Default: on N unit rows of 50 dimensions (blobs, as a PCA-50 projection of short texts), a K-means fit on a
 20,000-row sample is refined on every row with `kmeans.refine_costs`, the pass a large sweep runs per K (and its
 second pass again): up to 10 Lloyd passes, stopping as the sweep does (refine_tol 1e-4).
---sweep: the per-K work of a sweep at N <= large_n (every row everywhere): `cluster_restarts` (3 restarts, then
-breathing k-means on the chosen one) and `k_criteria` (subsampling stability, BIC) for each K of --ks.
+--sweep: the per-K work of a sweep at N <= large_n (every row everywhere; large_n is 20,000, the fit sample, so
+that is also the work on the sample above it): `cluster_restarts` (3 restarts, then breathing k-means on the
+chosen one) and `k_criteria` (subsampling stability, BIC) for each K of --ks. The figures in the README and
+docs/architecture.md were taken with --rows 50000, when large_n was 100,000.
 --busy: a process spins on one core meanwhile, as Postgres, Dagster's services or another job do on a shared
 2-core machine.
 The same work is timed under `threadpool_limits(1)` and `threadpool_limits(2)`, alternated --repeats times;
@@ -87,14 +89,14 @@ def sweep_work(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=None, help="rows (default 1,000,000; with --sweep 50,000)")
+    parser.add_argument("--rows", type=int, default=None, help="rows (default 1,000,000; with --sweep 20,000)")
     parser.add_argument("--k", type=int, default=15, help="blobs (and the refinement's K)")
     parser.add_argument("--repeats", type=int, default=None, help="alternations (default 5; with --sweep 3)")
     parser.add_argument("--sweep", action="store_true", help="a small-N sweep's per-K work instead of the refinement")
     parser.add_argument("--ks", default="13-17", help="--sweep: the K range, LOW-HIGH")
     parser.add_argument("--busy", action="store_true", help="a process spins on one core meanwhile")
     args = parser.parse_args()
-    args.rows = args.rows or (50_000 if args.sweep else 1_000_000)
+    args.rows = args.rows or (20_000 if args.sweep else 1_000_000)
     args.repeats = args.repeats or (3 if args.sweep else 5)
     spinner = multiprocessing.Process(target=spin, daemon=True) if args.busy else None
     if spinner is not None:

@@ -50,8 +50,9 @@ BEST_K_RULE = (
 # Above LARGE_N items a sweep samples (SweepPlan): every cost then grows linearly with N. It is the fit
 # sample's size, so a sweep's cost does not jump down as N crosses it: at 100,000 a sweep of 50,000
 # structureless texts took 157 s in its K loop against 46 s at a million (every restart, breath and
-# criterion on all rows), and on 50,000 von Mises-Fisher blobs the sampled plan took 0.29-0.42x the time
-# with the same chosen K (+-1 at K*=30) and NMI within 0.8 points (docs/architecture.md, Large N).
+# criterion on all rows), and on 50,000 von Mises-Fisher blobs the sampled plan took 0.25-0.34x the time
+# with the same chosen K (+-1 at K*=30) and NMI within 0.8 points (benchmarks/large_n_plan.py;
+# docs/architecture.md, Large N).
 LARGE_N = 20_000
 # Rows the restarts fit on before the chosen one is refined on all rows (Faiss's k-means trains on at
 # most 256 points per centroid: 20,000 covers K <= 78 at that rate), and the refinement's Lloyd passes:
