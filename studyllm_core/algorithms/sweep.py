@@ -47,13 +47,6 @@ BEST_K_RULE = (
     "to the smaller K. Silhouette rewards separated clusters, stability rewards a K that restarts "
     "reproduce; together they penalise both merging true groups and splitting one."
 )
-# Above LARGE_N items a sweep samples (SweepPlan): every cost then grows linearly with N. It is the fit
-# sample's size, so a sweep's cost does not jump down as N crosses it: at 100,000 a sweep of 50,000
-# structureless texts took 157 s in its K loop against 46 s at a million (every restart, breath and
-# criterion on all rows), and on 50,000 von Mises-Fisher blobs the sampled plan took 0.25-0.34x the time
-# with the same chosen K (+-1 at K*=30) and NMI within 0.8 points (benchmarks/large_n_plan.py;
-# docs/architecture.md, Large N).
-LARGE_N = 20_000
 # Rows the restarts fit on before the chosen one is refined on all rows (Faiss's k-means trains on at
 # most 256 points per centroid: 20,000 covers K <= 78 at that rate), and the refinement's Lloyd passes:
 # at most REFINE_ITER, stopping after a pass that lowers the objective by at most REFINE_TOL of it (from
@@ -63,6 +56,13 @@ FIT_SAMPLE = 20_000
 REFINE_ITER = 10
 REFINE_TOL = 1e-4
 CRITERIA_SAMPLE = 10_000  # rows the K-selection criteria (subsampling stability, BIC) are computed on
+# Above LARGE_N items a sweep samples (SweepPlan): every cost then grows linearly with N. It is the fit
+# sample's size, so a sweep's cost does not jump down as N crosses it: at 100,000 a sweep of 50,000
+# structureless texts took 157 s in its K loop against 46 s at a million (every restart, breath and
+# criterion on all rows), and on 50,000 von Mises-Fisher blobs the sampled plan took 0.25-0.34x the time
+# with the same chosen K (+-1 at K*=30) and NMI within 0.8 points (benchmarks/large_n_plan.py;
+# docs/architecture.md, Large N).
+LARGE_N = FIT_SAMPLE
 
 
 @dataclass
