@@ -173,9 +173,10 @@ def main() -> None:
 
     ns = [int(v) for v in args.n.split(",")]
     ks = list(range(args.k_min, args.k_max + 1))
-    work = Path(tempfile.mkdtemp(prefix="sl-scale-sweep-"))
     rows: list[dict[str, Any]] = []
-    with scratch_database() as (_engine, url), stub_server_process("--dim", str(args.dim), "--vectors", "blobs") as (base, _):
+    with tempfile.TemporaryDirectory(prefix="sl-scale-sweep-") as tmp, scratch_database() as (_engine, url), \
+            stub_server_process("--dim", str(args.dim), "--vectors", "blobs") as (base, _):
+        work = Path(tmp)  # the blobs' CSV files (17 MB at a million), removed at the end
         env = {**os.environ, "STUDYLLM_DATABASE_URL": url, "OPENAI_COMPATIBLE_BASE_URL": base}
         for n in ns:
             path = work / f"blobs-{n}.csv"
