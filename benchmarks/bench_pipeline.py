@@ -150,13 +150,15 @@ class Dev:
                     raise SystemExit(f"studyllm dev did not come up; see {self.log.name}") from None
                 time.sleep(1)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.proc.terminate()  # studyllm dev stops its process group
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, 9)
         self.log.close()
+        if exc_type is None:  # kept to read when something failed; otherwise it goes with the run
+            Path(self.log.name).unlink(missing_ok=True)
 
     def worker_processes(self, before: set[int]) -> list[psutil.Process]:
         """Processes of this dev that were not there before a submission (the run's process)."""
