@@ -33,15 +33,11 @@ Wall times include each process's start. Then the growth exponent b of each stag
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -340,15 +336,6 @@ def print_table(rows: list[dict[str, Any]], exps: list[dict[str, Any]], sizes_by
     print_growth(exps, WHY)
 
 
-@contextmanager
-def _removed_after(folder: Path) -> Iterator[None]:
-    """The texts files (70 MB at a million) go when the run ends, however it ends."""
-    try:
-        yield
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ns", default="50000,200000,1000000", help="comma-separated N values")
@@ -364,7 +351,6 @@ def main() -> None:
     args = parser.parse_args()
     ns = [n for n in (int(v) for v in args.ns.split(",")) if n <= args.max_n]
     stages = set(args.stages.split(","))
-    work = Path(tempfile.mkdtemp(prefix="sl-bench-scale-"))
     rows: list[dict[str, Any]] = []
     sizes_by_n: dict[int, dict[str, Any]] = {}
     print(f"loopback server: {args.latency * 1000:.0f} ms per request, {DIM}-d base64 vectors; batch {BATCH}, "
@@ -372,7 +358,8 @@ def main() -> None:
           flush=True)
     with scratch_database() as (engine, url), \
             stub_server_process("--latency", str(args.latency), "--dim", str(DIM), "--vectors", "blobs") as (base, _admin), \
-            _removed_after(work):
+            tempfile.TemporaryDirectory(prefix="sl-bench-scale-", ignore_cleanup_errors=True) as tmp:
+        work = Path(tmp)  # the texts files (70 MB at a million) go when the run ends, however it ends
         env = {**os.environ, "STUDYLLM_DATABASE_URL": url, "OPENAI_COMPATIBLE_BASE_URL": base}
         for n in ns:
             path = work / f"texts-{n}.txt"
