@@ -55,7 +55,7 @@ def main() -> None:
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 by_k = {item.k: item.clustering.labels for item in result.per_k}
                 at_best = normalized_mutual_info_score(labels, by_k[result.best_k]) if result.best_k else float("nan")
-                interval = (result.choice.to_dict().get("interval") if result.choice else None) or "-"
+                interval = (result.choice.interval if result.choice else None) or "-"
                 print(f"{name:5} {seed:>4} {plan:>10} {result.best_k or '-':>3} {str(interval):>10} {at_best:7.4f} "
                       f"{normalized_mutual_info_score(labels, by_k[true_k]):7.4f} {wall:7.1f} {cpu:7.1f}", flush=True)
 

@@ -189,15 +189,14 @@ def space_expression(space: VectorSpace) -> str:
     return f"(vector::halfvec({int(space.dimension)}))"
 
 
-SPACE_COLUMNS = ("provider", "model", "server", "dimension")  # a vector space's columns (space_predicate)
+SPACE_COLUMNS = ("provider", "model", "dimension", "server")  # a vector space's columns, in predicate order
 
 
 def space_predicate(space: VectorSpace) -> str:
     """The partial-index predicate, literals inlined (queries must repeat it to use the index)."""
-    provider = pgsql.Literal(space.provider).as_string()
-    model = pgsql.Literal(space.model).as_string()
-    server = pgsql.Literal(space.server).as_string()
-    return f"provider = {provider} AND model = {model} AND dimension = {int(space.dimension)} AND server = {server}"
+    values = {"provider": pgsql.Literal(space.provider).as_string(), "model": pgsql.Literal(space.model).as_string(),
+              "dimension": str(int(space.dimension)), "server": pgsql.Literal(space.server).as_string()}
+    return " AND ".join(f"{column} = {values[column]}" for column in SPACE_COLUMNS)
 
 
 class VectorSearch:
