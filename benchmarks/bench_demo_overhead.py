@@ -84,10 +84,11 @@ def probe(args: list[str], home: Path, out: Path) -> dict:
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="sl-bench-overhead-"))
-    demo = probe(["demo", "--k-min", "6", "--k-max", "14"], work / "demo-home", work / "demo.json")
-    sweep = probe(["sweep", str(demo_corpus_path()), *SWEEP_ARGS, "--out", str(work / "sweep-out")],
-                  work / "sweep-home", work / "sweep.json")
+    with tempfile.TemporaryDirectory(prefix="sl-bench-overhead-", ignore_cleanup_errors=True) as tmp:
+        work = Path(tmp)  # the two homes (each with its Postgres) and the sweep's output: removed with the run
+        demo = probe(["demo", "--k-min", "6", "--k-max", "14"], work / "demo-home", work / "demo.json")
+        sweep = probe(["sweep", str(demo_corpus_path()), *SWEEP_ARGS, "--out", str(work / "sweep-out")],
+                      work / "sweep-home", work / "sweep.json")
     print(f"{'command':<16}{'seconds':>9}{'gc gen0/1/2 collections':>26}{'gc seconds':>12}")
     for name, stats in (("studyllm demo", demo), ("studyllm sweep", sweep)):
         counts = "/".join(str(n) for n in stats["collections"])

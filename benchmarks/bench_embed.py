@@ -84,8 +84,10 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=300)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="sl-bench-embed-"))
-    with scratch_database() as (engine, url), stub_server_process("--latency", str(LATENCY), "--dim", str(DIM)) as (base, admin):
+    with tempfile.TemporaryDirectory(prefix="sl-bench-embed-", ignore_cleanup_errors=True) as tmp, \
+            scratch_database() as (engine, url), \
+            stub_server_process("--latency", str(LATENCY), "--dim", str(DIM)) as (base, admin):
+        work = Path(tmp)  # the texts and the CLI's home: removed with the run
         env = {**os.environ, "STUDYLLM_DATABASE_URL": url, "OPENAI_COMPATIBLE_BASE_URL": base, "STUDYLLM_HOME": str(work)}
         main_file = work / "main.txt"
         texts = write_texts(main_file, args.texts, "main")

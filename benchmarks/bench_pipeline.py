@@ -348,8 +348,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=("demo", "daemon", "launched"), default="demo")
     parser.add_argument("--pairs", type=int, default=3, help="pairs to run (the median is reported)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sl-bench-pipeline-"))
-    {"demo": demo_mode, "daemon": daemon_mode, "launched": launched_mode}[args.mode](work, args.pairs)
+    # every home (each with its own Postgres, stopped when its last process exits) and output: removed with the run
+    with tempfile.TemporaryDirectory(prefix="sl-bench-pipeline-", ignore_cleanup_errors=True) as tmp:
+        {"demo": demo_mode, "daemon": daemon_mode, "launched": launched_mode}[args.mode](Path(tmp), args.pairs)
 
 
 if __name__ == "__main__":
