@@ -2,22 +2,25 @@
 
 Run: python benchmarks/quality.py [--seeds 10] [--sets stackoverflow tweet ...] [--no-ablations] [--no-defaults] [--uncentered]
 
-Each labelled set of /work/shared/data (MiniLM vectors cached under benchmarks/out/ by _labelled.py)
-is projected by PCA 50 and clustered at its true K with the sweep's own per-K code (cluster_restarts)
-and the CLI's defaults: 5 restarts, summaries on the best restart only, 2 summary rounds of 10
-k-means++-sampled members. Seed s is one sweep seed for both methods, so the pairs differ only by the
-summaries. Summaries come from the offline `extractive` provider through SummarizationService (every
-call recorded in a scratch database), models "tfidf-centroid" (the most central member sentence,
-the default) and "keyphrases" (a description); they are embedded with the same MiniLM model.
+Each labelled set of /work/shared/data (MiniLM vectors cached under benchmarks/out/ by _labelled.py) is
+projected by PCA 50 and clustered at its true K with the sweep's own per-K code (cluster_restarts) and
+the CLI's defaults: 5 restarts (k-means: breathing k-means on the best, as the sweep does), summaries
+on the best restart only, 2 summary rounds of 10 k-means++-sampled members. Seed s is one sweep seed
+for both methods, so a pair differs by what the sweep does with or without summaries: the summaries,
+and breathing, which it applies to k-means only (an ablation pairs the summaries with the same restart
+unbreathed). Summaries come from the offline `extractive` provider through SummarizationService (every
+call recorded in a scratch database), models "tfidf-centroid" (the most central member sentence, the
+default) and "keyphrases" (a description); they are embedded with the same MiniLM model.
 
 Printed:
 1. per set and method: ACC and NMI (mean +- std over the seeds), the paired gain over k-means, its
    wins, and the Wilcoxon signed-rank p-value (scipy) for NMI and ACC; goal: +0.5 NMI, p < 0.05;
-2. ablations that say where a gain can come from: the same comparison with 1 restart (the summaries
-   as a re-seeding); the headroom of better k-means optima (best of 25 restarts vs best of 5); the
-   summaries anchored into the final centroids (k_llmmeans anchor_weight); ideal "oracle" summaries
-   (the summary of a cluster embeds as the mean of its majority class) with and without anchoring;
-   5 rounds, 50 samples; and how close the summary embeddings are to their cluster's mean and class;
+2. ablations that say where a gain can come from: the same comparison with 1 restart (the summaries as
+   a re-seeding); breathing's own gain, and the summaries' gain over k-means without it; the headroom
+   of better k-means optima (best of 25 restarts vs best of 5); the summaries anchored into the final
+   centroids (k_llmmeans anchor_weight); ideal "oracle" summaries (the summary of a cluster embeds as
+   the mean of its majority class) with and without anchoring; 5 rounds, 50 samples; and how close the
+   summary embeddings are to their cluster's mean and class;
 3. the defaults' evidence: k-means NMI at the true K for PCA 20/50/100/none (and 50/100 without
    centring, pca_svd_project(center=False)) x 1/3/5/10 restarts.
 """
@@ -45,6 +48,7 @@ from studyllm_core.algorithms import (  # noqa: E402
     pca_svd_project,
     restart_seed,
 )
+from studyllm_core.algorithms.breathing import breathe  # noqa: E402
 from studyllm_core.process_policy import apply_process_policy  # noqa: E402
 from studyllm_core.services.capture.summarization import summarizer_from_spec  # noqa: E402
 
@@ -152,10 +156,14 @@ def main_comparison(data, z, project, summarizers, embed, seeds) -> tuple[list[s
     return lines, verdicts
 
 
+PLAIN_PEER = "summaries vs k-means without breathing"
+THEN_BREATHING = "summaries, then breathing"
+
+
 def ablations(data, z, project, summarizers: dict[str, Callable], embed, seeds, headroom_seeds) -> list[str]:
     k = data.true_k
     oracle = Oracle(data, embed)
-    base1, base5 = {}, {}
+    base1, base5, plain5 = {}, {}, {}
     rows: dict[str, dict[str, list[float]]] = {}
     central = summarizers["tfidf-centroid"]
     fidelity: dict[str, dict[str, list[float]]] = {}
@@ -173,7 +181,11 @@ def ablations(data, z, project, summarizers: dict[str, Callable], embed, seeds, 
         collect(rows.setdefault("1 restart: + summaries", {}), scores(data, llm(single, central, embed).labels))
         restarts = cluster_restarts(z, None, k, config_for(k, seed))
         collect(base5, scores(data, restarts.chosen.labels))
+        collect(plain5, scores(data, restarts.runs[restarts.best].labels))  # the same restart before breathing
         best = restarts.seeds[restarts.best]
+        summarised = llm(best, central, embed)
+        collect(rows.setdefault(PLAIN_PEER, {}), scores(data, summarised.labels))
+        collect(rows.setdefault(THEN_BREATHING, {}), scores(data, breathe(z, summarised)[0].labels))
         variants = {
             f"anchored {ANCHOR} (central sentence)": dict(summarize=central, embed_fn=embed, anchor_weight=ANCHOR),
             f"anchored {ANCHOR} (keyphrases)": dict(summarize=summarizers["keyphrases"], embed_fn=embed,
@@ -197,7 +209,9 @@ def ablations(data, z, project, summarizers: dict[str, Callable], embed, seeds, 
                 f["sm"].append(float(np.mean(np.sum(s * means, axis=1))))
                 f["sc"].append(float(np.mean(np.sum(s * class_means[majority], axis=1))))
                 f["mc"].append(float(np.mean(np.sum(means * class_means[majority], axis=1))))
-    lines = [paired_line(data.name, "1 restart: + summaries", base1, rows.pop("1 restart: + summaries"))[0]]
+    lines = [paired_line(data.name, "1 restart: + summaries", base1, rows.pop("1 restart: + summaries"))[0],
+             paired_line(data.name, "breathing: k-means' default vs without", plain5, base5)[0],
+             paired_line(data.name, PLAIN_PEER, plain5, rows.pop(PLAIN_PEER))[0]]
     lines += [paired_line(data.name, label, base5, values)[0] for label, values in rows.items()]
     wide, narrow = {}, {}
     for seed in headroom_seeds:
@@ -284,9 +298,11 @@ def main() -> None:
         return
     print()
     print(f"Settings: all-MiniLM-L6-v2 -> PCA {PCA_DIM} -> spherical k-means at the true K, {RESTARTS} restarts "
-          f"(cluster_restarts), paired seeds 0..{args.seeds - 1}; k-LLMmeans: the best restart re-run with {ROUNDS} "
-          f"summary rounds x 5 Lloyd iterations, {SAMPLES} k-means++-sampled members per summary, then Lloyd to "
-          "convergence. Gains in NMI/ACC points over the same seed's k-means; p: two-sided Wilcoxon signed-rank.")
+          f"(cluster_restarts) and breathing k-means on the best (the sweep's default), paired seeds "
+          f"0..{args.seeds - 1}; k-LLMmeans: the best restart re-run with {ROUNDS} summary rounds x 5 Lloyd "
+          f"iterations, {SAMPLES} k-means++-sampled members per summary, then Lloyd to convergence (no breathing: "
+          "the sweep breathes k-means without summaries only). Gains in NMI/ACC points over the same seed's "
+          "k-means; p: two-sided Wilcoxon signed-rank.")
     print(head)
     print("\n".join(main_lines))
     print()
@@ -295,8 +311,9 @@ def main() -> None:
         print(f"  {label}: {'met' if ok else 'NOT met'}")
     if ablation_lines:
         print()
-        print(f"Ablations (paired against k-means with {RESTARTS} restarts unless said; the k-LLMmeans variants "
-              f"re-run the best restart like the default; anchored: k_llmmeans(anchor_weight={ANCHOR}); oracle: a "
+        print(f"Ablations (paired against k-means with {RESTARTS} restarts and breathing unless said; 'without "
+              "breathing': the same best restart before breathing; 1 restart and best of 25 vs 5: no breathing; "
+              f"the k-LLMmeans variants re-run the best restart like the default; anchored: k_llmmeans(anchor_weight={ANCHOR}); oracle: a "
               f"cluster's summary embeds as its majority class's mean vector; best of 25 vs 5: {args.headroom_seeds} seeds)")
         print(head)
         print("\n".join(ablation_lines))
