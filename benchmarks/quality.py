@@ -4,19 +4,19 @@ Run: python benchmarks/quality.py [--seeds 10] [--sets stackoverflow tweet ...] 
 
 Each labelled set of /work/shared/data (MiniLM vectors cached under benchmarks/out/ by _labelled.py) is
 projected by PCA 50 and clustered at its true K with the sweep's own per-K code (cluster_restarts) and
-the CLI's defaults: 5 restarts (k-means: breathing k-means on the best, as the sweep does), summaries
-on the best restart only, 2 summary rounds of 10 k-means++-sampled members. Seed s is one sweep seed
-for both methods, so a pair differs by what the sweep does with or without summaries: the summaries,
-and breathing, which it applies to k-means only (an ablation pairs the summaries with the same restart
-unbreathed). Summaries come from the offline `extractive` provider through SummarizationService (every
-call recorded in a scratch database), models "tfidf-centroid" (the most central member sentence, the
-default) and "keyphrases" (a description); they are embedded with the same MiniLM model.
+the CLI's defaults: 5 restarts, the best improved by breathing k-means; with summaries, 2 summary
+rounds of 10 k-means++-sampled members started from that breathed restart. Seed s is one sweep seed for
+both methods, so a pair differs only by the summaries. Summaries come from the offline `extractive`
+provider through SummarizationService (every call recorded in a scratch database), models
+"tfidf-centroid" (the most central member sentence, the default) and "keyphrases" (a description); they
+are embedded with the same MiniLM model.
 
 Printed:
 1. per set and method: ACC and NMI (mean +- std over the seeds), the paired gain over k-means, its
    wins, and the Wilcoxon signed-rank p-value (scipy) for NMI and ACC; goal: +0.5 NMI, p < 0.05;
 2. ablations that say where a gain can come from: the same comparison with 1 restart (the summaries as
-   a re-seeding); breathing's own gain, and the summaries' gain over k-means without it; the headroom
+   a re-seeding); breathing's own gain, and the summaries from the re-run seed (without breathing, as
+   the sweep ran them until 2026-12-02) against k-means without it and breathed after; the headroom
    of better k-means optima (best of 25 restarts vs best of 5); the summaries anchored into the final
    centroids (k_llmmeans anchor_weight); ideal "oracle" summaries (the summary of a cluster embeds as
    the mean of its majority class) with and without anchoring; 5 rounds, 50 samples; and how close the
@@ -156,8 +156,9 @@ def main_comparison(data, z, project, summarizers, embed, seeds) -> tuple[list[s
     return lines, verdicts
 
 
-PLAIN_PEER = "summaries vs k-means without breathing"
-THEN_BREATHING = "summaries, then breathing"
+# the summaries as the sweep ran them until 2026-12-02: the best restart's seed re-run with summaries (no breathing)
+PLAIN_PEER = "summaries from seed vs no breathing"
+THEN_BREATHING = "summaries from seed, then breathing"
 
 
 def ablations(data, z, project, summarizers: dict[str, Callable], embed, seeds, headroom_seeds) -> list[str]:
@@ -299,9 +300,8 @@ def main() -> None:
     print()
     print(f"Settings: all-MiniLM-L6-v2 -> PCA {PCA_DIM} -> spherical k-means at the true K, {RESTARTS} restarts "
           f"(cluster_restarts) and breathing k-means on the best (the sweep's default), paired seeds "
-          f"0..{args.seeds - 1}; k-LLMmeans: the best restart re-run with {ROUNDS} summary rounds x 5 Lloyd "
-          f"iterations, {SAMPLES} k-means++-sampled members per summary, then Lloyd to convergence (no breathing: "
-          "the sweep breathes k-means without summaries only). Gains in NMI/ACC points over the same seed's "
+          f"0..{args.seeds - 1}; k-LLMmeans: from that breathed restart, {ROUNDS} summary rounds x 5 Lloyd "
+          f"iterations, {SAMPLES} k-means++-sampled members per summary, then Lloyd to convergence. Gains in NMI/ACC points over the same seed's "
           "k-means; p: two-sided Wilcoxon signed-rank.")
     print(head)
     print("\n".join(main_lines))
@@ -312,9 +312,11 @@ def main() -> None:
     if ablation_lines:
         print()
         print(f"Ablations (paired against k-means with {RESTARTS} restarts and breathing unless said; 'without "
-              "breathing': the same best restart before breathing; 1 restart and best of 25 vs 5: no breathing; "
-              f"the k-LLMmeans variants re-run the best restart like the default; anchored: k_llmmeans(anchor_weight={ANCHOR}); oracle: a "
-              f"cluster's summary embeds as its majority class's mean vector; best of 25 vs 5: {args.headroom_seeds} seeds)")
+              "breathing': the same best restart before breathing; 'from seed': its seed re-run with summaries, as "
+              "before the summaries started from the breathed restart; 1 restart and best of 25 vs 5: no breathing; "
+              "the k-LLMmeans variants re-run the best restart's seed, as the default did until 2026-12-02; "
+              f"anchored: k_llmmeans(anchor_weight={ANCHOR}); oracle: a cluster's summary embeds as its majority "
+              f"class's mean vector; best of 25 vs 5: {args.headroom_seeds} seeds)")
         print(head)
         print("\n".join(ablation_lines))
     if default_lines:

@@ -124,6 +124,7 @@ def k_llmmeans(
     metric: str = "cosine",
     seed: int = 0,
     anchor_weight: float = 0.0,
+    init: np.ndarray | None = None,
 ) -> ClusteringResult:
     """Cluster the rows of Z into K groups with k-LLMmeans (plain k-means++ / Lloyd when no LLM is given).
 
@@ -150,6 +151,10 @@ def k_llmmeans(
     helps depends on the summaries: docs/methods.md measures it with offline summaries (it costs NMI)
     and with ideal ones (it gains).
 
+    init (K rows of Z's width) starts Lloyd from these centroids instead of k-means++ seeding; the seed
+    still draws the members the summaries read. The sweep passes its breathed best restart, so the
+    summaries start from a better k-means optimum (docs/methods.md, "What summaries add").
+
     metric="cosine" is spherical k-means (rows and centroids unit-normalised; objective sum of 1 - cos);
     "euclidean" minimises the sum of squared distances. Stops on unchanged labels or when the summed
     squared centroid shift is <= tol x mean feature variance (scikit-learn's convention). Deterministic
@@ -170,7 +175,15 @@ def k_llmmeans(
         x = normalize_rows(x, "Z")
     rng = np.random.default_rng(seed)
     state = Lloyd(x, K, spherical, tol)
-    state.set_centroids(x[kmeans_plusplus(x, K, rng, xt=state.xt, x_sq=state.x_sq)])
+    if init is None:
+        state.set_centroids(x[kmeans_plusplus(x, K, rng, xt=state.xt, x_sq=state.x_sq)])
+    else:
+        start = np.asarray(init, dtype=np.float64)
+        if start.shape != (K, x.shape[1]) or not np.all(np.isfinite(start)):
+            raise ValueError(f"init must be {K} finite centroids of width {x.shape[1]}, got shape {start.shape}.")
+        if spherical:
+            start = normalize_rows(start, "init")
+        state.set_centroids(start)
 
     n_iter = 0
     summaries: list[str] | None = None

@@ -58,8 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"subspace rank of --method ksubspaces (default {DEFAULT_RANK}; 0 is k-means)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the restarts (default 0)")
     p.add_argument("--breathing-depth", type=int, metavar="D",
-                   help="breathing k-means on each K's best restart (k-means without --summarizer): centroids moved "
-                   "per breath (default max(5, K // 3)); 0 turns it off")
+                   help="breathing k-means on each K's best restart (with --summarizer: the restart the summary "
+                   "rounds start from): centroids moved per breath (default max(5, K // 3)); 0 turns it off")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report, labels and clusters table")
     p.add_argument("--json", action="store_true", help="print one JSON object: best_k, per-K scores, counts, files")
     p.set_defaults(handler=cmd_sweep)

@@ -57,7 +57,8 @@ class SweepSettings(dg.Config):
     seed: int = _DEFAULTS.seed
     breathing: bool = Field(
         default=_DEFAULTS.breathing,
-        description="breathing k-means (Fritzke 2020) on each K's best restart, k-means without summaries (docs/methods.md)",
+        description="breathing k-means (Fritzke 2020) on each K's best restart; with summaries, the restart the "
+                    "summary rounds start from (docs/methods.md)",
     )
     breathing_depth: Optional[int] = Field(
         default=_DEFAULTS.breathing_depth, description="centroids moved per breath (default max(5, K // 3))"

@@ -1,6 +1,6 @@
 """Breathing k-means (algorithms/breathing.py) and its place in cluster_restarts: it escapes the local
 optimum the restarts leave on overlapping blobs, is deterministic, never worse than its start, runs
-only where it is asked for and said."""
+only where it is asked for and said, and with summaries gives the summary rounds their start."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from studyllm_core.algorithms import SweepConfig, cluster_restarts, run_sweep
+from studyllm_core.algorithms import SweepConfig, cluster_restarts, k_llmmeans, run_sweep
 from studyllm_core.algorithms.breathing import breathe
 from studyllm_core.algorithms.lloyd import Lloyd
 from support import FakeLLM
@@ -98,17 +98,46 @@ def test_cluster_restarts_breathes_on_the_chosen_restart_by_default_and_not_when
     assert breathed.chosen.objective == breathed.breathing.objective_after < plain.chosen.objective
 
 
-def test_with_summaries_the_k_llmmeans_path_is_left_as_it_is():
+def test_with_summaries_the_rounds_start_from_the_breathed_restart():
+    """summarize_restarts="best": the best restart is breathed and the summary rounds start from its
+    centroids (the same calls as without breathing); with "all" every restart stays k-LLMmeans' own."""
     x, _ = sibling_blobs(seed=0)
     config = SweepConfig(k_min=2, k_max=20, n_restarts=2)  # breathing on by default
-    runs = []
+    runs = {}
     for breathing in (False, True):
         llm = FakeLLM(x)
-        runs.append(cluster_restarts(x, llm.texts, 20, replace(config, breathing=breathing),
-                                     summarize=llm.summarize, embed=llm.embed))
-    assert runs[1].breathing is None
-    np.testing.assert_array_equal(runs[0].chosen.labels, runs[1].chosen.labels)
-    assert runs[0].n_summarize_calls == runs[1].n_summarize_calls
+        runs[breathing] = cluster_restarts(x, llm.texts, 20, replace(config, breathing=breathing),
+                                           summarize=llm.summarize, embed=llm.embed)
+    plain, breathed = runs[False], runs[True]
+    assert plain.breathing is None
+    best = breathed.runs[breathed.best]
+    assert breathed.breathing.objective_before == best.objective
+    assert breathed.breathing.objective_after < best.objective  # the restart was improved
+    assert breathed.n_summarize_calls == plain.n_summarize_calls
+    start, _ = breathe(x, best)
+    llm = FakeLLM(x)
+    expected = k_llmmeans(x, llm.texts, 20, summarize=llm.summarize, embed=llm.embed, llm_rounds=config.llm_rounds,
+                          samples_per_cluster=config.samples_per_cluster, seed=breathed.seeds[breathed.best],
+                          init=start.centroids)
+    np.testing.assert_array_equal(breathed.chosen.labels, expected.labels)
+    assert breathed.chosen.summaries == expected.summaries
+    assert not np.array_equal(breathed.chosen.labels, plain.chosen.labels)
+
+    llm = FakeLLM(x)
+    each = cluster_restarts(x, llm.texts, 20, replace(config, summarize_restarts="all"),
+                            summarize=llm.summarize, embed=llm.embed)
+    assert each.breathing is None and each.chosen is each.runs[each.best]
+
+
+def test_k_llmmeans_starts_from_given_centroids_and_refuses_bad_ones():
+    x, _ = sibling_blobs(seed=1)
+    seeded = k_llmmeans(x, None, 20, seed=3)
+    again = k_llmmeans(x, None, 20, seed=9, init=seeded.centroids)  # a converged start stays where it is
+    np.testing.assert_array_equal(again.labels, seeded.labels)
+    assert again.n_iter == 1
+    for bad in (seeded.centroids[:19], np.full_like(seeded.centroids, np.nan), np.zeros_like(seeded.centroids)):
+        with pytest.raises(ValueError, match="init|all-zero"):
+            k_llmmeans(x, None, 20, init=bad)
 
 
 def test_at_large_n_it_runs_on_the_fit_sample_before_the_refinement():
