@@ -1,4 +1,5 @@
-"""What the scale benchmarks share: one process timed with its peak RSS, a figures row, growth exponents.
+"""What the benchmarks share: the studyllm command beside this interpreter, one process timed with its peak
+RSS, a figures row, growth exponents.
 
 bench_scale.py and _scale_sweep.py both import these, so a figure means the same in both.
 """
@@ -8,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import math
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+STUDYLLM = str(Path(sys.executable).with_name("studyllm"))  # the installed CLI of the running environment
 
 def run_measured(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str, str]:
     """Wall seconds (start to exit, the process's start-up included), peak RSS (bytes: the process and its

@@ -39,9 +39,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import exponents, print_growth, row, run_measured, run_with_cpu  # noqa: E402
+from _measure import STUDYLLM, exponents, print_growth, row, run_measured, run_with_cpu  # noqa: E402
 
-STUDYLLM = str(Path(sys.executable).with_name("studyllm"))
 RESTARTS, PCA_DIM, BATCH = 3, 50, 4096
 MBKM, KMEANS, CLI = "sweep: sklearn MiniBatchKMeans", "sweep: sklearn KMeans", "sweep: studyllm sweep"
 CLI_LOOP = "sweep: studyllm sweep, K loop"  # the K loop of the same process, from its --json `seconds`

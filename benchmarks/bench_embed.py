@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 from _db import scratch_database
+from _measure import STUDYLLM
 from studyllm_core.services.capture.embedding import EmbeddingService
 from studyllm_core.testing import stub_server_process
 
-STUDYLLM = str(Path(sys.executable).with_name("studyllm"))
 BATCH, CONCURRENCY, LATENCY, DIM = 256, 8, 0.05, 64
 PAIRS = 3  # in-process first/cached pairs; the median is reported
 

@@ -41,10 +41,10 @@ from pathlib import Path
 
 import psutil
 
+from _measure import STUDYLLM
 from studyllm_core.services.datasets import demo_corpus_path
 from studyllm_pipeline import backfill as bf
 
-STUDYLLM = str(Path(sys.executable).with_name("studyllm"))
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 SETTINGS = ["--restarts", "5", "--pca-dim", "50", "--summarizer", "extractive", "--llm-rounds", "2", "--seed", "0"]
 

@@ -44,12 +44,11 @@ from typing import Any
 import numpy as np
 
 from _db import scratch_database
-from _measure import cpu_seconds, exponents, print_growth, row, run_measured, run_with_cpu
+from _measure import STUDYLLM, cpu_seconds, exponents, print_growth, row, run_measured, run_with_cpu
 from _scale_sweep import sweep_stage
 from studyllm_core.testing import stub_server_process
 from studyllm_core.testing.openai_server import blob_embedding, stub_embeddings
 
-STUDYLLM = str(Path(sys.executable).with_name("studyllm"))
 HERE = Path(__file__).parent
 BATCH, CONCURRENCY, DIM = 256, 8, 384
 K_VALUES = list(range(10, 20))  # `studyllm sweep` clusters every K of --k-min..--k-max: 10 values

@@ -20,15 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from k_selection import synthetic  # noqa: E402
+from k_selection import SYNTHETIC, synthetic  # noqa: E402
 from sklearn.metrics import normalized_mutual_info_score  # noqa: E402
 
 from studyllm_core.algorithms import SweepConfig, run_sweep  # noqa: E402
 
-SETS = {  # the shapes of k_selection.py's syn_k10 and syn_k30, at --n items
-    "k10": dict(k=10, parents=4, kappa=(25, 60), child_cos=0.75, alpha=2.0),
-    "k30": dict(k=30, parents=6, kappa=(25, 60), child_cos=0.75, alpha=2.0),
-}
+# the shapes of k_selection.py's syn_k10 and syn_k30, at --n items
+SETS = {name: {key: value for key, value in SYNTHETIC[f"syn_{name}"].items() if key != "n"} for name in ("k10", "k30")}
 EVERY_ROW = 10**9  # a large_n above any N: every row everywhere
 
 

@@ -23,7 +23,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,9 +30,9 @@ from pathlib import Path
 from sqlalchemy import text
 
 from _db import scratch_database
+from _measure import STUDYLLM
 from studyllm_core.testing import stub_server_process
 
-STUDYLLM = str(Path(sys.executable).with_name("studyllm"))
 KEY = "sk-soak-0123456789abcdefSECRET"
 
 
