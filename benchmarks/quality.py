@@ -1,6 +1,7 @@
 """Does k-LLMmeans earn its cost? Paired seeds of k-means and k-LLMmeans at the true K, with ablations.
 
 Run: python benchmarks/quality.py [--seeds 10] [--sets stackoverflow tweet ...] [--no-ablations] [--no-defaults] [--uncentered]
+     python benchmarks/quality.py --cli [--sets tweet] [--seeds 10]  (the main comparison through `studyllm sweep`)
 
 Each labelled set of /work/shared/data (MiniLM vectors cached under benchmarks/out/ by _labelled.py) is
 projected by PCA 50 and clustered at its true K with the sweep's own per-K code (cluster_restarts) and
@@ -23,12 +24,19 @@ Printed:
    summary embeddings are to their cluster's mean and class;
 3. the defaults' evidence: k-means NMI at the true K for PCA 20/50/100/none (and 50/100 without
    centring, pca_svd_project(center=False)) x 1/3/5/10 restarts.
+--cli: the main comparison on the user's path instead: `studyllm sweep` of the set's TSV at the true K with
+and without `--summarizer extractive`, per seed (`--seed`), embedding with the local provider into a scratch
+home, NMI and ACC read from its `--json`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -39,7 +47,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _db import scratch_database  # noqa: E402
-from _labelled import TRUE_K, LabelledSet, embed_texts, load  # noqa: E402
+from _labelled import DATA, TRUE_K, LabelledSet, embed_texts, load  # noqa: E402
+from _measure import STUDYLLM  # noqa: E402
 from studyllm_core.algorithms import (  # noqa: E402
     SweepConfig,
     cluster_restarts,
@@ -157,6 +166,30 @@ def main_comparison(data, z, project, summarizers, embed, seeds) -> tuple[list[s
 
 
 # the summaries as the sweep ran them until 2026-12-02: the best restart's seed re-run with summaries (no breathing)
+def cli_comparison(name: str, seeds: list[int], home: str) -> tuple[str, bool]:
+    """The main comparison through `studyllm sweep` (the user's path) at the set's true K: k-means, then
+    k-LLMmeans with the offline extractive summariser, the same --seed each; the paired line and the goal."""
+    k = TRUE_K[name]
+    env = {**os.environ, "STUDYLLM_HOME": home}
+    command = [STUDYLLM, "sweep", str(DATA / f"{name}.tsv"), "--no-header", "--text-column", "1", "--label-column",
+               "0", "--embed-provider", "local", "--embed-model", "all-MiniLM-L6-v2", "--k-min", str(k), "--k-max",
+               str(k), "--json"]
+    arms: dict[str, dict[str, list[float]]] = {"k-means": {}, "k-LLMmeans": {}}
+    for seed in seeds:
+        for arm, extra in (("k-means", []), ("k-LLMmeans", ["--summarizer", "extractive"])):
+            out = Path(home) / f"out-{name}-{arm}-{seed}"
+            done = subprocess.run([*command, "--seed", str(seed), "--out", str(out), *extra], env=env,
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"studyllm sweep failed: {done.stderr[-2000:]}")
+            collect(arms[arm], json.loads(done.stdout)["per_k"][0])
+    line, gain, p = paired_line(name, "studyllm sweep --summarizer extractive", arms["k-means"], arms["k-LLMmeans"],
+                                f"k-means {fmt(arms['k-means']['nmi'])} NMI")
+    return line, gain >= GOAL_NMI and p < GOAL_P
+
+
+HEAD = (f"{'set':<16} {'method':<38} {'NMI %':>14} {'gain':>6} {'wins':>5} {'p':>6}   {'ACC %':>14} {'gain':>6} "
+        f"{'p':>6}")
 PLAIN_PEER = "summaries from seed vs no breathing"
 THEN_BREATHING = "summaries from seed, then breathing"
 
@@ -252,7 +285,16 @@ def main() -> None:
     parser.add_argument("--defaults-only", action="store_true", help="print only the defaults' table")
     parser.add_argument("--uncentered", action="store_true",
                         help="project on the same PCA 50 axes without subtracting the mean (pca_svd_project(center=False))")
+    parser.add_argument("--cli", action="store_true",
+                        help="the main comparison through `studyllm sweep` (the user's path), nothing else")
     args = parser.parse_args()
+    if args.cli:
+        print(HEAD, flush=True)
+        with tempfile.TemporaryDirectory(prefix="sl-quality-cli-", ignore_cleanup_errors=True) as home:
+            for name in args.sets:
+                line, met = cli_comparison(name, list(range(args.seeds)), home)
+                print(f"{line}\n  goal +{GOAL_NMI} NMI, p < {GOAL_P}: {'met' if met else 'NOT met'}", flush=True)
+        return
     apply_process_policy()  # a script is an entry point: offline model, the collector paused around heavy imports
     seeds = list(range(args.seeds))
 
@@ -289,8 +331,6 @@ def main() -> None:
             for service in services.values():
                 service.close()
 
-    head = (f"{'set':<16} {'method':<38} {'NMI %':>14} {'gain':>6} {'wins':>5} {'p':>6}   {'ACC %':>14} {'gain':>6} "
-            f"{'p':>6}")
     if args.defaults_only:
         print()
         print("Defaults: k-means NMI % at the true K (mean ± std over seeds 0..4) and CPU s per seed, for "
@@ -303,7 +343,7 @@ def main() -> None:
           f"0..{args.seeds - 1}; k-LLMmeans: from that breathed restart, {ROUNDS} summary rounds x 5 Lloyd "
           f"iterations, {SAMPLES} k-means++-sampled members per summary, then Lloyd to convergence. Gains in NMI/ACC points over the same seed's "
           "k-means; p: two-sided Wilcoxon signed-rank.")
-    print(head)
+    print(HEAD)
     print("\n".join(main_lines))
     print()
     print(f"Goal: +{GOAL_NMI} NMI points or more and p < {GOAL_P} on every set, with the default restarts.")
@@ -317,7 +357,7 @@ def main() -> None:
               "the k-LLMmeans variants re-run the best restart's seed, as the default did until 2026-12-02; "
               f"anchored: k_llmmeans(anchor_weight={ANCHOR}); oracle: a cluster's summary embeds as its majority "
               f"class's mean vector; best of 25 vs 5: {args.headroom_seeds} seeds)")
-        print(head)
+        print(HEAD)
         print("\n".join(ablation_lines))
     if default_lines:
         print()
